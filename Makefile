@@ -1,0 +1,51 @@
+# Leitstand — every target but `venv` runs inside .venv, which `make venv` creates.
+# The two commands of the README: `make demo` and `make test`.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv binaries lint test unit e2e demo bench crds clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv with leitstand installed in editable mode
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+binaries: $(STAMP) ## build etcd, kube-apiserver, kubectl, kwok and helm from hack/ into the cache
+	$(BIN)/leitstand dev-cluster build
+
+lint: $(STAMP) ## ruff, mypy --strict and the import-linter layer contracts
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint binaries ## lint, then every unit and e2e test
+	$(BIN)/pytest tests/unit tests/e2e
+
+unit: $(STAMP) ## the fast, pure unit tests
+	$(BIN)/pytest tests/unit
+
+e2e: binaries ## the end-to-end tests on the real local control plane
+	$(BIN)/pytest tests/e2e
+
+demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears it all down
+	$(BIN)/leitstand demo
+
+bench: binaries ## benchmarks, reported in BENCHMARKS.md
+	$(BIN)/pytest tests/bench -p no:cacheprovider -s
+
+crds: $(STAMP) ## regenerate crds/ from the models
+	$(BIN)/leitstand crds --out crds
+
+clean: ## remove .venv and caches (the binary cache outside the repository stays)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""``leitstand run``: the operator, its scheduling loop and its HTTP server in one event loop."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import prometheus_client
+import typer
+import uvicorn
+from fastapi import Response
+
+from leitstand.api import server
+from leitstand.controller import operator
+from leitstand.kube import kubeconfig
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``run`` owns SIGINT/SIGTERM for everything."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(connection: kubeconfig.Connection, *, http_port: int, cycle_interval: float) -> None:
+    stop = asyncio.Event()
+    app = server.create_app(ready=lambda: True)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    http = _Server(uvicorn.Config(app, host="0.0.0.0", port=http_port, log_level="warning", lifespan="off"))  # noqa: S104 - probes and scrapes come from outside the pod
+
+    def shutdown() -> None:
+        stop.set()
+        http.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, shutdown)
+    http_task = asyncio.create_task(http.serve())
+    try:
+        await operator.run(connection, interval=cycle_interval, stop=stop)
+    finally:
+        shutdown()
+        await http_task
+
+
+def run(
+    kubeconfig_path: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)."),
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context (default: current).")] = None,
+    http_port: Annotated[int, typer.Option(help="Port of /healthz, /readyz, /metrics and the API.")] = 8080,
+    cycle_interval: Annotated[float, typer.Option(help="Seconds between scheduling cycles when idle.")] = 5.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
+) -> None:
+    """Run the Leitstand operator (the scheduler) against a cluster."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("leitstand").setLevel(logging.INFO if verbose else logging.WARNING)
+    connection = kubeconfig.load(kubeconfig_path, context=context)
+    asyncio.run(_serve(connection, http_port=http_port, cycle_interval=cycle_interval))

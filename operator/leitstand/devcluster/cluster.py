@@ -1,0 +1,519 @@
+"""Starts and stops a local control plane: etcd, kube-apiserver (RBAC on) and kwok.
+
+``LocalCluster.start`` brings the processes up in order, waits for each to be
+ready (every wait bounded), writes an admin kubeconfig, installs the CRDs and
+creates the profile's nodes. If any step fails, everything already started is
+stopped before the error propagates: a failed start leaves no process behind.
+
+Processes run in their own session (so a terminal's Ctrl-C reaches only us,
+and we tear down in order). When the cluster is attached to its creator (tests,
+``make demo``, ``dev-cluster up`` without ``--wait``) each child also gets
+``PR_SET_PDEATHSIG``, so even a SIGKILLed creator leaves no orphans. A detached
+cluster (``dev-cluster up --wait``) records its PIDs in ``state.json`` for
+``dev-cluster down``, which checks each PID's command line before signalling it.
+
+etcd runs with ``--unsafe-no-fsync``: the data is thrown away with the cluster.
+"""
+
+import concurrent.futures
+import contextlib
+import ctypes
+import datetime
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from leitstand import locations
+from leitstand.devcluster import binaries, pki, profiles
+from leitstand.errors import UserError
+from leitstand.kube import kubeconfig
+
+Progress = Callable[[str], None]
+STATE_FILE = "state.json"
+ADMIN_USER = "leitstand-admin"
+LOOPBACK = "127.0.0.1"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def ensure_port_free(port: int, flag: str) -> None:
+    """Raises UserError when ``port`` on 127.0.0.1 cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} on {LOOPBACK} is already in use; choose another with {flag} "
+                    "or leave it out to pick a free port"
+                ) from None
+            raise UserError(f"cannot use port {port} on {LOOPBACK}: {error.strerror}") from None
+
+
+@dataclass
+class State:
+    """What ``status`` and ``down`` need to find a running cluster again."""
+
+    name: str
+    directory: str
+    profile: str
+    kubeconfig: str
+    server: str
+    etcd: str
+    nodes: int
+    gpus: int
+    started: str
+    detached: bool
+    pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+
+
+def default_directory(name: str) -> Path:
+    return locations.state_home() / "clusters" / name
+
+
+def read_state(directory: Path) -> State | None:
+    """The state of the cluster in ``directory``, or None when there is none."""
+    path = directory / STATE_FILE
+    try:
+        return State(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        raise UserError(f"{path} is corrupt; remove {directory} and start again") from None
+
+
+def _process_alive(pid: int, command: str) -> bool:
+    """True when ``pid`` is running ``command`` (guards against PID reuse)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    zombie = status.rsplit(")", 1)[-1].split()[0] == "Z"
+    return argv0 == command and not zombie
+
+
+def running_components(state: State) -> dict[str, bool]:
+    """Each component of ``state`` mapped to whether its process is still alive."""
+    return {name: _process_alive(pid, state.commands[name]) for name, pid in state.pids.items()}
+
+
+def _terminate(pids: Sequence[tuple[str, int, str]], *, children: dict[int, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process group, wait up to 10 s, then SIGKILL what is left."""
+    for _name, pid, command in pids:
+        if _process_alive(pid, command):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for _name, pid, command in pids:
+        while time.monotonic() < deadline:
+            child = children.get(pid)
+            if child is not None and child.poll() is not None:
+                break
+            if child is None and not _process_alive(pid, command):
+                break
+            time.sleep(0.05)
+        else:
+            if _process_alive(pid, command):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        child = children.get(pid)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+
+
+class LocalCluster:
+    """One local control plane in one directory; start() once, stop() always."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: profiles.Profile,
+        *,
+        directory: Path | None = None,
+        api_port: int | None = None,
+        apiserver_args: Sequence[str] = (),
+        detached: bool = False,
+        progress: Progress = lambda _message: None,
+    ) -> None:
+        self.name = name
+        self.profile = profile
+        self.directory = directory or default_directory(name)
+        self.api_port = api_port
+        self.apiserver_args = list(apiserver_args)
+        self.detached = detached
+        self.progress = progress
+        self.kubeconfig = self.directory / "kubeconfig"
+        self.server = ""
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._order: list[tuple[str, int, str]] = []
+        self._etcd_url = ""
+        self._authority: pki.Authority | None = None
+        self._admin: pki.KeyPair | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, *, wait_timeout: float = 120.0) -> None:
+        """Brings the whole cluster up; on any failure stops what started and re-raises."""
+        existing = read_state(self.directory)
+        if existing is not None:
+            if any(running_components(existing).values()):
+                raise UserError(
+                    f"dev cluster {self.name!r} is already running (kubeconfig {existing.kubeconfig}); "
+                    f"run `leitstand dev-cluster down --name {self.name}` first"
+                )
+            shutil.rmtree(self.directory)
+        if self.api_port is not None:
+            ensure_port_free(self.api_port, "--port")
+        paths = {tool: binaries.locate(tool) for tool in ("etcd", "kube-apiserver", "kwok")}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
+        (self.directory / "logs").mkdir(exist_ok=True)
+        try:
+            self._make_pki()
+            self._start_etcd(paths["etcd"])
+            self._start_apiserver(paths["kube-apiserver"], wait_timeout)
+            self._install_crds()
+            self._start_kwok(paths["kwok"])
+            self._create_nodes(wait_timeout)
+            self._write_state()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stops every process this object started; idempotent."""
+        if self._order:
+            _terminate(list(reversed(self._order)), children=self._children)
+        self._order.clear()
+        self._children.clear()
+        (self.directory / STATE_FILE).unlink(missing_ok=True)
+
+    def check_alive(self) -> None:
+        """Raises UserError naming the first component whose process has exited."""
+        for name, pid, _command in self._order:
+            child = self._children.get(pid)
+            if child is not None and child.poll() is not None:
+                raise UserError(f"{name} exited with code {child.returncode}; {self._log_hint(name)}")
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC)
+
+    def _make_pki(self) -> None:
+        pki_dir = self.directory / "pki"
+        pki_dir.mkdir(exist_ok=True)
+        now = self._now()
+        self._authority = pki.create_authority(pki_dir, now=now)
+        pki.issue(
+            self._authority,
+            pki_dir,
+            "apiserver",
+            common_name="kube-apiserver",
+            server=True,
+            now=now,
+        )
+        self._admin = pki.issue(
+            self._authority,
+            pki_dir,
+            "admin",
+            common_name=ADMIN_USER,
+            organizations=("system:masters",),
+            now=now,
+        )
+        pki.create_service_account_key(pki_dir)
+
+    def _credentials(self) -> tuple[pki.Authority, pki.KeyPair]:
+        if self._authority is None or self._admin is None:
+            raise RuntimeError("the cluster's certificates exist only after start()")
+        return self._authority, self._admin
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.directory / "logs" / f"{name}.log").open("ab")
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=None if self.detached else die_with_parent,
+            )
+        finally:
+            log.close()
+        self._children[child.pid] = child
+        self._order.append((name, child.pid, argv[0]))
+        return child
+
+    def _log_hint(self, name: str) -> str:
+        path = self.directory / "logs" / f"{name}.log"
+        try:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        last = lines[-1].strip()[:300] if lines else "(no output)"
+        return f"last log line: {last} (log: {path})"
+
+    def _wait(
+        self, what: str, child: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise UserError(
+                    f"{what} exited during startup with code {child.returncode}; {self._log_hint(what)}"
+                )
+            try:
+                if ready():
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            time.sleep(0.1)
+        raise UserError(f"{what} was not ready within {timeout:.0f} s; {self._log_hint(what)}")
+
+    def _start_etcd(self, etcd: Path) -> None:
+        self.progress("starting etcd")
+        client, peer = free_port(), free_port()
+        self._etcd_url = f"http://{LOOPBACK}:{client}"
+        peer_url = f"http://{LOOPBACK}:{peer}"
+        child = self._spawn(
+            "etcd",
+            [
+                str(etcd),
+                "--name=leitstand",
+                f"--data-dir={self.directory / 'etcd'}",
+                f"--listen-client-urls={self._etcd_url}",
+                f"--advertise-client-urls={self._etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=leitstand={peer_url}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+        )
+
+        def healthy() -> bool:
+            answer: dict[str, str] = httpx.get(f"{self._etcd_url}/health", timeout=2).json()
+            return answer.get("health") == "true"
+
+        self._wait("etcd", child, healthy, 30)
+
+    def _start_apiserver(self, apiserver: Path, timeout: float) -> None:
+        self.progress("starting kube-apiserver")
+        pki_dir = self.directory / "pki"
+        port = self.api_port or free_port()
+        self.server = f"https://{LOOPBACK}:{port}"
+        child = self._spawn(
+            "kube-apiserver",
+            [
+                str(apiserver),
+                f"--etcd-servers={self._etcd_url}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={port}",
+                f"--cert-dir={pki_dir}",
+                f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+                f"--client-ca-file={pki_dir / 'ca.crt'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki_dir / 'sa.key'}",
+                f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # No controller-manager creates default ServiceAccounts here, so the
+                # admission plugin that requires them would reject every pod.
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--event-ttl=1h",
+                "--profiling=false",
+                *self.apiserver_args,
+            ],
+        )
+        authority, admin = self._credentials()
+        ca_pem = authority.files.cert.read_bytes()
+        kubeconfig.write(
+            self.kubeconfig,
+            server=self.server,
+            ca_pem=ca_pem,
+            user=ADMIN_USER,
+            client_cert_pem=admin.cert.read_bytes(),
+            client_key_pem=admin.key.read_bytes(),
+            cluster=f"leitstand-{self.name}",
+        )
+        connection = kubeconfig.from_kubeconfig(self.kubeconfig)
+        context = connection.ssl_context()
+
+        def ready() -> bool:
+            return httpx.get(f"{self.server}/readyz", verify=context, timeout=5).status_code == 200
+
+        self._wait("kube-apiserver", child, ready, timeout)
+
+    def http(self) -> httpx.Client:
+        """A synchronous admin client for this cluster (the launcher's own requests)."""
+        connection = kubeconfig.from_kubeconfig(self.kubeconfig)
+        return httpx.Client(base_url=self.server, verify=connection.ssl_context(), timeout=30)
+
+    def _install_crds(self) -> None:
+        crd_files = sorted(locations.data_dir("crds").glob("*.yaml"))
+        if not crd_files:
+            return
+        self.progress(f"installing {len(crd_files)} CRDs")
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        with self.http() as http:
+            names = []
+            for crd_file in crd_files:
+                for document in yaml.safe_load_all(crd_file.read_text()):
+                    if not document:
+                        continue
+                    response = http.post(path, json=document)
+                    if response.status_code >= 300:
+                        raise UserError(f"installing {crd_file.name} failed: {response.text[:300]}")
+                    names.append(document["metadata"]["name"])
+            deadline = time.monotonic() + 30
+            for name in names:
+                while True:
+                    crd = http.get(f"{path}/{name}").json()
+                    conditions = crd.get("status", {}).get("conditions", [])
+                    if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                        break
+                    if time.monotonic() > deadline:
+                        raise UserError(f"CRD {name} was not established within 30 s")
+                    time.sleep(0.1)
+
+    def _start_kwok(self, kwok: Path) -> None:
+        self.progress("starting kwok")
+        port = free_port()
+        stages = locations.data_dir("stages") / "stages.yaml"
+        child = self._spawn(
+            "kwok",
+            [
+                str(kwok),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={stages}",
+                f"--manage-nodes-with-annotation-selector={profiles.KWOK_ANNOTATION}=fake",
+                f"--server-address={LOOPBACK}:{port}",
+                "--cidr=10.128.0.0/12",
+                f"--node-ip={LOOPBACK}",
+                "--node-lease-duration-seconds=0",
+            ],
+        )
+
+        def healthy() -> bool:
+            return httpx.get(f"http://{LOOPBACK}:{port}/healthz", timeout=2).status_code == 200
+
+        self._wait("kwok", child, healthy, 30)
+
+    def _create_nodes(self, timeout: float) -> None:
+        manifests = profiles.nodes(self.profile)
+        self.progress(f"creating {len(manifests)} nodes ({self.profile.gpu_count} GPUs)")
+        with self.http() as http:
+
+            def create(node: dict[str, Any]) -> None:
+                response = http.post("/api/v1/nodes", json=node)
+                if response.status_code >= 300 and response.status_code != 409:
+                    raise UserError(f"creating node {node['metadata']['name']} failed: {response.text[:300]}")
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+                for future in [pool.submit(create, node) for node in manifests]:
+                    future.result()
+
+            self.progress("waiting for kwok to report the nodes Ready")
+            kwok_child = self._children[self._order[-1][1]]
+            expected = len(manifests)
+
+            def all_ready() -> bool:
+                items = http.get("/api/v1/nodes", params={"labelSelector": "type=kwok"}).json()["items"]
+                ready = sum(
+                    1
+                    for node in items
+                    if any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in node.get("status", {}).get("conditions", [])
+                    )
+                )
+                return ready >= expected
+
+            self._wait("kwok", kwok_child, all_ready, timeout + expected * 0.05)
+
+    def _write_state(self) -> None:
+        state = State(
+            name=self.name,
+            directory=str(self.directory),
+            profile=self.profile.name,
+            kubeconfig=str(self.kubeconfig),
+            server=self.server,
+            etcd=self._etcd_url,
+            nodes=self.profile.node_count,
+            gpus=self.profile.gpu_count,
+            started=self._now().isoformat(timespec="seconds"),
+            detached=self.detached,
+            pids={name: pid for name, pid, _ in self._order},
+            commands={name: command for name, _, command in self._order},
+        )
+        (self.directory / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+    # -- users -----------------------------------------------------------------------------
+
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig for ``user`` (client certificate signed by the cluster CA)."""
+        authority, _admin = self._credentials()
+        pki_dir = self.directory / "pki"
+        pair = pki.issue(
+            authority,
+            pki_dir,
+            f"user-{user}",
+            common_name=user,
+            organizations=groups,
+            now=self._now(),
+        )
+        path = self.directory / f"kubeconfig-{user}"
+        kubeconfig.write(
+            path,
+            server=self.server,
+            ca_pem=authority.files.cert.read_bytes(),
+            user=user,
+            client_cert_pem=pair.cert.read_bytes(),
+            client_key_pem=pair.key.read_bytes(),
+            cluster=f"leitstand-{self.name}",
+        )
+        return path
+
+
+def down(directory: Path) -> State | None:
+    """Stops the detached cluster recorded in ``directory``; returns its state, or None."""
+    state = read_state(directory)
+    if state is None:
+        return None
+    order = [(name, pid, state.commands[name]) for name, pid in state.pids.items()]
+    _terminate(list(reversed(order)), children={})
+    shutil.rmtree(directory, ignore_errors=True)
+    return state

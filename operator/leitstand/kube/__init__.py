@@ -1,0 +1,4 @@
+"""The Kubernetes edge: raw API bodies, the API client, the watch-fed store, the binder.
+
+May import ``leitstand.core``; never the controller or the API server layer.
+"""

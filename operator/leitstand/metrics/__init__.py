@@ -1,0 +1,1 @@
+"""Prometheus metrics: observes decisions and the store; never decides or writes to the API."""

@@ -1,0 +1,1 @@
+"""The trace-driven simulator: drives ``leitstand.core`` on simulated time; no Kubernetes."""
