@@ -49,6 +49,7 @@ class Pool(_Strict):
     prefix: str = pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     leaf_size: int = pydantic.Field(alias="leafSize", ge=1)
     leaves_per_spine: int = pydantic.Field(alias="leavesPerSpine", ge=1)
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
 
 
 class Profile(_Strict):
@@ -140,6 +141,7 @@ def nodes(profile: Profile) -> list[dict[str, Any]]:
                             "nvidia.com/gpu.machine": system.machine,
                             SPINE_LABEL: f"{pool.prefix}-spine-{spine + 1}",
                             LEAF_LABEL: f"{pool.prefix}-su-{leaf + 1:02d}",
+                            **pool.labels,
                         },
                     },
                     "spec": {},

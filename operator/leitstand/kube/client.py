@@ -108,8 +108,9 @@ class Client:
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Body:
         return await self.request("GET", path, params=params)
 
-    async def create(self, path: str, body: Body) -> Body:
-        return await self.request("POST", path, body=body)
+    async def create(self, path: str, body: Body, *, field_validation: str = "Strict") -> Body:
+        """Creates ``body``; unknown or duplicate fields are errors, as with kubectl."""
+        return await self.request("POST", path, body=body, params={"fieldValidation": field_validation})
 
     async def replace(self, path: str, body: Body) -> Body:
         return await self.request("PUT", path, body=body)

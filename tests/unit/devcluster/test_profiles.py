@@ -39,6 +39,7 @@ def test_soofi_is_130_b200_under_one_spine_in_leaf_groups_of_32() -> None:
     assert (profile.node_count, profile.gpu_count) == (130, 1040)
     assert leaf_sizes(nodes, "b200-") == [32, 32, 32, 32, 2]
     assert {n["metadata"]["labels"][profiles.SPINE_LABEL] for n in nodes} == {"b200-spine-1"}
+    assert {n["metadata"]["labels"]["leitstand.dev/pool"] for n in nodes} == {"soofi"}
 
 
 def test_industrial_ai_cloud_is_10000_b200_gpus_eight_leaves_per_spine_and_100_rtx_pro() -> None:
@@ -49,7 +50,10 @@ def test_industrial_ai_cloud_is_10000_b200_gpus_eight_leaves_per_spine_and_100_r
     assert len(nodes) - len(b200) == 100
     spines = Counter(n["metadata"]["labels"][profiles.SPINE_LABEL] for n in b200)
     assert spines["b200-spine-1"] == 8 * 32
-    assert len(spines) == 5
+    assert len(spines) == 6
+    soofi = [n for n in b200 if n["metadata"]["labels"].get("leitstand.dev/pool") == "soofi"]
+    assert len(soofi) == 130
+    assert {n["metadata"]["labels"][profiles.SPINE_LABEL] for n in soofi} == {"soofi-spine-1"}
 
 
 def test_a_node_carries_gpu_feature_discovery_labels_and_allocatable_gpus() -> None:

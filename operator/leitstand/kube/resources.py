@@ -1,0 +1,370 @@
+"""TrainingJob and GPUQuota: the pydantic models that are the one source of truth.
+
+The CRDs in ``crds/`` are generated from these models (``leitstand crds``), so a
+field's type, bounds, default, description and cross-field rules are written
+once, here. Rules that the API server must enforce (immutability, limit ≥
+guaranteed, ...) are CEL ``x-kubernetes-validations`` attached with ``cel``;
+the API server rejects a bad manifest before Leitstand ever sees it.
+
+The same models parse the bodies the operator watches, so Python and the API
+server agree on what a valid object is.
+"""
+
+from typing import Any, Literal
+
+import pydantic
+from pydantic.alias_generators import to_camel
+
+GROUP = "leitstand.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+GPU_TYPE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+LEVEL_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_RULE = "isQuantity(self)"
+
+Priority = Literal["train", "build", "inference"]
+Phase = Literal["Queued", "Running", "Succeeded", "Failed", "Preempted"]
+
+
+def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """``json_schema_extra`` for CEL rules: (rule, message[, fieldPath])."""
+    validations = []
+    for rule in rules:
+        entry = {"rule": rule[0], "message": rule[1]}
+        if len(rule) == 3:
+            entry["fieldPath"] = rule[2]
+        validations.append(entry)
+    return {"x-kubernetes-validations": validations}
+
+
+class Model(pydantic.BaseModel):
+    """camelCase on the wire, strict about unknown fields, frozen once parsed."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# -- TrainingJob ---------------------------------------------------------------------------
+
+
+class EnvVar(Model):
+    """One environment variable of the training container."""
+
+    name: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Name of the variable (a C identifier or a name with dots and dashes).",
+    )
+    value: str = pydantic.Field(default="", max_length=32768, description="Value of the variable.")
+
+
+class Template(Model):
+    """What every replica runs: one container with its command, environment and resources."""
+
+    image: str = pydantic.Field(
+        min_length=1, max_length=1024, description="Container image of every replica."
+    )
+    command: list[str] | None = pydantic.Field(
+        default=None, max_length=256, description="Entrypoint; the image's own when absent."
+    )
+    args: list[str] | None = pydantic.Field(
+        default=None, max_length=1024, description="Arguments to the entrypoint."
+    )
+    env: list[EnvVar] | None = pydantic.Field(
+        default=None,
+        max_length=256,
+        description=(
+            "Environment of every replica. Leitstand adds WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT."
+        ),
+    )
+    cpu: str | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        description="CPU request of each replica, a Kubernetes quantity such as 32 or 500m.",
+        json_schema_extra=cel((QUANTITY_RULE, "cpu must be a quantity such as 32 or 500m")),
+    )
+    memory: str | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        description="Memory request of each replica, a Kubernetes quantity such as 256Gi.",
+        json_schema_extra=cel((QUANTITY_RULE, "memory must be a quantity such as 256Gi")),
+    )
+    labels: dict[str, str] | None = pydantic.Field(default=None, description="Extra labels of every pod.")
+    annotations: dict[str, str] | None = pydantic.Field(
+        default=None, description="Extra annotations of every pod."
+    )
+
+
+class Topology(Model):
+    """Where the replicas may go on the network fabric (levels such as spine, leaf, node)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=cel(
+            ("has(self.required) || has(self.preferred)", "topology needs required, preferred, or both"),
+            (
+                "!has(self.required) || !has(self.preferred) || self.required != self.preferred",
+                "preferred must be a finer level than required, not the same one",
+            ),
+        )
+    )
+
+    required: str | None = pydantic.Field(
+        default=None,
+        max_length=63,
+        pattern=LEVEL_NAME,
+        description=(
+            "Topology level (for example spine or leaf) that must hold every replica in one domain; "
+            "the job waits until one domain of that level has room for all of it."
+        ),
+    )
+    preferred: str | None = pydantic.Field(
+        default=None,
+        max_length=63,
+        pattern=LEVEL_NAME,
+        description="Topology level to pack into as few domains as possible, when the job fits.",
+    )
+
+
+class TrainingJobSpec(Model):
+    """A gang of identical replicas that start together or not at all."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(oldSelf.gpuType) || (has(self.gpuType) && self.gpuType == oldSelf.gpuType)",
+                "gpuType is immutable once set; delete and recreate the job to change it",
+                ".gpuType",
+            ),
+        )
+    )
+
+    replicas: int = pydantic.Field(
+        ge=1,
+        le=4096,
+        description="Number of pods of the gang; all are placed together or none is.",
+        json_schema_extra=cel(
+            ("self == oldSelf", "replicas is immutable; delete and recreate the job to change it")
+        ),
+    )
+    gpus_per_replica: int = pydantic.Field(
+        ge=0,
+        le=8,
+        description="GPUs of each replica (0 to 8, one DGX B200 at most).",
+        json_schema_extra=cel(
+            ("self == oldSelf", "gpusPerReplica is immutable; delete and recreate the job to change it")
+        ),
+    )
+    gpu_type: str | None = pydantic.Field(
+        default=None,
+        max_length=63,
+        pattern=GPU_TYPE,
+        description="GPU type short name (such as b200 or rtx-pro-6000); any type when absent.",
+    )
+    priority: Priority = pydantic.Field(
+        default="train",
+        description=(
+            "train: preemptible, may use over-quota capacity (the default). "
+            "build: not preemptible, runs only within guaranteed quota. "
+            "inference: not preemptible, scheduled first."
+        ),
+    )
+    topology: Topology | None = pydantic.Field(
+        default=None, description="Placement on the network fabric; anywhere when absent."
+    )
+    backoff_limit: int = pydantic.Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Restarts of the whole gang after a replica fails, before the job is Failed.",
+    )
+    template: Template = pydantic.Field(description="The pod every replica runs.")
+
+
+class Condition(Model):
+    """A condition in the metav1.Condition form."""
+
+    type: str = pydantic.Field(max_length=316, description="Type of the condition, in CamelCase.")
+    status: Literal["True", "False", "Unknown"] = pydantic.Field(description="True, False or Unknown.")
+    reason: str = pydantic.Field(max_length=1024, description="Machine-readable reason, in CamelCase.")
+    message: str = pydantic.Field(default="", max_length=32768, description="What happened, for people.")
+    last_transition_time: str = pydantic.Field(
+        json_schema_extra={"format": "date-time"}, description="When the status last changed."
+    )
+    observed_generation: int | None = pydantic.Field(
+        default=None, ge=0, description="The .metadata.generation the condition was set for."
+    )
+
+
+class Placement(Model):
+    """Where the gang runs."""
+
+    domains: list[str] = pydantic.Field(
+        default_factory=list, description="Topology domains that hold the replicas, such as leaf groups."
+    )
+    nodes: list[str] = pydantic.Field(default_factory=list, description="Nodes of the replicas, by rank.")
+
+
+class TrainingJobStatus(Model):
+    """What Leitstand did with the job and why it waits."""
+
+    phase: Phase | None = pydantic.Field(
+        default=None, description="Queued, Running, Succeeded, Failed or Preempted."
+    )
+    conditions: list[Condition] | None = pydantic.Field(
+        default=None,
+        description="Latest observations: Admitted, Scheduled, Running, Finished.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    queue: str | None = pydantic.Field(default=None, description="The GPUQuota whose queue holds the job.")
+    queue_position: int | None = pydantic.Field(
+        default=None, ge=0, description="Place in the queue's order, 1 being next; absent once running."
+    )
+    gpus: int | None = pydantic.Field(default=None, ge=0, description="GPUs of the whole gang.")
+    placement: Placement | None = pydantic.Field(default=None, description="Where the gang runs.")
+    reason: str | None = pydantic.Field(default=None, description="Why the job waits, in CamelCase.")
+    message: str | None = pydantic.Field(default=None, description="Why the job waits, with the numbers.")
+    restarts: int | None = pydantic.Field(default=None, ge=0, description="Gang restarts so far.")
+    queued_at: str | None = pydantic.Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the job entered its queue."
+    )
+    started_at: str | None = pydantic.Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When all replicas ran."
+    )
+    finished_at: str | None = pydantic.Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the job ended."
+    )
+    observed_generation: int | None = pydantic.Field(
+        default=None, ge=0, description="The .metadata.generation this status describes."
+    )
+
+
+# -- GPUQuota ------------------------------------------------------------------------------
+
+
+class GPUShare(Model):
+    """A queue's share of one GPU type."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.limit) || self.limit >= self.guaranteed",
+                "limit must be at least guaranteed",
+                ".limit",
+            )
+        )
+    )
+
+    guaranteed: int = pydantic.Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="GPUs the queue is always entitled to (its deserved quota).",
+    )
+    limit: int | None = pydantic.Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Hard cap on GPUs, over-quota included; no cap when absent.",
+    )
+    over_quota_weight: int = pydantic.Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Weight in sharing GPUs beyond the guarantees; 0 takes none of the surplus.",
+    )
+
+
+class Reservation(Model):
+    """A node pool that only this queue may use."""
+
+    node_selector: dict[str, str] = pydantic.Field(
+        min_length=1,
+        description="Labels that pick the reserved nodes (for example leitstand.dev/pool: soofi).",
+    )
+    lend_idle: bool = pydantic.Field(
+        default=False,
+        description="Lend idle reserved GPUs to other queues as preemptible capacity, taken back first.",
+    )
+
+
+class GPUQuotaSpec(Model):
+    """A queue: its place in the tree, its tenants, and its GPU shares."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.gpus.all(t, t.matches('" + GPU_TYPE + "'))",
+                "GPU types are short lower-case names such as b200 or rtx-pro-6000",
+                ".gpus",
+            ),
+        )
+    )
+
+    parent: str | None = pydantic.Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_LABEL,
+        description="Name of the parent GPUQuota; a top-level queue when absent.",
+    )
+    namespaces: list[str] | None = pydantic.Field(
+        default=None,
+        max_length=1000,
+        description="Namespaces whose workloads this leaf queue holds; each belongs to at most one leaf.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": 63, "pattern": DNS_LABEL},
+        },
+    )
+    gpus: dict[str, GPUShare] = pydantic.Field(
+        default_factory=dict,
+        description="Shares per GPU type short name (for example b200).",
+        json_schema_extra={"maxProperties": 64},
+    )
+    reservation: Reservation | None = pydantic.Field(
+        default=None, description="Nodes reserved for this queue alone."
+    )
+    min_runtime_seconds: int = pydantic.Field(
+        default=0,
+        ge=0,
+        le=31_536_000,
+        description="A job of this queue younger than this is never evicted to reclaim GPUs.",
+    )
+
+
+class GPUUsage(Model):
+    """A queue's numbers for one GPU type."""
+
+    guaranteed: int = pydantic.Field(default=0, ge=0, description="GPUs guaranteed.")
+    allocated: int = pydantic.Field(default=0, ge=0, description="GPUs its running jobs hold.")
+    fair_share: int = pydantic.Field(default=0, ge=0, description="GPUs it deserves right now.")
+    pending: int = pydantic.Field(default=0, ge=0, description="GPUs its waiting jobs ask for.")
+
+
+class QuotaSummary(Model):
+    """The per-type numbers as text, for kubectl's columns (for example b200=400)."""
+
+    guaranteed: str = pydantic.Field(default="", description="Guaranteed GPUs per type.")
+    allocated: str = pydantic.Field(default="", description="Allocated GPUs per type.")
+    fair_share: str = pydantic.Field(default="", description="Fair share per type.")
+    pending: str = pydantic.Field(default="", description="Pending GPU demand per type.")
+
+
+class GPUQuotaStatus(Model):
+    """What the queue holds and deserves."""
+
+    gpus: dict[str, GPUUsage] | None = pydantic.Field(default=None, description="Numbers per GPU type.")
+    summary: QuotaSummary | None = pydantic.Field(default=None, description="The numbers as column text.")
+    running_jobs: int | None = pydantic.Field(default=None, ge=0, description="Running jobs.")
+    pending_jobs: int | None = pydantic.Field(default=None, ge=0, description="Waiting jobs.")
+    conditions: list[Condition] | None = pydantic.Field(
+        default=None,
+        description="Valid (the tree and namespaces are consistent) and why not.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = pydantic.Field(
+        default=None, ge=0, description="The .metadata.generation this status describes."
+    )
