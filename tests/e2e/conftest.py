@@ -24,9 +24,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.
     try:
         for name in binaries.missing(NEEDED):
             binaries.build(name, log=tmp_path_factory.mktemp("build") / f"{name}.log")
-        local = cluster.LocalCluster(
-            "e2e", profiles.load("dev"), directory=tmp_path_factory.mktemp("control-plane")
-        )
+        local = cluster.LocalCluster("e2e", profiles.load("dev"), directory=tmp_path_factory.mktemp("control-plane"))
         local.start()
     except UserError as error:
         pytest.fail(f"the local control plane did not start: {error}", pytrace=False)

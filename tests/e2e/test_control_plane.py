@@ -98,9 +98,7 @@ async def test_the_dev_profile_nodes_look_like_gpu_operator_nodes(admin: Client)
         assert ready[0]["status"] == "True"
     assert by_product == {"NVIDIA-B200": 8, "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition": 2}
     leaves = {
-        n["metadata"]["labels"]["network.topology.nvidia.com/leaf"]
-        for n in nodes
-        if "b200" in n["metadata"]["name"]
+        n["metadata"]["labels"]["network.topology.nvidia.com/leaf"] for n in nodes if "b200" in n["metadata"]["name"]
     }
     assert leaves == {"b200-su-01", "b200-su-02"}
 

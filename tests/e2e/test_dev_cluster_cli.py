@@ -84,9 +84,7 @@ def test_a_second_up_with_the_same_name_is_refused_and_two_names_do_not_collide(
         assert leitstand("dev-cluster", "down", "--name", "one", env=user_env).returncode == 0
 
 
-def test_make_demo_binds_the_examples_and_ctrl_c_tears_everything_down(
-    user_env: dict[str, str], kubectl: Path
-) -> None:
+def test_make_demo_binds_the_examples_and_ctrl_c_tears_everything_down(user_env: dict[str, str], kubectl: Path) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "leitstand", "demo"],
         env=user_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -13,9 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from leitstand.devcluster import binaries, cluster, profiles
 from leitstand.errors import UserError
 
-app = typer.Typer(
-    help="A real local control plane: etcd, kube-apiserver and kwok nodes.", no_args_is_help=True
-)
+app = typer.Typer(help="A real local control plane: etcd, kube-apiserver and kwok nodes.", no_args_is_help=True)
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 NameOption = Annotated[str, typer.Option("--name", help="Name of the cluster (its state directory).")]
@@ -29,20 +27,15 @@ def build_missing(names: list[str], *, force: bool = False) -> None:
     binaries.go_toolchain()
     logs = binaries.cache_dir().parent / "logs"
     console.print(
-        f"Building {', '.join(todo)} from hack/ into {binaries.cache_dir()} "
-        "(the first build takes several minutes)"
+        f"Building {', '.join(todo)} from hack/ into {binaries.cache_dir()} (the first build takes several minutes)"
     )
     if not console.is_terminal:
         for name in todo:
             started = time.monotonic()
             binaries.build(name, log=logs / f"{name}.log")
-            console.print(
-                f"  built {name} {binaries.TOOLS[name].version} in {time.monotonic() - started:.0f} s"
-            )
+            console.print(f"  built {name} {binaries.TOOLS[name].version} in {time.monotonic() - started:.0f} s")
         return
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         for name in todo:
             tool = binaries.TOOLS[name]
             task = progress.add_task(f"go build {name} {tool.version}", total=1)
@@ -149,9 +142,7 @@ def status(name: NameOption = "dev") -> None:
         raise typer.Exit(1)
     alive = cluster.running_components(state)
     for component, running in alive.items():
-        console.print(
-            f"  {component:<15} {'running' if running else 'STOPPED'} (pid {state.pids[component]})"
-        )
+        console.print(f"  {component:<15} {'running' if running else 'STOPPED'} (pid {state.pids[component]})")
     console.print(f"  profile {state.profile}: {state.nodes} nodes, {state.gpus} GPUs; server {state.server}")
     typer.echo(state.kubeconfig)
     if not all(alive.values()):

@@ -2,20 +2,21 @@
 
 ``run`` is what ``leitstand run`` awaits. Kopf handlers only record watch
 events into the store; the scheduling loop wakes on a change (debounced) or on
-its timer, takes a snapshot, asks the core for decisions, and hands them to the
-binder. Scheduling is the foundation's first-fit by GPU count until the full
-core (fair share, gangs, topology) replaces it.
+its timer, builds a core snapshot from the store, calls ``core.schedule``,
+and hands the decisions to the binder.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import kopf
 
-from leitstand.core import firstfit
-from leitstand.kube import binder
+from leitstand.core import model
+from leitstand.core.scheduling import schedule
+from leitstand.kube import binder, resources, snapshots
 from leitstand.kube.client import Client
 from leitstand.kube.kubeconfig import Connection
 from leitstand.kube.store import Store
@@ -45,41 +46,52 @@ def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
             default_namespace=connection.namespace,
         )
 
-    @kopf.on.event("v1", "pods", registry=registry)
-    def pod_event(event: kopf.RawEvent, **_: Any) -> None:
-        store.apply("Pod", event["type"] or "ADDED", dict(event["object"]))
+    def feeder(kind: str) -> Any:
+        def feed(event: kopf.RawEvent, **_: Any) -> None:
+            store.apply(kind, event["type"] or "ADDED", dict(event["object"]))
 
-    @kopf.on.event("v1", "nodes", registry=registry)
-    def node_event(event: kopf.RawEvent, **_: Any) -> None:
-        store.apply("Node", event["type"] or "ADDED", dict(event["object"]))
+        return feed
 
+    kopf.on.event("v1", "pods", registry=registry)(feeder("Pod"))
+    kopf.on.event("v1", "nodes", registry=registry)(feeder("Node"))
+    kopf.on.event(resources.GROUP, resources.VERSION, "gpuquotas", registry=registry)(feeder("GPUQuota"))
     return registry
 
 
+async def cycle(client: Client, store: Store, settings: snapshots.Settings, *, concurrency: int) -> model.Decisions:
+    """One scheduling cycle against the store; returns what the core decided."""
+    snapshot, pod_of_job = snapshots.build(store.nodes.values(), store.quotas.values(), store.pods.values(), settings)
+    policy = model.Policy(topology_levels=settings.levels)
+    decisions = schedule(snapshot, policy, now=time.time())
+    binds = []
+    for bind in decisions.binds:
+        pod = pod_of_job.get(bind.job)
+        if pod is None:
+            continue
+        meta = pod["metadata"]
+        binds.append(binder.PodBind(meta["namespace"], meta["name"], meta.get("uid"), bind.nodes[0]))
+    for outcome in await binder.bind_all(client, binds, concurrency=concurrency):
+        target = f"{outcome.bind.namespace}/{outcome.bind.name}"
+        if outcome.ok:
+            logger.info("bound %s to %s", target, outcome.bind.node)
+        else:
+            logger.warning("binding %s to %s failed: %s", target, outcome.bind.node, outcome.reason)
+    return decisions
+
+
 async def schedule_forever(
-    client: Client, store: Store, *, interval: float, debounce: float, concurrency: int
+    client: Client, store: Store, settings: snapshots.Settings, *, interval: float, debounce: float, concurrency: int
 ) -> None:
-    """The scheduling loop: one cycle per change burst or per ``interval`` seconds."""
+    """The scheduling loop: one cycle per burst of changes, or every ``interval`` seconds."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(store.changed.wait(), timeout=interval)
         await asyncio.sleep(debounce)
         store.changed.clear()
-        nodes, pods = store.snapshot()
-        binds = firstfit.place(nodes, pods)
-        if not binds:
-            continue
-        outcomes = await binder.bind_all(client, binds, concurrency=concurrency)
-        for outcome in outcomes:
-            if outcome.ok:
-                logger.info("bound %s to %s", outcome.bind.pod, outcome.bind.node)
-            else:
-                logger.warning(
-                    "binding %s to %s failed: %s",
-                    outcome.bind.pod,
-                    outcome.bind.node,
-                    outcome.reason,
-                )
+        try:
+            await cycle(client, store, settings, concurrency=concurrency)
+        except Exception:
+            logger.exception("scheduling cycle failed; retrying on the next change")
 
 
 async def run(
@@ -92,11 +104,12 @@ async def run(
 ) -> None:
     """Runs the operator until ``stop`` is set (or forever)."""
     store = Store()
+    settings = snapshots.Settings()
     registry = _registry(connection, store)
     stop_flag = stop or asyncio.Event()
     async with Client(connection) as client:
         loop_task = asyncio.create_task(
-            schedule_forever(client, store, interval=interval, debounce=debounce, concurrency=concurrency)
+            schedule_forever(client, store, settings, interval=interval, debounce=debounce, concurrency=concurrency)
         )
         try:
             await kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop_flag)

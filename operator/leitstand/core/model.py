@@ -1,34 +1,231 @@
-"""The core's view of a cluster: immutable nodes and pods, keyed by NewType ids."""
+"""The core's view of a cluster: immutable nodes, queues and jobs, and the decisions about them.
 
-from dataclasses import dataclass
+Everything here is a frozen, slotted dataclass; ids are NewTypes; GPU counts
+are integers; times are seconds on whatever clock the caller uses (the core
+never reads one: ``schedule`` is given ``now``). The kube layer and the
+simulator build these; nothing in the core mutates them.
+"""
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NewType
 
 NodeName = NewType("NodeName", str)
-PodKey = NewType("PodKey", str)  # "<namespace>/<name>"
+JobKey = NewType("JobKey", str)  # "<namespace>/<name>"; plain pods use their own name
+QueueName = NewType("QueueName", str)
+GPUType = NewType("GPUType", str)  # short name such as "b200"
+
+Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+
+
+def labels(mapping: Mapping[str, str] | None) -> Labels:
+    """A label mapping as the core's sorted, hashable form."""
+    return tuple(sorted((mapping or {}).items()))
+
+
+def matches(selector: Labels, node_labels: Labels) -> bool:
+    """True when every (key, value) of ``selector`` is among ``node_labels``."""
+    if not selector:
+        return True
+    have = dict(node_labels)
+    return all(have.get(key) == value for key, value in selector)
+
+
+class Priority(enum.IntEnum):
+    """Scheduling priority classes; a higher value is served first."""
+
+    TRAIN = 0  # preemptible; may run over quota
+    BUILD = 1  # not preemptible; only within guaranteed quota
+    INFERENCE = 2  # not preemptible; only within guaranteed quota; served first
+
+    @property
+    def preemptible(self) -> bool:
+        return self is Priority.TRAIN
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A schedulable node: its GPU capacity and type, and whether it is ready."""
+    """A node as the scheduler sees it.
+
+    ``gpus``, ``cpu_millis`` and ``memory_bytes`` are what Leitstand's jobs may
+    use: allocatable minus what pods of other schedulers hold. ``domains`` has
+    one entry per topology level of the policy (coarsest first); an empty string
+    means the node has no label for that level.
+    """
 
     name: NodeName
+    gpu_type: GPUType | None
     gpus: int
-    gpu_product: str
+    cpu_millis: int
+    memory_bytes: int
+    domains: tuple[str, ...] = ()
+    labels: Labels = ()
     ready: bool = True
 
 
 @dataclass(frozen=True, slots=True)
-class Pod:
-    """A pod that holds or wants GPUs; ``node`` is None while it waits."""
+class Share:
+    """A queue's quota for one GPU type."""
 
-    key: PodKey
-    gpus: int
-    node: NodeName | None = None
+    guaranteed: int = 0
+    limit: int | None = None
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Nodes matching ``node_selector`` run only the owner's jobs (and lent preemptible work)."""
+
+    node_selector: Labels
+    lend_idle: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A GPUQuota: its place in the tree, its namespaces and shares."""
+
+    name: QueueName
+    parent: QueueName | None = None
+    namespaces: tuple[str, ...] = ()
+    shares: Mapping[GPUType, Share] = field(default_factory=dict)
+    reservation: Reservation | None = None
+    min_runtime_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A gang: ``replicas`` identical pods placed together or not at all.
+
+    ``placement`` holds one node name per replica that is bound (None for a
+    replica still waiting); it is empty for a job that waits as a whole. A job
+    whose replicas are all placed is running. ``started`` is when it started
+    running (for reclaim protection and work lost).
+    """
+
+    key: JobKey
+    namespace: str
+    replicas: int
+    gpus_per_replica: int
+    cpu_millis_per_replica: int = 0
+    memory_bytes_per_replica: int = 0
+    gpu_type: GPUType | None = None
+    priority: Priority = Priority.TRAIN
+    required_level: str | None = None
+    preferred_level: str | None = None
+    node_selector: Labels = ()
+    submitted: float = 0.0
+    placement: tuple[NodeName | None, ...] = ()
+    started: float | None = None
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the whole gang."""
+        return self.replicas * self.gpus_per_replica
+
+    @property
+    def running(self) -> bool:
+        return len(self.placement) == self.replicas and all(node is not None for node in self.placement)
+
+    @property
+    def partial(self) -> bool:
+        """Some replicas bound, others not: a gang the binder left half done."""
+        return any(node is not None for node in self.placement) and not self.running
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How to schedule: the topology levels and the knobs of fairness."""
+
+    topology_levels: tuple[str, ...] = ("spine", "leaf", "node")
+    default_preferred_level: str | None = "leaf"
+    starvation_seconds: float = 900.0
+    preemption: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything ``schedule`` decides from; order of the tuples does not matter."""
+
+    nodes: tuple[Node, ...]
+    queues: tuple[Queue, ...]
+    jobs: tuple[Job, ...]
+
+
+class Reason(enum.StrEnum):
+    """Why a job is not running (or why it was evicted)."""
+
+    QUEUE_NOT_FOUND = "QueueNotFound"
+    QUEUE_CONFLICT = "QueueConflict"
+    OVER_LIMIT = "OverLimit"
+    QUOTA_EXHAUSTED = "QuotaExhausted"
+    NO_MATCHING_NODES = "NoMatchingNodes"
+    INSUFFICIENT_CAPACITY = "InsufficientCapacity"
+    TOPOLOGY_UNSATISFIABLE = "TopologyUnsatisfiable"
+    WAITING_FOR_RECLAIM = "WaitingForReclaim"
+    WAITING_FOR_OLDER_JOB = "WaitingForOlderJob"
+    GANG_INCOMPLETE = "GangIncomplete"
+    # eviction reasons
+    RECLAIMED = "Reclaimed"
+    PREEMPTED = "Preempted"
+    RETURNED_LENT_CAPACITY = "ReturnedLentCapacity"
 
 
 @dataclass(frozen=True, slots=True)
 class Bind:
-    """A decision: put ``pod`` on ``node``."""
+    """Place every waiting replica of ``job``: ``nodes[i]`` for replica ``i``."""
 
-    pod: PodKey
-    node: NodeName
+    job: JobKey
+    nodes: tuple[NodeName, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    """Stop ``job`` (all its pods) so that ``beneficiary`` can run."""
+
+    job: JobKey
+    reason: Reason
+    beneficiary: JobKey
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Unbind a partly bound gang that cannot be completed, so it waits whole."""
+
+    job: JobKey
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why ``job`` waits: a reason code, a message with numbers, its queue and place."""
+
+    job: JobKey
+    reason: Reason
+    message: str
+    queue: QueueName | None
+    position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """A queue's numbers for one GPU type, for status, API and metrics."""
+
+    guaranteed: int
+    limit: int | None
+    fair_share: int
+    allocated: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """The outcome of one cycle; every tuple sorted by job key."""
+
+    binds: tuple[Bind, ...]
+    evictions: tuple[Eviction, ...]
+    releases: tuple[Release, ...]
+    pending: tuple[Explanation, ...]
+    queues: Mapping[QueueName, Mapping[GPUType, QueueStatus]]
+    job_queues: Mapping[JobKey, QueueName]

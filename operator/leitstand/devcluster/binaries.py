@@ -210,8 +210,7 @@ def go_toolchain() -> str:
     found = re.match(r"go(\d+)\.(\d+)", output)
     if found is None or (int(found[1]), int(found[2])) < MINIMUM_GO:
         raise UserError(
-            f"{go} is {output or 'of unknown version'}; hack/ needs Go "
-            f"{MINIMUM_GO[0]}.{MINIMUM_GO[1]} or newer"
+            f"{go} is {output or 'of unknown version'}; hack/ needs Go {MINIMUM_GO[0]}.{MINIMUM_GO[1]} or newer"
         )
     return go
 

@@ -282,15 +282,11 @@ class LocalCluster:
         last = lines[-1].strip()[:300] if lines else "(no output)"
         return f"last log line: {last} (log: {path})"
 
-    def _wait(
-        self, what: str, child: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float
-    ) -> None:
+    def _wait(self, what: str, child: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child.poll() is not None:
-                raise UserError(
-                    f"{what} exited during startup with code {child.returncode}; {self._log_hint(what)}"
-                )
+                raise UserError(f"{what} exited during startup with code {child.returncode}; {self._log_hint(what)}")
             try:
                 if ready():
                     return
@@ -402,7 +398,7 @@ class LocalCluster:
             for name in names:
                 while True:
                     crd = http.get(f"{path}/{name}").json()
-                    conditions = crd.get("status", {}).get("conditions", [])
+                    conditions = (crd.get("status") or {}).get("conditions") or []
                     if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                         break
                     if time.monotonic() > deadline:

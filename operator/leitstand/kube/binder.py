@@ -2,9 +2,8 @@
 
 Binds run concurrently on the event loop with at most ``concurrency`` in
 flight. Each outcome is reported, never raised, so one failed bind cannot hide
-the others; the caller decides what a failure means for the pod's gang.
-Binding is idempotent from the scheduler's view: a pod already bound answers
-409 Conflict, which is reported as a failure with that reason.
+the others; the caller decides what a failure means for the pod's gang. A pod
+already bound answers 409 Conflict, reported as a failure with that reason.
 """
 
 import asyncio
@@ -13,28 +12,36 @@ from dataclasses import dataclass
 
 import httpx
 
-from leitstand.core.model import Bind
 from leitstand.kube.client import ApiError, Client
 
 
 @dataclass(frozen=True, slots=True)
+class PodBind:
+    """Bind the pod ``namespace/name`` (this incarnation: ``uid``) to ``node``."""
+
+    namespace: str
+    name: str
+    uid: str | None
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    bind: Bind
+    bind: PodBind
     ok: bool
     reason: str = ""
 
 
-async def bind_all(client: Client, binds: Iterable[Bind], *, concurrency: int = 16) -> list[Outcome]:
+async def bind_all(client: Client, binds: Iterable[PodBind], *, concurrency: int = 16) -> list[Outcome]:
     """Binds every pod of ``binds``; returns one Outcome per bind, in input order."""
     limit = asyncio.Semaphore(concurrency)
 
-    async def one(bind: Bind) -> Outcome:
-        namespace, name = bind.pod.split("/", 1)
+    async def one(bind: PodBind) -> Outcome:
         async with limit:
             try:
-                await client.bind(namespace, name, bind.node)
+                await client.bind(bind.namespace, bind.name, bind.node, uid=bind.uid)
             except ApiError as error:
-                return Outcome(bind, ok=False, reason=f"{error.status} {error.reason}")
+                return Outcome(bind, ok=False, reason=f"{error.status} {error.reason}: {error.message}")
             except httpx.HTTPError as error:
                 return Outcome(bind, ok=False, reason=type(error).__name__)
         return Outcome(bind, ok=True)

@@ -175,9 +175,7 @@ class Client:
         }
         return await self.create(f"/api/v1/namespaces/{namespace}/pods/{pod}/binding", binding)
 
-    async def watch(
-        self, path: str, *, resource_version: str, timeout_seconds: int = 300
-    ) -> AsyncIterator[Body]:
+    async def watch(self, path: str, *, resource_version: str, timeout_seconds: int = 300) -> AsyncIterator[Body]:
         """Watch events (``{"type", "object"}``) on ``path`` from ``resource_version``.
 
         Ends when the server closes the stream; an ``ERROR`` event (such as 410
@@ -190,9 +188,7 @@ class Client:
             "timeoutSeconds": str(timeout_seconds),
         }
         timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
-        async with self._http.stream(
-            "GET", path, params=params, headers=self._headers(), timeout=timeout
-        ) as response:
+        async with self._http.stream("GET", path, params=params, headers=self._headers(), timeout=timeout) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise _error(response)

@@ -70,9 +70,7 @@ def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
         try:
             return resolved.read_bytes()
         except OSError as error:
-            raise UserError(
-                f"kubeconfig names {key} {resolved}, which cannot be read: {error.strerror}"
-            ) from None
+            raise UserError(f"kubeconfig names {key} {resolved}, which cannot be read: {error.strerror}") from None
     return None
 
 

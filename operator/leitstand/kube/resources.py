@@ -42,9 +42,7 @@ def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
 class Model(pydantic.BaseModel):
     """camelCase on the wire, strict about unknown fields, frozen once parsed."""
 
-    model_config = pydantic.ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 # -- TrainingJob ---------------------------------------------------------------------------
@@ -65,21 +63,15 @@ class EnvVar(Model):
 class Template(Model):
     """What every replica runs: one container with its command, environment and resources."""
 
-    image: str = pydantic.Field(
-        min_length=1, max_length=1024, description="Container image of every replica."
-    )
+    image: str = pydantic.Field(min_length=1, max_length=1024, description="Container image of every replica.")
     command: list[str] | None = pydantic.Field(
         default=None, max_length=256, description="Entrypoint; the image's own when absent."
     )
-    args: list[str] | None = pydantic.Field(
-        default=None, max_length=1024, description="Arguments to the entrypoint."
-    )
+    args: list[str] | None = pydantic.Field(default=None, max_length=1024, description="Arguments to the entrypoint.")
     env: list[EnvVar] | None = pydantic.Field(
         default=None,
         max_length=256,
-        description=(
-            "Environment of every replica. Leitstand adds WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT."
-        ),
+        description=("Environment of every replica. Leitstand adds WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT."),
     )
     cpu: str | None = pydantic.Field(
         default=None,
@@ -94,9 +86,7 @@ class Template(Model):
         json_schema_extra=cel((QUANTITY_RULE, "memory must be a quantity such as 256Gi")),
     )
     labels: dict[str, str] | None = pydantic.Field(default=None, description="Extra labels of every pod.")
-    annotations: dict[str, str] | None = pydantic.Field(
-        default=None, description="Extra annotations of every pod."
-    )
+    annotations: dict[str, str] | None = pydantic.Field(default=None, description="Extra annotations of every pod.")
 
 
 class Topology(Model):
@@ -146,9 +136,7 @@ class TrainingJobSpec(Model):
         ge=1,
         le=4096,
         description="Number of pods of the gang; all are placed together or none is.",
-        json_schema_extra=cel(
-            ("self == oldSelf", "replicas is immutable; delete and recreate the job to change it")
-        ),
+        json_schema_extra=cel(("self == oldSelf", "replicas is immutable; delete and recreate the job to change it")),
     )
     gpus_per_replica: int = pydantic.Field(
         ge=0,
@@ -211,9 +199,7 @@ class Placement(Model):
 class TrainingJobStatus(Model):
     """What Leitstand did with the job and why it waits."""
 
-    phase: Phase | None = pydantic.Field(
-        default=None, description="Queued, Running, Succeeded, Failed or Preempted."
-    )
+    phase: Phase | None = pydantic.Field(default=None, description="Queued, Running, Succeeded, Failed or Preempted.")
     conditions: list[Condition] | None = pydantic.Field(
         default=None,
         description="Latest observations: Admitted, Scheduled, Running, Finished.",
@@ -324,9 +310,7 @@ class GPUQuotaSpec(Model):
         description="Shares per GPU type short name (for example b200).",
         json_schema_extra={"maxProperties": 64},
     )
-    reservation: Reservation | None = pydantic.Field(
-        default=None, description="Nodes reserved for this queue alone."
-    )
+    reservation: Reservation | None = pydantic.Field(default=None, description="Nodes reserved for this queue alone.")
     min_runtime_seconds: int = pydantic.Field(
         default=0,
         ge=0,

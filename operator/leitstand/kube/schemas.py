@@ -164,8 +164,7 @@ def definitions() -> dict[str, Schema]:
         root_rules=[
             {
                 "rule": (
-                    "self.metadata.name.size() <= 50"
-                    " && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+                    "self.metadata.name.size() <= 50 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
                 ),
                 "message": (
                     "a TrainingJob name must start with a letter, use only a-z, 0-9 and '-', and be at most "

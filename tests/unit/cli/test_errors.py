@@ -47,16 +47,12 @@ def busy_port() -> Iterator[int]:
 
 def test_an_unknown_profile(env: dict[str, str]) -> None:
     result = leitstand("dev-cluster", "up", "--profile", "h100-superpod", env=env)
-    assert_one_clear_error(
-        result, "unknown profile 'h100-superpod'; choose one of dev, industrial-ai-cloud, soofi"
-    )
+    assert_one_clear_error(result, "unknown profile 'h100-superpod'; choose one of dev, industrial-ai-cloud, soofi")
 
 
 def test_a_port_in_use(env: dict[str, str], busy_port: int) -> None:
     result = leitstand("dev-cluster", "up", "--port", str(busy_port), env=env)
-    assert_one_clear_error(
-        result, f"port {busy_port} on 127.0.0.1 is already in use; choose another with --port"
-    )
+    assert_one_clear_error(result, f"port {busy_port} on 127.0.0.1 is already in use; choose another with --port")
 
 
 def test_no_go_toolchain(env: dict[str, str], tmp_path: Path) -> None:
@@ -74,6 +70,4 @@ def test_a_corrupt_binary_cache(env: dict[str, str], tmp_path: Path, monkeypatch
     (directory / "etcd.sha256").write_text("f" * 64 + "\n")
     env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = leitstand("dev-cluster", "build", "etcd", env=env)
-    assert_one_clear_error(
-        result, "is corrupt (checksum mismatch); run `leitstand dev-cluster build --force etcd`"
-    )
+    assert_one_clear_error(result, "is corrupt (checksum mismatch); run `leitstand dev-cluster build --force etcd`")

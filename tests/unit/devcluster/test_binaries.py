@@ -23,9 +23,7 @@ HACK = Path(locations.PACKAGE_DIR).parent.parent / "hack"
 )
 def test_the_stamped_version_is_the_one_hack_builds(module: str, requirement: str, version: str) -> None:
     go_mod = (HACK / module / "go.mod").read_text()
-    assert re.search(
-        rf"^\s*(require\s+)?{re.escape(requirement)} {re.escape(version)}\b", go_mod, re.MULTILINE
-    )
+    assert re.search(rf"^\s*(require\s+)?{re.escape(requirement)} {re.escape(version)}\b", go_mod, re.MULTILINE)
 
 
 def test_every_staging_module_is_pinned_to_the_matching_release() -> None:
@@ -61,9 +59,7 @@ def test_a_cached_binary_that_no_longer_matches_its_checksum_is_reported_corrupt
         binaries.locate("etcd")
 
 
-def test_kubebuilder_assets_replace_the_envtest_binaries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kubebuilder_assets_replace_the_envtest_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("etcd", "kube-apiserver", "kubectl"):
         (tmp_path / name).write_text("#!/bin/sh\n")
         (tmp_path / name).chmod(0o755)

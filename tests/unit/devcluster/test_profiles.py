@@ -26,9 +26,7 @@ def test_dev_has_one_spine_two_leaf_groups_of_four_b200_and_two_rtx_pro_servers(
     nodes = profiles.nodes(profiles.load("dev"))
     assert leaf_sizes(nodes, "b200-") == [4, 4]
     assert {
-        n["metadata"]["labels"][profiles.SPINE_LABEL]
-        for n in nodes
-        if n["metadata"]["name"].startswith("b200")
+        n["metadata"]["labels"][profiles.SPINE_LABEL] for n in nodes if n["metadata"]["name"].startswith("b200")
     } == {"b200-spine-1"}
     assert sum(1 for n in nodes if n["metadata"]["name"].startswith("rtxpro-")) == 2
 
@@ -70,9 +68,7 @@ def test_a_node_carries_gpu_feature_discovery_labels_and_allocatable_gpus() -> N
 
 
 def test_an_unknown_profile_names_the_known_ones() -> None:
-    with pytest.raises(
-        UserError, match="unknown profile 'nope'; choose one of dev, industrial-ai-cloud, soofi"
-    ):
+    with pytest.raises(UserError, match="unknown profile 'nope'; choose one of dev, industrial-ai-cloud, soofi"):
         profiles.load("nope")
 
 

@@ -1,0 +1,142 @@
+"""Tentative allocations with checkpoint, rollback and commit.
+
+A ``Statement`` holds the free resources of every node and the GPUs each
+queue holds, starting from a snapshot. Placement attempts write into it; a
+gang that does not fit in full is rolled back to the checkpoint taken before
+it, so a gang is never half placed. The snapshot itself is never mutated.
+
+``version`` changes whenever resources are given back (an eviction or a
+rollback of allocations), so callers may cache "does not fit" answers between
+changes: allocation alone only ever makes fitting harder.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, QueueName
+
+
+@dataclass(slots=True)
+class Free:
+    """What is left on a node."""
+
+    gpus: int
+    cpu_millis: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What one job holds: nodes (one per placed replica), queue path and GPU type."""
+
+    nodes: tuple[NodeName, ...]
+    queues: tuple[QueueName, ...]
+    gpu_type: GPUType | None
+    firm: bool
+
+
+class Statement:
+    """Mutable scheduling state over an immutable snapshot; see the module docstring."""
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self.nodes: Mapping[NodeName, Node] = {node.name: node for node in nodes}
+        self.free: dict[NodeName, Free] = {
+            node.name: Free(node.gpus, node.cpu_millis, node.memory_bytes) for node in nodes
+        }
+        self.allocated: dict[tuple[QueueName, GPUType], int] = {}
+        self.firm: dict[tuple[QueueName, GPUType], int] = {}
+        self.holdings: dict[JobKey, Holding] = {}
+        self.free_by_type: dict[GPUType | None, int] = {}
+        for node in nodes:
+            if node.ready:
+                self.free_by_type[node.gpu_type] = self.free_by_type.get(node.gpu_type, 0) + node.gpus
+        self.version = 0
+        self._log: list[tuple[bool, JobKey, Holding, Job]] = []  # (was a hold, job, holding, job)
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        """A mark to roll back to."""
+        return len(self._log)
+
+    def rollback(self, mark: int) -> None:
+        """Undoes every change since ``mark``; idempotent for the same mark."""
+        gave_back = False
+        while len(self._log) > mark:
+            was_hold, key, holding, job = self._log.pop()
+            if was_hold:
+                self._apply(holding, job, sign=+1)
+                del self.holdings[key]
+                gave_back = True
+            else:
+                self._apply(holding, job, sign=-1)
+                self.holdings[key] = holding
+        if gave_back:
+            self.version += 1
+
+    def commit(self) -> None:
+        """Makes every change permanent: earlier marks can no longer be rolled back to."""
+        self._log.clear()
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def _apply(self, holding: Holding, job: Job, *, sign: int) -> None:
+        """Gives back (sign=+1) or takes (sign=-1) what ``holding`` describes."""
+        for name in holding.nodes:
+            free = self.free[name]
+            free.gpus += sign * job.gpus_per_replica
+            free.cpu_millis += sign * job.cpu_millis_per_replica
+            free.memory_bytes += sign * job.memory_bytes_per_replica
+            gpu_type = self.nodes[name].gpu_type
+            self.free_by_type[gpu_type] = self.free_by_type.get(gpu_type, 0) + sign * job.gpus_per_replica
+        if holding.gpu_type is None:
+            return
+        gpus = job.gpus_per_replica * len(holding.nodes)
+        for queue in holding.queues:
+            key = (queue, holding.gpu_type)
+            self.allocated[key] = self.allocated.get(key, 0) - sign * gpus
+            if holding.firm:
+                self.firm[key] = self.firm.get(key, 0) - sign * gpus
+
+    def hold(self, job: Job, nodes: Iterable[NodeName], queues: tuple[QueueName, ...], *, firm: bool) -> None:
+        """Records that ``job`` holds one replica on each of ``nodes`` (added to what it held)."""
+        names = tuple(nodes)
+        gpu_type = self.nodes[names[0]].gpu_type if names and job.gpus_per_replica else None
+        previous = self.holdings.get(job.key)
+        if previous is not None:
+            self._log.append((False, job.key, previous, job))
+            self._apply(previous, job, sign=+1)
+            names = previous.nodes + names
+        holding = Holding(names, queues, gpu_type, firm)
+        self._apply(holding, job, sign=-1)
+        self.holdings[job.key] = holding
+        self._log.append((True, job.key, holding, job))
+
+    def release(self, job: Job) -> None:
+        """Gives back everything ``job`` holds (an eviction or a released partial gang)."""
+        holding = self.holdings.pop(job.key, None)
+        if holding is None:
+            return
+        self._apply(holding, job, sign=+1)
+        self._log.append((False, job.key, holding, job))
+        self.version += 1
+
+    # -- questions ----------------------------------------------------------------------------
+
+    def queue_allocated(self, queue: QueueName, gpu_type: GPUType) -> int:
+        return self.allocated.get((queue, gpu_type), 0)
+
+    def queue_firm(self, queue: QueueName, gpu_type: GPUType) -> int:
+        return self.firm.get((queue, gpu_type), 0)
+
+    def replicas_fitting(self, node: NodeName, job: Job) -> int:
+        """How many more replicas of ``job`` fit on ``node`` right now (at most ``job.replicas``)."""
+        free = self.free[node]
+        fit = job.replicas
+        if job.gpus_per_replica:
+            fit = min(fit, free.gpus // job.gpus_per_replica)
+        if job.cpu_millis_per_replica:
+            fit = min(fit, free.cpu_millis // job.cpu_millis_per_replica)
+        if job.memory_bytes_per_replica:
+            fit = min(fit, free.memory_bytes // job.memory_bytes_per_replica)
+        return max(fit, 0)

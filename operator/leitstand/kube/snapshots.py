@@ -1,0 +1,181 @@
+"""Raw Kubernetes bodies to the core's snapshot: nodes, GPUQuotas, TrainingJobs and pods.
+
+What the scheduler may use of a node is its allocatable minus what pods of
+other schedulers hold there. Pods with ``schedulerName: leitstand`` that no
+TrainingJob owns are gangs of one; TrainingJob pods (label
+``leitstand.dev/job``) make up their job's placement, one per replica.
+Nothing here does I/O: the store hands over the bodies.
+"""
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from leitstand.core import model
+from leitstand.kube import quantities, resources
+
+Body = dict[str, Any]
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+SCHEDULER_NAME = "leitstand"
+JOB_LABEL = "leitstand.dev/job"
+REPLICA_LABEL = "leitstand.dev/replica"
+TERMINAL = frozenset({"Succeeded", "Failed"})
+
+PRIORITIES = {"train": model.Priority.TRAIN, "build": model.Priority.BUILD, "inference": model.Priority.INFERENCE}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How cluster labels map to the core: topology level labels and GPU type names."""
+
+    topology: tuple[tuple[str, str], ...] = (
+        ("spine", "network.topology.nvidia.com/spine"),
+        ("leaf", "network.topology.nvidia.com/leaf"),
+        ("node", "kubernetes.io/hostname"),
+    )
+    gpu_types: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "NVIDIA-B200": "b200",
+            "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition": "rtx-pro-6000",
+        }
+    )
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(name for name, _label in self.topology)
+
+    def gpu_type(self, product: str | None) -> model.GPUType | None:
+        """The short name of a GPU product label; unknown products get a lower-cased name."""
+        if not product:
+            return None
+        known = self.gpu_types.get(product)
+        if known is not None:
+            return model.GPUType(known)
+        return model.GPUType(product.lower().removeprefix("nvidia-"))
+
+
+def timestamp(value: str | None) -> float | None:
+    """An RFC 3339 timestamp as seconds since the epoch."""
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def pod_requests(pod: Body) -> tuple[int, int, int]:
+    """(GPUs, CPU millicores, memory bytes) a pod requests, summed over its containers."""
+    gpus = cpu = memory = 0
+    for container in pod.get("spec", {}).get("containers") or []:
+        resources_ = container.get("resources") or {}
+        requests = resources_.get("requests") or {}
+        limits = resources_.get("limits") or {}
+        gpus += quantities.units(requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE)))
+        cpu += quantities.millis(requests.get("cpu"))
+        memory += quantities.units(requests.get("memory"))
+    return gpus, cpu, memory
+
+
+def is_ours(pod: Body) -> bool:
+    return bool(pod.get("spec", {}).get("schedulerName") == SCHEDULER_NAME)
+
+
+def live(pod: Body) -> bool:
+    return pod.get("status", {}).get("phase") not in TERMINAL
+
+
+def node_ready(node: Body) -> bool:
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def to_node(body: Body, foreign: tuple[int, int, int], settings: Settings) -> model.Node:
+    allocatable = body.get("status", {}).get("allocatable") or {}
+    labels = body["metadata"].get("labels") or {}
+    return model.Node(
+        name=model.NodeName(body["metadata"]["name"]),
+        gpu_type=settings.gpu_type(labels.get(GPU_PRODUCT_LABEL)),
+        gpus=max(quantities.units(allocatable.get(GPU_RESOURCE)) - foreign[0], 0),
+        cpu_millis=max(quantities.millis(allocatable.get("cpu")) - foreign[1], 0),
+        memory_bytes=max(quantities.units(allocatable.get("memory")) - foreign[2], 0),
+        domains=tuple(labels.get(label, "") for _name, label in settings.topology),
+        labels=model.labels(labels),
+        ready=node_ready(body),
+    )
+
+
+def to_queue(body: Body) -> model.Queue | None:
+    """The core queue of a GPUQuota; None when its spec does not parse (the API server validated it)."""
+    try:
+        spec = resources.GPUQuotaSpec.model_validate(body.get("spec") or {})
+    except pydantic.ValidationError:
+        return None
+    reservation = None
+    if spec.reservation is not None:
+        reservation = model.Reservation(model.labels(spec.reservation.node_selector), spec.reservation.lend_idle)
+    return model.Queue(
+        name=model.QueueName(body["metadata"]["name"]),
+        parent=model.QueueName(spec.parent) if spec.parent else None,
+        namespaces=tuple(spec.namespaces or ()),
+        shares={
+            model.GPUType(t): model.Share(s.guaranteed, s.limit, s.over_quota_weight) for t, s in spec.gpus.items()
+        },
+        reservation=reservation,
+        min_runtime_seconds=float(spec.min_runtime_seconds),
+    )
+
+
+def pod_job(pod: Body) -> model.Job:
+    """A plain pod as a gang of one."""
+    meta = pod["metadata"]
+    spec = pod.get("spec", {})
+    gpus, cpu, memory = pod_requests(pod)
+    node = spec.get("nodeName")
+    selector = dict(spec.get("nodeSelector") or {})
+    gpu_type = selector.pop("leitstand.dev/gpu-type", None)
+    running_since = timestamp(pod.get("status", {}).get("startTime")) if node else None
+    return model.Job(
+        key=model.JobKey(f"{meta['namespace']}/pods/{meta['name']}"),
+        namespace=meta["namespace"],
+        replicas=1,
+        gpus_per_replica=gpus,
+        cpu_millis_per_replica=cpu,
+        memory_bytes_per_replica=memory,
+        gpu_type=model.GPUType(gpu_type) if gpu_type else None,
+        node_selector=model.labels(selector),
+        submitted=timestamp(meta.get("creationTimestamp")) or 0.0,
+        placement=(model.NodeName(node),) if node else (),
+        started=running_since if node else None,
+    )
+
+
+def build(
+    nodes: Iterable[Body], quotas: Iterable[Body], pods: Iterable[Body], settings: Settings
+) -> tuple[model.Snapshot, dict[model.JobKey, Body]]:
+    """The snapshot of the store's bodies, and the pod body behind each plain-pod job."""
+    foreign: dict[str, tuple[int, int, int]] = {}
+    jobs: list[model.Job] = []
+    pod_of_job: dict[model.JobKey, Body] = {}
+    for pod in pods:
+        if not live(pod):
+            continue
+        node = pod.get("spec", {}).get("nodeName")
+        if not is_ours(pod):
+            if node:
+                held = foreign.get(node, (0, 0, 0))
+                foreign[node] = tuple(a + b for a, b in zip(held, pod_requests(pod), strict=True))  # type: ignore[assignment]
+            continue
+        if pod["metadata"].get("labels", {}).get(JOB_LABEL):
+            continue  # TrainingJob pods are grouped by their job
+        if pod["metadata"].get("deletionTimestamp") and not node:
+            continue
+        job = pod_job(pod)
+        jobs.append(job)
+        pod_of_job[job.key] = pod
+    queues = [queue for queue in (to_queue(body) for body in quotas) if queue is not None]
+    core_nodes = [to_node(body, foreign.get(body["metadata"]["name"], (0, 0, 0)), settings) for body in nodes]
+    return model.Snapshot(tuple(core_nodes), tuple(queues), tuple(jobs)), pod_of_job

@@ -1,0 +1,243 @@
+"""Fluent builders for core scenarios: ``a_node("n1").in_leaf("su-1")``, ``a_job("ns/j").of(2, 8)``."""
+
+from dataclasses import dataclass, field, replace
+from typing import Self
+
+from leitstand.core.model import (
+    Decisions,
+    GPUType,
+    Job,
+    JobKey,
+    Node,
+    NodeName,
+    Priority,
+    Queue,
+    QueueName,
+    Reservation,
+    Share,
+    Snapshot,
+    labels,
+)
+
+GIB = 1024**3
+
+
+@dataclass
+class NodeBuilder:
+    name: str
+    gpus: int = 8
+    gpu_type: str | None = "b200"
+    cpu_millis: int = 224_000
+    memory_bytes: int = 2048 * GIB
+    spine: str = "spine-1"
+    leaf: str = "su-1"
+    extra: dict[str, str] = field(default_factory=dict)
+    ready: bool = True
+
+    def with_gpus(self, gpus: int, gpu_type: str | None = "b200") -> Self:
+        self.gpus, self.gpu_type = gpus, gpu_type
+        return self
+
+    def in_leaf(self, leaf: str, spine: str = "spine-1") -> Self:
+        self.leaf, self.spine = leaf, spine
+        return self
+
+    def labelled(self, **pairs: str) -> Self:
+        self.extra.update({k.replace("__", "/").replace("_", "-"): v for k, v in pairs.items()})
+        return self
+
+    def with_cpu(self, millis: int) -> Self:
+        self.cpu_millis = millis
+        return self
+
+    def not_ready(self) -> Self:
+        self.ready = False
+        return self
+
+    def build(self) -> Node:
+        return Node(
+            name=NodeName(self.name),
+            gpu_type=GPUType(self.gpu_type) if self.gpu_type else None,
+            gpus=self.gpus,
+            cpu_millis=self.cpu_millis,
+            memory_bytes=self.memory_bytes,
+            domains=(self.spine, self.leaf, self.name),
+            labels=labels({"pool": "shared", **self.extra}),
+            ready=self.ready,
+        )
+
+
+def a_node(name: str) -> NodeBuilder:
+    return NodeBuilder(name)
+
+
+def nodes_in_leaf(
+    leaf: str, count: int, *, prefix: str | None = None, spine: str = "spine-1", **extra: str
+) -> list[Node]:
+    stem = prefix or leaf
+    return [a_node(f"{stem}-n{i + 1}").in_leaf(leaf, spine).labelled(**extra).build() for i in range(count)]
+
+
+@dataclass
+class QueueBuilder:
+    name: str
+    parent: str | None = None
+    namespaces: tuple[str, ...] = ()
+    shares: dict[GPUType, Share] = field(default_factory=dict)
+    reservation: Reservation | None = None
+    min_runtime: float = 0.0
+
+    def under(self, parent: str) -> Self:
+        self.parent = parent
+        return self
+
+    def for_namespaces(self, *namespaces: str) -> Self:
+        self.namespaces = namespaces
+        return self
+
+    def with_share(
+        self, guaranteed: int = 0, *, limit: int | None = None, weight: int = 1, gpu_type: str = "b200"
+    ) -> Self:
+        self.shares[GPUType(gpu_type)] = Share(guaranteed, limit, weight)
+        return self
+
+    def reserving(self, *, lend: bool = False, **selector: str) -> Self:
+        self.reservation = Reservation(labels(selector), lend)
+        return self
+
+    def protecting_jobs_for(self, seconds: float) -> Self:
+        self.min_runtime = seconds
+        return self
+
+    def build(self) -> Queue:
+        return Queue(
+            QueueName(self.name),
+            QueueName(self.parent) if self.parent else None,
+            self.namespaces,
+            dict(self.shares),
+            self.reservation,
+            self.min_runtime,
+        )
+
+
+def a_queue(name: str) -> QueueBuilder:
+    """A leaf queue owning the namespace of the same name, under ``root`` by default."""
+    return QueueBuilder(name, parent="root", namespaces=(name,))
+
+
+def a_root(guaranteed: int = 0) -> QueueBuilder:
+    return QueueBuilder("root").with_share(guaranteed)
+
+
+@dataclass
+class JobBuilder:
+    key: str
+    replicas: int = 1
+    gpus_per_replica: int = 8
+    gpu_type: str | None = "b200"
+    priority: Priority = Priority.TRAIN
+    required: str | None = None
+    preferred: str | None = None
+    submitted: float = 0.0
+    placement: tuple[str | None, ...] = ()
+    started: float | None = None
+    cpu_millis: int = 0
+    selector: dict[str, str] = field(default_factory=dict)
+
+    def of(self, replicas: int, gpus: int, gpu_type: str | None = "b200") -> Self:
+        self.replicas, self.gpus_per_replica, self.gpu_type = replicas, gpus, gpu_type
+        return self
+
+    def with_priority(self, priority: Priority) -> Self:
+        self.priority = priority
+        return self
+
+    def requiring(self, level: str) -> Self:
+        self.required = level
+        return self
+
+    def preferring(self, level: str) -> Self:
+        self.preferred = level
+        return self
+
+    def submitted_at(self, seconds: float) -> Self:
+        self.submitted = seconds
+        return self
+
+    def with_cpu(self, millis: int) -> Self:
+        self.cpu_millis = millis
+        return self
+
+    def selecting(self, **selector: str) -> Self:
+        self.selector.update(selector)
+        return self
+
+    def running_on(self, *nodes: str | None, since: float = 0.0) -> Self:
+        self.placement, self.started = nodes, since
+        return self
+
+    def build(self) -> Job:
+        return Job(
+            key=JobKey(self.key),
+            namespace=self.key.split("/", 1)[0],
+            replicas=self.replicas,
+            gpus_per_replica=self.gpus_per_replica,
+            cpu_millis_per_replica=self.cpu_millis,
+            gpu_type=GPUType(self.gpu_type) if self.gpu_type else None,
+            priority=self.priority,
+            required_level=self.required,
+            preferred_level=self.preferred,
+            node_selector=labels(self.selector),
+            submitted=self.submitted,
+            placement=tuple(NodeName(n) if n else None for n in self.placement),
+            started=self.started,
+        )
+
+
+def a_job(key: str) -> JobBuilder:
+    return JobBuilder(key)
+
+
+def snapshot(nodes: list[Node], queues: list[Queue | QueueBuilder], jobs: list[Job | JobBuilder]) -> Snapshot:
+    return Snapshot(
+        tuple(nodes),
+        tuple(q.build() if isinstance(q, QueueBuilder) else q for q in queues),
+        tuple(j.build() if isinstance(j, JobBuilder) else j for j in jobs),
+    )
+
+
+def bound(decisions: Decisions) -> dict[str, tuple[str, ...]]:
+    return {bind.job: bind.nodes for bind in decisions.binds}
+
+
+def reasons(decisions: Decisions) -> dict[str, str]:
+    return {e.job: e.reason.value for e in decisions.pending}
+
+
+def messages(decisions: Decisions) -> dict[str, str]:
+    return {e.job: e.message for e in decisions.pending}
+
+
+def evicted(decisions: Decisions) -> dict[str, str]:
+    return {e.job: e.reason.value for e in decisions.evictions}
+
+
+def apply(snap: Snapshot, decisions: Decisions, *, now: float) -> Snapshot:
+    """The next snapshot: binds start running, evicted and released jobs wait again."""
+    by_job = {b.job: b for b in decisions.binds}
+    gone = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
+    jobs = []
+    for job in snap.jobs:
+        if job.key in gone:
+            jobs.append(replace(job, placement=(), started=None))
+        elif job.key in by_job:
+            waiting = iter(by_job[job.key].nodes)
+            if job.placement:
+                placement = tuple(node if node is not None else next(waiting) for node in job.placement)
+                placement += tuple(waiting)
+            else:
+                placement = by_job[job.key].nodes
+            jobs.append(replace(job, placement=placement, started=now))
+        else:
+            jobs.append(job)
+    return replace(snap, jobs=tuple(jobs))

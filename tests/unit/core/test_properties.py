@@ -1,0 +1,146 @@
+"""Properties of ``schedule`` over generated clusters, queues and jobs (Hypothesis)."""
+
+import random
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leitstand.core import fairshare
+from leitstand.core.model import Decisions, GPUType, Priority, QueueName, Snapshot
+from leitstand.core.scheduling import schedule
+from tests.unit.core.builders import JobBuilder, a_job, a_queue, a_root, apply, nodes_in_leaf, snapshot
+
+NOW = 100_000.0
+B200 = GPUType("b200")
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def clusters(draw: st.DrawFn, *, positive_weights: bool = False) -> Snapshot:
+    leaves = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
+    nodes = [node for i, size in enumerate(leaves) for node in nodes_in_leaf(f"su-{i + 1}", size)]
+    capacity = 8 * len(nodes)
+    tenants = draw(st.integers(1, 4))
+    guarantees = draw(st.lists(st.integers(0, 16), min_size=tenants, max_size=tenants))
+    scale = max(1, -(-sum(guarantees) // capacity))
+    queues = [a_root()]
+    for t in range(tenants):
+        guaranteed = guarantees[t] // scale
+        limit = draw(st.one_of(st.none(), st.integers(guaranteed, guaranteed + 32)))
+        weight = draw(st.integers(1 if positive_weights else 0, 3))
+        queues.append(
+            a_queue(f"t{t}")
+            .with_share(guaranteed, limit=limit, weight=weight)
+            .protecting_jobs_for(draw(st.sampled_from([0, 0, 50])))
+        )
+    jobs: list[JobBuilder] = []
+    for j in range(draw(st.integers(0, 14))):
+        tenant = draw(st.integers(0, tenants - 1))
+        job = a_job(f"t{tenant}/j{j}").of(draw(st.integers(1, 4)), draw(st.sampled_from([1, 2, 4, 8])))
+        job.submitted_at(draw(st.integers(0, 1000)))
+        job.with_priority(draw(st.sampled_from([Priority.TRAIN, Priority.TRAIN, Priority.BUILD, Priority.INFERENCE])))
+        if draw(st.booleans()):
+            job.requiring("leaf")
+        jobs.append(job)
+    first = snapshot(nodes, list(queues), list(jobs))
+    running = apply(first, schedule(first, now=NOW - 500), now=NOW - 500)
+    later = [
+        a_job(f"t{draw(st.integers(0, tenants - 1))}/late{k}").of(draw(st.integers(1, 3)), 8).submitted_at(NOW - 100)
+        for k in range(draw(st.integers(0, 6)))
+    ]
+    return Snapshot(running.nodes, running.queues, running.jobs + tuple(j.build() for j in later))
+
+
+def usage_after(snap: Snapshot, decisions: Decisions) -> tuple[Counter[str], Counter[str]]:
+    """GPUs per node and per queue once the decisions are carried out."""
+    after = apply(snap, decisions, now=NOW)
+    per_node: Counter[str] = Counter()
+    per_queue: Counter[str] = Counter()
+    for job in after.jobs:
+        for node in job.placement:
+            if node is not None:
+                per_node[node] += job.gpus_per_replica
+                per_queue[job.namespace] += job.gpus_per_replica
+    return per_node, per_queue
+
+
+@PROPERTY
+@given(clusters())
+def test_no_node_is_ever_over_committed(snap: Snapshot) -> None:
+    per_node, _ = usage_after(snap, schedule(snap, now=NOW))
+    capacity = {node.name: node.gpus for node in snap.nodes}
+    assert all(used <= capacity[name] for name, used in per_node.items())
+
+
+@PROPERTY
+@given(clusters())
+def test_gangs_are_all_or_nothing(snap: Snapshot) -> None:
+    decisions = schedule(snap, now=NOW)
+    jobs = {job.key: job for job in snap.jobs}
+    for bind in decisions.binds:
+        job = jobs[bind.job]
+        waiting = job.replicas - sum(1 for node in job.placement if node is not None)
+        assert len(bind.nodes) == waiting
+    assert not ({b.job for b in decisions.binds} & {e.job for e in decisions.pending})
+
+
+@PROPERTY
+@given(clusters())
+def test_no_queue_goes_above_its_limit(snap: Snapshot) -> None:
+    _, per_queue = usage_after(snap, schedule(snap, now=NOW))
+    for queue in snap.queues:
+        share = queue.shares.get(B200)
+        if share is not None and share.limit is not None and queue.namespaces:
+            assert per_queue[queue.namespaces[0]] <= share.limit
+
+
+@PROPERTY
+@given(clusters(positive_weights=True))
+def test_fair_shares_honour_guarantees_and_add_up_to_the_demanded_capacity(snap: Snapshot) -> None:
+    decisions = schedule(snap, now=NOW)
+    capacity = sum(node.gpus for node in snap.nodes)
+    demand: Counter[str] = Counter()
+    for job in snap.jobs:
+        demand[job.namespace] += job.gpus
+    leaves = [q for q in snap.queues if q.namespaces]
+    limits = {q.name: q.shares[B200].limit for q in leaves}
+    capped = {name: demand[name] if limit is None else min(demand[name], limit) for name, limit in limits.items()}
+    total = sum(decisions.queues[q.name][B200].fair_share for q in leaves)
+    assert total == min(capacity, sum(capped.values()))
+    for queue in leaves:
+        assert decisions.queues[queue.name][B200].fair_share >= min(queue.shares[B200].guaranteed, capped[queue.name])
+
+
+@PROPERTY
+@given(clusters(), st.randoms(use_true_random=False))
+def test_decisions_do_not_depend_on_the_order_of_the_inputs(snap: Snapshot, rng: random.Random) -> None:
+    def shuffled(items: tuple) -> tuple:  # type: ignore[type-arg]
+        copy = list(items)
+        rng.shuffle(copy)
+        return tuple(copy)
+
+    again = Snapshot(shuffled(snap.nodes), shuffled(snap.queues), shuffled(snap.jobs))
+    assert schedule(snap, now=NOW) == schedule(again, now=NOW)
+
+
+@PROPERTY
+@given(clusters())
+def test_repeated_cycles_reach_a_fixpoint_without_eviction_loops(snap: Snapshot) -> None:
+    evictions: Counter[str] = Counter()
+    now = NOW
+    for _cycle in range(2 * len(snap.jobs) + 2):
+        decisions = schedule(snap, now=now)
+        if not decisions.binds and not decisions.evictions and not decisions.releases:
+            break
+        evictions.update(e.job for e in decisions.evictions)
+        snap = apply(snap, decisions, now=now)
+        now += 1000
+    else:
+        raise AssertionError("no fixpoint: the scheduler keeps changing its mind")
+    assert all(count <= 1 for count in evictions.values()), evictions
+
+
+def test_fair_share_is_the_public_function_status_uses() -> None:
+    queues = [a_root().build(), a_queue("a").with_share(8).build()]
+    assert fairshare.fair_shares(queues, {B200: 16}, {QueueName("a"): {B200: 4}})[QueueName("a")][B200] == 4
