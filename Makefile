@@ -41,8 +41,8 @@ e2e: binaries ## the end-to-end tests on the real local control plane
 demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears it all down
 	$(BIN)/leitstand demo
 
-bench: binaries ## benchmarks, reported in BENCHMARKS.md
-	$(BIN)/pytest tests/bench -p no:cacheprovider -s
+bench: $(STAMP) ## benchmarks of the scheduling cycle, reported in BENCHMARKS.md
+	$(BIN)/python -m tests.bench.cycle
 
 crds: $(STAMP) ## regenerate crds/ from the models
 	$(BIN)/leitstand crds --out crds

@@ -20,7 +20,6 @@ by names, every output sorted.
 
 import heapq
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from leitstand.core import fairshare, placement, preemption
 from leitstand.core.model import (
@@ -85,8 +84,11 @@ class Cycle:
     releases: list[Release] = field(default_factory=list)
     waiting: dict[JobKey, Waiting] = field(default_factory=dict)
     failures: dict[tuple[object, ...], tuple[int, int, placement.Outcome]] = field(default_factory=dict)
+    partial_jobs: list[Job] = field(default_factory=list)
+    jobs_by_key: dict[JobKey, Job] = field(default_factory=dict)
     _candidates: dict[tuple[object, ...], list[Node]] = field(default_factory=dict)
     _empty: Statement | None = None
+    _fits_empty: dict[tuple[object, ...], bool] = field(default_factory=dict)
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -179,31 +181,45 @@ class Cycle:
 
     # -- running work and demand ------------------------------------------------------------
 
-    def hold_running(self) -> None:
-        for job in sorted(self.snapshot.jobs, key=lambda j: j.key):
-            queue = self.leaf_of_namespace.get(job.namespace)
+    def load_jobs(self) -> dict[QueueName, dict[GPUType, int]]:
+        """Holds what running (and partly bound) jobs use; returns each leaf queue's demand per GPU type.
+
+        One pass over the jobs: at the scale of 100,000 pods this loop is most of a cycle.
+        """
+        demand: dict[QueueName, dict[GPUType, int]] = {}
+        free = self.statement.free
+        nodes = self.statement.nodes
+        leaf_of = self.leaf_of_namespace
+        default_types: dict[QueueName, GPUType | None] = {}
+        for job in self.snapshot.jobs:
+            queue = leaf_of.get(job.namespace)
             if queue is not None:
                 self.job_queue[job.key] = queue
-            placed = [node for node in job.placement if node is not None and node in self.statement.free]
-            if placed:
-                self.statement.hold(job, placed, self.path(queue), firm=not job.priority.preemptible)
-                gpu_type = self.statement.nodes[placed[0]].gpu_type
-                if gpu_type is not None and job.gpus_per_replica:
-                    self.job_type[job.key] = gpu_type
-        self.statement.commit()
-
-    def demand(self) -> dict[QueueName, dict[GPUType, int]]:
-        result: dict[QueueName, dict[GPUType, int]] = {}
-        for job in self.snapshot.jobs:
-            queue = self.job_queue.get(job.key)
+            gpu_type = job.gpu_type
+            if job.placement:
+                placed = [node for node in job.placement if node is not None and node in free]
+                if len(placed) != job.replicas or len(job.placement) != job.replicas:
+                    self.partial_jobs.append(job)
+                if placed:
+                    self.statement.load(
+                        job, placed, self.paths[queue] if queue else (), firm=not job.priority.preemptible
+                    )
+                    node_type = nodes[placed[0]].gpu_type
+                    if node_type is not None and job.gpus_per_replica:
+                        self.job_type[job.key] = node_type
+                        gpu_type = node_type
             if queue is None or not job.gpus_per_replica:
                 continue
-            gpu_type = self.job_type.get(job.key) or job.gpu_type or self.default_type(queue)
             if gpu_type is None:
-                continue
-            per_type = result.setdefault(queue, {})
-            per_type[gpu_type] = per_type.get(gpu_type, 0) + job.gpus
-        return result
+                if queue not in default_types:
+                    default_types[queue] = self.default_type(queue)
+                gpu_type = default_types[queue]
+                if gpu_type is None:
+                    continue
+            per_type = demand.setdefault(queue, {})
+            per_type[gpu_type] = per_type.get(gpu_type, 0) + job.replicas * job.gpus_per_replica
+        self.partial_jobs.sort(key=lambda j: j.key)
+        return demand
 
     def default_type(self, queue: QueueName) -> GPUType | None:
         """Where an untyped waiting job's demand counts: its queue's first typed share, else the first type."""
@@ -303,6 +319,15 @@ class Cycle:
             if known is not None and known[0] == self.statement.version and count >= known[1]:
                 outcome = known[2]
                 continue
+            need = count * job.gpus_per_replica
+            free_of_type = self.statement.free_by_type.get(gpu_type, 0)
+            if job.gpus_per_replica and free_of_type < need:  # cheap necessary condition before the scan
+                outcome = placement.Outcome(
+                    None,
+                    Reason.INSUFFICIENT_CAPACITY,
+                    f"needs {placement.describe(job, count, gpu_type)}; {free_of_type} {gpu_type} free in the cluster",
+                )
+                continue
             outcome = placement.place(
                 job, count, self.statement, nodes, self.policy, gpu_type=gpu_type, pinned_domain=pinned
             )
@@ -330,13 +355,26 @@ class Cycle:
         """Would ``job`` fit on its nodes if they were all free? (Is holding its type worth it?)"""
         if self._empty is None:
             self._empty = Statement(list(self.statement.nodes.values()))
-        nodes = self.candidates(job, queue, gpu_type, lent=False)
-        return placement.place(job, job.replicas, self._empty, nodes, self.policy, gpu_type=gpu_type).nodes is not None
+        shape = (self.owner(queue), gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
+                 job.memory_bytes_per_replica, job.required_level, job.node_selector)  # fmt: skip
+        known = self._fits_empty.get(shape)
+        if known is None:
+            nodes = self.candidates(job, queue, gpu_type, lent=False)
+            outcome = placement.place(job, job.replicas, self._empty, nodes, self.policy, gpu_type=gpu_type)
+            known = self._fits_empty[shape] = outcome.nodes is not None
+        return known
 
     # -- the passes -------------------------------------------------------------------------
 
     def finish_partial_gangs(self) -> None:
-        for job in sorted((j for j in self.snapshot.jobs if j.partial), key=lambda j: j.key):
+        for job in self.partial_jobs:
+            if job.key not in self.statement.holdings:  # bound only to nodes that are gone
+                self.releases.append(Release(job.key, "its pods are bound to nodes that no longer exist"))
+                self.waiting[job.key] = Waiting(
+                    job, self.job_queue.get(job.key), job.gpu_type, Reason.GANG_INCOMPLETE,
+                    "its nodes are gone; it waits whole", tried=True,
+                )  # fmt: skip
+                continue
             queue = self.job_queue.get(job.key)
             waiting_replicas = [i for i, node in enumerate(job.placement) if node is None]
             waiting_replicas += list(range(len(job.placement), job.replicas))
@@ -398,15 +436,16 @@ class Cycle:
             jobs.sort(key=order_key)
         return per_queue
 
-    def served(self, queue: QueueName, gpu_type: GPUType | None) -> tuple[int, Fraction]:
+    def served(self, queue: QueueName, gpu_type: GPUType | None) -> tuple[int, float]:
+        """How well served a queue is: allocated ÷ fair share (queues without a share come last)."""
         if gpu_type is None:
-            return (0, Fraction(0))
+            return (0, 0.0)
         held = self.statement.queue_allocated(queue, gpu_type)
         share = self.shares.get(queue, {}).get(gpu_type, 0)
-        return (0, Fraction(held, share)) if share else (1, Fraction(held))
+        return (0, held / share) if share else (1, float(held))
 
     def serve_queues(self, per_queue: dict[QueueName, list[Job]]) -> None:
-        heap: list[tuple[int, tuple[int, Fraction], QueueName]] = []
+        heap: list[tuple[int, tuple[int, float], QueueName]] = []
         heads = dict.fromkeys(per_queue, 0)
 
         def push(queue: QueueName) -> None:
@@ -452,8 +491,9 @@ class Cycle:
     def run(self) -> Decisions:
         self.index_queues()
         self.index_nodes()
-        self.hold_running()
-        self.shares = fairshare.fair_shares(self.snapshot.queues, self.capacity, self.demand())
+        self.jobs_by_key = {job.key: job for job in self.snapshot.jobs}
+        demand = self.load_jobs()
+        self.shares = fairshare.fair_shares(self.snapshot.queues, self.capacity, demand)
         self.finish_partial_gangs()
         per_queue = self.collect_waiting()
         self.serve_queues(per_queue)

@@ -112,6 +112,30 @@ class Statement:
         self.holdings[job.key] = holding
         self._log.append((True, job.key, holding, job))
 
+    def load(self, job: Job, nodes: list[NodeName], queues: tuple[QueueName, ...], *, firm: bool) -> None:
+        """Records what a running job holds, permanently (no rollback): the fast path for the snapshot."""
+        gpus, cpu, memory = job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica
+        free, by_type, node_of = self.free, self.free_by_type, self.nodes
+        for name in nodes:
+            entry = free[name]
+            entry.gpus -= gpus
+            entry.cpu_millis -= cpu
+            entry.memory_bytes -= memory
+            if gpus:
+                node_type = node_of[name].gpu_type
+                by_type[node_type] = by_type.get(node_type, 0) - gpus
+        gpu_type = node_of[nodes[0]].gpu_type if gpus else None
+        self.holdings[job.key] = Holding(tuple(nodes), queues, gpu_type, firm)
+        if gpu_type is None:
+            return
+        total = gpus * len(nodes)
+        allocated = self.allocated
+        for queue in queues:
+            key = (queue, gpu_type)
+            allocated[key] = allocated.get(key, 0) + total
+            if firm:
+                self.firm[key] = self.firm.get(key, 0) + total
+
     def release(self, job: Job) -> None:
         """Gives back everything ``job`` holds (an eviction or a released partial gang)."""
         holding = self.holdings.pop(job.key, None)
