@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import Response
 
 from leitstand.api import server
-from leitstand.controller import operator
+from leitstand.controller import configuration, operator
 from leitstand.kube import kubeconfig
 
 
@@ -26,9 +26,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve(connection: kubeconfig.Connection, *, http_port: int, cycle_interval: float) -> None:
+async def _serve(connection: kubeconfig.Connection, config: configuration.Configuration, *, http_port: int) -> None:
     stop = asyncio.Event()
-    app = server.create_app(ready=lambda: True)
+    health = operator.Health()
+    app = server.create_app(ready=lambda: health.synced)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -45,7 +46,7 @@ async def _serve(connection: kubeconfig.Connection, *, http_port: int, cycle_int
         loop.add_signal_handler(signum, shutdown)
     http_task = asyncio.create_task(http.serve())
     try:
-        await operator.run(connection, interval=cycle_interval, stop=stop)
+        await operator.run(connection, config, health=health, stop=stop)
     finally:
         shutdown()
         await http_task
@@ -58,11 +59,14 @@ def run(
     ] = None,
     context: Annotated[str | None, typer.Option(help="kubeconfig context (default: current).")] = None,
     http_port: Annotated[int, typer.Option(help="Port of /healthz, /readyz, /metrics and the API.")] = 8080,
-    cycle_interval: Annotated[float, typer.Option(help="Seconds between scheduling cycles when idle.")] = 5.0,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Operator configuration YAML (topology, GPU types, ...).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
 ) -> None:
     """Run the Leitstand operator (the scheduler) against a cluster."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("leitstand").setLevel(logging.INFO if verbose else logging.WARNING)
+    settings = configuration.load(config)
     connection = kubeconfig.load(kubeconfig_path, context=context)
-    asyncio.run(_serve(connection, http_port=http_port, cycle_interval=cycle_interval))
+    asyncio.run(_serve(connection, settings, http_port=http_port))

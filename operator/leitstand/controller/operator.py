@@ -1,27 +1,48 @@
-"""The live operator: kopf feeds the store, a loop schedules, the binder applies.
+"""The live operator: kopf feeds the store, a loop schedules, the writes follow.
 
-``run`` is what ``leitstand run`` awaits. Kopf handlers only record watch
-events into the store; the scheduling loop wakes on a change (debounced) or on
-its timer, builds a core snapshot from the store, calls ``core.schedule``,
-and hands the decisions to the binder.
+``run`` is what ``leitstand run`` awaits. Kopf event handlers only record watch
+events (nodes, pods, TrainingJobs, GPUQuotas) into the store. Before the first
+cycle the store is seeded by listing every kind, so the first decisions see the
+whole cluster. The scheduling loop wakes on a change (debounced) or on its
+timer and runs a cycle (``cycles``) only while this replica leads.
 """
 
 import asyncio
 import contextlib
 import logging
-import time
+import os
+import socket
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from leitstand.core import model
-from leitstand.core.scheduling import schedule
-from leitstand.kube import binder, resources, snapshots
+from leitstand.controller.configuration import Configuration
+from leitstand.controller.cycles import Cycles
+from leitstand.controller.leadership import Leadership
+from leitstand.kube import resources
 from leitstand.kube.client import Client
 from leitstand.kube.kubeconfig import Connection
 from leitstand.kube.store import Store
 
 logger = logging.getLogger("leitstand.controller")
+
+WATCHED = (
+    ("Node", "v1", "nodes", "/api/v1/nodes"),
+    ("Pod", "v1", "pods", "/api/v1/pods"),
+    ("GPUQuota", resources.API_VERSION, "gpuquotas", f"/apis/{resources.API_VERSION}/gpuquotas"),
+    ("TrainingJob", resources.API_VERSION, "trainingjobs", f"/apis/{resources.API_VERSION}/trainingjobs"),
+)
+
+
+@dataclass
+class Health:
+    """What the probes report: synced once the store was seeded; leading as elected."""
+
+    synced: bool = False
+    leading: bool = False
+    cycles: int = 0
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
 def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
@@ -52,68 +73,77 @@ def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
 
         return feed
 
-    kopf.on.event("v1", "pods", registry=registry)(feeder("Pod"))
-    kopf.on.event("v1", "nodes", registry=registry)(feeder("Node"))
-    kopf.on.event(resources.GROUP, resources.VERSION, "gpuquotas", registry=registry)(feeder("GPUQuota"))
+    for kind, api_version, plural, _path in WATCHED:
+        group, _, version = api_version.rpartition("/")
+        kopf.on.event(group, version, plural, registry=registry)(feeder(kind))
     return registry
 
 
-async def cycle(client: Client, store: Store, settings: snapshots.Settings, *, concurrency: int) -> model.Decisions:
-    """One scheduling cycle against the store; returns what the core decided."""
-    snapshot, pod_of_job = snapshots.build(store.nodes.values(), store.quotas.values(), store.pods.values(), settings)
-    policy = model.Policy(topology_levels=settings.levels)
-    decisions = schedule(snapshot, policy, now=time.time())
-    binds = []
-    for bind in decisions.binds:
-        pod = pod_of_job.get(bind.job)
-        if pod is None:
-            continue
-        meta = pod["metadata"]
-        binds.append(binder.PodBind(meta["namespace"], meta["name"], meta.get("uid"), bind.nodes[0]))
-    for outcome in await binder.bind_all(client, binds, concurrency=concurrency):
-        target = f"{outcome.bind.namespace}/{outcome.bind.name}"
-        if outcome.ok:
-            logger.info("bound %s to %s", target, outcome.bind.node)
-        else:
-            logger.warning("binding %s to %s failed: %s", target, outcome.bind.node, outcome.reason)
-    return decisions
+async def seed(client: Client, store: Store) -> None:
+    """Lists every watched kind into the store (the watches then keep it current)."""
+    for kind, _api_version, _plural, path in WATCHED:
+        for item in (await client.list(path))["items"]:
+            store.apply(kind, "ADDED", item)
 
 
 async def schedule_forever(
-    client: Client, store: Store, settings: snapshots.Settings, *, interval: float, debounce: float, concurrency: int
+    cycles: Cycles, store: Store, health: Health, config: Configuration, wake: asyncio.Event
 ) -> None:
-    """The scheduling loop: one cycle per burst of changes, or every ``interval`` seconds."""
+    """The scheduling loop: one cycle per burst of changes, or every ``cycleIntervalSeconds``."""
     while True:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(store.changed.wait(), timeout=interval)
-        await asyncio.sleep(debounce)
+            await asyncio.wait_for(_either(store.changed, wake), timeout=config.cycle_interval_seconds)
+        await asyncio.sleep(config.debounce_seconds)
         store.changed.clear()
+        wake.clear()
         try:
-            await cycle(client, store, settings, concurrency=concurrency)
+            outcome = await cycles.run_once()
         except Exception:
             logger.exception("scheduling cycle failed; retrying on the next change")
+            continue
+        if outcome is not None:
+            health.cycles += 1
+            if outcome.bound_pods or outcome.decisions.evictions:
+                logger.info(
+                    "cycle: bound %d pods, %d evictions, %d waiting, %.0f ms",
+                    outcome.bound_pods, len(outcome.decisions.evictions), len(outcome.decisions.pending),
+                    outcome.seconds * 1000,
+                )  # fmt: skip
 
 
-async def run(
-    connection: Connection,
-    *,
-    interval: float = 5.0,
-    debounce: float = 0.2,
-    concurrency: int = 16,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Runs the operator until ``stop`` is set (or forever)."""
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    tasks = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def run(connection: Connection, config: Configuration, *, health: Health, stop: asyncio.Event) -> None:
+    """Runs the operator until ``stop`` is set."""
     store = Store()
-    settings = snapshots.Settings()
     registry = _registry(connection, store)
-    stop_flag = stop or asyncio.Event()
-    async with Client(connection) as client:
-        loop_task = asyncio.create_task(
-            schedule_forever(client, store, settings, interval=interval, debounce=debounce, concurrency=concurrency)
-        )
+    # the user agent names this replica: the API's managedFields then record which replica bound each pod
+    async with Client(connection, user_agent=f"leitstand-{health.identity}") as client:
+        await seed(client, store)
+        health.synced = True
+        leadership = Leadership(client, config.leader_election, health.identity)
+
+        def leading() -> bool:
+            health.leading = leadership.leading() if config.leader_election.enabled else True
+            return health.leading
+
+        cycles = Cycles(client, store, config, leading)
+        loop = asyncio.create_task(schedule_forever(cycles, store, health, config, leadership.changed))
+        election = asyncio.create_task(leadership.run(stop)) if config.leader_election.enabled else None
         try:
-            await kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop_flag)
+            await kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop)
         finally:
-            loop_task.cancel()
+            stop.set()
+            loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+                await loop
+            if election is not None:  # let it give the lease up, so a standby takes over at once
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(election, timeout=5)

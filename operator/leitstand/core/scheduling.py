@@ -5,6 +5,7 @@ The cycle, in order:
 1. resolve each job's queue from its namespace (leaf queues only; a namespace
    claimed by two leaves is scheduled by neither) and hold what running jobs use;
 2. compute every queue's fair share per GPU type from the demand (``fairshare``);
+   a queue that owns a reservation demands at most its pool;
 3. finish or release gangs that the binder left partly bound;
 4. serve queues least served first (allocated ÷ fair share; a higher-priority
    head first), jobs within a queue by priority then submission time, each gang
@@ -73,6 +74,7 @@ class Cycle:
     leaf_of_namespace: dict[str, QueueName] = field(default_factory=dict)
     conflicts: dict[str, tuple[QueueName, ...]] = field(default_factory=dict)
     owner_of_node: dict[NodeName, QueueName] = field(default_factory=dict)
+    reserved_capacity: dict[QueueName, dict[GPUType, int]] = field(default_factory=dict)
     ready_nodes: list[Node] = field(default_factory=list)
     capacity: dict[GPUType, int] = field(default_factory=dict)
     shares: dict[QueueName, dict[GPUType, int]] = field(default_factory=dict)
@@ -125,6 +127,9 @@ class Cycle:
                 assert queue.reservation is not None
                 if matches(queue.reservation.node_selector, node.labels):
                     self.owner_of_node[node.name] = queue.name
+                    if node.ready and node.gpu_type is not None:
+                        pool = self.reserved_capacity.setdefault(queue.name, {})
+                        pool[node.gpu_type] = pool.get(node.gpu_type, 0) + node.gpus
                     break
             if node.ready:
                 self.ready_nodes.append(node)
@@ -219,6 +224,12 @@ class Cycle:
             per_type = demand.setdefault(queue, {})
             per_type[gpu_type] = per_type.get(gpu_type, 0) + job.replicas * job.gpus_per_replica
         self.partial_jobs.sort(key=lambda j: j.key)
+        for queue, per_type in demand.items():  # a queue bound to its reserved pool cannot use more than the pool
+            owner = self.owner(queue)
+            if owner is not None:
+                pool = self.reserved_capacity.get(owner, {})
+                for gpu_type in per_type:
+                    per_type[gpu_type] = min(per_type[gpu_type], pool.get(gpu_type, 0))
         return demand
 
     def default_type(self, queue: QueueName) -> GPUType | None:

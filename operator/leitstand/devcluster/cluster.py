@@ -93,6 +93,16 @@ class State:
     commands: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Binding:
+    """One audited ``pods/binding`` request: which pod, who asked, the answer, and when."""
+
+    pod: str
+    user_agent: str
+    code: int
+    at: datetime.datetime
+
+
 def default_directory(name: str) -> Path:
     return locations.state_home() / "clusters" / name
 
@@ -171,6 +181,7 @@ class LocalCluster:
         self.detached = detached
         self.progress = progress
         self.kubeconfig = self.directory / "kubeconfig"
+        self.audit_log = self.directory / "logs" / "audit.log"
         self.server = ""
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._order: list[tuple[str, int, str]] = []
@@ -201,6 +212,7 @@ class LocalCluster:
             self._start_etcd(paths["etcd"])
             self._start_apiserver(paths["kube-apiserver"], wait_timeout)
             self._install_crds()
+            self._create_namespace("leitstand-system")
             self._start_kwok(paths["kwok"])
             self._create_nodes(wait_timeout)
             self._write_state()
@@ -351,6 +363,10 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--event-ttl=1h",
                 "--profiling=false",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=200",
                 *self.apiserver_args,
             ],
         )
@@ -372,6 +388,48 @@ class LocalCluster:
             return httpx.get(f"{self.server}/readyz", verify=context, timeout=5).status_code == 200
 
         self._wait("kube-apiserver", child, ready, timeout)
+
+    def _audit_policy(self) -> Path:
+        """Audits every pods/binding call: the API's own record of who bound what, and when."""
+        path = self.directory / "audit-policy.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [
+                        {
+                            "level": "Metadata",
+                            "verbs": ["create"],
+                            "resources": [{"group": "", "resources": ["pods/binding"]}],
+                        },
+                        {"level": "None"},
+                    ],
+                }
+            )
+        )
+        return path
+
+    def bindings(self) -> list[Binding]:
+        """Every ``pods/binding`` request the API server answered, in order, from its audit log."""
+        result = []
+        try:
+            lines = self.audit_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        for line in lines:
+            entry = json.loads(line)
+            target = entry.get("objectRef") or {}
+            result.append(
+                Binding(
+                    pod=f"{target.get('namespace')}/{target.get('name')}",
+                    user_agent=entry.get("userAgent", ""),
+                    code=int((entry.get("responseStatus") or {}).get("code", 0)),
+                    at=datetime.datetime.fromisoformat(entry["stageTimestamp"].replace("Z", "+00:00")),
+                )
+            )
+        return result
 
     def http(self) -> httpx.Client:
         """A synchronous admin client for this cluster (the launcher's own requests)."""
@@ -404,6 +462,15 @@ class LocalCluster:
                     if time.monotonic() > deadline:
                         raise UserError(f"CRD {name} was not established within 30 s")
                     time.sleep(0.1)
+
+    def _create_namespace(self, name: str) -> None:
+        """The namespace the operator's Lease lives in, as the Helm chart would create it."""
+        with self.http() as http:
+            response = http.post(
+                "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
+            if response.status_code >= 300 and response.status_code != 409:
+                raise UserError(f"creating namespace {name} failed: {response.text[:300]}")
 
     def _start_kwok(self, kwok: Path) -> None:
         self.progress("starting kwok")

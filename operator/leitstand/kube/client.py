@@ -59,14 +59,16 @@ def path_for(api_version: str, plural: str, *, namespace: str | None = None, nam
 class Client:
     """An async API client bound to one connection; use ``async with``."""
 
-    def __init__(self, connection: Connection, *, timeout: float = 30.0, max_connections: int = 64) -> None:
+    def __init__(
+        self, connection: Connection, *, timeout: float = 30.0, max_connections: int = 64, user_agent: str = "leitstand"
+    ) -> None:
         self.connection = connection
         self._http = httpx.AsyncClient(
             base_url=connection.server,
             verify=connection.ssl_context(),
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"Accept": "application/json", "User-Agent": "leitstand"},
+            headers={"Accept": "application/json", "User-Agent": user_agent},
         )
 
     async def __aenter__(self) -> Self:

@@ -153,29 +153,92 @@ def pod_job(pod: Body) -> model.Job:
     )
 
 
+def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
+    """The gang of a TrainingJob, with its live pods' nodes by rank; None when there is nothing to schedule.
+
+    A job waits for scheduling only when every replica's pod exists; a job with
+    some pods bound is included either way, so the core can complete or release it.
+    """
+    status = body.get("status") or {}
+    if body["metadata"].get("deletionTimestamp") or status.get("phase") in TERMINAL | {"Preempted"}:
+        return None
+    try:
+        spec = resources.TrainingJobSpec.model_validate(body["spec"])
+    except pydantic.ValidationError:
+        return None
+    placement = tuple(
+        model.NodeName(node)
+        if (node := (pods[rank].get("spec", {}).get("nodeName") if rank in pods else None))
+        else None
+        for rank in range(spec.replicas)
+    )
+    bound = any(placement)
+    if not bound and len(pods) < spec.replicas:
+        return None
+    meta = body["metadata"]
+    topology = spec.topology
+    return model.Job(
+        key=model.JobKey(f"{meta['namespace']}/{meta['name']}"),
+        namespace=meta["namespace"],
+        replicas=spec.replicas,
+        gpus_per_replica=spec.gpus_per_replica,
+        cpu_millis_per_replica=quantities.millis(spec.template.cpu),
+        memory_bytes_per_replica=quantities.units(spec.template.memory),
+        gpu_type=model.GPUType(spec.gpu_type) if spec.gpu_type else None,
+        priority=PRIORITIES[spec.priority],
+        required_level=topology.required if topology else None,
+        preferred_level=topology.preferred if topology else None,
+        submitted=timestamp(status.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
+        placement=placement if bound else (),
+        started=timestamp(status.get("startedAt")) if bound else None,
+    )
+
+
 def build(
-    nodes: Iterable[Body], quotas: Iterable[Body], pods: Iterable[Body], settings: Settings
-) -> tuple[model.Snapshot, dict[model.JobKey, Body]]:
-    """The snapshot of the store's bodies, and the pod body behind each plain-pod job."""
+    nodes: Iterable[Body],
+    quotas: Iterable[Body],
+    pods: Iterable[Body],
+    settings: Settings,
+    jobs: Iterable[Body] = (),
+) -> tuple[model.Snapshot, dict[model.JobKey, Body], dict[model.JobKey, dict[int, Body]]]:
+    """The snapshot of the store's bodies; the pod behind each plain-pod job; each TrainingJob's pods by rank.
+
+    Pods being deleted still hold their node's resources until they are gone,
+    so they count as used capacity rather than as part of their job.
+    """
     foreign: dict[str, tuple[int, int, int]] = {}
-    jobs: list[model.Job] = []
+    core_jobs: list[model.Job] = []
     pod_of_job: dict[model.JobKey, Body] = {}
+    gang_pods: dict[str, dict[int, Body]] = {}
     for pod in pods:
         if not live(pod):
             continue
+        meta = pod["metadata"]
         node = pod.get("spec", {}).get("nodeName")
-        if not is_ours(pod):
+        if not is_ours(pod) or meta.get("deletionTimestamp"):
             if node:
                 held = foreign.get(node, (0, 0, 0))
                 foreign[node] = tuple(a + b for a, b in zip(held, pod_requests(pod), strict=True))  # type: ignore[assignment]
             continue
-        if pod["metadata"].get("labels", {}).get(JOB_LABEL):
-            continue  # TrainingJob pods are grouped by their job
-        if pod["metadata"].get("deletionTimestamp") and not node:
+        owner = (meta.get("labels") or {}).get(JOB_LABEL)
+        if owner:
+            try:
+                rank = int(meta["labels"].get(REPLICA_LABEL, ""))
+            except ValueError:
+                continue
+            gang_pods.setdefault(f"{meta['namespace']}/{owner}", {})[rank] = pod
             continue
         job = pod_job(pod)
-        jobs.append(job)
+        core_jobs.append(job)
         pod_of_job[job.key] = pod
+    pods_of_gang: dict[model.JobKey, dict[int, Body]] = {}
+    for body in jobs:
+        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+        members = gang_pods.get(key, {})
+        gang = training_job(body, members)
+        if gang is not None:
+            core_jobs.append(gang)
+            pods_of_gang[gang.key] = members
     queues = [queue for queue in (to_queue(body) for body in quotas) if queue is not None]
     core_nodes = [to_node(body, foreign.get(body["metadata"]["name"], (0, 0, 0)), settings) for body in nodes]
-    return model.Snapshot(tuple(core_nodes), tuple(queues), tuple(jobs)), pod_of_job
+    return model.Snapshot(tuple(core_nodes), tuple(queues), tuple(core_jobs)), pod_of_job, pods_of_gang

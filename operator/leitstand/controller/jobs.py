@@ -1,0 +1,345 @@
+"""The TrainingJob controller's decisions: pods, Service, phase, status and Events of one job.
+
+``plan`` is a pure function of a job, its pods, what the scheduler just
+decided about it, and the time: it returns the writes that bring the cluster
+in line (pods to create or delete, the status to patch when it changed, the
+Events of each transition). The operator applies plans; this module never
+talks to the API server, so every rule here is testable without one.
+
+Phases: Queued until every replica runs; Running; Succeeded when every replica
+succeeded; a failed replica restarts the whole gang (all pods deleted and
+recreated) up to ``backoffLimit`` times, then Failed; Preempted while an
+evicted gang's pods go away, then Queued again.
+"""
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from leitstand.core import model
+from leitstand.kube import resources, snapshots
+
+Body = dict[str, Any]
+MASTER_PORT = 29500
+FINALIZER = "leitstand.dev/pods"
+CONTAINER = "trainer"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class Plan:
+    """The writes that reconcile one job."""
+
+    create: list[Body] = field(default_factory=list)
+    delete: list[tuple[str, int]] = field(default_factory=list)  # (pod name, grace seconds)
+    service: Body | None = None
+    status: Body | None = None
+    events: list[Event] = field(default_factory=list)
+    remove_finalizer: bool = False
+    add_finalizer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the scheduling cycle said about one job."""
+
+    explanation: model.Explanation | None = None
+    bound: bool = False
+    evicted: model.Eviction | None = None
+    released: model.Release | None = None
+    queue: str | None = None
+
+
+def rfc3339(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_name(job: str, rank: int) -> str:
+    return f"{job}-{rank}"
+
+
+def pods_by_rank(job: Body, pods: Mapping[str, Body]) -> dict[int, Body]:
+    """The job's pods by replica rank (from the pod label), newest incarnation only."""
+    name = job["metadata"]["name"]
+    result: dict[int, Body] = {}
+    for pod in pods.values():
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(snapshots.JOB_LABEL) != name:
+            continue
+        try:
+            rank = int(labels.get(snapshots.REPLICA_LABEL, ""))
+        except ValueError:
+            continue
+        result[rank] = pod
+    return result
+
+
+def service_manifest(job: Body) -> Body:
+    """The headless Service that gives every replica a stable DNS name for rendezvous."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": {snapshots.JOB_LABEL: meta["name"]},
+            "ownerReferences": [_owner(job)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {snapshots.JOB_LABEL: meta["name"]},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
+            "publishNotReadyAddresses": True,
+        },
+    }
+
+
+def _owner(job: Body) -> Body:
+    return {
+        "apiVersion": resources.API_VERSION,
+        "kind": "TrainingJob",
+        "name": job["metadata"]["name"],
+        "uid": job["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pod_manifest(job: Body, spec: resources.TrainingJobSpec, rank: int) -> Body:
+    """Replica ``rank`` of the job: scheduled by Leitstand, owned by the job, with the torchrun environment."""
+    meta = job["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    template = spec.template
+    environment = [{"name": var.name, "value": var.value} for var in template.env or ()]
+    environment += [
+        {"name": "WORLD_SIZE", "value": str(spec.replicas)},
+        {"name": "RANK", "value": str(rank)},
+        {"name": "MASTER_ADDR", "value": f"{pod_name(name, 0)}.{name}.{namespace}.svc"},
+        {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
+    ]
+    requests: Body = {}
+    limits: Body = {}
+    if spec.gpus_per_replica:
+        requests[snapshots.GPU_RESOURCE] = str(spec.gpus_per_replica)
+        limits[snapshots.GPU_RESOURCE] = str(spec.gpus_per_replica)
+    if template.cpu:
+        requests["cpu"] = template.cpu
+    if template.memory:
+        requests["memory"] = template.memory
+    container: Body = {"name": CONTAINER, "image": template.image, "env": environment}
+    if template.command:
+        container["command"] = list(template.command)
+    if template.args:
+        container["args"] = list(template.args)
+    container["resources"] = {"requests": requests, "limits": limits}
+    labels = {**(template.labels or {}), snapshots.JOB_LABEL: name, snapshots.REPLICA_LABEL: str(rank)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(name, rank),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": dict(template.annotations or {}),
+            "ownerReferences": [_owner(job)],
+        },
+        "spec": {
+            "schedulerName": snapshots.SCHEDULER_NAME,
+            "restartPolicy": "Never",
+            "hostname": pod_name(name, rank),
+            "subdomain": name,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [container],
+        },
+    }
+
+
+def _condition(
+    previous: list[Body], kind: str, status: bool, reason: str, message: str, now: str, generation: int
+) -> Body:
+    text = "True" if status else "False"
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == text:
+            return {**old, "reason": reason, "message": message, "observedGeneration": generation}
+    return {
+        "type": kind,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+        "observedGeneration": generation,
+    }
+
+
+def plan(
+    job: Body,
+    pods: Mapping[int, Body],
+    verdict: Verdict,
+    *,
+    now: float,
+    eviction_grace_seconds: int,
+    settings: snapshots.Settings,
+    nodes: Mapping[str, Body],
+    service_exists: bool,
+) -> Plan:
+    """The writes that reconcile ``job`` with its ``pods`` after this cycle's ``verdict``. Pure."""
+    result = Plan()
+    meta = job["metadata"]
+    old: Body = dict(job.get("status") or {})
+    spec = resources.TrainingJobSpec.model_validate(job["spec"])
+    live = {rank: pod for rank, pod in pods.items() if not pod["metadata"].get("deletionTimestamp")}
+    terminating = len(pods) - len(live)
+    phases = {rank: pod.get("status", {}).get("phase", "Pending") for rank, pod in live.items()}
+    finalizers = meta.get("finalizers") or []
+
+    if meta.get("deletionTimestamp"):
+        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
+        result.remove_finalizer = FINALIZER in finalizers and not pods
+        return result
+    if FINALIZER not in finalizers:
+        result.add_finalizer = True
+
+    status: Body = dict(old)
+    status["gpus"] = spec.replicas * spec.gpus_per_replica
+    status["queue"] = verdict.queue
+    status["observedGeneration"] = meta.get("generation", 1)
+    status.setdefault("queuedAt", meta.get("creationTimestamp") or rfc3339(now))
+    status.setdefault("restarts", 0)
+    previous_phase = old.get("phase")
+    phase = previous_phase or "Queued"
+    reason, message = old.get("reason"), old.get("message")
+
+    def transition(new_phase: str, new_reason: str | None, new_message: str | None, event: Event | None) -> None:
+        nonlocal phase, reason, message
+        phase, reason, message = new_phase, new_reason, new_message
+        if event is not None and (new_phase != previous_phase or new_reason != old.get("reason")):
+            result.events.append(event)
+
+    if previous_phase in {"Succeeded", "Failed"}:
+        result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in snapshots.TERMINAL]
+        return result
+
+    if verdict.evicted is not None:
+        grace = eviction_grace_seconds
+        result.delete = [(pod["metadata"]["name"], grace) for pod in live.values()]
+        text = f"{verdict.evicted.reason.value}: {verdict.evicted.message}"
+        transition("Preempted", verdict.evicted.reason.value, text, Event("Warning", "Preempted", text))
+        status.pop("startedAt", None)
+        status["placement"] = None
+    elif verdict.released is not None:
+        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values() if pod.get("spec", {}).get("nodeName")]
+        transition(
+            "Queued",
+            "GangReleased",
+            verdict.released.message,
+            Event("Warning", "GangReleased", verdict.released.message),
+        )
+    elif any(p == "Failed" for p in phases.values()):
+        failed = sorted(rank for rank, p in phases.items() if p == "Failed")
+        if status["restarts"] < spec.backoff_limit:
+            status["restarts"] += 1
+            text = f"replica {failed[0]} failed; restarting the gang ({status['restarts']} of {spec.backoff_limit})"
+            result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
+            transition("Queued", "Restarting", text, Event("Warning", "Restarting", text))
+            status.pop("startedAt", None)
+            status["placement"] = None
+        else:
+            text = f"replica {failed[0]} failed and the backoff limit of {spec.backoff_limit} restarts is spent"
+            result.delete = [
+                (pod["metadata"]["name"], 0) for rank, pod in live.items() if phases[rank] not in snapshots.TERMINAL
+            ]
+            transition("Failed", "BackoffLimitExceeded", text, Event("Warning", "Failed", text))
+            status["finishedAt"] = rfc3339(now)
+    elif len(live) == spec.replicas and all(p == "Succeeded" for p in phases.values()):
+        transition(
+            "Succeeded", "Completed", "every replica succeeded", Event("Normal", "Succeeded", "every replica succeeded")
+        )
+        status["finishedAt"] = rfc3339(now)
+    elif len(live) == spec.replicas and all(p in {"Running", "Succeeded"} for p in phases.values()):
+        placed = [live[rank]["spec"].get("nodeName") for rank in range(spec.replicas)]
+        status.setdefault("startedAt", rfc3339(now))
+        domains = sorted({_domain(nodes.get(node or ""), spec, settings) for node in placed} - {""})
+        status["placement"] = {"domains": domains, "nodes": placed}
+        text = f"all {spec.replicas} replicas running on {len(set(placed))} nodes"
+        transition("Running", "Running", text, Event("Normal", "Running", text))
+    else:
+        if not terminating:
+            existing = set(live)
+            result.create = [pod_manifest(job, spec, rank) for rank in range(spec.replicas) if rank not in existing]
+        if phase == "Preempted" and (terminating or not live):
+            pass  # stays Preempted until the evicted pods are gone and new ones exist
+        elif verdict.bound:
+            text = f"all {spec.replicas} replicas bound; waiting for them to start"
+            transition("Queued", "Scheduled", text, Event("Normal", "Scheduled", text))
+        elif verdict.explanation is not None:
+            explanation = verdict.explanation
+            first = previous_phase is None
+            transition(
+                "Queued",
+                explanation.reason.value,
+                explanation.message,
+                Event("Normal", "Queued", f"queued in {verdict.queue}: {explanation.message}")
+                if first
+                else Event("Warning", explanation.reason.value, explanation.message),
+            )
+        elif phase not in {"Queued", "Preempted"} or previous_phase is None:
+            transition("Queued", "Pending", "waiting for its pods", Event("Normal", "Queued", "waiting for its pods"))
+    if not service_exists:
+        result.service = service_manifest(job)
+
+    status["phase"] = phase
+    status["reason"] = reason
+    status["message"] = message
+    status["queuePosition"] = verdict.explanation.position if verdict.explanation and phase == "Queued" else None
+    stamp = rfc3339(now)
+    generation = meta.get("generation", 1)
+    conditions = list(old.get("conditions") or [])
+    why, what = reason or "Pending", message or ""
+    running, finished = phase == "Running", phase in {"Succeeded", "Failed"}
+    status["conditions"] = [
+        _condition(
+            conditions,
+            "Scheduled",
+            phase in {"Running", "Succeeded"} or why == "Scheduled",
+            why,
+            what,
+            stamp,
+            generation,
+        ),
+        _condition(
+            conditions, "Running", running, "Running" if running else phase, what if running else "", stamp, generation
+        ),
+        _condition(
+            conditions,
+            "Finished",
+            finished,
+            why if finished else "NotFinished",
+            what if finished else "",
+            stamp,
+            generation,
+        ),
+    ]
+    cleaned = {key: value for key, value in status.items() if value is not None}
+    if cleaned != {key: value for key, value in old.items() if value is not None}:
+        result.status = cleaned
+    return result
+
+
+def _domain(node: Body | None, spec: resources.TrainingJobSpec, settings: snapshots.Settings) -> str:
+    """The domain of ``node`` at the job's required (else preferred, else second-finest) level."""
+    if node is None:
+        return ""
+    labels = node["metadata"].get("labels") or {}
+    level = (spec.topology.required or spec.topology.preferred) if spec.topology else None
+    keys = dict(settings.topology)
+    if level is None and len(settings.topology) >= 2:
+        level = settings.topology[-2][0]
+    return str(labels.get(keys.get(level or "", ""), ""))

@@ -1,0 +1,257 @@
+"""The operator on the real control plane: gangs, fair share and reclaim, topology, restarts, failover."""
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leitstand.devcluster import binaries, cluster, profiles
+from leitstand.errors import UserError
+from leitstand.kube import kubeconfig
+from leitstand.kube.client import ApiError, Client
+from tests.e2e.operators import Operator
+from tests.e2e.waiting import until
+
+GROUP = "/apis/leitstand.dev/v1alpha1"
+Body = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
+    """A dev-profile cluster of this module's own (64 B200 GPUs), so capacity is predictable."""
+    local = cluster.LocalCluster(
+        "operator", profiles.load("dev"), directory=tmp_path_factory.mktemp("operator-cluster")
+    )
+    try:
+        local.start()
+    except UserError as error:
+        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+async def api(dev: cluster.LocalCluster) -> AsyncIterator[Client]:
+    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as client:
+        yield client
+        await clean(client)
+
+
+@pytest.fixture
+def operator(dev: cluster.LocalCluster, tmp_path: Path) -> Iterator[Operator]:
+    running = Operator(dev.kubeconfig, tmp_path / "operator.log")
+    running.wait_ready()
+    yield running
+    running.stop()
+
+
+async def clean(client: Client) -> None:
+    """Deletes every TrainingJob, GPUQuota and test namespace's pods, and waits until the pods are gone."""
+    for job in (await client.list(f"{GROUP}/trainingjobs"))["items"]:
+        meta = job["metadata"]
+        path = f"{GROUP}/namespaces/{meta['namespace']}/trainingjobs/{meta['name']}"
+        await client.patch(path, {"metadata": {"finalizers": None}})
+        await client.delete(path)
+    for quota in (await client.list(f"{GROUP}/gpuquotas"))["items"]:
+        await client.delete(f"{GROUP}/gpuquotas/{quota['metadata']['name']}")
+    for pod in (await client.list("/api/v1/pods"))["items"]:
+        meta = pod["metadata"]
+        if meta["namespace"].startswith("t-"):
+            await client.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", grace_period_seconds=0)
+
+    async def gone() -> bool | None:
+        pods = (await client.list("/api/v1/pods"))["items"]
+        return True if not [p for p in pods if p["metadata"]["namespace"].startswith("t-")] else None
+
+    await until(gone, what="test pods to be gone", within=60)
+
+
+async def namespace(client: Client, name: str) -> None:
+    try:
+        await client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    except ApiError as error:
+        if error.status != 409:
+            raise
+
+
+async def quota(client: Client, name: str, *, parent: str | None = "root", guaranteed: int = 0, **spec: Any) -> None:
+    body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "GPUQuota", "metadata": {"name": name},
+            "spec": {"gpus": {"b200": {"guaranteed": guaranteed}}, **spec}}  # fmt: skip
+    if parent:
+        body["spec"]["parent"] = parent
+        body["spec"].setdefault("namespaces", [name])
+        await namespace(client, name)
+    await client.create(f"{GROUP}/gpuquotas", body)
+
+
+async def job(client: Client, ns: str, name: str, replicas: int, gpus: int = 8, **spec: Any) -> None:
+    body = {
+        "apiVersion": "leitstand.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "gpusPerReplica": gpus, "gpuType": "b200",
+                 "template": {"image": "nvcr.io/nvidia/pytorch:25.10-py3", **spec.pop("template", {})}, **spec},
+    }  # fmt: skip
+    await client.create(f"{GROUP}/namespaces/{ns}/trainingjobs", body)
+
+
+async def held(client: Client) -> Counter[str]:
+    """GPUs held by running pods, per namespace."""
+    result: Counter[str] = Counter()
+    for pod in (await client.list("/api/v1/pods"))["items"]:
+        if pod["spec"].get("nodeName") and pod["status"].get("phase") in {"Running", "Pending"}:
+            gpus = pod["spec"]["containers"][0].get("resources", {}).get("requests", {}).get("nvidia.com/gpu", "0")
+            result[pod["metadata"]["namespace"]] += int(gpus)
+    return result
+
+
+async def test_a_gang_is_bound_whole_runs_and_succeeds(api: Client, operator: Operator) -> None:
+    await quota(api, "root", parent=None)
+    await quota(api, "t-gang", guaranteed=32)
+    await job(api, "t-gang", "allreduce", 4, template={"annotations": {"leitstand.dev/sim-duration": "3s"}})
+
+    async def phase(wanted: str) -> Body | None:
+        body = await api.get(f"{GROUP}/namespaces/t-gang/trainingjobs/allreduce")
+        return body if (body.get("status") or {}).get("phase") == wanted else None
+
+    running = await until(lambda: phase("Running"), what="the job Running", within=30)
+    assert running["status"]["gpus"] == 32
+    assert len(set(running["status"]["placement"]["nodes"])) == 4
+    assert running["status"]["placement"]["domains"] in (["b200-su-01"], ["b200-su-02"])
+    pods = (await api.list("/api/v1/namespaces/t-gang/pods"))["items"]
+    env = {e["name"]: e["value"] for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env["WORLD_SIZE"] == "4"
+    assert env["MASTER_ADDR"] == "allreduce-0.allreduce.t-gang.svc"
+    service = await api.get("/api/v1/namespaces/t-gang/services/allreduce")
+    assert service["spec"]["clusterIP"] == "None"
+    await until(lambda: phase("Succeeded"), what="the job Succeeded", within=30)
+
+
+async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_guarantee(
+    api: Client, operator: Operator
+) -> None:
+    await quota(api, "root", parent=None)
+    for name in ("t-a", "t-b", "t-c"):
+        await quota(api, name, guaranteed=16)
+    for i in range(10):
+        await job(api, "t-a", f"a{i}", 1)
+        await job(api, "t-b", f"b{i}", 1)
+
+    async def saturated() -> Counter[str] | None:
+        now = await held(api)
+        return now if now["t-a"] + now["t-b"] == 64 and abs(now["t-a"] - now["t-b"]) <= 8 else None
+
+    await until(saturated, what="t-a and t-b to share the 64 GPUs", within=60)
+    for i in range(4):
+        await job(api, "t-c", f"c{i}", 1)
+
+    async def converged() -> tuple[Counter[str], dict[str, int]] | None:
+        now = await held(api)
+        shares = {
+            q: (await api.get(f"{GROUP}/gpuquotas/{q}"))["status"]["gpus"]["b200"]["fairShare"]
+            for q in ("t-a", "t-b", "t-c")
+        }
+        close = all(abs(now[q] - shares[q]) <= 8 for q in shares)
+        return (now, shares) if close and now["t-c"] >= 16 else None
+
+    now, shares = await until(converged, what="every tenant within one node of its fair share", within=90)
+    assert sum(shares.values()) == 64
+    assert now["t-c"] >= 16
+    events = (await api.list("/api/v1/events"))["items"]
+    assert any(e["reason"] == "Preempted" and e["involvedObject"]["namespace"] in {"t-a", "t-b"} for e in events)
+
+
+async def test_an_unsatisfiable_topology_waits_with_numbers_and_events(
+    api: Client, operator: Operator, dev: cluster.LocalCluster
+) -> None:
+    await quota(api, "root", parent=None)
+    await quota(api, "t-topo", guaranteed=64)
+    await job(api, "t-topo", "wide", 5, topology={"required": "leaf"})
+
+    async def explained() -> Body | None:
+        body = await api.get(f"{GROUP}/namespaces/t-topo/trainingjobs/wide")
+        return body if (body.get("status") or {}).get("reason") == "TopologyUnsatisfiable" else None
+
+    body = await until(explained, what="the reason TopologyUnsatisfiable", within=30)
+    assert body["status"]["phase"] == "Queued"
+    assert body["status"]["message"].startswith("needs 5 x 8 b200 in one leaf; the best leaf (b200-su-0")
+    assert "has room for 4" in body["status"]["message"]
+    kubectl = [str(binaries.locate("kubectl")), "--kubeconfig", str(dev.kubeconfig)]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*kubectl, "describe", "tj", "-n", "t-topo", "wide"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    described = result.stdout
+    assert "Events:" in described
+    assert "TopologyUnsatisfiable" in described.split("Events:")[1]
+
+
+async def test_leader_failover_within_15_seconds_and_never_two_binders(
+    api: Client, dev: cluster.LocalCluster, tmp_path: Path
+) -> None:
+    first = Operator(dev.kubeconfig, tmp_path / "first.log")
+    first.wait_ready()
+    second = Operator(dev.kubeconfig, tmp_path / "second.log")
+    second.wait_ready()
+    replicas = {first.process.pid: first, second.process.pid: second}
+    try:
+        lease_path = "/apis/coordination.k8s.io/v1/namespaces/leitstand-system/leases/leitstand"
+
+        async def holder() -> str | None:
+            try:
+                lease = await api.get(lease_path)
+            except ApiError:
+                return None
+            return lease["spec"].get("holderIdentity") or None
+
+        leader_identity = await until(holder, what="a leader", within=30)
+        leader = next(op for pid, op in replicas.items() if leader_identity.endswith(f"-{pid}"))
+        standby = second if leader is first else first
+        await quota(api, "root", parent=None)
+        await quota(api, "t-ha", guaranteed=64)
+        await job(api, "t-ha", "before", 2)
+
+        async def bound(name: str) -> list[Body] | None:
+            pods = (await api.list("/api/v1/namespaces/t-ha/pods"))["items"]
+            mine = [p for p in pods if p["metadata"]["name"].startswith(f"{name}-")]
+            return mine if len(mine) == 2 and all(p["spec"].get("nodeName") for p in mine) else None
+
+        await until(lambda: bound("before"), what="the leader to bind the first job", within=30)
+        leader.kill()
+        killed_at = time.monotonic()
+        await job(api, "t-ha", "after", 2)
+        after = await until(lambda: bound("after"), what="the standby to take over and bind", within=20)
+        took = time.monotonic() - killed_at
+        assert took < 15, f"failover took {took:.1f} s"
+        assert await holder() == f"{standby_identity(standby)}"
+        # the API server's audit log is the record of every binding: who bound, and when
+        binds = [b for b in dev.bindings() if b.pod.startswith("t-ha/")]
+        assert Counter(b.pod for b in binds if b.code == 201) == dict.fromkeys(
+            [f"t-ha/before-{r}" for r in range(2)] + [f"t-ha/after-{r}" for r in range(2)], 1
+        )
+        by_binder: dict[str, list[Any]] = {}
+        for b in binds:
+            by_binder.setdefault(b.user_agent.split("/")[0], []).append(b.at)
+        assert set(by_binder) == {f"leitstand-{leader_identity}", f"leitstand-{standby_identity(standby)}"}
+        assert max(by_binder[f"leitstand-{leader_identity}"]) < min(by_binder[f"leitstand-{standby_identity(standby)}"])
+        assert {b.pod for b in binds if b.user_agent.startswith(f"leitstand-{standby_identity(standby)}")} == {
+            p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in after
+        }
+    finally:
+        first.stop()
+        second.stop()
+
+
+def standby_identity(operator: Operator) -> str:
+    import socket
+
+    return f"{socket.gethostname()}-{operator.process.pid}"

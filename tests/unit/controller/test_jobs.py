@@ -1,0 +1,169 @@
+"""The TrainingJob controller's plans: pods, phases, restarts, preemption, deletion."""
+
+from typing import Any
+
+from leitstand.controller import jobs
+from leitstand.core import model
+from leitstand.kube import snapshots
+
+Body = dict[str, Any]
+NOW = 1_800_000_000.0
+SETTINGS = snapshots.Settings()
+
+
+def a_job(replicas: int = 2, *, status: Body | None = None, finalized: bool = True, backoff: int = 1) -> Body:
+    return {
+        "apiVersion": "leitstand.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": "llm",
+            "namespace": "soofi",
+            "uid": "uid-1",
+            "generation": 1,
+            "creationTimestamp": "2027-01-15T08:00:00Z",
+            "resourceVersion": "7",
+            "finalizers": [jobs.FINALIZER] if finalized else [],
+        },
+        "spec": {
+            "replicas": replicas,
+            "gpusPerReplica": 8,
+            "gpuType": "b200",
+            "backoffLimit": backoff,
+            "template": {
+                "image": "nemo",
+                "env": [{"name": "NCCL_DEBUG", "value": "WARN"}],
+                "cpu": "200",
+                "memory": "1800Gi",
+                "annotations": {"leitstand.dev/sim-duration": "2h"},
+            },
+        },
+        "status": status or {},
+    }
+
+
+def a_pod(rank: int, phase: str = "Pending", node: str | None = None, deleting: bool = False) -> Body:
+    meta: Body = {
+        "name": f"llm-{rank}",
+        "namespace": "soofi",
+        "labels": {snapshots.JOB_LABEL: "llm", snapshots.REPLICA_LABEL: str(rank)},
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2027-01-15T09:00:00Z"
+    spec: Body = {"nodeName": node} if node else {}
+    return {"metadata": meta, "spec": spec, "status": {"phase": phase}}
+
+
+def plan(job: Body, pods: dict[int, Body], verdict: jobs.Verdict | None = None) -> jobs.Plan:
+    return jobs.plan(
+        job, pods, verdict or jobs.Verdict(queue="soofi"), now=NOW, eviction_grace_seconds=30,
+        settings=SETTINGS, nodes={}, service_exists=True,
+    )  # fmt: skip
+
+
+def test_a_new_job_gets_its_pods_with_the_torchrun_environment_and_a_finalizer() -> None:
+    result = plan(a_job(finalized=False), {})
+    assert result.add_finalizer
+    assert [pod["metadata"]["name"] for pod in result.create] == ["llm-0", "llm-1"]
+    pod = result.create[1]
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env == {
+        "NCCL_DEBUG": "WARN",
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+        "MASTER_ADDR": "llm-0.llm.soofi.svc",
+        "MASTER_PORT": "29500",
+    }
+    assert pod["spec"]["schedulerName"] == "leitstand"
+    assert pod["spec"]["containers"][0]["resources"] == {
+        "requests": {"nvidia.com/gpu": "8", "cpu": "200", "memory": "1800Gi"},
+        "limits": {"nvidia.com/gpu": "8"},
+    }
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert pod["metadata"]["annotations"] == {"leitstand.dev/sim-duration": "2h"}
+    assert result.status is not None
+    assert result.status["phase"] == "Queued"
+    assert [e.reason for e in result.events] == ["Queued"]
+
+
+def test_a_waiting_job_shows_the_schedulers_reason_and_position() -> None:
+    explanation = model.Explanation(
+        model.JobKey("soofi/llm"),
+        model.Reason.TOPOLOGY_UNSATISFIABLE,
+        "needs 2 x 8 b200 in one leaf",
+        model.QueueName("soofi"),
+        3,
+    )
+    result = plan(
+        a_job(status={"phase": "Queued", "reason": "Pending"}),
+        {0: a_pod(0), 1: a_pod(1)},
+        jobs.Verdict(explanation, queue="soofi"),
+    )
+    assert result.create == []
+    assert result.status is not None
+    assert (result.status["reason"], result.status["queuePosition"]) == ("TopologyUnsatisfiable", 3)
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "TopologyUnsatisfiable")]
+
+
+def test_all_replicas_running_make_the_job_running_with_its_placement() -> None:
+    pods = {0: a_pod(0, "Running", "b200-0001"), 1: a_pod(1, "Running", "b200-0002")}
+    result = plan(a_job(status={"phase": "Queued"}), pods)
+    assert result.status is not None
+    assert result.status["phase"] == "Running"
+    assert result.status["placement"]["nodes"] == ["b200-0001", "b200-0002"]
+    assert result.status["startedAt"] == jobs.rfc3339(NOW)
+    assert [e.reason for e in result.events] == ["Running"]
+
+
+def test_all_replicas_succeeded_make_the_job_succeeded() -> None:
+    pods = {0: a_pod(0, "Succeeded", "n1"), 1: a_pod(1, "Succeeded", "n2")}
+    result = plan(a_job(status={"phase": "Running"}), pods)
+    assert result.status is not None
+    assert result.status["phase"] == "Succeeded"
+    assert result.status["finishedAt"] == jobs.rfc3339(NOW)
+
+
+def test_a_failed_replica_restarts_the_whole_gang_then_the_job_fails() -> None:
+    pods = {0: a_pod(0, "Failed", "n1"), 1: a_pod(1, "Running", "n2")}
+    first = plan(a_job(status={"phase": "Running", "restarts": 0}), pods)
+    assert sorted(first.delete) == [("llm-0", 0), ("llm-1", 0)]
+    assert first.status is not None
+    assert (first.status["phase"], first.status["reason"], first.status["restarts"]) == ("Queued", "Restarting", 1)
+    spent = plan(a_job(status={"phase": "Running", "restarts": 1}), pods)
+    assert spent.delete == [("llm-1", 0)]  # the failed pod stays for its logs
+    assert spent.status is not None
+    assert (spent.status["phase"], spent.status["reason"]) == ("Failed", "BackoffLimitExceeded")
+
+
+def test_an_evicted_job_is_preempted_with_a_grace_period_and_requeued_later() -> None:
+    eviction = model.Eviction(
+        model.JobKey("soofi/llm"), model.Reason.RECLAIMED, model.JobKey("acme/x"), "reclaimed by queue acme"
+    )
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    evicted = plan(a_job(status={"phase": "Running"}), pods, jobs.Verdict(evicted=eviction, queue="soofi"))
+    assert sorted(evicted.delete) == [("llm-0", 30), ("llm-1", 30)]
+    assert evicted.status is not None
+    assert evicted.status["phase"] == "Preempted"
+    assert [e.reason for e in evicted.events] == ["Preempted"]
+    waiting = plan(a_job(status=evicted.status), {0: a_pod(0, "Running", "n1", deleting=True)})
+    assert waiting.create == []
+    assert waiting.status is None or waiting.status["phase"] == "Preempted"
+    requeued = plan(a_job(status=evicted.status), {})
+    assert [pod["metadata"]["name"] for pod in requeued.create] == ["llm-0", "llm-1"]
+
+
+def test_deleting_a_job_deletes_its_pods_then_lets_it_go() -> None:
+    job = a_job(status={"phase": "Running"})
+    job["metadata"]["deletionTimestamp"] = "2027-01-15T10:00:00Z"
+    busy = plan(job, {0: a_pod(0, "Running", "n1")})
+    assert busy.delete == [("llm-0", 0)]
+    assert not busy.remove_finalizer
+    assert plan(job, {}).remove_finalizer
+
+
+def test_an_unchanged_job_is_not_patched() -> None:
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    first = plan(a_job(status={"phase": "Queued"}), pods)
+    assert first.status is not None
+    again = plan(a_job(status=first.status), pods)
+    assert again.status is None
+    assert again.events == []
