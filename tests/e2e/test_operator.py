@@ -79,11 +79,15 @@ async def namespace(client: Client, name: str) -> None:
             raise
 
 
-async def quota(client: Client, name: str, *, parent: str | None = "root", guaranteed: int = 0, **spec: Any) -> None:
+async def quota(
+    client: Client, name: str, *, parent: str | None = "root", guaranteed: int = 0, leaf: bool = True, **spec: Any
+) -> None:
+    """A GPUQuota under ``parent``; a leaf owns the namespace of its own name (created here)."""
     body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "GPUQuota", "metadata": {"name": name},
             "spec": {"gpus": {"b200": {"guaranteed": guaranteed}}, **spec}}  # fmt: skip
     if parent:
         body["spec"]["parent"] = parent
+    if parent and leaf:
         body["spec"].setdefault("namespaces", [name])
         await namespace(client, name)
     await client.create(f"{GROUP}/gpuquotas", body)

@@ -1,0 +1,112 @@
+"""SOOFI's 128 x 8 B200 pretraining on the soofi profile (130 DGX B200), and a crash mid-binding."""
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leitstand.devcluster import cluster, profiles
+from leitstand.errors import UserError
+from leitstand.kube import kubeconfig
+from leitstand.kube.client import Client
+from tests.e2e.operators import Operator
+from tests.e2e.test_operator import GROUP, clean, job, quota
+from tests.e2e.waiting import until
+
+Body = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def soofi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
+    local = cluster.LocalCluster("soofi", profiles.load("soofi"), directory=tmp_path_factory.mktemp("soofi-cluster"))
+    try:
+        local.start()
+    except UserError as error:
+        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+async def api(soofi: cluster.LocalCluster) -> AsyncIterator[Client]:
+    async with Client(kubeconfig.from_kubeconfig(soofi.kubeconfig)) as client:
+        await quota(client, "root", parent=None)
+        await quota(client, "research", guaranteed=1040, leaf=False)
+        await quota(client, "t-soofi", parent="research", guaranteed=1040,
+                    reservation={"nodeSelector": {"leitstand.dev/pool": "soofi"}})  # fmt: skip
+        yield client
+        await clean(client)
+
+
+async def pods_of(client: Client, name: str) -> list[Body]:
+    pods = (await client.list("/api/v1/namespaces/t-soofi/pods", label_selector=f"leitstand.dev/job={name}"))["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+async def test_the_soofi_pretraining_gang_binds_runs_and_succeeds(
+    api: Client, soofi: cluster.LocalCluster, tmp_path: Path
+) -> None:
+    operator = Operator(soofi.kubeconfig, tmp_path / "operator.log")
+    operator.wait_ready()
+    try:
+        applied = time.monotonic()
+        await job(api, "t-soofi", "llm-100b-pretrain", 128, priority="build",
+                  topology={"required": "spine", "preferred": "leaf"},
+                  template={"cpu": "200", "memory": "1800Gi", "annotations": {"leitstand.dev/sim-duration": "15s"}})  # fmt: skip
+
+        async def all_bound() -> list[Body] | None:
+            pods = await pods_of(api, "llm-100b-pretrain")
+            return pods if len(pods) == 128 and all(p["spec"].get("nodeName") for p in pods) else None
+
+        pods = await until(all_bound, what="all 128 pods bound", within=120, interval=0.1)
+        bound_after = time.monotonic() - applied
+        nodes = Counter(p["spec"]["nodeName"] for p in pods)
+        assert len(nodes) == 128
+        assert max(nodes.values()) == 1
+
+        async def phase(wanted: str) -> Body | None:
+            body = await api.get(f"{GROUP}/namespaces/t-soofi/trainingjobs/llm-100b-pretrain")
+            return body if (body.get("status") or {}).get("phase") == wanted else None
+
+        running = await until(lambda: phase("Running"), what="the job Running", within=60)
+        assert running["status"]["placement"]["domains"] == ["b200-spine-1"]
+        await until(lambda: phase("Succeeded"), what="the job Succeeded", within=90)
+        print(f"\nsoofi 128 x 8 B200: apply to all 128 pods bound in {bound_after:.1f} s")
+    finally:
+        operator.stop()
+
+
+async def test_an_operator_killed_mid_binding_leaves_no_partial_gang_after_one_cycle(
+    api: Client, soofi: cluster.LocalCluster, tmp_path: Path
+) -> None:
+    env = {"LEITSTAND_BIND_CONCURRENCY": "1"}  # one bind at a time, so there is a window to kill it in
+    operator = Operator(soofi.kubeconfig, tmp_path / "first.log", env=env)
+    operator.wait_ready()
+    await job(api, "t-soofi", "crashy", 128)
+
+    async def partly_bound() -> int | None:
+        count = sum(1 for p in await pods_of(api, "crashy") if p["spec"].get("nodeName"))
+        return count if 0 < count < 128 else None
+
+    bound_at_kill = await until(partly_bound, what="binding to be under way", within=60, interval=0.02)
+    operator.kill()
+    restarted = Operator(soofi.kubeconfig, tmp_path / "second.log")
+    try:
+        restarted.wait_ready()
+
+        async def whole() -> list[Body] | None:
+            pods = await pods_of(api, "crashy")
+            bound = [p for p in pods if p["spec"].get("nodeName")]
+            return bound if len(pods) == 128 and len(bound) == 128 else None
+
+        pods = await until(whole, what="the gang to be completed after the restart", within=30)
+    finally:
+        restarted.stop()
+    assert bound_at_kill < 128
+    assert len({p["spec"]["nodeName"] for p in pods}) == 128
+    accepted = Counter(b.pod for b in soofi.bindings() if b.pod.startswith("t-soofi/crashy-") and b.code == 201)
+    assert set(accepted.values()) == {1}, "a pod was bound twice"
+    assert len(accepted) == 128
