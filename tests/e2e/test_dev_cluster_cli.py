@@ -105,18 +105,26 @@ def test_make_demo_binds_the_examples_and_ctrl_c_tears_everything_down(user_env:
         kubeconfig = next(part for part in text.split() if part.endswith("/kubeconfig"))
         state = json.loads((Path(kubeconfig).parent / "state.json").read_text())
 
+        columns = '{range .items[*]}{.metadata.namespace}/{.metadata.name}={.status.phase}{"\\n"}{end}'
         deadline = time.monotonic() + 60
-        phases: list[str] = []
+        phases: dict[str, str] = {}
+        wanted = {"helix-pharma/notebook": "Running", "acme-robotics/vision-finetune-0": "Running"}
         while time.monotonic() < deadline:
-            phases = subprocess.run(
-                [str(kubectl), "--kubeconfig", kubeconfig, "get", "pods", "-A", "-o",
-                 "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}"],
+            listed = subprocess.run(
+                [str(kubectl), "--kubeconfig", kubeconfig, "get", "pods", "-A", "-o", f"jsonpath={columns}"],
                 capture_output=True, text=True, check=True, timeout=30,
-            ).stdout.split()  # fmt: skip
-            if phases and set(phases) == {"Running"}:
+            ).stdout  # fmt: skip
+            phases = dict(line.split("=", 1) for line in listed.split())
+            if all(phases.get(pod) == phase for pod, phase in wanted.items()):
                 break
             time.sleep(0.5)
-        assert phases == ["Running"], text
+        assert {pod: phases.get(pod) for pod in wanted} == wanted, text
+        waiting = subprocess.run(
+            [str(kubectl), "--kubeconfig", kubeconfig, "get", "tj", "-n", "soofi", "llm-100b-pretrain",
+             "-o", "jsonpath={.status.phase}/{.status.reason}"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+        assert waiting == "Queued/NoMatchingNodes"  # the dev profile has no SOOFI pool: it says so
     finally:
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)

@@ -136,6 +136,27 @@ async def test_a_gang_is_bound_whole_runs_and_succeeds(api: Client, operator: Op
     await until(lambda: phase("Succeeded"), what="the job Succeeded", within=30)
 
 
+async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator) -> None:
+    await quota(api, "root", parent=None)
+    await quota(api, "t-del", guaranteed=16)
+    await job(api, "t-del", "doomed", 2)
+
+    async def pods(count: int) -> list[Body] | None:
+        found = (await api.list("/api/v1/namespaces/t-del/pods"))["items"]
+        bound = [p for p in found if p["spec"].get("nodeName")]
+        return bound if len(found) == count and len(bound) == count else None
+
+    await until(lambda: pods(2), what="the job's pods bound", within=30)
+    await api.delete(f"{GROUP}/namespaces/t-del/trainingjobs/doomed")
+
+    async def gone() -> bool | None:
+        left = (await api.list("/api/v1/namespaces/t-del/pods"))["items"]
+        jobs_left = (await api.list(f"{GROUP}/namespaces/t-del/trainingjobs"))["items"]
+        return True if not left and not jobs_left else None
+
+    await until(gone, what="the job and its pods to be gone", within=30)
+
+
 async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_guarantee(
     api: Client, operator: Operator
 ) -> None:

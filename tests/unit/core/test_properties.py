@@ -36,7 +36,7 @@ def clusters(draw: st.DrawFn, *, positive_weights: bool = False) -> Snapshot:
         )
     jobs: list[JobBuilder] = []
     for j in range(draw(st.integers(0, 14))):
-        tenant = draw(st.integers(0, tenants - 1))
+        tenant = draw(st.sampled_from([0, 0, 0, *range(tenants)]))  # t0 grabs more than its share first
         job = a_job(f"t{tenant}/j{j}").of(draw(st.integers(1, 4)), draw(st.sampled_from([1, 2, 4, 8])))
         job.submitted_at(draw(st.integers(0, 1000)))
         job.with_priority(draw(st.sampled_from([Priority.TRAIN, Priority.TRAIN, Priority.BUILD, Priority.INFERENCE])))
@@ -50,6 +50,30 @@ def clusters(draw: st.DrawFn, *, positive_weights: bool = False) -> Snapshot:
         for k in range(draw(st.integers(0, 6)))
     ]
     return Snapshot(running.nodes, running.queues, running.jobs + tuple(j.build() for j in later))
+
+
+@st.composite
+def contested(draw: st.DrawFn) -> Snapshot:
+    """A first tenant holds the whole cluster; tenants with guarantees then arrive and reclaim."""
+    leaves = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
+    nodes = [node for i, size in enumerate(leaves) for node in nodes_in_leaf(f"su-{i + 1}", size)]
+    tenants = draw(st.integers(2, 4))
+    queues = [a_root(), a_queue("t0").with_share(0, weight=draw(st.integers(1, 3)))]
+    for t in range(1, tenants):
+        queues.append(a_queue(f"t{t}").with_share(draw(st.sampled_from([0, 8, 16])), weight=draw(st.integers(0, 3))))
+    held = [
+        a_job(f"t0/held{i}").of(1, 8).running_on(node.name, since=NOW - draw(st.integers(0, 5000))).build()
+        for i, node in enumerate(nodes)
+    ]
+    arriving = [
+        a_job(f"t{draw(st.integers(1, tenants - 1))}/new{k}")
+        .of(draw(st.integers(1, 2)), 8)
+        .with_priority(draw(st.sampled_from([Priority.TRAIN, Priority.TRAIN, Priority.BUILD])))
+        .submitted_at(NOW - draw(st.integers(0, 100)))
+        .build()
+        for k in range(draw(st.integers(1, 6)))
+    ]
+    return snapshot(nodes, list(queues), [*held, *arriving])
 
 
 def usage_after(snap: Snapshot, decisions: Decisions) -> tuple[Counter[str], Counter[str]]:
@@ -125,7 +149,7 @@ def test_decisions_do_not_depend_on_the_order_of_the_inputs(snap: Snapshot, rng:
 
 
 @PROPERTY
-@given(clusters())
+@given(st.one_of(clusters(), contested()))
 def test_repeated_cycles_reach_a_fixpoint_without_eviction_loops(snap: Snapshot) -> None:
     evictions: Counter[str] = Counter()
     now = NOW
@@ -139,6 +163,22 @@ def test_repeated_cycles_reach_a_fixpoint_without_eviction_loops(snap: Snapshot)
     else:
         raise AssertionError("no fixpoint: the scheduler keeps changing its mind")
     assert all(count <= 1 for count in evictions.values()), evictions
+
+
+@PROPERTY
+@given(st.one_of(clusters(), contested()))
+def test_every_reclaim_moves_gpus_from_above_fair_share_to_within_it(snap: Snapshot) -> None:
+    decisions = schedule(snap, now=NOW)
+    reclaims = [e for e in decisions.evictions if e.reason.value == "Reclaimed"]
+    if not reclaims:
+        return
+    _, after = usage_after(snap, decisions)
+    jobs = {job.key: job for job in snap.jobs}
+    for eviction in reclaims:
+        victim, winner = jobs[eviction.job].namespace, jobs[eviction.beneficiary].namespace
+        assert after[victim] >= decisions.queues[victim][B200].fair_share
+        # the beneficiary starts once its victims are gone: it then stays within its fair share
+        assert after[winner] + jobs[eviction.beneficiary].gpus <= decisions.queues[winner][B200].fair_share
 
 
 def test_fair_share_is_the_public_function_status_uses() -> None:

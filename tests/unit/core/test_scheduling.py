@@ -274,3 +274,13 @@ def test_evicted_work_runs_after_its_victims_are_gone() -> None:
     assert evicted(first) == {"acme/train": "Preempted"}
     second = schedule(apply(snapshot(nodes, queues, jobs), first, now=NOW), now=NOW + 1)
     assert bound(second) == {"acme/infer": ("su-1-n1",)}
+
+
+def test_a_queue_bound_to_its_reserved_pool_demands_no_more_than_the_pool() -> None:
+    nodes = nodes_in_leaf("su-1", 1, pool="soofi") + nodes_in_leaf("su-2", 4)
+    queues = [a_root(), a_queue("soofi").with_share(1040).reserving(pool="soofi"), a_queue("acme")]
+    jobs = [a_job("soofi/pretrain").of(128, 8), a_job("acme/a").of(2, 8)]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
+    assert decisions.queues["soofi"]["b200"].fair_share == 8  # its pool, not 1,024
+    assert decisions.queues["acme"]["b200"].fair_share == 16
+    assert reasons(decisions)["soofi/pretrain"] == "InsufficientCapacity"
