@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv binaries lint test unit e2e demo bench crds clean
+.PHONY: help venv binaries lint test unit e2e demo bench crds generate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears i
 
 bench: $(STAMP) ## benchmarks of the scheduling cycle, reported in BENCHMARKS.md
 	$(BIN)/python -m tests.bench.cycle
+
+generate: $(STAMP) ## regenerate crds/, the dashboards and the alert rules from code
+	$(BIN)/leitstand dashboards --out deploy
 
 crds: $(STAMP) ## regenerate crds/ from the models
 	$(BIN)/leitstand crds --out crds

@@ -16,6 +16,7 @@ from fastapi import Response
 from leitstand.api import server
 from leitstand.controller import configuration, operator
 from leitstand.kube import kubeconfig
+from leitstand.metrics import observing
 
 
 class _Server(uvicorn.Server):
@@ -46,7 +47,7 @@ async def _serve(connection: kubeconfig.Connection, config: configuration.Config
         loop.add_signal_handler(signum, shutdown)
     http_task = asyncio.create_task(http.serve())
     try:
-        await operator.run(connection, config, health=health, stop=stop)
+        await operator.run(connection, config, health=health, stop=stop, metrics=observing.SchedulerMetrics())
     finally:
         shutdown()
         await http_task

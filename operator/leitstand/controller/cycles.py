@@ -22,6 +22,7 @@ from leitstand.core.scheduling import schedule
 from leitstand.kube import binder, recorder, resources, snapshots
 from leitstand.kube.client import ApiError, Body, Client
 from leitstand.kube.store import Store
+from leitstand.metrics.observing import SchedulerMetrics
 
 logger = logging.getLogger("leitstand.controller")
 JOBS_PATH = f"/apis/{resources.API_VERSION}/namespaces/{{namespace}}/trainingjobs/{{name}}"
@@ -42,7 +43,14 @@ class Outcome:
 class Cycles:
     """Runs cycles for one operator process; remembers which Services exist."""
 
-    def __init__(self, client: Client, store: Store, config: Configuration, leading: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        store: Store,
+        config: Configuration,
+        leading: Callable[[], bool],
+        metrics: SchedulerMetrics | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.config = config
@@ -51,6 +59,7 @@ class Cycles:
         self.leading = leading
         self.services: set[str] = set()
         self.last: Outcome | None = None
+        self.metrics = metrics
 
     async def _gather(self, calls: Iterable[Awaitable[Any]]) -> None:
         limit = asyncio.Semaphore(self.config.bind_concurrency)
@@ -86,6 +95,20 @@ class Cycles:
         await self._quota_statuses(decisions)
         outcome.seconds = time.monotonic() - started
         self.last = outcome
+        if self.metrics is not None:
+            levels = self.settings.levels
+            self.metrics.observe_cycle(
+                snapshot, decisions, seconds=outcome.seconds, ended=time.time(),
+                level=levels[-2] if len(levels) >= 2 else None, levels=levels,
+            )  # fmt: skip
+            self.metrics.observe_binds(bound=outcome.bound_pods, failed=outcome.bind_failures)
+            self.metrics.observe_jobs(
+                (
+                    decisions.job_queues.get(model.JobKey(key), "none"),
+                    (body.get("status") or {}).get("phase") or "Queued",
+                )
+                for key, body in self.store.jobs.items()
+            )
         return outcome
 
     # -- binds ---------------------------------------------------------------------------------
@@ -120,8 +143,18 @@ class Cycles:
         if not gangs or not self.leading():
             return
         flat = [pod_bind for binds in gangs.values() for pod_bind in binds]
-        results = await binder.bind_all(self.client, flat, concurrency=self.config.bind_concurrency)
+        results = await binder.bind_all(
+            self.client, flat, concurrency=self.config.bind_concurrency, allowed=self.leading
+        )
+        for result in results:  # assume what was bound until the watch confirms it: the next cycle must not redo it
+            pod = self.store.pods.get(f"{result.bind.namespace}/{result.bind.name}")
+            if result.ok and pod is not None and not pod.get("spec", {}).get("nodeName"):
+                self.store.pods[f"{result.bind.namespace}/{result.bind.name}"] = _assumed(
+                    pod, nodeName=result.bind.node
+                )
         failed = {(r.bind.namespace, r.bind.name): r.reason for r in results if not r.ok}
+        if not self.leading():  # deposed mid-batch: the new leader owns every decision from here on
+            return
         outcome.bound_pods = sum(1 for r in results if r.ok)
         outcome.bind_failures = len(failed)
         for key, binds in gangs.items():
@@ -184,7 +217,19 @@ class Cycles:
                 service_exists=f"{meta['namespace']}/{meta['name']}" in self.services,
             )
             writes.extend(self._apply_plan(body, plan))
+            self._observe_start(body, plan, verdict.queue)
         await self._gather(writes)
+
+    def _observe_start(self, body: Body, plan: job_control.Plan, queue: str | None) -> None:
+        """Wait time from queued to running, observed once, when the job starts."""
+        if self.metrics is None or plan.status is None or plan.status.get("phase") != "Running":
+            return
+        if (body.get("status") or {}).get("phase") == "Running":
+            return
+        queued = snapshots.timestamp(plan.status.get("queuedAt"))
+        started = snapshots.timestamp(plan.status.get("startedAt"))
+        if queued is not None and started is not None:
+            self.metrics.observe_started(queue or "none", started - queued)
 
     def _apply_plan(self, body: Body, plan: job_control.Plan) -> list[Awaitable[Any]]:
         meta = body["metadata"]
@@ -225,6 +270,10 @@ class Cycles:
         return self.client.patch(
             path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
         )
+
+    def _replace_status(self, path: str, status: Body) -> Awaitable[Body]:
+        """Replaces the whole status (a JSON patch), so fields that no longer apply are removed too."""
+        return self.client.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
 
     async def _create_service(self, namespace: str, name: str, service: Body) -> None:
         try:
@@ -318,8 +367,16 @@ class Cycles:
                 "observedGeneration": body["metadata"].get("generation", 1),
             }
             if status != old:
-                writes.append(self.client.patch(QUOTA_PATH.format(name=name) + "/status", {"status": status}))
+                writes.append(self._replace_status(QUOTA_PATH.format(name=name) + "/status", status))
         await self._gather(writes)
+
+
+def _assumed(pod: Body, **changes: str) -> Body:
+    """A copy of ``pod`` with spec.nodeName or metadata.deletionTimestamp set as we just made it."""
+    copy = {**pod, "metadata": dict(pod["metadata"]), "spec": dict(pod.get("spec") or {})}
+    for field_name, value in changes.items():
+        (copy["spec"] if field_name == "nodeName" else copy["metadata"])[field_name] = value
+    return copy
 
 
 def _conflicts(quotas: Iterable[Body]) -> dict[str, str]:

@@ -66,12 +66,12 @@ def pod_name(job: str, rank: int) -> str:
 
 
 def pods_by_rank(job: Body, pods: Mapping[str, Body]) -> dict[int, Body]:
-    """The job's pods by replica rank (from the pod label), newest incarnation only."""
-    name = job["metadata"]["name"]
+    """The job's pods (same namespace, job label) by replica rank."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
     result: dict[int, Body] = {}
     for pod in pods.values():
         labels = pod["metadata"].get("labels") or {}
-        if labels.get(snapshots.JOB_LABEL) != name:
+        if labels.get(snapshots.JOB_LABEL) != name or pod["metadata"].get("namespace") != namespace:
             continue
         try:
             rank = int(labels.get(snapshots.REPLICA_LABEL, ""))
@@ -234,14 +234,6 @@ def plan(
         transition("Preempted", verdict.evicted.reason.value, text, Event("Warning", "Preempted", text))
         status.pop("startedAt", None)
         status["placement"] = None
-    elif verdict.released is not None:
-        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values() if pod.get("spec", {}).get("nodeName")]
-        transition(
-            "Queued",
-            "GangReleased",
-            verdict.released.message,
-            Event("Warning", "GangReleased", verdict.released.message),
-        )
     elif any(p == "Failed" for p in phases.values()):
         failed = sorted(rank for rank, p in phases.items() if p == "Failed")
         if status["restarts"] < spec.backoff_limit:
@@ -258,6 +250,14 @@ def plan(
             ]
             transition("Failed", "BackoffLimitExceeded", text, Event("Warning", "Failed", text))
             status["finishedAt"] = rfc3339(now)
+    elif verdict.released is not None:
+        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values() if pod.get("spec", {}).get("nodeName")]
+        transition(
+            "Queued",
+            "GangReleased",
+            verdict.released.message,
+            Event("Warning", "GangReleased", verdict.released.message),
+        )
     elif len(live) == spec.replicas and all(p == "Succeeded" for p in phases.values()):
         transition(
             "Succeeded", "Completed", "every replica succeeded", Event("Normal", "Succeeded", "every replica succeeded")

@@ -24,6 +24,7 @@ from leitstand.kube import resources
 from leitstand.kube.client import Client
 from leitstand.kube.kubeconfig import Connection
 from leitstand.kube.store import Store
+from leitstand.metrics.observing import SchedulerMetrics
 
 logger = logging.getLogger("leitstand.controller")
 
@@ -120,7 +121,14 @@ async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
             task.cancel()
 
 
-async def run(connection: Connection, config: Configuration, *, health: Health, stop: asyncio.Event) -> None:
+async def run(
+    connection: Connection,
+    config: Configuration,
+    *,
+    health: Health,
+    stop: asyncio.Event,
+    metrics: SchedulerMetrics | None = None,
+) -> None:
     """Runs the operator until ``stop`` is set."""
     store = Store()
     registry = _registry(connection, store)
@@ -132,9 +140,11 @@ async def run(connection: Connection, config: Configuration, *, health: Health, 
 
         def leading() -> bool:
             health.leading = leadership.leading() if config.leader_election.enabled else True
+            if metrics is not None:
+                metrics.observe_leader(health.leading)
             return health.leading
 
-        cycles = Cycles(client, store, config, leading)
+        cycles = Cycles(client, store, config, leading, metrics)
         loop = asyncio.create_task(schedule_forever(cycles, store, health, config, leadership.changed))
         election = asyncio.create_task(leadership.run(stop)) if config.leader_election.enabled else None
         try:

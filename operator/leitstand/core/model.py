@@ -117,6 +117,7 @@ class Job:
     submitted: float = 0.0
     placement: tuple[NodeName | None, ...] = ()
     started: float | None = None
+    terminating: bool = False  # being deleted: holds its nodes until gone, never scheduled or evicted again
 
     @property
     def gpus(self) -> int:

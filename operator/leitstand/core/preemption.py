@@ -53,6 +53,7 @@ def _victims(cycle: "Cycle", waiting: "Waiting", eligible: set[NodeName]) -> lis
     may_reclaim = gpu_type is not None and statement.queue_allocated(queue, gpu_type) + job.gpus <= share
     may_preempt = job.priority > min(Priority)
     over_share: dict[QueueName, bool] = {}
+    leaving: list[Job] = []
     lent: list[Job] = []
     within: list[Job] = []
     reclaim: list[Job] = []
@@ -60,9 +61,14 @@ def _victims(cycle: "Cycle", waiting: "Waiting", eligible: set[NodeName]) -> lis
         victim = jobs.get(key)
         if victim is None or key == job.key:
             continue
+        if victim.terminating:
+            if not eligible.isdisjoint(holding.nodes):
+                leaving.append(victim)
+            continue
         victim_queue = cycle.job_queue.get(key)
         foreign = owner is not None and (victim_queue is None or owner not in cycle.paths[victim_queue])
-        if foreign and key not in bound and any(cycle.owner_of_node.get(n) == owner for n in holding.nodes):
+        on_pool = foreign and any(cycle.owner_of_node.get(n) == owner for n in holding.nodes)
+        if on_pool and key not in bound and victim.priority.preemptible:
             lent.append(victim)
             continue
         if not victim.priority.preemptible or victim_queue is None:
@@ -92,7 +98,8 @@ def _victims(cycle: "Cycle", waiting: "Waiting", eligible: set[NodeName]) -> lis
         return (work_lost(victim, now), victim.key)
 
     return (
-        [
+        [(v, Reason.GANG_INCOMPLETE) for v in sorted(leaving, key=lambda v: v.key)]  # already going: free of cost
+        + [
             (v, Reason.RETURNED_LENT_CAPACITY)
             for v in sorted(lent, key=cost)
             if not eligible.isdisjoint(statement.holdings[v.key].nodes)
@@ -175,7 +182,7 @@ def _node_plans(
             cpu += count * victim.cpu_millis_per_replica
             memory += count * victim.memory_bytes_per_replica
             plan.victims.append((victim, reason))
-            plan.cost += work_lost(victim, now)
+            plan.cost += 0.0 if victim.terminating else work_lost(victim, now)
             plan.fit = _replicas(job, gpus, cpu, memory)
         if plan.fit:
             plans.append(plan)
@@ -271,8 +278,22 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         if attempts >= MAX_ATTEMPTS_PER_CYCLE:
             break
         attempts += 1
+        if waiting.queue is not None and waiting.gpu_type is not None:
+            blocked = cycle.quota_block(waiting.job, waiting.queue, waiting.gpu_type, waiting.job.replicas)
+            if blocked is not None:  # jobs bound since it was tried used the quota up: evicting would be for nothing
+                waiting.reason, waiting.message = blocked
+                continue
         chosen = _evict_for(cycle, waiting)
         if chosen is None:
+            continue
+        leaving = [victim for victim, _reason in chosen if victim.terminating]
+        chosen = [(victim, reason) for victim, reason in chosen if not victim.terminating]
+        if not chosen:
+            waiting.reason = Reason.WAITING_FOR_RECLAIM
+            waiting.message = (
+                f"waiting for {len(leaving)} evicted pod{'s' if len(leaving) != 1 else ''} to terminate; "
+                "starts once they are gone"
+            )
             continue
         names = []
         for victim, reason in chosen:

@@ -203,7 +203,7 @@ class Cycle:
             gpu_type = job.gpu_type
             if job.placement:
                 placed = [node for node in job.placement if node is not None and node in free]
-                if len(placed) != job.replicas or len(job.placement) != job.replicas:
+                if not job.terminating and (len(placed) != job.replicas or len(job.placement) != job.replicas):
                     self.partial_jobs.append(job)
                 if placed:
                     self.statement.load(
@@ -213,7 +213,7 @@ class Cycle:
                     if node_type is not None and job.gpus_per_replica:
                         self.job_type[job.key] = node_type
                         gpu_type = node_type
-            if queue is None or not job.gpus_per_replica:
+            if queue is None or not job.gpus_per_replica or job.terminating:
                 continue
             if gpu_type is None:
                 if queue not in default_types:
@@ -231,6 +231,21 @@ class Cycle:
                 for gpu_type in per_type:
                     per_type[gpu_type] = min(per_type[gpu_type], pool.get(gpu_type, 0))
         return demand
+
+    def shareable_capacity(self, demand: dict[QueueName, dict[GPUType, int]]) -> dict[GPUType, int]:
+        """The capacity the queue tree divides: reserved GPUs that neither their owner wants
+        nor anyone may borrow (a pool that does not lend) are nobody's to share."""
+        capacity = dict(self.capacity)
+        for owner, pool in self.reserved_capacity.items():
+            reservation = self.queues[owner].reservation
+            if reservation is None or reservation.lend_idle:
+                continue
+            for gpu_type, gpus in pool.items():
+                wanted = sum(
+                    per_type.get(gpu_type, 0) for queue, per_type in demand.items() if owner in self.paths[queue]
+                )
+                capacity[gpu_type] -= max(gpus - wanted, 0)
+        return capacity
 
     def default_type(self, queue: QueueName) -> GPUType | None:
         """Where an untyped waiting job's demand counts: its queue's first typed share, else the first type."""
@@ -262,7 +277,13 @@ class Cycle:
         return None
 
     def attempt(
-        self, job: Job, queue: QueueName, count: int, *, pinned: str | None = None
+        self,
+        job: Job,
+        queue: QueueName,
+        count: int,
+        *,
+        pinned: str | None = None,
+        only_type: GPUType | None = None,
     ) -> Waiting | tuple[NodeName, ...]:
         """Places ``count`` waiting replicas of ``job`` (holding them) or says why not."""
         result = Waiting(job, queue, None, tried=True)
@@ -270,7 +291,7 @@ class Cycle:
             result.reason, result.message = Reason.NO_MATCHING_NODES, "the cluster has no GPU nodes"
             return result
         best: tuple[int, Reason, str] | None = None
-        for gpu_type in self.types_for(job):
+        for gpu_type in [only_type] if only_type is not None else self.types_for(job):
             if gpu_type is not None and gpu_type not in self.capacity:
                 result.gpu_type = gpu_type
                 known = ", ".join(sorted(self.capacity)) or "none"
@@ -378,47 +399,46 @@ class Cycle:
     # -- the passes -------------------------------------------------------------------------
 
     def finish_partial_gangs(self) -> None:
+        """Completes gangs the binder left partly bound, or releases them.
+
+        A released gang keeps its nodes for the rest of this cycle: its bound
+        pods still run until the binder has deleted them.
+        """
         for job in self.partial_jobs:
-            if job.key not in self.statement.holdings:  # bound only to nodes that are gone
-                self.releases.append(Release(job.key, "its pods are bound to nodes that no longer exist"))
-                self.waiting[job.key] = Waiting(
-                    job, self.job_queue.get(job.key), job.gpu_type, Reason.GANG_INCOMPLETE,
-                    "its nodes are gone; it waits whole", tried=True,
-                )  # fmt: skip
-                continue
             queue = self.job_queue.get(job.key)
-            waiting_replicas = [i for i, node in enumerate(job.placement) if node is None]
-            waiting_replicas += list(range(len(job.placement), job.replicas))
             placed = [node for node in job.placement if node is not None]
-            pinned = None
-            level = (
-                self.policy.topology_levels.index(job.required_level)
-                if job.required_level in self.policy.topology_levels
-                else None
-            )
-            if level is not None and placed and placed[0] in self.statement.nodes:
-                domains = self.statement.nodes[placed[0]].domains
-                pinned = domains[level] if level < len(domains) else None
-            outcome = self.attempt(job, queue, len(waiting_replicas), pinned=pinned) if queue is not None else None
-            if isinstance(outcome, tuple):
-                self.binds.append(Bind(job.key, outcome))
-                continue
-            self.statement.release(job)
-            why = outcome.message if outcome is not None else "it has no queue"
-            self.releases.append(
-                Release(
-                    job.key,
-                    f"{len(placed)} of {job.replicas} replicas were bound; the rest cannot be placed: {why}",
+            vanished = [node for node in placed if node not in self.statement.nodes]
+            outcome: Waiting | tuple[NodeName, ...] | None = None
+            if queue is not None and not vanished and job.key in self.statement.holdings:
+                waiting_replicas = sum(1 for node in job.placement if node is None) + job.replicas - len(job.placement)
+                pinned = None
+                level = (
+                    self.policy.topology_levels.index(job.required_level)
+                    if job.required_level in self.policy.topology_levels
+                    else None
                 )
+                domains = self.statement.nodes[placed[0]].domains
+                if level is not None and level < len(domains):
+                    pinned = domains[level] or None
+                outcome = self.attempt(
+                    job, queue, waiting_replicas, pinned=pinned, only_type=self.statement.holdings[job.key].gpu_type
+                )
+                if isinstance(outcome, tuple):
+                    self.binds.append(Bind(job.key, outcome))
+                    continue
+            if vanished:
+                why = f"replicas are bound to nodes that no longer exist ({', '.join(sorted(vanished))})"
+            elif queue is None:
+                why = "its namespace has no queue"
+            else:
+                why = outcome.message if isinstance(outcome, Waiting) else "the rest cannot be placed"
+            self.releases.append(
+                Release(job.key, f"{len(placed)} of {job.replicas} replicas were bound; released because {why}")
             )
             self.waiting[job.key] = Waiting(
-                job,
-                queue,
-                self.job_type.get(job.key),
-                Reason.GANG_INCOMPLETE,
-                "released a partly bound gang; it waits whole",
-                tried=True,
-            )
+                job, queue, self.job_type.get(job.key), Reason.GANG_INCOMPLETE,
+                "released a partly bound gang; it waits whole", tried=True,
+            )  # fmt: skip
         self.statement.commit()
 
     def collect_waiting(self) -> dict[QueueName, list[Job]]:
@@ -468,13 +488,13 @@ class Cycle:
 
         for queue in sorted(per_queue):
             push(queue)
-        held_types: dict[GPUType | None, Job] = {}
+        held_types: dict[tuple[QueueName | None, GPUType | None], Job] = {}  # by (reserved pool owner, type)
         while heap:
             _priority, _served, queue = heapq.heappop(heap)
             job = per_queue[queue][heads[queue]]
             heads[queue] += 1
             guess = job.gpu_type or (self.default_type(queue) if job.gpus_per_replica else None)
-            holder = held_types.get(guess)
+            holder = held_types.get((self.owner(queue), guess))
             if holder is not None and job.gpus_per_replica:
                 minutes = (self.now - holder.submitted) / 60
                 self.waiting[job.key] = Waiting(
@@ -492,11 +512,11 @@ class Cycle:
                     starving = aged and outcome.reason in _CAPACITY_REASONS and job.gpus_per_replica > 0
                     if (
                         starving
-                        and outcome.gpu_type not in held_types
+                        and (self.owner(queue), outcome.gpu_type) not in held_types
                         and self.entitled(job, queue, outcome.gpu_type)
                         and self.fits_empty(job, queue, outcome.gpu_type)
                     ):
-                        held_types[outcome.gpu_type] = job
+                        held_types[(self.owner(queue), outcome.gpu_type)] = job
             push(queue)
 
     def run(self) -> Decisions:
@@ -504,7 +524,7 @@ class Cycle:
         self.index_nodes()
         self.jobs_by_key = {job.key: job for job in self.snapshot.jobs}
         demand = self.load_jobs()
-        self.shares = fairshare.fair_shares(self.snapshot.queues, self.capacity, demand)
+        self.shares = fairshare.fair_shares(self.snapshot.queues, self.shareable_capacity(demand), demand)
         self.finish_partial_gangs()
         per_queue = self.collect_waiting()
         self.serve_queues(per_queue)

@@ -7,7 +7,7 @@ already bound answers 409 Conflict, reported as a failure with that reason.
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -32,15 +32,30 @@ class Outcome:
     reason: str = ""
 
 
-async def bind_all(client: Client, binds: Iterable[PodBind], *, concurrency: int = 16) -> list[Outcome]:
-    """Binds every pod of ``binds``; returns one Outcome per bind, in input order."""
+async def bind_all(
+    client: Client,
+    binds: Iterable[PodBind],
+    *,
+    concurrency: int = 16,
+    allowed: Callable[[], bool] = lambda: True,
+) -> list[Outcome]:
+    """Binds every pod of ``binds``; returns one Outcome per bind, in input order.
+
+    ``allowed`` is asked right before each request (leadership): a bind waiting
+    for a slot when it turns false is not sent. A pod already bound to the same
+    node counts as bound, so repeating a bind is harmless.
+    """
     limit = asyncio.Semaphore(concurrency)
 
     async def one(bind: PodBind) -> Outcome:
         async with limit:
+            if not allowed():
+                return Outcome(bind, ok=False, reason="not the leader")
             try:
                 await client.bind(bind.namespace, bind.name, bind.node, uid=bind.uid)
             except ApiError as error:
+                if error.status == 409 and f'already assigned to node "{bind.node}"' in error.message:
+                    return Outcome(bind, ok=True)
                 return Outcome(bind, ok=False, reason=f"{error.status} {error.reason}: {error.message}")
             except httpx.HTTPError as error:
                 return Outcome(bind, ok=False, reason=type(error).__name__)

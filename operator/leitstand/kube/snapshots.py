@@ -160,8 +160,10 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
     some pods bound is included either way, so the core can complete or release it.
     """
     status = body.get("status") or {}
-    if body["metadata"].get("deletionTimestamp") or status.get("phase") in TERMINAL | {"Preempted"}:
+    if body["metadata"].get("deletionTimestamp") or status.get("phase") in TERMINAL:
         return None
+    if any(not live(pod) for pod in pods.values()):
+        return None  # a replica ended: the job controller finishes or restarts the gang first
     try:
         spec = resources.TrainingJobSpec.model_validate(body["spec"])
     except pydantic.ValidationError:
@@ -203,30 +205,55 @@ def build(
 ) -> tuple[model.Snapshot, dict[model.JobKey, Body], dict[model.JobKey, dict[int, Body]]]:
     """The snapshot of the store's bodies; the pod behind each plain-pod job; each TrainingJob's pods by rank.
 
-    Pods being deleted still hold their node's resources until they are gone,
-    so they count as used capacity rather than as part of their job.
+    Every live pod bound to a node holds its resources there, whatever becomes of
+    it: pods of other schedulers, and running pods of jobs that are not
+    schedulable right now, count as used capacity; our pods being deleted
+    (evicted, released) are terminating jobs, which reclaim counts on.
     """
     foreign: dict[str, tuple[int, int, int]] = {}
     core_jobs: list[model.Job] = []
     pod_of_job: dict[model.JobKey, Body] = {}
     gang_pods: dict[str, dict[int, Body]] = {}
+
+    def hold_foreign(pod: Body) -> None:
+        node = pod.get("spec", {}).get("nodeName")
+        if node and live(pod):
+            held = foreign.get(node, (0, 0, 0))
+            foreign[node] = tuple(a + b for a, b in zip(held, pod_requests(pod), strict=True))  # type: ignore[assignment]
+
     for pod in pods:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        owner = labels.get(JOB_LABEL) if is_ours(pod) else None
+        if owner and not meta.get("deletionTimestamp"):
+            try:
+                rank = int(labels.get(REPLICA_LABEL, ""))
+            except ValueError:
+                hold_foreign(pod)
+                continue
+            gang_pods.setdefault(f"{meta['namespace']}/{owner}", {})[rank] = pod  # finished ones too
+            continue
         if not live(pod):
             continue
-        meta = pod["metadata"]
         node = pod.get("spec", {}).get("nodeName")
-        if not is_ours(pod) or meta.get("deletionTimestamp"):
-            if node:
-                held = foreign.get(node, (0, 0, 0))
-                foreign[node] = tuple(a + b for a, b in zip(held, pod_requests(pod), strict=True))  # type: ignore[assignment]
+        if not is_ours(pod):
+            hold_foreign(pod)
             continue
-        owner = (meta.get("labels") or {}).get(JOB_LABEL)
-        if owner:
-            try:
-                rank = int(meta["labels"].get(REPLICA_LABEL, ""))
-            except ValueError:
-                continue
-            gang_pods.setdefault(f"{meta['namespace']}/{owner}", {})[rank] = pod
+        if meta.get("deletionTimestamp"):
+            if node:  # evicted or released: holds its node until gone, and reclaim counts on it
+                gpus, cpu, memory = pod_requests(pod)
+                core_jobs.append(
+                    model.Job(
+                        key=model.JobKey(f"{meta['namespace']}/terminating/{meta['name']}"),
+                        namespace=meta["namespace"],
+                        replicas=1,
+                        gpus_per_replica=gpus,
+                        cpu_millis_per_replica=cpu,
+                        memory_bytes_per_replica=memory,
+                        placement=(model.NodeName(node),),
+                        terminating=True,
+                    )
+                )
             continue
         job = pod_job(pod)
         core_jobs.append(job)
@@ -234,11 +261,17 @@ def build(
     pods_of_gang: dict[model.JobKey, dict[int, Body]] = {}
     for body in jobs:
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
-        members = gang_pods.get(key, {})
+        members = gang_pods.pop(key, {})
         gang = training_job(body, members)
         if gang is not None:
             core_jobs.append(gang)
             pods_of_gang[gang.key] = members
+        else:  # not schedulable now, but its running pods still hold their nodes
+            for pod in members.values():
+                hold_foreign(pod)
+    for members in gang_pods.values():  # pods of a TrainingJob that is gone
+        for pod in members.values():
+            hold_foreign(pod)
     queues = [queue for queue in (to_queue(body) for body in quotas) if queue is not None]
     core_nodes = [to_node(body, foreign.get(body["metadata"]["name"], (0, 0, 0)), settings) for body in nodes]
     return model.Snapshot(tuple(core_nodes), tuple(queues), tuple(core_jobs)), pod_of_job, pods_of_gang

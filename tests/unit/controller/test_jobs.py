@@ -167,3 +167,11 @@ def test_an_unchanged_job_is_not_patched() -> None:
     again = plan(a_job(status=first.status), pods)
     assert again.status is None
     assert again.events == []
+
+
+def test_pods_of_a_same_named_job_in_another_namespace_are_not_its_own() -> None:
+    theirs = a_pod(0, "Failed", "n9")
+    theirs["metadata"]["namespace"] = "acme"
+    mine = a_pod(0, "Running", "n1")
+    found = jobs.pods_by_rank(a_job(), {"acme/llm-0": theirs, "soofi/llm-0": mine})
+    assert found == {0: mine}

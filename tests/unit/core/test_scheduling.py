@@ -1,5 +1,7 @@
 """Scheduling scenarios: a snapshot in, binds, evictions and reasons out."""
 
+from dataclasses import replace
+
 from leitstand.core.model import Policy, Priority
 from leitstand.core.scheduling import schedule
 from tests.unit.core.builders import (
@@ -284,3 +286,36 @@ def test_a_queue_bound_to_its_reserved_pool_demands_no_more_than_the_pool() -> N
     assert decisions.queues["soofi"]["b200"].fair_share == 8  # its pool, not 1,024
     assert decisions.queues["acme"]["b200"].fair_share == 16
     assert reasons(decisions)["soofi/pretrain"] == "InsufficientCapacity"
+
+
+def test_reclaim_counts_on_pods_already_terminating_instead_of_evicting_more() -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    queues = [a_root(), a_queue("acme").with_share(16)]
+    leaving = a_job("acme/terminating/old-0").of(1, 8).running_on("su-1-n1", since=NOW - 50).build()
+    jobs = [
+        replace(leaving, terminating=True),
+        a_job("acme/train").of(1, 8).running_on("su-1-n2", since=NOW - 50),
+        a_job("acme/build").of(1, 8).with_priority(Priority.BUILD).submitted_at(NOW - 1),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
+    assert evicted(decisions) == {}
+    assert reasons(decisions) == {"acme/build": "WaitingForReclaim"}
+    assert messages(decisions)["acme/build"].startswith("waiting for 1 evicted pod to terminate")
+
+
+def test_a_released_gang_keeps_its_nodes_until_its_pods_are_gone() -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    jobs = [
+        a_job("acme/half").of(3, 8).requiring("leaf").running_on("su-1-n1", None, None),
+        a_job("acme/small").of(1, 8).submitted_at(5),
+    ]
+    decisions = schedule(snapshot(nodes, tenants("acme"), jobs), now=NOW)
+    assert [r.job for r in decisions.releases] == ["acme/half"]
+    assert bound(decisions) == {"acme/small": ("su-1-n2",)}  # not su-1-n1, where the released pod still runs
+
+
+def test_a_gang_on_a_vanished_node_is_released() -> None:
+    jobs = [a_job("acme/gone").of(2, 8).running_on("su-1-n1", "deleted-node")]
+    decisions = schedule(snapshot(two_leaves(), tenants("acme"), jobs), now=NOW)
+    assert [r.job for r in decisions.releases] == ["acme/gone"]
+    assert "deleted-node" in decisions.releases[0].message

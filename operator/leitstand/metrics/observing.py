@@ -1,0 +1,184 @@
+"""Prometheus metrics of the scheduler: what it decided, what the cluster holds, how fast it runs.
+
+Observes only: it reads the core's snapshot and decisions and never decides
+or writes to the cluster. Names follow Prometheus conventions (prefix
+``leitstand_``, base units, ``_total`` counters); labels come only from bounded
+sets (queue, GPU type, phase, reason, state, topology domain), never a job name.
+"""
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from leitstand import __version__
+from leitstand.core import model
+
+WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+STATES = ("free", "allocated", "reserved", "lent")
+
+
+class SchedulerMetrics:
+    """Every metric of one operator process, registered once in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        def gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, help_text, labels, registry=registry)
+
+        queue = ("queue", "gpu_type")
+        self.guaranteed = gauge("leitstand_queue_guaranteed_gpus", "GPUs guaranteed to the queue.", queue)
+        self.limit = gauge("leitstand_queue_limit_gpus", "Hard cap on the queue's GPUs (absent: no cap).", queue)
+        self.fair_share = gauge("leitstand_queue_fair_share_gpus", "GPUs the queue deserves right now.", queue)
+        self.allocated = gauge("leitstand_queue_allocated_gpus", "GPUs the queue's running jobs hold.", queue)
+        self.pending = gauge("leitstand_queue_pending_gpus", "GPUs the queue's waiting jobs ask for.", queue)
+        self.jobs = gauge("leitstand_jobs", "TrainingJobs by queue and phase.", ("queue", "phase"))
+        self.waiting = gauge("leitstand_waiting_jobs", "Jobs waiting, by why they wait.", ("queue", "reason"))
+        self.cluster = gauge("leitstand_cluster_gpus", "The cluster's GPUs by type and state.", ("gpu_type", "state"))
+        self.whole_free = gauge(
+            "leitstand_cluster_whole_free_nodes", "Ready nodes with every GPU free, by GPU type.", ("gpu_type",)
+        )
+        self.domains = gauge(
+            "leitstand_domain_gpus", "GPUs per topology domain and state.", ("level", "domain", "state")
+        )
+        self.leader = gauge("leitstand_leader", "1 while this replica is the active scheduler.")
+        self.last_cycle = gauge("leitstand_last_cycle_timestamp_seconds", "When the last scheduling cycle ended.")
+        self.build = gauge("leitstand_build_info", "Leitstand's version, as a label; always 1.", ("version",))
+        self.build.labels(version=__version__).set(1)
+        self.cycle_seconds = Histogram(
+            "leitstand_scheduling_cycle_duration_seconds", "Time of one scheduling cycle.",
+            buckets=CYCLE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.wait_seconds = Histogram(
+            "leitstand_job_wait_seconds", "Time from queued to running, per queue.", ("queue",),
+            buckets=WAIT_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.binds = Counter("leitstand_binds_total", "Pods bound.", registry=registry)
+        self.bind_failures = Counter("leitstand_bind_failures_total", "Pod bindings that failed.", registry=registry)
+        self.evictions = Counter(
+            "leitstand_evictions_total", "Jobs evicted, by reason.", ("reason",), registry=registry
+        )
+        self.cycles = Counter("leitstand_scheduling_cycles_total", "Scheduling cycles run.", registry=registry)
+
+    def observe_cycle(
+        self,
+        snapshot: model.Snapshot,
+        decisions: model.Decisions,
+        *,
+        seconds: float,
+        ended: float,
+        level: str | None,
+        levels: tuple[str, ...],
+    ) -> None:
+        """Everything one cycle tells: queue numbers, cluster state, evictions and timing."""
+        self.cycles.inc()
+        self.cycle_seconds.observe(seconds)
+        self.last_cycle.set(ended)
+        for gauge in (self.guaranteed, self.limit, self.fair_share, self.allocated, self.pending, self.waiting):
+            gauge.clear()
+        for queue, per_type in decisions.queues.items():
+            for gpu_type, status in per_type.items():
+                labels = {"queue": queue, "gpu_type": gpu_type}
+                self.guaranteed.labels(**labels).set(status.guaranteed)
+                if status.limit is not None:
+                    self.limit.labels(**labels).set(status.limit)
+                self.fair_share.labels(**labels).set(status.fair_share)
+                self.allocated.labels(**labels).set(status.allocated)
+                self.pending.labels(**labels).set(status.pending)
+        waiting = Tally((str(e.queue or "none"), e.reason.value) for e in decisions.pending)
+        for (queue_name, reason), count in waiting.items():
+            self.waiting.labels(queue=queue_name, reason=reason).set(count)
+        for eviction in decisions.evictions:
+            self.evictions.labels(reason=eviction.reason.value).inc()
+        self._cluster(snapshot, decisions, level, levels)
+
+    def _cluster(
+        self, snapshot: model.Snapshot, decisions: model.Decisions, level: str | None, levels: tuple[str, ...]
+    ) -> None:
+        used, owners_use = _usage(snapshot, decisions)
+        owner_of = _owners(snapshot)
+        states: Tally[tuple[str, str]] = Tally()
+        whole: Tally[str] = Tally()
+        domains: Tally[tuple[str, str]] = Tally()
+        index = levels.index(level) if level in levels else None
+        for node in snapshot.nodes:
+            if not node.ready or node.gpu_type is None:
+                continue
+            held = min(used.get(node.name, 0), node.gpus)
+            idle = node.gpus - held
+            if node.name in owner_of:
+                mine = min(owners_use.get(node.name, 0), held)
+                states[(node.gpu_type, "allocated")] += mine
+                states[(node.gpu_type, "lent")] += held - mine
+                states[(node.gpu_type, "reserved")] += idle
+            else:
+                states[(node.gpu_type, "allocated")] += held
+                states[(node.gpu_type, "free")] += idle
+            if held == 0:
+                whole[node.gpu_type] += 1
+            if index is not None and index < len(node.domains) and node.domains[index]:
+                domains[(node.domains[index], "allocated")] += held
+                domains[(node.domains[index], "free")] += idle
+        self.cluster.clear()
+        for gpu_type in sorted({t for t, _ in states} | {n.gpu_type for n in snapshot.nodes if n.gpu_type}):
+            for state in STATES:
+                self.cluster.labels(gpu_type=gpu_type, state=state).set(states[(gpu_type, state)])
+            self.whole_free.labels(gpu_type=gpu_type).set(whole[gpu_type])
+        self.domains.clear()
+        for (domain, state), gpus in domains.items():
+            self.domains.labels(level=level or "", domain=domain, state=state).set(gpus)
+
+    def observe_binds(self, *, bound: int, failed: int) -> None:
+        self.binds.inc(bound)
+        self.bind_failures.inc(failed)
+
+    def observe_started(self, queue: str, waited_seconds: float) -> None:
+        self.wait_seconds.labels(queue=queue).observe(max(waited_seconds, 0.0))
+
+    def observe_jobs(self, phases: Iterable[tuple[str, str]]) -> None:
+        """Sets the job gauge from (queue, phase) pairs, one per TrainingJob."""
+        self.jobs.clear()
+        for (queue, phase), count in Tally(phases).items():
+            self.jobs.labels(queue=queue, phase=phase).set(count)
+
+    def observe_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+
+def _owners(snapshot: model.Snapshot) -> Mapping[model.NodeName, model.QueueName]:
+    reserving = sorted((q for q in snapshot.queues if q.reservation), key=lambda q: q.name)
+    result = {}
+    for node in snapshot.nodes:
+        for queue in reserving:
+            if queue.reservation is not None and model.matches(queue.reservation.node_selector, node.labels):
+                result[node.name] = queue.name
+                break
+    return result
+
+
+def _usage(snapshot: model.Snapshot, decisions: model.Decisions) -> tuple[dict[str, int], dict[str, int]]:
+    """GPUs used per node once the decisions are carried out, and the part used by each node's owner."""
+    evicted = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
+    binds = {b.job: b.nodes for b in decisions.binds}
+    owners = _owners(snapshot)
+    parents = {q.name: q.parent for q in snapshot.queues}
+    namespaces_of: dict[str, set[str]] = {}
+    for queue in snapshot.queues:  # an owner holds the namespaces of every queue below it
+        seen: set[str] = set()
+        current: model.QueueName | None = queue.name
+        while current is not None and current not in seen:
+            seen.add(current)
+            namespaces_of.setdefault(current, set()).update(queue.namespaces)
+            current = parents.get(current)
+    used: dict[str, int] = {}
+    owners_use: dict[str, int] = {}
+    for job in snapshot.jobs:
+        if job.key in evicted:
+            continue
+        nodes = [n for n in job.placement if n is not None] + list(binds.get(job.key, ()))
+        for node in nodes:
+            used[node] = used.get(node, 0) + job.gpus_per_replica
+            owner = owners.get(node)
+            if owner is not None and job.namespace in namespaces_of.get(owner, set()):
+                owners_use[node] = owners_use.get(node, 0) + job.gpus_per_replica
+    return used, owners_use

@@ -1,0 +1,55 @@
+"""The metrics tell what the cycle decided and what the cluster holds, per queue and state."""
+
+from prometheus_client import CollectorRegistry
+
+from leitstand.core.model import Priority
+from leitstand.core.scheduling import schedule
+from leitstand.metrics.observing import SchedulerMetrics
+from tests.unit.core.builders import a_job, a_queue, a_root, nodes_in_leaf, snapshot
+
+NOW = 10_000.0
+
+
+def test_a_cycle_sets_queue_numbers_cluster_states_and_counts_evictions() -> None:
+    nodes = nodes_in_leaf("su-1", 2, pool="soofi") + nodes_in_leaf("su-2", 2)
+    queues = [
+        a_root(),
+        a_queue("soofi").with_share(16).reserving(pool="soofi", lend=True),
+        a_queue("acme").with_share(16),
+    ]
+    jobs = [
+        a_job("acme/lent").of(1, 8).running_on("su-1-n1", since=NOW - 60),
+        a_job("acme/home").of(1, 4).running_on("su-2-n1", since=NOW - 60),
+        a_job("soofi/big").of(2, 8).with_priority(Priority.BUILD).submitted_at(NOW - 5),
+    ]
+    snap = snapshot(nodes, queues, jobs)
+    decisions = schedule(snap, now=NOW)
+    registry = CollectorRegistry()
+    metrics = SchedulerMetrics(registry)
+    metrics.observe_cycle(snap, decisions, seconds=0.02, ended=NOW, level="leaf", levels=("spine", "leaf", "node"))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("leitstand_queue_fair_share_gpus", queue="soofi", gpu_type="b200") == 16
+    assert value("leitstand_queue_pending_gpus", queue="soofi", gpu_type="b200") == 16
+    assert value("leitstand_evictions_total", reason="ReturnedLentCapacity") == 1
+    assert value("leitstand_waiting_jobs", queue="soofi", reason="WaitingForReclaim") == 1
+    # after the eviction: su-2-n1 holds 4 of 8, the SOOFI pool is idle (reserved), nothing is lent
+    assert value("leitstand_cluster_gpus", gpu_type="b200", state="allocated") == 4
+    assert value("leitstand_cluster_gpus", gpu_type="b200", state="free") == 12
+    assert value("leitstand_cluster_gpus", gpu_type="b200", state="reserved") == 16
+    assert value("leitstand_cluster_gpus", gpu_type="b200", state="lent") == 0
+    assert value("leitstand_cluster_whole_free_nodes", gpu_type="b200") == 3
+    assert value("leitstand_domain_gpus", level="leaf", domain="su-2", state="allocated") == 4
+    assert value("leitstand_scheduling_cycles_total") == 1
+    assert value("leitstand_build_info", version="0.1.0") == 1
+
+
+def test_wait_times_and_jobs_by_phase() -> None:
+    registry = CollectorRegistry()
+    metrics = SchedulerMetrics(registry)
+    metrics.observe_started("acme", 42.0)
+    metrics.observe_jobs([("acme", "Running"), ("acme", "Running"), ("soofi", "Queued")])
+    assert registry.get_sample_value("leitstand_job_wait_seconds_count", {"queue": "acme"}) == 1
+    assert registry.get_sample_value("leitstand_jobs", {"queue": "acme", "phase": "Running"}) == 2
