@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv binaries prometheus lint test unit e2e demo bench crds generate clean
+.PHONY: help venv binaries prometheus lint test unit e2e demo bench crds generate manifests clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,8 +47,18 @@ demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears i
 bench: $(STAMP) ## benchmarks of the scheduling cycle, reported in BENCHMARKS.md
 	$(BIN)/python -m tests.bench.cycle
 
-generate: $(STAMP) ## regenerate crds/, the dashboards and the alert rules from code
+generate: $(STAMP) binaries ## regenerate crds/, dashboards, alert rules, the chart's files and deploy/manifests
+	$(BIN)/leitstand crds --out crds
 	$(BIN)/leitstand dashboards --out deploy
+	rm -rf helm/leitstand/files && mkdir -p helm/leitstand/files/crds helm/leitstand/files/grafana helm/leitstand/files/prometheus
+	cp crds/*.yaml helm/leitstand/files/crds/
+	cp deploy/grafana/*.json helm/leitstand/files/grafana/
+	cp deploy/prometheus/rules.yaml helm/leitstand/files/prometheus/
+	$(MAKE) manifests
+
+manifests: binaries ## render deploy/manifests/leitstand.yaml from the chart (default values)
+	"$$($(BIN)/leitstand dev-cluster build helm | cut -f2)" template leitstand helm/leitstand \
+		--namespace leitstand-system > deploy/manifests/leitstand.yaml
 
 crds: $(STAMP) ## regenerate crds/ from the models
 	$(BIN)/leitstand crds --out crds

@@ -174,6 +174,14 @@ async def test_a_gpu_type_may_be_set_once_when_absent(admin: Client) -> None:
     assert patched["spec"]["gpuType"] == "b200"
 
 
+async def test_a_top_level_queue_may_have_an_empty_spec(admin: Client) -> None:
+    name = f"bare-{uuid.uuid4().hex[:6]}"
+    created = await admin.create(
+        QUOTAS, {"apiVersion": "leitstand.dev/v1alpha1", "kind": "GPUQuota", "metadata": {"name": name}, "spec": {}}
+    )
+    assert created["spec"]["minRuntimeSeconds"] == 0
+
+
 async def test_defaults_are_filled_in_by_the_api_server(admin: Client) -> None:
     created = await admin.create(JOBS, a_job(f"plain-{uuid.uuid4().hex[:6]}"))
     assert created["spec"]["priority"] == "train"

@@ -171,6 +171,7 @@ class LocalCluster:
         api_port: int | None = None,
         apiserver_args: Sequence[str] = (),
         detached: bool = False,
+        install_crds: bool = True,
         progress: Progress = lambda _message: None,
     ) -> None:
         self.name = name
@@ -179,6 +180,7 @@ class LocalCluster:
         self.api_port = api_port
         self.apiserver_args = list(apiserver_args)
         self.detached = detached
+        self.install_crds = install_crds
         self.progress = progress
         self.kubeconfig = self.directory / "kubeconfig"
         self.audit_log = self.directory / "logs" / "audit.log"
@@ -211,7 +213,8 @@ class LocalCluster:
             self._make_pki()
             self._start_etcd(paths["etcd"])
             self._start_apiserver(paths["kube-apiserver"], wait_timeout)
-            self._install_crds()
+            if self.install_crds:
+                self._install_crds()
             self._create_namespace("leitstand-system")
             self._start_kwok(paths["kwok"])
             self._create_nodes(wait_timeout)

@@ -283,7 +283,7 @@ class GPUQuotaSpec(Model):
     model_config = pydantic.ConfigDict(
         json_schema_extra=cel(
             (
-                "self.gpus.all(t, t.matches('" + GPU_TYPE + "'))",
+                "!has(self.gpus) || self.gpus.all(t, t.matches('" + GPU_TYPE + "'))",
                 "GPU types are short lower-case names such as b200 or rtx-pro-6000",
                 ".gpus",
             ),
