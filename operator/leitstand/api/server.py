@@ -1,16 +1,38 @@
-"""The HTTP surface of the operator: probes now, the status API as it grows.
+"""The HTTP surface of the operator: probes, /metrics (added by the caller) and the status API.
 
-Read-only: nothing here writes to the cluster or decides anything.
+Read-only: nothing here writes to the cluster or decides anything. The status
+API authenticates bearer tokens with TokenReview and authorises with
+SubjectAccessReview, so users see exactly what RBAC lets them: jobs of the
+namespaces where they may ``list trainingjobs``; queues, the cluster and the
+snapshot only with the right to ``list gpuquotas``. ``/healthz``, ``/readyz``
+and ``/metrics`` stay open.
 """
 
 from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+
+from leitstand.api import views
+from leitstand.core import snapshots
+from leitstand.kube.reviews import Caller, Reviews
+
+JobBodies = Callable[[], list[dict[str, Any]]]
 
 
-def create_app(*, ready: Callable[[], bool]) -> FastAPI:
+def create_app(
+    *,
+    ready: Callable[[], bool],
+    latest: Callable[[], views.Latest | None] = lambda: None,
+    trainingjobs: JobBodies = lambda: [],
+    reviews: Reviews | None = None,
+) -> FastAPI:
     """The FastAPI app; ``ready`` tells ``/readyz`` whether the operator has synced."""
-    app = FastAPI(title="Leitstand", summary="Read-only status of the Leitstand GPU scheduler.")
+    app = FastAPI(
+        title="Leitstand",
+        summary="Read-only status of the Leitstand GPU scheduler: queues, jobs, the cluster, snapshots.",
+        version="v1",
+    )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -22,5 +44,81 @@ def create_app(*, ready: Callable[[], bool]) -> FastAPI:
             return {"status": "ok"}
         response.status_code = 503
         return {"status": "starting"}
+
+    async def caller(request: Request) -> Caller:
+        header = request.headers.get("authorization", "")
+        if reviews is None:
+            raise HTTPException(503, "the status API is not configured")
+        if not header.lower().startswith("bearer ") or not header[7:].strip():
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        who = await reviews.authenticate(header[7:].strip())
+        if who is None:
+            raise HTTPException(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
+        return who
+
+    Who = Annotated[Caller, Depends(caller)]
+
+    async def cluster_wide(who: Caller) -> None:
+        assert reviews is not None
+        if not await reviews.allowed(who, "list", "gpuquotas"):
+            raise HTTPException(403, f"{who.name} may not list gpuquotas, which this view needs")
+
+    def current() -> views.Latest:
+        state = latest()
+        if state is None:
+            raise HTTPException(503, "no scheduling cycle has run yet")
+        return state
+
+    async def may_list_jobs(who: Caller, namespace: str) -> bool:
+        assert reviews is not None
+        return await reviews.allowed(who, "list", "trainingjobs", namespace=namespace)
+
+    @app.get("/api/v1/queues", response_model=list[views.QueueView], response_model_by_alias=True)
+    async def list_queues(who: Who) -> list[views.QueueView]:
+        """Every queue (GPUQuota) with guaranteed, limit, fair share, allocated and pending GPUs per type."""
+        await cluster_wide(who)
+        return views.queues(current())
+
+    @app.get(
+        "/api/v1/jobs",
+        response_model=list[views.JobView],
+        response_model_by_alias=True,
+        response_model_exclude_none=True,
+    )
+    async def list_jobs(
+        who: Who, namespace: str | None = None, queue: str | None = None, phase: str | None = None
+    ) -> list[views.JobView]:
+        """TrainingJobs in the namespaces the caller may list, filtered by namespace, queue and phase."""
+        bodies = trainingjobs()
+        namespaces = sorted({b["metadata"]["namespace"] for b in bodies} | ({namespace} if namespace else set()))
+        visible = {ns for ns in namespaces if await may_list_jobs(who, ns)}
+        if namespace is not None and namespace not in visible:
+            raise HTTPException(403, f"{who.name} may not list trainingjobs in namespace {namespace}")
+        return views.jobs(
+            [b for b in bodies if b["metadata"]["namespace"] in visible], namespace=namespace, queue=queue, phase=phase
+        )
+
+    @app.get("/api/v1/jobs/{namespace}/{name}", response_model=views.JobView, response_model_by_alias=True)
+    async def get_job(who: Who, namespace: str, name: str) -> views.JobView:
+        """One TrainingJob with why it waits (reason, message with the numbers), its place and placement."""
+        if not await may_list_jobs(who, namespace):
+            raise HTTPException(403, f"{who.name} may not list trainingjobs in namespace {namespace}")
+        for body in trainingjobs():
+            if body["metadata"]["namespace"] == namespace and body["metadata"]["name"] == name:
+                return views.job(body, detail=True)
+        raise HTTPException(404, f"no TrainingJob {namespace}/{name}")
+
+    @app.get("/api/v1/cluster", response_model=views.ClusterView, response_model_by_alias=True)
+    async def get_cluster(who: Who) -> views.ClusterView:
+        """GPU types with capacity and free GPUs, leaf groups, nodes and whole free nodes."""
+        await cluster_wide(who)
+        return views.cluster(current())
+
+    @app.get("/api/v1/snapshot")
+    async def get_snapshot(who: Who) -> dict[str, Any]:
+        """The last cycle's snapshot, for offline replay with ``leitstand replay``."""
+        await cluster_wide(who)
+        state = current()
+        return snapshots.dump(state.snapshot, state.policy, now=state.now)
 
     return app

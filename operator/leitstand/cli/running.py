@@ -11,11 +11,13 @@ from typing import Annotated
 import prometheus_client
 import typer
 import uvicorn
-from fastapi import Response
+from fastapi import FastAPI, Response
 
 from leitstand.api import server
 from leitstand.controller import configuration, operator
 from leitstand.kube import kubeconfig
+from leitstand.kube.client import Client
+from leitstand.kube.reviews import Reviews
 from leitstand.metrics import observing
 
 
@@ -30,12 +32,29 @@ class _Server(uvicorn.Server):
 async def _serve(connection: kubeconfig.Connection, config: configuration.Configuration, *, http_port: int) -> None:
     stop = asyncio.Event()
     health = operator.Health()
-    app = server.create_app(ready=lambda: health.synced)
+    async with Client(connection, user_agent="leitstand-status-api") as review_client:
+        app = server.create_app(
+            ready=lambda: health.synced,
+            latest=lambda: health.latest,
+            trainingjobs=lambda: list(health.store.jobs.values()) if health.store is not None else [],
+            reviews=Reviews(review_client),
+        )
 
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+        @app.get("/metrics", include_in_schema=False)
+        def metrics() -> Response:
+            return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
+        await _run(connection, config, app, health, stop, http_port)
+
+
+async def _run(
+    connection: kubeconfig.Connection,
+    config: configuration.Configuration,
+    app: FastAPI,
+    health: operator.Health,
+    stop: asyncio.Event,
+    http_port: int,
+) -> None:
     http = _Server(uvicorn.Config(app, host="0.0.0.0", port=http_port, log_level="warning", lifespan="off"))  # noqa: S104 - probes and scrapes come from outside the pod
 
     def shutdown() -> None:

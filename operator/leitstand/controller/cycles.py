@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from leitstand.api import views
 from leitstand.controller import jobs as job_control
 from leitstand.controller.configuration import Configuration
 from leitstand.core import model
@@ -34,6 +35,7 @@ class Outcome:
     """What one cycle did, for logs, metrics and tests."""
 
     decisions: model.Decisions
+    latest: views.Latest
     bound_pods: int = 0
     bind_failures: int = 0
     released_gangs: list[str] = field(default_factory=list)
@@ -87,7 +89,7 @@ class Cycles:
         )
         now = time.time()
         decisions = schedule(snapshot, self.policy, now=now)
-        outcome = Outcome(decisions)
+        outcome = Outcome(decisions, views.Latest(snapshot, decisions, self.policy, now))
         await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
         await self._evict_plain_pods(decisions, pod_of_job)
         await self._reconcile_jobs(decisions, outcome, now)

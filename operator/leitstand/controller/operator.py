@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from leitstand.api import views
 from leitstand.controller.configuration import Configuration
 from leitstand.controller.cycles import Cycles
 from leitstand.controller.leadership import Leadership
@@ -43,6 +44,8 @@ class Health:
     synced: bool = False
     leading: bool = False
     cycles: int = 0
+    latest: views.Latest | None = None
+    store: Store | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
@@ -104,6 +107,7 @@ async def schedule_forever(
             continue
         if outcome is not None:
             health.cycles += 1
+            health.latest = outcome.latest
             if outcome.bound_pods or outcome.decisions.evictions:
                 logger.info(
                     "cycle: bound %d pods, %d evictions, %d waiting, %.0f ms",
@@ -131,6 +135,7 @@ async def run(
 ) -> None:
     """Runs the operator until ``stop`` is set."""
     store = Store()
+    health.store = store
     registry = _registry(connection, store)
     # the user agent names this replica: the API's managedFields then record which replica bound each pod
     async with Client(connection, user_agent=f"leitstand-{health.identity}") as client:

@@ -1,0 +1,179 @@
+"""The read-only views of the status API, computed from the last cycle and the watched jobs.
+
+Pure functions from core objects and raw TrainingJob bodies to pydantic
+response models; the routes in ``server`` decide who may see which.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from leitstand.core import model
+
+
+@dataclass(frozen=True)
+class Latest:
+    """What the last scheduling cycle saw and decided."""
+
+    snapshot: model.Snapshot
+    decisions: model.Decisions
+    policy: model.Policy
+    now: float
+
+
+class GPUNumbers(pydantic.BaseModel):
+    guaranteed: int
+    limit: int | None
+    fair_share: int = pydantic.Field(serialization_alias="fairShare")
+    allocated: int
+    pending: int
+
+
+class QueueView(pydantic.BaseModel):
+    name: str
+    parent: str | None
+    namespaces: list[str]
+    gpus: dict[str, GPUNumbers]
+
+
+class JobView(pydantic.BaseModel):
+    namespace: str
+    name: str
+    queue: str | None
+    gpus: int | None
+    phase: str | None
+    reason: str | None
+    message: str | None
+    position: int | None
+    created: str | None
+    placement: dict[str, Any] | None = None
+    conditions: list[dict[str, Any]] | None = None
+
+
+class DomainView(pydantic.BaseModel):
+    name: str
+    nodes: int
+    gpus: int
+    allocated: int
+    free: int
+    whole_free_nodes: int = pydantic.Field(serialization_alias="wholeFreeNodes")
+
+
+class NodeView(pydantic.BaseModel):
+    name: str
+    domain: str
+    gpu_type: str | None = pydantic.Field(serialization_alias="gpuType")
+    gpus: int
+    allocated: int
+    queues: list[str]
+    ready: bool
+
+
+class ClusterView(pydantic.BaseModel):
+    gpu_types: dict[str, dict[str, int]] = pydantic.Field(serialization_alias="gpuTypes")
+    leaf_level: str | None = pydantic.Field(serialization_alias="leafLevel")
+    domains: list[DomainView]
+    nodes: list[NodeView]
+
+
+def queues(latest: Latest) -> list[QueueView]:
+    return [
+        QueueView(
+            name=queue.name,
+            parent=queue.parent,
+            namespaces=list(queue.namespaces),
+            gpus={
+                t: GPUNumbers(
+                    guaranteed=s.guaranteed,
+                    limit=s.limit,
+                    fair_share=s.fair_share,
+                    allocated=s.allocated,
+                    pending=s.pending,
+                )
+                for t, s in latest.decisions.queues.get(queue.name, {}).items()
+            },
+        )
+        for queue in sorted(latest.snapshot.queues, key=lambda q: q.name)
+    ]
+
+
+def job(body: dict[str, Any], *, detail: bool = False) -> JobView:
+    meta, status = body["metadata"], body.get("status") or {}
+    return JobView(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        queue=status.get("queue"),
+        gpus=status.get("gpus"),
+        phase=status.get("phase"),
+        reason=status.get("reason"),
+        message=status.get("message"),
+        position=status.get("queuePosition"),
+        created=meta.get("creationTimestamp"),
+        placement=status.get("placement") if detail else None,
+        conditions=status.get("conditions") if detail else None,
+    )
+
+
+def jobs(
+    bodies: Iterable[dict[str, Any]], *, namespace: str | None, queue: str | None, phase: str | None
+) -> list[JobView]:
+    result = []
+    for body in bodies:
+        view = job(body)
+        if (
+            (namespace and view.namespace != namespace)
+            or (queue and view.queue != queue)
+            or (phase and view.phase != phase)
+        ):
+            continue
+        result.append(view)
+    return sorted(result, key=lambda v: (v.namespace, v.name))
+
+
+def cluster(latest: Latest) -> ClusterView:
+    """Capacity per GPU type and, per leaf group (the second-finest level), its nodes and their use."""
+    snapshot, decisions = latest.snapshot, latest.decisions
+    levels = latest.policy.topology_levels
+    level = len(levels) - 2 if len(levels) >= 2 else None
+    evicted = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
+    binds = {b.job: b.nodes for b in decisions.binds}
+    used: dict[str, int] = {}
+    users: dict[str, set[str]] = {}
+    for entry in snapshot.jobs:
+        if entry.key in evicted:
+            continue
+        queue = decisions.job_queues.get(entry.key)
+        for placed in [n for n in entry.placement if n is not None] + list(binds.get(entry.key, ())):
+            used[placed] = used.get(placed, 0) + entry.gpus_per_replica
+            if queue is not None and entry.gpus_per_replica:
+                users.setdefault(placed, set()).add(queue)
+    types: dict[str, dict[str, int]] = {}
+    domains: dict[str, DomainView] = {}
+    nodes = []
+    for node in sorted(snapshot.nodes, key=lambda n: n.name):
+        held = min(used.get(node.name, 0), node.gpus)
+        domain = node.domains[level] if level is not None and level < len(node.domains) else ""
+        nodes.append(NodeView(name=node.name, domain=domain, gpu_type=node.gpu_type, gpus=node.gpus, allocated=held,
+                              queues=sorted(users.get(node.name, set())), ready=node.ready))  # fmt: skip
+        if node.gpu_type is not None and node.ready:
+            numbers = types.setdefault(node.gpu_type, {"capacity": 0, "allocated": 0, "free": 0, "wholeFreeNodes": 0})
+            numbers["capacity"] += node.gpus
+            numbers["allocated"] += held
+            numbers["free"] += node.gpus - held
+            numbers["wholeFreeNodes"] += held == 0
+        view = domains.setdefault(
+            domain, DomainView(name=domain, nodes=0, gpus=0, allocated=0, free=0, whole_free_nodes=0)
+        )
+        view.nodes += 1
+        view.gpus += node.gpus
+        view.allocated += held
+        view.free += node.gpus - held
+        view.whole_free_nodes += held == 0
+    return ClusterView(
+        gpu_types=types,
+        leaf_level=levels[level] if level is not None else None,
+        domains=[domains[name] for name in sorted(domains)],
+        nodes=nodes,
+    )

@@ -1,0 +1,162 @@
+"""The status API on the real control plane: users see what RBAC lets them, through TokenReview and SAR."""
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from leitstand.core import snapshots
+from leitstand.devcluster import cluster, profiles
+from leitstand.errors import UserError
+from leitstand.kube import kubeconfig
+from leitstand.kube.client import Client
+from tests.e2e.operators import Operator
+from tests.e2e.test_operator import GROUP, clean, job, quota
+from tests.e2e.waiting import until
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
+    local = cluster.LocalCluster("status", profiles.load("dev"), directory=tmp_path_factory.mktemp("status"))
+    try:
+        local.start()
+    except UserError as error:
+        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
+    yield local
+    local.stop()
+
+
+async def account(
+    admin: Client, namespace: str, name: str, rules: list[dict[str, Any]], *, cluster_wide: bool = False
+) -> str:
+    """A ServiceAccount with exactly ``rules`` (in its namespace, or cluster-wide), and a token for it."""
+    await admin.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+    )
+    kind, scope = ("ClusterRole", "") if cluster_wide else ("Role", f"/namespaces/{namespace}")
+    await admin.create(f"/apis/rbac.authorization.k8s.io/v1{scope}/{kind.lower()}s",
+                       {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": f"{namespace}-{name}"}, "rules": rules})  # fmt: skip
+    await admin.create(f"/apis/rbac.authorization.k8s.io/v1{scope}/{kind.lower()}bindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding", "metadata": {"name": f"{namespace}-{name}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": f"{namespace}-{name}"},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    })  # fmt: skip
+    answer = await admin.create(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+                                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})  # fmt: skip
+    token: str = answer["status"]["token"]
+    return token
+
+
+JOB_READER = [{"apiGroups": ["leitstand.dev"], "resources": ["trainingjobs"], "verbs": ["get", "list"]}]
+PLATFORM = [{"apiGroups": ["leitstand.dev"], "resources": ["gpuquotas", "trainingjobs"], "verbs": ["get", "list"]}]
+
+
+@pytest.fixture(scope="module")
+def tokens() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+async def api(dev: cluster.LocalCluster, tmp_path: Path, tokens: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as admin:
+        await quota(admin, "root", parent=None)
+        await quota(admin, "t-alice", guaranteed=16)
+        await quota(admin, "t-bob", guaranteed=16)
+        await job(admin, "t-alice", "vision", 1)
+        await job(admin, "t-alice", "wide", 5, topology={"required": "leaf"})
+        await job(admin, "t-bob", "speech", 2)
+        if not tokens:
+            tokens["alice"] = await account(admin, "t-alice", "alice", JOB_READER)
+            tokens["bob"] = await account(admin, "t-bob", "bob", JOB_READER)
+            tokens["platform"] = await account(admin, "leitstand-system", "platform", PLATFORM, cluster_wide=True)
+        operator = Operator(dev.kubeconfig, tmp_path / "operator.log")
+        operator.wait_ready()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{operator.port}", timeout=30) as http:
+
+                async def explained() -> bool | None:
+                    answer = await http.get("/api/v1/jobs", headers={"Authorization": f"Bearer {tokens['alice']}"})
+                    reasons = {j["name"]: j.get("reason") for j in answer.json()} if answer.status_code == 200 else {}
+                    return (
+                        True
+                        if reasons.get("wide") == "TopologyUnsatisfiable" and reasons.get("vision") == "Running"
+                        else None
+                    )
+
+                await until(explained, what="the operator to schedule and explain the jobs", within=60)
+                yield http
+        finally:
+            operator.stop()
+            await clean(admin)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_each_user_sees_only_the_jobs_of_their_own_namespace(
+    api: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    alice = (await api.get("/api/v1/jobs", headers=bearer(tokens["alice"]))).json()
+    bob = (await api.get("/api/v1/jobs", headers=bearer(tokens["bob"]))).json()
+    assert [(j["namespace"], j["name"]) for j in alice] == [("t-alice", "vision"), ("t-alice", "wide")]
+    assert [(j["namespace"], j["name"]) for j in bob] == [("t-bob", "speech")]
+    wide = (await api.get("/api/v1/jobs/t-alice/wide", headers=bearer(tokens["alice"]))).json()
+    assert wide["reason"] == "TopologyUnsatisfiable"
+    assert wide["message"].startswith("needs 5 x 8 b200 in one leaf; the best leaf")
+    assert wide["position"] == 1
+    running = (await api.get("/api/v1/jobs", params={"phase": "Running"}, headers=bearer(tokens["alice"]))).json()
+    assert [j["name"] for j in running] == ["vision"]
+
+
+async def test_without_a_valid_token_the_api_answers_401(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/api/v1/jobs")).status_code == 401
+    assert (await api.get("/api/v1/jobs", headers=bearer("not-a-token"))).status_code == 401
+    assert (await api.get("/api/v1/queues", headers={"Authorization": "Basic abc"})).status_code == 401
+
+
+async def test_what_rbac_does_not_allow_is_403(api: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+    assert (
+        await api.get("/api/v1/jobs", params={"namespace": "t-bob"}, headers=bearer(tokens["alice"]))
+    ).status_code == 403
+    assert (await api.get("/api/v1/jobs/t-bob/speech", headers=bearer(tokens["alice"]))).status_code == 403
+    for view in ("/api/v1/queues", "/api/v1/cluster", "/api/v1/snapshot"):
+        answer = await api.get(view, headers=bearer(tokens["bob"]))
+        assert answer.status_code == 403, view
+        assert "may not list gpuquotas" in answer.json()["detail"]
+
+
+async def test_the_platform_team_sees_queues_the_cluster_and_a_replayable_snapshot(
+    api: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    queues = {q["name"]: q for q in (await api.get("/api/v1/queues", headers=bearer(tokens["platform"]))).json()}
+    assert queues["t-alice"]["gpus"]["b200"]["allocated"] == 8
+    assert queues["t-alice"]["gpus"]["b200"]["pending"] == 40
+    cluster_view = (await api.get("/api/v1/cluster", headers=bearer(tokens["platform"]))).json()
+    assert cluster_view["gpuTypes"]["b200"]["capacity"] == 64
+    assert cluster_view["gpuTypes"]["b200"]["allocated"] == 24
+    assert [d["name"] for d in cluster_view["domains"]] == ["b200-su-01", "b200-su-02", "rtxpro-su-01"]
+    assert len(cluster_view["nodes"]) == 10
+    dumped = (await api.get("/api/v1/snapshot", headers=bearer(tokens["platform"]))).json()
+    snapshot, _policy, _now = snapshots.load(dumped)
+    assert len(snapshot.nodes) == 10
+    all_jobs = (await api.get("/api/v1/jobs", headers=bearer(tokens["platform"]))).json()
+    assert len(all_jobs) == 3
+
+
+async def test_probes_metrics_and_the_openapi_document_stay_open(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).status_code == 200
+    assert (await api.get("/readyz")).status_code == 200
+    assert "leitstand_queue_fair_share_gpus" in (await api.get("/metrics")).text
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    assert {
+        "/api/v1/queues",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{namespace}/{name}",
+        "/api/v1/cluster",
+        "/api/v1/snapshot",
+    } <= set(paths)
+    assert GROUP.startswith("/apis/")
