@@ -160,3 +160,66 @@ async def test_probes_metrics_and_the_openapi_document_stay_open(api: httpx.Asyn
         "/api/v1/snapshot",
     } <= set(paths)
     assert GROUP.startswith("/apis/")
+
+
+def cli(dev: cluster.LocalCluster, *args: str, plugin: bool = False) -> str:
+    import os
+    import subprocess
+    import sys
+
+    command = (
+        [str(Path(sys.executable).parent / "kubectl-leitstand")] if plugin else [sys.executable, "-m", "leitstand"]
+    )
+    result = subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "KUBECONFIG": str(dev.kubeconfig)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def table(text: str) -> list[list[str]]:
+    return [line.split() for line in text.strip().splitlines()]
+
+
+async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
+    api: httpx.AsyncClient, dev: cluster.LocalCluster
+) -> None:
+    rows = table(cli(dev, "jobs", "-A"))
+    assert rows[0] == ["NAMESPACE", "NAME", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "AGE"]
+    by_name = {row[1]: row for row in rows[1:]}
+    assert by_name["vision"][:7] == ["t-alice", "vision", "t-alice", "8", "Running", "Running", "-"]
+    assert by_name["wide"][:7] == ["t-alice", "wide", "t-alice", "40", "Queued", "TopologyUnsatisfiable", "1"]
+    assert by_name["speech"][:5] == ["t-bob", "speech", "t-bob", "16", "Running"]
+
+    as_plugin = table(cli(dev, "jobs", "-n", "t-bob", plugin=True))
+    assert as_plugin[0] == ["NAME", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "AGE"]
+    assert [row[0] for row in as_plugin[1:]] == ["speech"]
+    import json
+
+    assert [j["name"] for j in json.loads(cli(dev, "jobs", "-n", "t-alice", "-o", "json"))] == ["vision", "wide"]
+
+    explained = cli(dev, "explain", "wide", "-n", "t-alice")
+    lines = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in explained.splitlines()
+        if ":" in line and not line.startswith(" ")
+    }
+    assert lines["Reason"] == "TopologyUnsatisfiable"
+    assert lines["Message"].startswith("needs 5 x 8 b200 in one leaf; the best leaf")
+    assert lines["Position"] == "1"
+    assert lines["Gang"] == "5 x 8 b200"
+    assert "Warning TopologyUnsatisfiable" in explained
+
+    queues = table(cli(dev, "queues"))
+    assert queues[0] == ["QUEUE", "GPU", "TYPE", "GUARANTEED", "LIMIT", "FAIR", "SHARE", "ALLOCATED", "PENDING", "JOBS"]
+    by_queue = {row[0]: row for row in queues[1:]}
+    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "40", "1/1"]
+    assert by_queue["t-bob"][5] == "16"
+
+    top = table(cli(dev, "top", "--once"))
+    leaves = {row[0]: row for row in top if row and row[0] in {"b200-su-01", "b200-su-02", "rtxpro-su-01"}}
+    assert {leaf: (row[1], row[2]) for leaf, row in leaves.items()} == {
+        "b200-su-01": ("4", "32"), "b200-su-02": ("4", "32"), "rtxpro-su-01": ("2", "16"),
+    }  # fmt: skip
+    assert sum(int(row[3]) for row in leaves.values()) == 24

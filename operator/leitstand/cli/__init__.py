@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from leitstand import __version__
-from leitstand.cli import crds, demo, dev_cluster, observability, replaying, running
+from leitstand.cli import crds, demo, dev_cluster, observability, replaying, running, views
 from leitstand.errors import UserError
 
 app = typer.Typer(
@@ -27,6 +27,10 @@ app.command("demo")(demo.demo)
 app.command("crds")(crds.crds)
 app.command("replay")(replaying.replay)
 app.command("dashboards")(observability.dashboards)
+app.command("jobs")(views.jobs)
+app.command("explain")(views.explain)
+app.command("queues")(views.queues)
+app.command("top")(views.top)
 
 
 @app.command()

@@ -1,0 +1,269 @@
+"""``leitstand jobs | explain | queues | top``: why jobs wait and where capacity goes, from a kubeconfig.
+
+Read the resources' status that the operator writes (and nodes and pods for
+``top``); never write. ``-n`` / ``-A`` choose namespaces as kubectl does, ``-o
+json|yaml`` prints the rows as data.
+"""
+
+import asyncio
+import datetime
+import json
+import time
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from leitstand.errors import UserError
+from leitstand.kube import kubeconfig, resources, snapshots
+from leitstand.kube.client import ApiError, Body, Client
+
+T = TypeVar("T")
+GROUP = f"/apis/{resources.API_VERSION}"
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+KubeconfigOption = Annotated[Path | None, typer.Option("--kubeconfig", help="kubeconfig (default: $KUBECONFIG).")]
+NamespaceOption = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's).")]
+AllOption = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+
+def console() -> Console:
+    return Console(width=None if Console().is_terminal else 200, highlight=False, soft_wrap=True)
+
+
+def call(kubeconfig_path: Path | None, work: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+    """Runs ``work`` with a client for the kubeconfig; API errors become one clear line."""
+    connection = kubeconfig.load(kubeconfig_path)
+
+    async def main() -> T:
+        async with Client(connection) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except ApiError as error:
+        if error.status == 404 and "the server could not find the requested resource" in error.message:
+            raise UserError("the cluster has no Leitstand CRDs; install the chart (or apply crds/) first") from None
+        raise UserError(f"the API server refused: {error.status} {error.reason}: {error.message}") from None
+    except OSError as error:
+        raise UserError(f"cannot reach the API server at {connection.server}: {error}") from None
+
+
+def age(timestamp: str | None, now: float | None = None) -> str:
+    """kubectl's compact age: 42s, 7m, 3h, 5d."""
+    moment = snapshots.timestamp(timestamp)
+    if moment is None:
+        return "-"
+    seconds = int((now if now is not None else time.time()) - moment)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def emit(rows: list[dict[str, Any]], output: Output, columns: list[str], *, title: str | None = None) -> None:
+    if output is Output.json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if output is Output.yaml:
+        typer.echo(yaml.safe_dump(rows, sort_keys=False), nl=False)
+        return
+    if not rows:
+        console().print("No resources found.")
+        return
+    table = Table(box=None, show_edge=False, pad_edge=False, title=title, header_style="bold")
+    for column in columns:
+        table.add_column(column.upper().replace("_", " "), no_wrap=True)
+    for row in rows:
+        table.add_row(*(str(row.get(column) if row.get(column) is not None else "-") for column in columns))
+    console().print(table)
+
+
+def jobs(
+    kubeconfig_path: KubeconfigOption = None,
+    namespace: NamespaceOption = None,
+    all_namespaces: AllOption = False,
+    output: OutputOption = Output.table,
+) -> None:
+    """List TrainingJobs: queue, GPUs, phase, why they wait, place in the queue, age."""
+
+    async def work(client: Client) -> list[Body]:
+        ns = None if all_namespaces else (namespace or client.connection.namespace)
+        path = f"{GROUP}/trainingjobs" if ns is None else f"{GROUP}/namespaces/{ns}/trainingjobs"
+        return list((await client.list(path))["items"])
+
+    rows = []
+    for body in sorted(call(kubeconfig_path, work), key=lambda b: (b["metadata"]["namespace"], b["metadata"]["name"])):
+        status = body.get("status") or {}
+        rows.append({
+            "namespace": body["metadata"]["namespace"], "name": body["metadata"]["name"], "queue": status.get("queue"),
+            "gpus": status.get("gpus"), "phase": status.get("phase"), "reason": status.get("reason"),
+            "position": status.get("queuePosition"), "age": age(body["metadata"].get("creationTimestamp")),
+            "message": status.get("message"),
+        })  # fmt: skip
+    columns = ["name", "queue", "gpus", "phase", "reason", "position", "age"]
+    emit(rows, output, ["namespace", *columns] if all_namespaces else columns)
+
+
+def explain(
+    name: Annotated[str, typer.Argument(help="The TrainingJob.")],
+    kubeconfig_path: KubeconfigOption = None,
+    namespace: NamespaceOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Why a job waits or where it runs: reason, the numbers behind it, queue position, placement, Events."""
+
+    async def work(client: Client) -> tuple[Body, list[Body]]:
+        ns = namespace or client.connection.namespace
+        try:
+            body = await client.get(f"{GROUP}/namespaces/{ns}/trainingjobs/{name}")
+        except ApiError as error:
+            if error.status == 404:
+                raise UserError(
+                    f"no TrainingJob {name} in namespace {ns}; list them with `leitstand jobs -n {ns}`"
+                ) from None
+            raise
+        uid = body["metadata"]["uid"]
+        events = await client.get(
+            f"/api/v1/namespaces/{ns}/events", params={"fieldSelector": f"involvedObject.uid={uid}"}
+        )
+        return body, sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
+
+    body, events = call(kubeconfig_path, work)
+    status = body.get("status") or {}
+    spec = body["spec"]
+    report = {
+        "job": f"{body['metadata']['namespace']}/{body['metadata']['name']}",
+        "queue": status.get("queue"),
+        "phase": status.get("phase"),
+        "reason": status.get("reason"),
+        "message": status.get("message"),
+        "position": status.get("queuePosition"),
+        "gang": f"{spec['replicas']} x {spec['gpusPerReplica']} {spec.get('gpuType') or 'any GPU'}",
+        "priority": spec.get("priority"),
+        "topology": spec.get("topology"),
+        "placement": status.get("placement"),
+        "restarts": status.get("restarts"),
+        "events": [f"{e.get('type')} {e.get('reason')}: {e.get('message')}" for e in events[-10:]],
+    }
+    if output is not Output.table:
+        emit([report], output, [])
+        return
+    out = console()
+    for key in ("job", "queue", "phase", "reason", "message", "position", "gang", "priority", "topology", "restarts"):
+        value = report[key]
+        if value is not None:
+            out.print(f"[bold]{key.capitalize() + ':':<10}[/] {value}")
+    placement = report["placement"]
+    if placement:
+        nodes = placement.get("nodes") or []
+        out.print(f"[bold]{'Placement:':<10}[/] {', '.join(placement.get('domains') or [])} ({len(set(nodes))} nodes)")
+    if report["events"]:
+        out.print("[bold]Events:[/]")
+        for line in report["events"]:
+            out.print(f"  {line}")
+
+
+def queues(kubeconfig_path: KubeconfigOption = None, output: OutputOption = Output.table) -> None:
+    """The GPUQuota tree with guaranteed, limit, fair share, allocated and pending GPUs per type."""
+
+    async def work(client: Client) -> list[Body]:
+        return list((await client.list(f"{GROUP}/gpuquotas"))["items"])
+
+    bodies = {b["metadata"]["name"]: b for b in call(kubeconfig_path, work)}
+    children: dict[str | None, list[str]] = {}
+    for name, body in sorted(bodies.items()):
+        parent = (body.get("spec") or {}).get("parent")
+        children.setdefault(parent if parent in bodies else None, []).append(name)
+    rows: list[dict[str, Any]] = []
+
+    def visit(name: str, depth: int) -> None:
+        body = bodies[name]
+        spec, status = body.get("spec") or {}, body.get("status") or {}
+        numbers = status.get("gpus") or {}
+        for gpu_type in sorted(set(numbers) | set(spec.get("gpus") or {})) or ["-"]:
+            share = (spec.get("gpus") or {}).get(gpu_type) or {}
+            got = numbers.get(gpu_type) or {}
+            rows.append({
+                "queue": "  " * depth + name, "gpu_type": gpu_type, "guaranteed": share.get("guaranteed", 0),
+                "limit": share.get("limit"), "fair_share": got.get("fairShare"), "allocated": got.get("allocated"),
+                "pending": got.get("pending"), "jobs": f"{status.get('runningJobs', 0)}/{status.get('pendingJobs', 0)}",
+            })  # fmt: skip
+        for child in children.get(name, []):
+            visit(child, depth + 1)
+
+    for root in children.get(None, []):
+        visit(root, 0)
+    if output is not Output.table:
+        for row in rows:
+            row["queue"] = row["queue"].strip()
+    emit(rows, output, ["queue", "gpu_type", "guaranteed", "limit", "fair_share", "allocated", "pending", "jobs"])
+
+
+def top(
+    kubeconfig_path: KubeconfigOption = None,
+    once: Annotated[bool, typer.Option(help="Print one view and exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """A live view of the cluster by leaf group: nodes, GPUs allocated and free, whole free nodes."""
+    settings = snapshots.Settings()
+    leaf_label = dict(settings.topology).get(settings.levels[-2]) if len(settings.levels) >= 2 else None
+
+    async def work(client: Client) -> Table:
+        nodes = (await client.list("/api/v1/nodes"))["items"]
+        pods = (await client.list("/api/v1/pods"))["items"]
+        return leaf_table(nodes, pods, leaf_label or "")
+
+    if once:
+        console().print(call(kubeconfig_path, work))
+        return
+    with Live(call(kubeconfig_path, work), console=console(), refresh_per_second=1) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(call(kubeconfig_path, work))
+        except KeyboardInterrupt:
+            pass
+
+
+def leaf_table(nodes: list[Body], pods: list[Body], leaf_label: str) -> Table:
+    used: dict[str, int] = {}
+    for pod in pods:
+        node = pod.get("spec", {}).get("nodeName")
+        if node and snapshots.live(pod):
+            used[node] = used.get(node, 0) + snapshots.pod_requests(pod)[0]
+    leaves: dict[str, list[int]] = {}
+    for node in nodes:
+        labels = node["metadata"].get("labels") or {}
+        gpus = int((node.get("status", {}).get("allocatable") or {}).get(snapshots.GPU_RESOURCE, 0))
+        if not gpus:
+            continue
+        held = min(used.get(node["metadata"]["name"], 0), gpus)
+        entry = leaves.setdefault(labels.get(leaf_label, "-"), [0, 0, 0, 0])
+        entry[0] += 1
+        entry[1] += gpus
+        entry[2] += held
+        entry[3] += held == 0
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", title=f"GPUs by leaf group ({stamp})")
+    for column in ("LEAF", "NODES", "GPUS", "ALLOCATED", "FREE", "WHOLE FREE NODES", "USE"):
+        table.add_column(column, no_wrap=True)
+    for leaf, (count, gpus, held, whole) in sorted(leaves.items()):
+        filled = round(20 * held / gpus) if gpus else 0
+        table.add_row(
+            leaf, str(count), str(gpus), str(held), str(gpus - held), str(whole), "█" * filled + "·" * (20 - filled)
+        )
+    return table
