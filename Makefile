@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv binaries prometheus lint test unit e2e demo bench crds generate manifests clean
+.PHONY: help venv binaries prometheus chromium lint test unit e2e demo bench crds generate manifests clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ lint: $(STAMP) ## ruff, mypy --strict and the import-linter layer contracts
 prometheus: ## unpack Debian's prometheus and promtool into the cache (for the observability tests)
 	bash hack/debian-prometheus.sh
 
-test: lint binaries prometheus ## lint, then every unit and e2e test
+chromium: ## install Debian's chromium (headless browser tests of the cluster map)
+	bash hack/debian-chromium.sh
+
+test: lint binaries prometheus chromium ## lint, then every unit and e2e test
 	$(BIN)/pytest tests/unit tests/e2e
 
 unit: $(STAMP) ## the fast, pure unit tests

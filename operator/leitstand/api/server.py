@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
 
-from leitstand.api import views
+from leitstand.api import ui, views
 from leitstand.core import snapshots
 from leitstand.kube.reviews import Caller, Reviews
 
@@ -33,6 +34,11 @@ def create_app(
         summary="Read-only status of the Leitstand GPU scheduler: queues, jobs, the cluster, snapshots.",
         version="v1",
     )
+
+    @app.get("/ui", include_in_schema=False, response_class=HTMLResponse)
+    def page() -> str:
+        """The live cluster map; it reads the API below with the user's own token."""
+        return ui.PAGE
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
