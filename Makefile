@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv binaries prometheus chromium lint test unit e2e demo bench crds generate manifests clean
+.PHONY: help venv binaries prometheus chromium soak lint test unit e2e demo bench crds generate manifests clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ e2e: binaries ## the end-to-end tests on the real local control plane
 
 demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears it all down
 	$(BIN)/leitstand demo
+
+soak: binaries ## 30 minutes of trace-driven load on industrial-ai-cloud (not in CI); see BENCHMARKS.md
+	$(BIN)/python -m tests.soak.trace_load --minutes 30
 
 bench: $(STAMP) ## benchmarks of the scheduling cycle, reported in BENCHMARKS.md
 	$(BIN)/python -m tests.bench.cycle

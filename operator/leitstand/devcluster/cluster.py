@@ -186,6 +186,8 @@ class LocalCluster:
         self.audit_log = self.directory / "logs" / "audit.log"
         self.server = ""
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str]] = {}
+        self._ready: dict[str, Callable[[], bool]] = {}
         self._order: list[tuple[str, int, str]] = []
         self._etcd_url = ""
         self._authority: pki.Authority | None = None
@@ -230,6 +232,24 @@ class LocalCluster:
         self._order.clear()
         self._children.clear()
         (self.directory / STATE_FILE).unlink(missing_ok=True)
+
+    def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
+        """Stops component ``name`` (SIGTERM), waits ``down_seconds``, and starts it again as it was.
+
+        For fault-injection tests: etcd keeps its data directory, kube-apiserver its port.
+        """
+        entry = next((item for item in self._order if item[0] == name), None)
+        if entry is None:
+            raise UserError(f"{name} is not running in this cluster")
+        _terminate([entry], children=self._children)
+        self._order.remove(entry)
+        self._children.pop(entry[1], None)
+        time.sleep(down_seconds)
+        child = self._spawn(name, self._argv[name])
+        ready = self._ready.get(name)
+        if ready is not None:
+            self._wait(name, child, ready, timeout)
+        self._write_state()
 
     def check_alive(self) -> None:
         """Raises UserError naming the first component whose process has exited."""
@@ -286,6 +306,7 @@ class LocalCluster:
             log.close()
         self._children[child.pid] = child
         self._order.append((name, child.pid, argv[0]))
+        self._argv[name] = argv
         return child
 
     def _log_hint(self, name: str) -> str:
@@ -336,6 +357,7 @@ class LocalCluster:
             answer: dict[str, str] = httpx.get(f"{self._etcd_url}/health", timeout=2).json()
             return answer.get("health") == "true"
 
+        self._ready["etcd"] = healthy
         self._wait("etcd", child, healthy, 30)
 
     def _start_apiserver(self, apiserver: Path, timeout: float) -> None:
@@ -390,6 +412,7 @@ class LocalCluster:
         def ready() -> bool:
             return httpx.get(f"{self.server}/readyz", verify=context, timeout=5).status_code == 200
 
+        self._ready["kube-apiserver"] = ready
         self._wait("kube-apiserver", child, ready, timeout)
 
     def _audit_policy(self) -> Path:

@@ -1,0 +1,104 @@
+"""Hypothesis strategies that write TrainingJob and GPUQuota manifests from the CRDs' own schemas.
+
+Mostly valid values (within bounds, matching patterns, from the enums), and with some
+probability a value just outside a bound, of the wrong type, or an unknown field, so
+the API server sees both sides of every rule.
+"""
+
+import string
+from typing import Any
+
+from hypothesis import strategies as st
+
+QUANTITIES = ["32", "500m", "1", "0.5", "224", "256Gi", "2Ti", "1e3", "1800Gi", "lots", "12 GB", "-1", ""]
+
+
+def _wrong() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.text(max_size=5), st.integers(-3, 3), st.booleans(), st.none(), st.lists(st.integers(), max_size=2)
+    )
+
+
+def from_schema(schema: dict[str, Any], *, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values for ``schema`` (a structural OpenAPI schema), mostly valid."""
+    strategy = _valid(schema, depth)
+    return st.one_of(strategy, strategy, strategy, strategy, strategy, strategy, strategy, strategy, strategy, _wrong())
+
+
+def _valid(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
+    kind = schema.get("type")
+    if "enum" in schema:
+        return st.one_of(
+            st.sampled_from(schema["enum"]),
+            st.sampled_from(schema["enum"]),
+            st.text(string.ascii_lowercase, max_size=8),
+        )
+    rules = " ".join(rule["rule"] for rule in schema.get("x-kubernetes-validations", []))
+    if kind == "integer":
+        low, high = schema.get("minimum", -(10**6)), schema.get("maximum", 10**6)
+        return st.one_of(
+            st.integers(low, min(high, low + 64)),
+            st.integers(low, high),
+            st.sampled_from([low - 1, high + 1, low, high]),
+        )
+    if kind == "number":
+        return st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=10**6)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "string":
+        if "isQuantity" in rules:
+            return st.sampled_from(QUANTITIES)
+        if "format" in schema and schema["format"] == "date-time":
+            return st.sampled_from(["2027-01-15T08:00:00Z", "yesterday"])
+        size = schema.get("maxLength", 64)
+        if "pattern" in schema:
+            return st.one_of(
+                st.from_regex(schema["pattern"], fullmatch=True).filter(lambda text: len(text) <= size),
+                st.text(max_size=8),
+            )
+        return st.text(min_size=schema.get("minLength", 0), max_size=min(size, 40))
+    if kind == "array":
+        items = schema.get("items", {"type": "string"})
+        return st.lists(
+            from_schema(items, depth=depth + 1) if depth < 4 else st.text(max_size=4),
+            max_size=min(schema.get("maxItems", 4), 4) + 1,
+        )
+    if kind == "object":
+        properties = schema.get("properties")
+        if properties:
+            required = set(schema.get("required", []))
+            fields = {name: from_schema(sub, depth=depth + 1) for name, sub in properties.items() if depth < 5}
+            strategy = st.fixed_dictionaries(
+                {name: value for name, value in fields.items() if name in required},
+                optional={name: value for name, value in fields.items() if name not in required},
+            )
+            return st.one_of(
+                strategy,
+                strategy,
+                strategy,
+                st.builds(lambda d, k: {**d, k: 1}, strategy, st.sampled_from(["unknown", "gpu", "Replicas"])),
+            )
+        values = schema.get("additionalProperties")
+        if isinstance(values, dict):
+            keys = st.one_of(st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True), st.text(max_size=6))
+            return st.dictionaries(keys, from_schema(values, depth=depth + 1), max_size=3)
+        return st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2)
+    return _wrong()
+
+
+def manifests(kind: str, crd: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Whole manifests of ``kind``: a valid name, and a spec drawn from the CRD's schema."""
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    names = st.one_of(
+        st.from_regex(r"[a-z][a-z0-9]{0,20}", fullmatch=True), st.sampled_from(["9lives", "x" * 60, "ok-name"])
+    )
+    return st.builds(
+        lambda name, body: {
+            "apiVersion": "leitstand.dev/v1alpha1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": body,
+        },
+        names,
+        from_schema(spec),
+    )
