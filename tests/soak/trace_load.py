@@ -36,8 +36,12 @@ GROUP = "/apis/leitstand.dev/v1alpha1"
 TENANTS = [f"tenant-{i:02d}" for i in range(10)]
 
 
-def trace(speedup: float, cap_seconds: float) -> list[tuple[float, int, float, str]]:
-    """(arrival offset, GPUs, duration, tenant) from the two ITP clusters, time compressed."""
+def trace(speedup: float, cap_seconds: float, stretch: float = 20.0) -> list[tuple[float, int, float, str]]:
+    """(arrival offset, GPUs, duration, tenant) from the two ITP clusters, time compressed.
+
+    Durations are compressed ``stretch`` times less than arrivals, so many jobs overlap
+    and the cluster stays busy enough for queues, gangs and reclaim to matter.
+    """
     rows = []
     for index, name in enumerate(("cluster03.csv", "cluster06.csv")):
         with (TRACES / name).open() as stream:
@@ -46,7 +50,12 @@ def trace(speedup: float, cap_seconds: float) -> list[tuple[float, int, float, s
     start = min(r[0] for r in rows)
     rng = random.Random(3)
     return sorted(
-        ((t - start) / speedup, gpus, min(max(d / speedup, 5.0), cap_seconds), TENANTS[(i * 5 + rng.randrange(5)) % 10])
+        (
+            (t - start) / speedup,
+            gpus,
+            min(max(d * stretch / speedup, 5.0), cap_seconds),
+            TENANTS[(i * 5 + rng.randrange(5)) % 10],
+        )
         for t, gpus, d, i in rows
     )
 

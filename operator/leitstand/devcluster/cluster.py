@@ -50,7 +50,7 @@ _PR_SET_PDEATHSIG = 1
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the parent is gone: no graceful shutdown to wait for
 
 
 def free_port() -> int:
