@@ -47,7 +47,8 @@ e2e: binaries ## the end-to-end tests on the real local control plane
 demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears it all down
 	$(BIN)/leitstand demo
 
-soak: binaries ## 30 minutes of trace-driven load on industrial-ai-cloud (not in CI); see BENCHMARKS.md
+soak: binaries ## 10x the generated bad input, then 30 minutes of trace-driven load (not in CI); see BENCHMARKS.md
+	LEITSTAND_FUZZ_CASES=5000 $(BIN)/pytest tests/e2e/test_bad_input.py -k generated
 	$(BIN)/python -m tests.soak.trace_load --minutes 30
 
 bench: $(STAMP) ## benchmarks of the scheduling cycle, reported in BENCHMARKS.md

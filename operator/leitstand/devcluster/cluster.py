@@ -95,8 +95,9 @@ class State:
 
 @dataclass(frozen=True)
 class Binding:
-    """One audited ``pods/binding`` request: which pod, who asked, the answer, and when."""
+    """One audited request: what (``pods/binding`` or ``leases``), on which object, who asked, the answer, when."""
 
+    resource: str
     pod: str
     user_agent: str
     code: int
@@ -416,7 +417,8 @@ class LocalCluster:
         self._wait("kube-apiserver", child, ready, timeout)
 
     def _audit_policy(self) -> Path:
-        """Audits every pods/binding call: the API's own record of who bound what, and when."""
+        """Audits every pods/binding call and every write of the leader Lease: the API's own record
+        of who bound what, and who led, when."""
         path = self.directory / "audit-policy.yaml"
         path.write_text(
             yaml.safe_dump(
@@ -430,6 +432,12 @@ class LocalCluster:
                             "verbs": ["create"],
                             "resources": [{"group": "", "resources": ["pods/binding"]}],
                         },
+                        {
+                            "level": "Metadata",
+                            "verbs": ["create", "update", "patch"],
+                            "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
+                            "namespaces": ["leitstand-system"],
+                        },
                         {"level": "None"},
                     ],
                 }
@@ -439,6 +447,10 @@ class LocalCluster:
 
     def bindings(self) -> list[Binding]:
         """Every ``pods/binding`` request the API server answered, in order, from its audit log."""
+        return [entry for entry in self.audit() if entry.resource == "pods/binding"]
+
+    def audit(self) -> list[Binding]:
+        """Every audited request (bindings, and writes of the leader Lease), in order."""
         result = []
         try:
             lines = self.audit_log.read_text().splitlines()
@@ -447,8 +459,10 @@ class LocalCluster:
         for line in lines:
             entry = json.loads(line)
             target = entry.get("objectRef") or {}
+            resource = "/".join(part for part in (target.get("resource"), target.get("subresource")) if part)
             result.append(
                 Binding(
+                    resource=resource,
                     pod=f"{target.get('namespace')}/{target.get('name')}",
                     user_agent=entry.get("userAgent", ""),
                     code=int((entry.get("responseStatus") or {}).get("code", 0)),
