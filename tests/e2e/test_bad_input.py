@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leitstand import locations
-from leitstand.devcluster import cluster, profiles
-from leitstand.errors import UserError
+from leitstand.devcluster import cluster
 from leitstand.kube import kubeconfig, resources
 from leitstand.kube.client import Client
+from tests.e2e.clusters import own_cluster
 from tests.e2e.manifests import manifests
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, clean, job, namespace, quota
@@ -44,13 +44,7 @@ def crd(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
-    local = cluster.LocalCluster("fuzz", profiles.load("dev"), directory=tmp_path_factory.mktemp("fuzz"))
-    try:
-        local.start()
-    except UserError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
-    yield local
-    local.stop()
+    yield from own_cluster(tmp_path_factory, "fuzz")
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from leitstand import locations
-from leitstand.devcluster import binaries, cluster, profiles
-from leitstand.errors import UserError
+from leitstand.devcluster import binaries, cluster
 from leitstand.kube import kubeconfig
 from leitstand.kube.client import ApiError, Client
+from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, job, quota
 from tests.e2e.waiting import until
@@ -69,15 +69,7 @@ def helm() -> Path:
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
     """A dev-profile cluster without Leitstand's CRDs: the chart brings them."""
-    local = cluster.LocalCluster(
-        "chart", profiles.load("dev"), directory=tmp_path_factory.mktemp("chart"), install_crds=False
-    )
-    try:
-        local.start()
-    except UserError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
-    yield local
-    local.stop()
+    yield from own_cluster(tmp_path_factory, "chart", install_crds=False)
 
 
 def test_helm_lint_is_clean_for_the_defaults_and_every_feature(helm: Path) -> None:

@@ -10,11 +10,11 @@ import httpx
 import pytest
 import yaml
 
-from leitstand.devcluster import cluster, profiles, prometheus
-from leitstand.errors import UserError
+from leitstand.devcluster import cluster, prometheus
 from leitstand.kube import kubeconfig
 from leitstand.kube.client import Client
 from leitstand.metrics import dashboards
+from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import clean, held, job, quota
 from tests.e2e.waiting import until
@@ -22,13 +22,7 @@ from tests.e2e.waiting import until
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
-    local = cluster.LocalCluster("observed", profiles.load("dev"), directory=tmp_path_factory.mktemp("observed"))
-    try:
-        local.start()
-    except UserError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
-    yield local
-    local.stop()
+    yield from own_cluster(tmp_path_factory, "observed")
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from leitstand.devcluster import binaries, cluster, profiles
-from leitstand.errors import UserError
+from leitstand.devcluster import binaries, cluster
 from leitstand.kube import kubeconfig
 from leitstand.kube.client import ApiError, Client
+from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.waiting import until
 
@@ -24,15 +24,7 @@ Body = dict[str, Any]
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
     """A dev-profile cluster of this module's own (64 B200 GPUs), so capacity is predictable."""
-    local = cluster.LocalCluster(
-        "operator", profiles.load("dev"), directory=tmp_path_factory.mktemp("operator-cluster")
-    )
-    try:
-        local.start()
-    except UserError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
-    yield local
-    local.stop()
+    yield from own_cluster(tmp_path_factory, "operator")
 
 
 @pytest.fixture

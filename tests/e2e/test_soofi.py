@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from leitstand.devcluster import cluster, profiles
-from leitstand.errors import UserError
+from leitstand.devcluster import cluster
 from leitstand.kube import kubeconfig
 from leitstand.kube.client import Client
+from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, clean, job, quota
 from tests.e2e.waiting import until
@@ -22,13 +22,7 @@ Body = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def soofi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
-    local = cluster.LocalCluster("soofi", profiles.load("soofi"), directory=tmp_path_factory.mktemp("soofi-cluster"))
-    try:
-        local.start()
-    except UserError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
-    yield local
-    local.stop()
+    yield from own_cluster(tmp_path_factory, "soofi", "soofi")
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from leitstand.core import snapshots
-from leitstand.devcluster import cluster, profiles
-from leitstand.errors import UserError
+from leitstand.devcluster import cluster
 from leitstand.kube import kubeconfig
 from leitstand.kube.client import Client
+from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, clean, job, quota
 from tests.e2e.waiting import until
@@ -19,13 +19,7 @@ from tests.e2e.waiting import until
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
-    local = cluster.LocalCluster("status", profiles.load("dev"), directory=tmp_path_factory.mktemp("status"))
-    try:
-        local.start()
-    except UserError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
-    yield local
-    local.stop()
+    yield from own_cluster(tmp_path_factory, "status")
 
 
 async def account(
