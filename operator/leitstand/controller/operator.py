@@ -72,7 +72,9 @@ def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
         )
 
     def feeder(kind: str) -> Any:
-        def feed(event: kopf.RawEvent, **_: Any) -> None:
+        # async on purpose: kopf runs plain functions in a thread pool, and the store must only
+        # change on the event loop, between the scheduling loop's awaits, never during a snapshot
+        async def feed(event: kopf.RawEvent, **_: Any) -> None:
             store.apply(kind, event["type"] or "ADDED", dict(event["object"]))
 
         return feed

@@ -2,7 +2,9 @@
 
 Fed only by watch events (``apply``); read by the scheduling loop, which turns
 it into a core snapshot (``kube.snapshots``). Holds no API client and writes
-nothing: applying decisions is the binder's job.
+nothing: applying decisions is the binder's job. Not thread-safe by design:
+``apply`` must run on the event loop (the kopf handlers are coroutines), so a
+snapshot taken between two awaits is consistent.
 """
 
 import asyncio
