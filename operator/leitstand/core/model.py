@@ -128,11 +128,6 @@ class Job:
     def running(self) -> bool:
         return len(self.placement) == self.replicas and all(node is not None for node in self.placement)
 
-    @property
-    def partial(self) -> bool:
-        """Some replicas bound, others not: a gang the binder left half done."""
-        return any(node is not None for node in self.placement) and not self.running
-
 
 @dataclass(frozen=True, slots=True)
 class Policy:
