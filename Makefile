@@ -17,7 +17,7 @@ venv: $(STAMP) ## create .venv with leitstand installed in editable mode
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,sim]'
 	touch $@
 
 binaries: $(STAMP) ## build etcd, kube-apiserver, kubectl, kwok and helm from hack/ into the cache

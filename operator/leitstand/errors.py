@@ -10,3 +10,11 @@ class UserError(Exception):
     """A mistake or a missing prerequisite on the user's side; ``str()`` is the whole message."""
 
     exit_code = 2
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML parser error in one line: the problem and where (PyYAML's own text spans several lines)."""
+    problem = getattr(error, "problem", None) or getattr(error, "context", None) or "not valid YAML"
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"

@@ -34,7 +34,9 @@ from tests.e2e.waiting import until
 
 CRDS = Path(locations.PACKAGE_DIR).parent.parent / "crds"
 CASES = int(os.environ.get("LEITSTAND_FUZZ_CASES", "500"))  # per kind: 1,000 in all by default
-FUZZ = settings(max_examples=CASES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(
+    max_examples=CASES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 
 
 def crd(name: str) -> dict[str, Any]:
@@ -107,7 +109,7 @@ async def test_accepted_but_unschedulable_jobs_get_a_reason_and_leave_other_tena
 ) -> None:
     accepted: list[dict[str, Any]] = []
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
     @given(small_jobs())
     def collect(body: dict[str, Any]) -> None:
         if len(accepted) < 30 and dry_run(http, f"{GROUP}/namespaces/t-fuzz/trainingjobs", body).status_code < 300:

@@ -106,6 +106,21 @@ async def held(client: Client) -> Counter[str]:
     return result
 
 
+async def state(client: Client, operator: Operator | None = None, snapshot: Path | None = None) -> str:
+    """Every test job's phase and reason, every test pod's node and phase, and the operator's last snapshot."""
+    lines = [await operator.snapshot(client, snapshot)] if operator is not None and snapshot is not None else []
+    for body in (await client.list(f"{GROUP}/trainingjobs"))["items"]:
+        meta, status = body["metadata"], body.get("status") or {}
+        lines.append(f"job {meta['namespace']}/{meta['name']}: {status.get('phase')} {status.get('reason')} "
+                     f"{status.get('message')} deleting={bool(meta.get('deletionTimestamp'))}")  # fmt: skip
+    for pod in (await client.list("/api/v1/pods"))["items"]:
+        meta = pod["metadata"]
+        if meta["namespace"].startswith("t-"):
+            lines.append(f"pod {meta['namespace']}/{meta['name']}: node={pod['spec'].get('nodeName')} "
+                         f"{pod['status'].get('phase')} deleting={bool(meta.get('deletionTimestamp'))}")  # fmt: skip
+    return "\n".join(lines)
+
+
 async def test_a_gang_is_bound_whole_runs_and_succeeds(api: Client, operator: Operator) -> None:
     await quota(api, "root", parent=None)
     await quota(api, "t-gang", guaranteed=32)
@@ -150,7 +165,7 @@ async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator) 
 
 
 async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_guarantee(
-    api: Client, operator: Operator
+    api: Client, operator: Operator, tmp_path: Path
 ) -> None:
     await quota(api, "root", parent=None)
     for name in ("t-a", "t-b", "t-c"):
@@ -176,7 +191,12 @@ async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_
         close = all(abs(now[q] - shares[q]) <= 8 for q in shares)
         return (now, shares) if close and now["t-c"] >= 16 else None
 
-    now, shares = await until(converged, what="every tenant within one node of its fair share", within=90)
+    now, shares = await until(
+        converged,
+        what="every tenant within one node of its fair share",
+        within=90,
+        context=lambda: state(api, operator, tmp_path / "snapshot.json"),
+    )
     assert sum(shares.values()) == 64
     assert now["t-c"] >= 16
     events = (await api.list("/api/v1/events"))["items"]

@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +11,7 @@ from leitstand.devcluster import cluster
 from leitstand.kube import kubeconfig
 from leitstand.kube.client import Client
 from tests.e2e.clusters import own_cluster
-from tests.e2e.operators import Operator
+from tests.e2e.operators import Operator, account
 from tests.e2e.test_operator import GROUP, clean, job, quota
 from tests.e2e.waiting import until
 
@@ -20,28 +19,6 @@ from tests.e2e.waiting import until
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
     yield from own_cluster(tmp_path_factory, "status")
-
-
-async def account(
-    admin: Client, namespace: str, name: str, rules: list[dict[str, Any]], *, cluster_wide: bool = False
-) -> str:
-    """A ServiceAccount with exactly ``rules`` (in its namespace, or cluster-wide), and a token for it."""
-    await admin.create(
-        f"/api/v1/namespaces/{namespace}/serviceaccounts",
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
-    )
-    kind, scope = ("ClusterRole", "") if cluster_wide else ("Role", f"/namespaces/{namespace}")
-    await admin.create(f"/apis/rbac.authorization.k8s.io/v1{scope}/{kind.lower()}s",
-                       {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": f"{namespace}-{name}"}, "rules": rules})  # fmt: skip
-    await admin.create(f"/apis/rbac.authorization.k8s.io/v1{scope}/{kind.lower()}bindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding", "metadata": {"name": f"{namespace}-{name}"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": f"{namespace}-{name}"},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-    })  # fmt: skip
-    answer = await admin.create(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})  # fmt: skip
-    token: str = answer["status"]["token"]
-    return token
 
 
 JOB_READER = [{"apiGroups": ["leitstand.dev"], "resources": ["trainingjobs"], "verbs": ["get", "list"]}]

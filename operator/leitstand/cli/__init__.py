@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from leitstand import __version__
-from leitstand.cli import crds, demo, dev_cluster, observability, replaying, running, views
+from leitstand.cli import crds, demo, dev_cluster, observability, replaying, running, simulating, views
 from leitstand.errors import UserError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("run")(running.run)
 app.command("demo")(demo.demo)
 app.command("crds")(crds.crds)
 app.command("replay")(replaying.replay)
+app.command("simulate")(simulating.simulate)
 app.command("dashboards")(observability.dashboards)
 app.command("jobs")(views.jobs)
 app.command("explain")(views.explain)

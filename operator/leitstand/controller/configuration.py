@@ -28,7 +28,7 @@ import pydantic
 import yaml
 from pydantic.alias_generators import to_camel
 
-from leitstand.errors import UserError
+from leitstand.errors import UserError, yaml_problem
 from leitstand.kube import snapshots
 
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -112,7 +112,7 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> Configurat
         except OSError as error:
             raise UserError(f"cannot read configuration {path}: {error.strerror}") from None
         except yaml.YAMLError as error:
-            raise UserError(f"configuration {path} is not valid YAML: {error}") from None
+            raise UserError(f"configuration {path} is not valid YAML: {yaml_problem(error)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise UserError(f"configuration {path} must be a mapping of settings")
         raw = loaded or {}

@@ -82,8 +82,8 @@ def _victims(cycle: "Cycle", waiting: "Waiting", eligible: set[NodeName]) -> lis
             if above is None:
                 victim_share = cycle.shares.get(victim_queue, {}).get(gpu_type, 0)
                 above = over_share[victim_queue] = statement.queue_allocated(victim_queue, gpu_type) > victim_share
-            if not above:
-                continue
+            if not above or not _fair_to_evict(cycle, victim, queue, gpu_type):
+                continue  # a victim whose eviction alone would push its queue below its fair share is no candidate
             target = reclaim
         else:
             continue

@@ -291,6 +291,7 @@ class Cycle:
             result.reason, result.message = Reason.NO_MATCHING_NODES, "the cluster has no GPU nodes"
             return result
         best: tuple[int, Reason, str] | None = None
+        fits: list[tuple[tuple[int, int], str, GPUType | None, tuple[NodeName, ...]]] = []
         for gpu_type in [only_type] if only_type is not None else self.types_for(job):
             if gpu_type is not None and gpu_type not in self.capacity:
                 result.gpu_type = gpu_type
@@ -310,18 +311,37 @@ class Cycle:
                     continue
             outcome = self.try_place(job, queue, count, gpu_type, pinned=pinned)
             if outcome.nodes is not None:
-                self.statement.hold(job, outcome.nodes, self.paths[queue], firm=not job.priority.preemptible)
-                if gpu_type is not None:
-                    self.job_type[job.key] = gpu_type
-                return outcome.nodes
+                fits.append((self.leftover(job, outcome.nodes), gpu_type or "", gpu_type, outcome.nodes))
+                continue
             assert outcome.reason is not None
             rank = 0 if outcome.reason in _CAPACITY_REASONS else 2
             if best is None or rank < best[0]:
                 best = (rank, outcome.reason, outcome.message)
                 result.gpu_type = gpu_type
+        if fits:
+            _leftover, _name, gpu_type, nodes = min(fits)
+            self.statement.hold(job, nodes, self.paths[queue], firm=not job.priority.preemptible)
+            if gpu_type is not None:
+                self.job_type[job.key] = gpu_type
+            return nodes
         if best is not None:
             result.reason, result.message = best[1], best[2]
         return result
+
+    def leftover(self, job: Job, nodes: tuple[NodeName, ...]) -> tuple[int, int]:
+        """GPUs, then CPU, left free on ``nodes`` once ``job``'s replicas are on them.
+
+        A job that may use any GPU type goes to the type where it fits tightest (as
+        ``placement.binpack_order`` does within a type), so small jobs fill small or
+        partly used nodes and whole large nodes stay whole.
+        """
+        replicas: dict[NodeName, int] = {}
+        for node in nodes:
+            replicas[node] = replicas.get(node, 0) + 1
+        free = self.statement.free
+        gpus = sum(free[node].gpus - count * job.gpus_per_replica for node, count in replicas.items())
+        cpu = sum(free[node].cpu_millis - count * job.cpu_millis_per_replica for node, count in replicas.items())
+        return gpus, cpu
 
     def try_place(
         self,

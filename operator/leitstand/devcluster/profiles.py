@@ -15,7 +15,7 @@ import pydantic
 import yaml
 
 from leitstand import locations
-from leitstand.errors import UserError
+from leitstand.errors import UserError, yaml_problem
 
 GPU_RESOURCE = "nvidia.com/gpu"
 SPINE_LABEL = "network.topology.nvidia.com/spine"
@@ -94,7 +94,7 @@ def load(name_or_path: str) -> Profile:
         raw = yaml.safe_load(path.read_text())
         return Profile.model_validate(raw)
     except yaml.YAMLError as error:
-        raise UserError(f"profile {path} is not valid YAML: {error}") from None
+        raise UserError(f"profile {path} is not valid YAML: {yaml_problem(error)}") from None
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"

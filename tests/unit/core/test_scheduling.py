@@ -235,6 +235,23 @@ def test_reclaim_never_pushes_a_victim_below_its_fair_share_nor_evicts_protected
     assert evicted(decisions) == {"a/old": "Reclaimed"}  # least work lost among the unprotected
 
 
+def test_reclaim_takes_from_the_queue_that_can_spare_it_even_when_another_is_cheaper() -> None:
+    # found by a flaky e2e run: a's job was the cheapest victim, but a sits just 2 GPUs above its
+    # fair share of 22; b holds 32 of 21. The reclaim must pass a over and take from b.
+    nodes = nodes_in_leaf("su-1", 8)  # 64 GPUs
+    queues = [a_root(), a_queue("a").with_share(16), a_queue("b").with_share(16), a_queue("c").with_share(16)]
+    jobs = [a_job(f"a/r{i}").of(1, 8).running_on(f"su-1-n{i + 1}", since=NOW - 10) for i in range(3)]
+    jobs += [a_job(f"b/r{i}").of(1, 8).running_on(f"su-1-n{i + 4}", since=NOW - 100) for i in range(4)]
+    jobs += [a_job("c/r0").of(1, 8).running_on("su-1-n8", since=NOW - 5)]
+    jobs += [a_job(f"a/w{i}").of(1, 8).submitted_at(NOW - 50) for i in range(7)]
+    jobs += [a_job(f"b/w{i}").of(1, 8).submitted_at(NOW - 50) for i in range(6)]
+    jobs += [a_job(f"c/w{i}").of(1, 8).submitted_at(NOW - 5) for i in range(3)]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
+    assert {q: decisions.queues[q]["b200"].fair_share for q in "abc"} == {"a": 22, "b": 21, "c": 21}
+    assert list(evicted(decisions).values()) == ["Reclaimed"]
+    assert next(iter(evicted(decisions))).startswith("b/")
+
+
 def test_within_a_queue_a_build_job_preempts_train_jobs() -> None:
     nodes = nodes_in_leaf("su-1", 2)
     queues = [a_root(), a_queue("acme").with_share(16)]

@@ -1,0 +1,304 @@
+"""The discrete-event simulation: arrivals, cycles, starts, completions and evictions on simulated time.
+
+A ``Scheduler`` is a function from a core ``Snapshot`` and the simulated time
+to a ``Step``: new placements (whole gangs, or single pods for schedulers
+without gangs), evictions, the jobs that failed to fit, and optionally the fair
+shares it worked from. Leitstand's scheduler is ``leitstand.core.scheduling.schedule``
+itself (``baselines.leitstand``); the baselines live beside it.
+
+Time moves from event to event. Before each cycle every event due by then is
+applied; a cycle runs at the next event, but no sooner than ``interval``
+seconds after the previous one (the operator's debounce). Evicted pods vanish
+at once, so a cycle that evicted is followed by another at the same instant.
+An evicted job starts over: the work it did is counted as lost.
+"""
+
+import heapq
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from leitstand.core import fairshare
+from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, Queue, QueueName, Share, Snapshot
+from leitstand.sim.traces import TraceJob
+
+ARRIVE, FINISH = 0, 1
+MAX_ROUNDS = 4  # cycles at one instant after evictions
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a scheduler decided in one cycle."""
+
+    placements: Mapping[JobKey, tuple[NodeName | None, ...]] = field(default_factory=dict)
+    evictions: tuple[JobKey, ...] = ()
+    failed: tuple[JobKey, ...] = ()  # tried and did not fit (the fragmentation measure's trigger)
+    fair_shares: Mapping[QueueName, Mapping[GPUType, int]] | None = None
+    job_queues: Mapping[JobKey, QueueName] | None = None
+
+
+class Scheduler(Protocol):
+    """One scheduling cycle of some policy."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, snapshot: Snapshot, now: float) -> Step: ...
+
+
+@dataclass(slots=True)
+class Record:
+    """What happened to one job."""
+
+    trace: TraceJob
+    first_start: float | None = None
+    finish: float | None = None
+    preemptions: int = 0
+    lost_gpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The cluster after one cycle."""
+
+    time: float
+    allocated: int
+    pending: int
+    by_queue: Mapping[QueueName, int]
+    fair_share: Mapping[QueueName, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FirstFailure:
+    """The first time a job did not fit: when, which job, and how many GPUs were unallocated."""
+
+    time: float
+    job: str
+    job_gpus: int
+    unallocated: int
+
+
+@dataclass(slots=True)
+class Result:
+    """A whole run: per-job records, samples over time, the first failure, and the cycle count."""
+
+    scheduler: str
+    capacity: int
+    records: dict[JobKey, Record]
+    samples: list[Sample]
+    first_failure: FirstFailure | None
+    cycles: int
+    end: float
+    stopped_early: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to run: the cycle interval, limits, and the fill experiment.
+
+    ``fill`` replays arrivals only, one job per cycle, nothing ever finishes, and
+    stops at the first job that does not fit: the setting of the fragmentation
+    measure in "Beware of Fragmentation" (ATC '23).
+    """
+
+    interval: float = 10.0
+    until: float = math.inf
+    fill: bool = False
+
+
+Progress = Callable[[float, int, int], None]  # (simulated time, jobs done or placed, jobs in all)
+
+
+class Simulation:
+    """One scheduler over one cluster and trace; ``run`` returns the ``Result``."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        nodes: Sequence[Node],
+        queues: Sequence[Queue],
+        trace: Sequence[TraceJob],
+        options: Options = Options(),
+    ) -> None:
+        self.scheduler = scheduler
+        self.nodes = tuple(nodes)
+        self.queues = tuple(queues)
+        self.options = options
+        self.capacity = sum(node.gpus for node in self.nodes if node.gpu_type is not None and node.ready)
+        self.trace = {JobKey(job.name): job for job in trace}
+        self.records = {key: Record(job) for key, job in self.trace.items()}
+        self.jobs: dict[JobKey, Job] = {}  # submitted and not finished
+        self.generation: dict[JobKey, int] = {}
+        self.events: list[tuple[float, int, int, JobKey, int]] = []
+        self.sequence = 0
+        self.samples: list[Sample] = []
+        self.first_failure: FirstFailure | None = None
+        self.cycles = 0
+        self.done = 0
+        self.queue_of_namespace = {ns: q.name for q in self.queues for ns in q.namespaces}
+        for key, job in self.trace.items():
+            self._push(job.submit, ARRIVE, key, 0)
+
+    def _push(self, time: float, kind: int, key: JobKey, generation: int) -> None:
+        self.sequence += 1
+        heapq.heappush(self.events, (time, kind, self.sequence, key, generation))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _arrive(self, key: JobKey) -> None:
+        trace = self.trace[key]
+        self.jobs[key] = Job(
+            key=key,
+            namespace=trace.tenant,
+            replicas=trace.replicas,
+            gpus_per_replica=trace.gpus_per_replica,
+            cpu_millis_per_replica=trace.cpu_millis_per_replica,
+            memory_bytes_per_replica=trace.memory_bytes_per_replica,
+            gpu_type=trace.gpu_type,
+            priority=trace.priority,
+            submitted=trace.submit,
+        )
+        self.generation[key] = 0
+
+    def _finish(self, key: JobKey, now: float) -> None:
+        self.records[key].finish = now
+        del self.jobs[key]
+        self.done += 1
+
+    def _place(self, key: JobKey, nodes: tuple[NodeName | None, ...], now: float) -> None:
+        job = self.jobs[key]
+        placed = replace(job, placement=nodes)
+        if placed.running:
+            placed = replace(placed, started=now)
+            record = self.records[key]
+            if record.first_start is None:
+                record.first_start = now
+                if self.options.fill:
+                    self.done += 1
+            duration = self.trace[key].duration
+            if not self.options.fill and math.isfinite(duration):
+                self._push(now + duration, FINISH, key, self.generation[key])
+        self.jobs[key] = placed
+
+    def _evict(self, key: JobKey, now: float) -> None:
+        job = self.jobs[key]
+        record = self.records[key]
+        record.preemptions += 1
+        if job.started is not None:
+            record.lost_gpu_seconds += job.gpus * (now - job.started)
+        self.generation[key] += 1
+        self.jobs[key] = replace(job, placement=(), started=None)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, progress: Progress | None = None) -> Result:
+        last_cycle = -math.inf
+        stopped = False
+        now = 0.0
+        while self.events:
+            now = max(self.events[0][0], last_cycle + self.options.interval)
+            if now > self.options.until:
+                stopped = True
+                break
+            self._apply_due(now)
+            for _round in range(MAX_ROUNDS):
+                step = self._cycle(now)
+                if not step.evictions:
+                    break
+            last_cycle = now
+            if progress is not None:
+                progress(now, self.done, len(self.trace))
+            if self.options.fill and self.first_failure is not None:
+                stopped = True
+                break
+        return Result(
+            scheduler=self.scheduler.name,
+            capacity=self.capacity,
+            records=self.records,
+            samples=self.samples,
+            first_failure=self.first_failure,
+            cycles=self.cycles,
+            end=now,
+            stopped_early=stopped,
+        )
+
+    def _apply_due(self, now: float) -> None:
+        arrived = 0
+        while self.events and self.events[0][0] <= now:
+            if self.options.fill and arrived and self.events[0][1] == ARRIVE:
+                break  # the fill experiment: one arrival per cycle
+            _time, kind, _seq, key, generation = heapq.heappop(self.events)
+            if kind == ARRIVE:
+                self._arrive(key)
+                arrived += 1
+            elif key in self.jobs and generation == self.generation[key]:
+                self._finish(key, now)
+
+    def _cycle(self, now: float) -> Step:
+        snapshot = Snapshot(nodes=self.nodes, queues=self.queues, jobs=tuple(self.jobs.values()))
+        step = self.scheduler(snapshot, now)
+        self.cycles += 1
+        for key in step.evictions:
+            self._evict(key, now)
+        for key, nodes in step.placements.items():
+            self._place(key, nodes, now)
+        allocated = sum(job.gpus_per_replica * _placed(job) for job in self.jobs.values())
+        if step.failed and self.first_failure is None:
+            key = step.failed[0]
+            self.first_failure = FirstFailure(now, key, self.jobs[key].gpus, self.capacity - allocated)
+        self.samples.append(self._sample(now, allocated, step))
+        return step
+
+    def _sample(self, now: float, allocated: int, step: Step) -> Sample:
+        by_queue: dict[QueueName, int] = {}
+        demand: dict[QueueName, dict[GPUType, int]] = {}
+        pending = 0
+        for job in self.jobs.values():
+            queue = (step.job_queues or {}).get(job.key) or self.queue_of_namespace.get(job.namespace)
+            placed = _placed(job)
+            if not job.running:
+                pending += job.gpus
+            if queue is None:
+                continue
+            by_queue[queue] = by_queue.get(queue, 0) + job.gpus_per_replica * placed
+            gpu_type = job.gpu_type or _ANY
+            per_type = demand.setdefault(queue, {})
+            per_type[gpu_type] = per_type.get(gpu_type, 0) + job.gpus
+        if step.fair_shares is not None:
+            shares = {queue: sum(per_type.values()) for queue, per_type in step.fair_shares.items()}
+        else:
+            shares = self._fair_shares(demand)
+        return Sample(now, allocated, pending, by_queue, shares)
+
+    def _fair_shares(self, demand: dict[QueueName, dict[GPUType, int]]) -> dict[QueueName, int]:
+        """Fair shares from the core's water-filling, for schedulers that do not compute them.
+
+        Demand of any GPU type is counted against the whole cluster as one pool.
+        """
+        pooled = {queue: {_ANY: sum(per_type.values())} for queue, per_type in demand.items()}
+        queues = [
+            Queue(q.name, q.parent, q.namespaces, {_ANY: _pooled_share(q)}, None, q.min_runtime_seconds)
+            for q in self.queues
+        ]
+        shares = fairshare.fair_shares(queues, {_ANY: self.capacity}, pooled)
+        return {queue: per_type.get(_ANY, 0) for queue, per_type in shares.items()}
+
+
+_ANY = GPUType("*")
+
+
+def _pooled_share(queue: Queue) -> Share:
+    shares = list(queue.shares.values())
+    if not shares:
+        return Share()
+    limits = [share.limit for share in shares]
+    return Share(
+        guaranteed=sum(share.guaranteed for share in shares),
+        limit=None if None in limits else sum(limit for limit in limits if limit is not None),
+        weight=max(share.weight for share in shares),
+    )
+
+
+def _placed(job: Job) -> int:
+    return sum(1 for node in job.placement if node is not None)

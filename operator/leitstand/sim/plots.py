@@ -1,0 +1,96 @@
+"""PNG plots of a simulation report (matplotlib, the ``sim`` extra), drawn from report.json's numbers.
+
+- ``allocation.png``: allocated GPUs over time, every scheduler on one axis;
+- ``queueing.png``: mean and p95 queueing delay and completion time per scheduler;
+- ``fragmentation.png``: unallocated GPUs at the first placement failure per scheduler;
+- ``fairshare.png``: per tenant, Leitstand's allocation against its fair share over time.
+"""
+
+from pathlib import Path
+from typing import Any
+
+COLOURS = {"leitstand": "#0b6e4f", "kube-scheduler-like": "#c84c09", "fifo-gang": "#6c757d", "best-fit": "#3a86ff"}
+
+
+class PlotsUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotsUnavailable("plots need matplotlib: pip install 'leitstand[sim]'") from None
+    return plt
+
+
+def draw(report: dict[str, Any], out: Path) -> list[Path]:
+    """Writes the plots of ``report`` into ``out``; returns their paths."""
+    plt = _pyplot()
+    schedulers = report["schedulers"]
+    written = []
+    hours = 3600.0
+
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    for summary in schedulers:
+        data = summary["series"]
+        name = summary["scheduler"]
+        axis.step([t / hours for t in data["time"]], data["allocated"], where="post", label=name,
+                  color=COLOURS.get(name), linewidth=2 if name == "leitstand" else 1.2)  # fmt: skip
+    if schedulers:
+        axis.axhline(schedulers[0]["capacityGPUs"], color="black", linestyle=":", linewidth=1, label="capacity")
+    axis.set(xlabel="simulated hours", ylabel="allocated GPUs", title="GPU allocation over time")
+    axis.legend(loc="lower right")
+    written.append(_save(figure, plt, out / "allocation.png"))
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    names = [s["scheduler"] for s in schedulers]
+    colours = [COLOURS.get(name, "#999999") for name in names]
+    for axis, key, title in (
+        (axes[0], "queueingDelaySeconds", "queueing delay"),
+        (axes[1], "completionTimeSeconds", "job completion time"),
+    ):
+        means = [(s[key]["mean"] or 0) / hours for s in schedulers]
+        p95s = [(s[key]["p95"] or 0) / hours for s in schedulers]
+        positions = range(len(names))
+        axis.bar([p - 0.2 for p in positions], means, width=0.4, color=colours, label="mean")
+        axis.bar([p + 0.2 for p in positions], p95s, width=0.4, color=colours, alpha=0.45, label="p95")
+        axis.set_xticks(list(positions), names, rotation=20, ha="right")
+        axis.set(ylabel="hours", title=f"{title} (mean, p95 pale)")
+    written.append(_save(figure, plt, out / "queueing.png"))
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    unallocated = [(s["firstFailure"] or {}).get("unallocatedGPUs") for s in schedulers]
+    axis.bar(names, [value or 0 for value in unallocated], color=colours)
+    for index, value in enumerate(unallocated):
+        axis.annotate("no failure" if value is None else str(value), (index, value or 0), ha="center", va="bottom")
+    axis.set(ylabel="GPUs", title="unallocated GPUs at the first placement failure")
+    axis.tick_params(axis="x", labelrotation=20)
+    written.append(_save(figure, plt, out / "fragmentation.png"))
+
+    ours = next((s for s in schedulers if s["scheduler"] == "leitstand"), None)
+    if ours is not None and ours["series"]["tenants"]:
+        tenants = sorted(ours["series"]["tenants"].items())[:9]
+        rows = (len(tenants) + 2) // 3
+        figure, axes = plt.subplots(rows, min(len(tenants), 3), figsize=(12, 3.2 * rows), squeeze=False)
+        time = [t / hours for t in ours["series"]["time"]]
+        for axis, (tenant, data) in zip(axes.flat, tenants, strict=False):
+            axis.step(time, data["allocated"], where="post", color=COLOURS["leitstand"], label="allocated")
+            axis.step(time, data["fairShare"], where="post", color="black", linestyle="--", label="fair share")
+            axis.set(title=tenant, xlabel="simulated hours", ylabel="GPUs")
+        for axis in list(axes.flat)[len(tenants) :]:
+            axis.set_visible(False)
+        axes.flat[0].legend(loc="upper right")
+        figure.suptitle("Leitstand: allocation against fair share per tenant")
+        written.append(_save(figure, plt, out / "fairshare.png"))
+    return written
+
+
+def _save(figure: Any, plt: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,162 @@
+"""The simulator's report: numbers per scheduler (``summarise``) and the JSON document (``document``).
+
+Per scheduler: GPU allocation over time and its time-weighted mean; queueing
+delay (submission to first start) and job completion time (submission to
+finish), mean and p95; the unallocated GPUs at the first placement failure
+(the fragmentation measure of "Beware of Fragmentation", ATC '23); evictions
+and the GPU-hours they threw away; and per tenant, allocation against fair
+share over time, with the mean distance between the two.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from leitstand.core.model import QueueName
+from leitstand.sim.engine import Result, Sample
+
+MAX_POINTS = 400  # per time series in report.json
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``fraction`` in 0-1) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(fraction * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def time_weighted(samples: Sequence[Sample], value: Any, end: float) -> float | None:
+    """The mean of ``value(sample)`` over time, each sample holding until the next (the last until ``end``)."""
+    if not samples:
+        return None
+    total = weight = 0.0
+    for current, following in zip(samples, [*samples[1:], None], strict=True):
+        until = following.time if following is not None else max(end, current.time)
+        span = until - current.time
+        total += value(current) * span
+        weight += span
+    return total / weight if weight > 0 else float(value(samples[-1]))
+
+
+def leaf_queues(result: Result) -> list[QueueName]:
+    """Queues that ever held or were owed GPUs as tenants (leaves seen holding work)."""
+    seen: set[QueueName] = set()
+    for sample in result.samples:
+        seen.update(sample.by_queue)
+    return sorted(seen)
+
+
+def series(result: Result, tenants: Sequence[QueueName]) -> dict[str, Any]:
+    """Time series (downsampled to at most ``MAX_POINTS``): allocation, pending, per-tenant allocation and share."""
+    samples = result.samples
+    step = max(1, math.ceil(len(samples) / MAX_POINTS))
+    picked = samples[::step]
+    if samples and picked[-1] is not samples[-1]:
+        picked.append(samples[-1])
+    return {
+        "time": [s.time for s in picked],
+        "allocated": [s.allocated for s in picked],
+        "pending": [s.pending for s in picked],
+        "tenants": {
+            t: {
+                "allocated": [s.by_queue.get(t, 0) for s in picked],
+                "fairShare": [s.fair_share.get(t, 0) for s in picked],
+            }
+            for t in tenants
+        },
+    }
+
+
+def summarise(result: Result) -> dict[str, Any]:
+    """The numbers of one run, as a JSON-ready mapping."""
+    records = list(result.records.values())
+    started = [r for r in records if r.first_start is not None]
+    finished = [r for r in records if r.finish is not None]
+    delays = [r.first_start - r.trace.submit for r in started if r.first_start is not None]
+    completions = [r.finish - r.trace.submit for r in finished if r.finish is not None]
+    tenants = leaf_queues(result)
+    end = result.end
+    capacity = result.capacity
+    per_tenant = {}
+    for tenant in tenants:
+        per_tenant[tenant] = {
+            "meanAllocated": time_weighted(result.samples, lambda s, t=tenant: s.by_queue.get(t, 0), end),
+            "meanFairShare": time_weighted(result.samples, lambda s, t=tenant: s.fair_share.get(t, 0), end),
+            "meanDistanceFromFairShare": time_weighted(
+                result.samples, lambda s, t=tenant: abs(s.by_queue.get(t, 0) - s.fair_share.get(t, 0)), end
+            ),
+        }
+    unfair = time_weighted(
+        result.samples,
+        lambda s: sum(abs(s.by_queue.get(t, 0) - s.fair_share.get(t, 0)) for t in tenants) / max(capacity, 1),
+        end,
+    )
+    failure = result.first_failure
+    mean_allocated = time_weighted(result.samples, lambda s: s.allocated, end)
+    return {
+        "scheduler": result.scheduler,
+        "capacityGPUs": capacity,
+        "jobs": {
+            "submitted": sum(1 for r in records if r.trace.submit <= end),
+            "started": len(started),
+            "finished": len(finished),
+            "neverStarted": sum(1 for r in records if r.first_start is None and r.trace.submit <= end),
+        },
+        "queueingDelaySeconds": {"mean": mean(delays), "p95": percentile(delays, 0.95)},
+        "completionTimeSeconds": {"mean": mean(completions), "p95": percentile(completions, 0.95)},
+        "meanAllocatedGPUs": mean_allocated,
+        "meanAllocation": mean_allocated / capacity if mean_allocated is not None and capacity else None,
+        "firstFailure": None
+        if failure is None
+        else {
+            "time": failure.time,
+            "job": failure.job,
+            "jobGPUs": failure.job_gpus,
+            "unallocatedGPUs": failure.unallocated,
+        },
+        "evictions": sum(r.preemptions for r in records),
+        "lostGPUHours": sum(r.lost_gpu_seconds for r in records) / 3600,
+        "meanDistanceFromFairShare": unfair,
+        "tenants": per_tenant,
+        "cycles": result.cycles,
+        "simulatedSeconds": end,
+        "stoppedEarly": result.stopped_early,
+        "series": series(result, tenants),
+    }
+
+
+def document(summaries: Sequence[dict[str, Any]], setup: dict[str, Any]) -> dict[str, Any]:
+    """report.json: the setup, each scheduler's numbers, and Leitstand against each baseline."""
+    by_name = {summary["scheduler"]: summary for summary in summaries}
+    comparison: dict[str, Any] = {}
+    ours = by_name.get("leitstand")
+    if ours is not None:
+        for name, other in by_name.items():
+            if name == "leitstand":
+                continue
+            comparison[name] = {
+                "unallocatedAtFirstFailure": _ratio(ours, other, ("firstFailure", "unallocatedGPUs")),
+                "meanQueueingDelay": _ratio(ours, other, ("queueingDelaySeconds", "mean")),
+                "p95QueueingDelay": _ratio(ours, other, ("queueingDelaySeconds", "p95")),
+                "meanCompletionTime": _ratio(ours, other, ("completionTimeSeconds", "mean")),
+                "meanAllocation": _ratio(ours, other, ("meanAllocation",)),
+            }
+    return {"setup": setup, "schedulers": list(summaries), "leitstandVersus": comparison}
+
+
+def _ratio(ours: dict[str, Any], other: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    """Leitstand's value divided by the baseline's (below 1: Leitstand's is smaller)."""
+    a: Any = ours
+    b: Any = other
+    for key in path:
+        a = a.get(key) if isinstance(a, dict) else None
+        b = b.get(key) if isinstance(b, dict) else None
+    if a is None or b is None or b == 0:
+        return None
+    return float(a) / float(b)

@@ -1,0 +1,121 @@
+"""The simulator on small clusters: time, gangs, fragmentation, head-of-line blocking and reclaim."""
+
+from leitstand.core.model import GPUType, Node, NodeName, Policy, Priority, Queue, QueueName, Share
+from leitstand.sim import baselines, engine, report
+from leitstand.sim.traces import TraceJob
+
+B200 = GPUType("b200")
+POLICY = Policy(topology_levels=("node",), default_preferred_level=None)
+
+
+def nodes(count: int, gpus: int = 8) -> tuple[Node, ...]:
+    return tuple(Node(NodeName(f"n{i}"), B200, gpus, 100_000, 2**40, (f"n{i}",)) for i in range(count))
+
+
+def job(
+    name: str, submit: float, gpus: int, duration: float = 100.0, *, replicas: int = 1, tenant: str = "a"
+) -> TraceJob:
+    return TraceJob(f"{tenant}/{name}", tenant, submit, replicas, gpus, duration)
+
+
+QUEUES = (Queue(QueueName("root")), Queue(QueueName("a"), QueueName("root"), ("a",)))
+ALL = [baselines.Leitstand(POLICY), baselines.KubeSchedulerLike(), baselines.FifoGang(), baselines.BestFit()]
+
+
+def run(
+    scheduler: engine.Scheduler, trace: list[TraceJob], cluster: tuple[Node, ...], **options: object
+) -> engine.Result:
+    return engine.Simulation(scheduler, cluster, QUEUES, trace, engine.Options(**options)).run()  # type: ignore[arg-type]
+
+
+def test_a_job_starts_on_arrival_and_finishes_after_its_duration() -> None:
+    for scheduler in ALL:
+        result = run(scheduler, [job("x", 5, 8, 100)], nodes(1), interval=0)
+        record = result.records["a/x"]  # type: ignore[index]
+        assert (record.first_start, record.finish) == (5, 105), scheduler.name
+        summary = report.summarise(result)
+        assert summary["queueingDelaySeconds"]["mean"] == 0
+        assert summary["completionTimeSeconds"]["mean"] == 100
+
+
+def test_cycles_are_debounced_by_the_interval() -> None:
+    result = run(baselines.Leitstand(POLICY), [job("x", 0, 8), job("y", 3, 8)], nodes(2), interval=10)
+    assert result.records["a/y"].first_start == 10  # type: ignore[index]
+
+
+def test_without_gangs_two_big_jobs_deadlock_where_gang_schedulers_run_them_in_turn() -> None:
+    trace = [job("g1", 0, 8, 100, replicas=3), job("g2", 0, 8, 100, replicas=3)]
+    # kube-scheduler-like: g1 and g2 alternate pod by pod on 4 nodes, then both wait forever with half a gang each
+    stuck = run(baselines.KubeSchedulerLike(), trace, nodes(4), interval=0)
+    assert all(record.first_start is None for record in stuck.records.values())
+    assert stuck.samples[-1].allocated == 32  # held, and doing nothing
+    for scheduler in ALL[:1] + ALL[2:]:
+        result = run(scheduler, trace, nodes(4), interval=0)
+        starts = sorted(-1 if r.first_start is None else r.first_start for r in result.records.values())
+        assert starts == [0, 100], scheduler.name
+
+
+def test_spreading_fragments_where_packing_does_not() -> None:
+    trace = [job("small1", 0, 1), job("small2", 1, 1), job("big", 2, 8)]
+    spread = run(baselines.KubeSchedulerLike(), trace, nodes(2), interval=0, fill=True)
+    assert spread.first_failure is not None
+    assert spread.first_failure.job == "a/big"
+    assert spread.first_failure.unallocated == 14
+    for scheduler in (baselines.Leitstand(POLICY), baselines.BestFit()):
+        packed = run(scheduler, trace, nodes(2), interval=0, fill=True)
+        assert packed.first_failure is None, scheduler.name
+        assert packed.samples[-1].allocated == 10
+
+
+def test_fifo_blocks_behind_its_head_where_others_backfill() -> None:
+    trace = [job("running", 0, 8, 1000), job("wide", 1, 8, 100, replicas=2), job("small", 2, 8, 100)]
+    fifo = run(baselines.FifoGang(), trace, nodes(2), interval=0)
+    assert fifo.records["a/small"].first_start == 1100  # type: ignore[index]
+    for scheduler in (baselines.BestFit(), baselines.Leitstand(POLICY)):
+        result = run(scheduler, trace, nodes(2), interval=0)
+        assert result.records["a/small"].first_start == 2, scheduler.name  # type: ignore[index]
+
+
+def test_leitstand_reclaims_a_late_tenants_guarantee_and_counts_the_work_lost() -> None:
+    queues = (
+        Queue(QueueName("root")),
+        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=16)}),
+        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=16)}),
+    )
+    trace = [job(f"a{i}", 0, 8, 10_000) for i in range(4)] + [job(f"b{i}", 500, 8, 100, tenant="b") for i in range(2)]
+    simulation = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), queues, trace, engine.Options(interval=0))
+    result = simulation.run()
+    b_starts = [result.records[f"b/b{i}"].first_start for i in range(2)]  # type: ignore[index]
+    assert b_starts == [500, 500]
+    summary = report.summarise(result)
+    assert summary["evictions"] == 2
+    assert summary["lostGPUHours"] == 2 * 8 * 500 / 3600
+    assert all(record.finish is not None for record in result.records.values())  # the evicted run again
+    assert summary["tenants"]["b"]["meanFairShare"] > 0
+    # FIFO never gives b its guarantee back: b waits for a's 10,000-second jobs
+    fifo = engine.Simulation(baselines.FifoGang(), nodes(4), queues, trace, engine.Options(interval=0)).run()
+    assert fifo.records["b/b0"].first_start == 10_000  # type: ignore[index]
+
+
+def test_priorities_reach_the_core() -> None:
+    trace = [job("train", 0, 8, 1000), TraceJob("a/serve", "a", 1, 1, 8, 100, priority=Priority.INFERENCE)]
+    queues = (Queue(QueueName("root")), Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}))
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(1), queues, trace, engine.Options(interval=0)).run()
+    assert result.records["a/serve"].first_start == 1  # type: ignore[index]
+    assert result.records["a/train"].preemptions == 1  # type: ignore[index]
+
+
+def test_the_report_compares_leitstand_with_each_baseline() -> None:
+    trace = [job("small1", 0, 1), job("small2", 1, 1), job("big", 2, 8)]
+    summaries = [report.summarise(run(s, trace, nodes(2), interval=0, fill=True)) for s in ALL]
+    document = report.document(summaries, {"cluster": "test"})
+    assert [s["scheduler"] for s in document["schedulers"]] == [s.name for s in ALL]
+    assert document["leitstandVersus"]["kube-scheduler-like"]["unallocatedAtFirstFailure"] is None  # no failure
+    assert document["schedulers"][1]["firstFailure"]["unallocatedGPUs"] == 14
+
+
+def test_percentiles_and_time_weighting() -> None:
+    assert report.percentile([5, 1, 3, 2, 4], 0.95) == 5
+    assert report.percentile([], 0.5) is None
+    samples = [engine.Sample(0, 10, 0, {}, {}), engine.Sample(30, 40, 0, {}, {})]
+    assert report.time_weighted(samples, lambda s: s.allocated, 40) == (10 * 30 + 40 * 10) / 40
