@@ -16,6 +16,7 @@ it reads the statement and never changes it. Pure and deterministic.
 """
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from leitstand.core.model import Job, Node, NodeName, Policy, Reason
@@ -113,6 +114,35 @@ def binpack_order(statement: Statement, candidates: Sequence[Candidate]) -> list
     )
 
 
+def binpack_quick(
+    statement: Statement, eligible: AbstractSet[NodeName], job: Job, count: int
+) -> tuple[NodeName, ...] | None:
+    """``count`` replicas in ``binpack_order``, read from the statement's free-GPU groups; None if they do not fit.
+
+    The same choice as sorting every candidate, without reading every node: the
+    groups are visited fewest free GPUs first, and within one, by free CPU then name.
+    """
+    free = statement.free
+    chosen: list[NodeName] = []
+    for group in statement.by_free_gpus(job.gpus_per_replica):
+        fitting_here = [
+            (name, fit)
+            for name in group
+            if name in eligible and (fit := statement.replicas_fitting(name, job)) > 0
+        ]
+        if not fitting_here:
+            continue
+        if count - len(chosen) == 1:
+            best = min(fitting_here, key=lambda item: (free[item[0]].cpu_millis, item[0]))
+            chosen.append(best[0])
+            return tuple(chosen)
+        for name, fit in sorted(fitting_here, key=lambda item: (free[item[0]].cpu_millis, item[0])):
+            chosen.extend([name] * min(fit, count - len(chosen)))
+            if len(chosen) == count:
+                return tuple(chosen)
+    return None
+
+
 def _level(policy: Policy, name: str | None) -> int | None:
     if name is None or name not in policy.topology_levels:
         return None
@@ -128,16 +158,26 @@ def place(
     *,
     gpu_type: str | None,
     pinned_domain: str | None = None,
+    eligible: AbstractSet[NodeName] | None = None,
 ) -> Outcome:
     """Nodes for ``count`` waiting replicas of ``job`` among ``nodes``, or why they do not fit.
 
     ``pinned_domain`` keeps a partly placed gang inside the required domain its
-    bound replicas already use.
+    bound replicas already use. ``eligible`` is the set of ``nodes``' names, when
+    the caller has it at hand.
     """
     what = describe(job, count, gpu_type)
     if job.required_level is not None and job.required_level not in policy.topology_levels:
         levels = ", ".join(policy.topology_levels)
         return Outcome(None, Reason.TOPOLOGY_UNSATISFIABLE, f"unknown topology level {job.required_level!r} ({levels})")
+    unconstrained = job.required_level is None and (
+        _level(policy, job.preferred_level) is None
+        and (job.preferred_level is not None or count == 1 or _level(policy, policy.default_preferred_level) is None)
+    )
+    if unconstrained:  # plain bin packing: the quick search finds what sorting every candidate would
+        quick = binpack_quick(statement, eligible if eligible is not None else {n.name for n in nodes}, job, count)
+        if quick is not None:
+            return Outcome(quick)
     candidates = fitting(statement, nodes, job)
     room = _room(candidates)
     if room < count:

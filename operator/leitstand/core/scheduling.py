@@ -89,6 +89,7 @@ class Cycle:
     partial_jobs: list[Job] = field(default_factory=list)
     jobs_by_key: dict[JobKey, Job] = field(default_factory=dict)
     _candidates: dict[tuple[object, ...], list[Node]] = field(default_factory=dict)
+    _names: dict[int, frozenset[NodeName]] = field(default_factory=dict)
     _empty: Statement | None = None
     _fits_empty: dict[tuple[object, ...], bool] = field(default_factory=dict)
 
@@ -176,6 +177,13 @@ class Cycle:
             result.append(node)
         self._candidates[key] = result
         return result
+
+    def names_of(self, nodes: list[Node]) -> frozenset[NodeName]:
+        """The names of a candidate list (lists from ``candidates`` live, cached, for the whole cycle)."""
+        names = self._names.get(id(nodes))
+        if names is None:
+            names = self._names[id(nodes)] = frozenset(node.name for node in nodes)
+        return names
 
     def types_for(self, job: Job) -> list[GPUType | None]:
         if not job.gpus_per_replica:
@@ -381,8 +389,9 @@ class Cycle:
                 )
                 continue
             outcome = placement.place(
-                job, count, self.statement, nodes, self.policy, gpu_type=gpu_type, pinned_domain=pinned
-            )
+                job, count, self.statement, nodes, self.policy, gpu_type=gpu_type, pinned_domain=pinned,
+                eligible=self.names_of(nodes),
+            )  # fmt: skip
             if outcome.nodes is not None:
                 return outcome
             self.failures[shape] = (self.statement.version, count, outcome)

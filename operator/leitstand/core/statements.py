@@ -52,6 +52,7 @@ class Statement:
                 self.free_by_type[node.gpu_type] = self.free_by_type.get(node.gpu_type, 0) + node.gpus
         self.version = 0
         self._log: list[tuple[bool, JobKey, Holding, Job]] = []  # (was a hold, job, holding, job)
+        self._buckets: dict[int, set[NodeName]] | None = None  # nodes by free GPUs, built on first use
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -82,8 +83,12 @@ class Statement:
 
     def _apply(self, holding: Holding, job: Job, *, sign: int) -> None:
         """Gives back (sign=+1) or takes (sign=-1) what ``holding`` describes."""
+        buckets = self._buckets
         for name in holding.nodes:
             free = self.free[name]
+            if buckets is not None and job.gpus_per_replica:
+                buckets[max(free.gpus, 0)].discard(name)
+                buckets.setdefault(max(free.gpus + sign * job.gpus_per_replica, 0), set()).add(name)
             free.gpus += sign * job.gpus_per_replica
             free.cpu_millis += sign * job.cpu_millis_per_replica
             free.memory_bytes += sign * job.memory_bytes_per_replica
@@ -116,6 +121,7 @@ class Statement:
         """Records what a running job holds, permanently (no rollback): the fast path for the snapshot."""
         gpus, cpu, memory = job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica
         free, by_type, node_of = self.free, self.free_by_type, self.nodes
+        self._buckets = None
         for name in nodes:
             entry = free[name]
             entry.gpus -= gpus
@@ -164,3 +170,15 @@ class Statement:
         if job.memory_bytes_per_replica:
             fit = min(fit, free.memory_bytes // job.memory_bytes_per_replica)
         return max(fit, 0)
+
+    def by_free_gpus(self, at_least: int) -> list[set[NodeName]]:
+        """Nodes grouped by free GPUs, fewest first, from ``at_least`` free GPUs up (kept current as jobs are held).
+
+        Bin packing asks for the fitting node with the fewest free GPUs: the lowest
+        group with a fitting node holds it, so a search rarely reads every node.
+        """
+        if self._buckets is None:
+            self._buckets = {}
+            for name, free in self.free.items():
+                self._buckets.setdefault(max(free.gpus, 0), set()).add(name)
+        return [self._buckets[level] for level in sorted(self._buckets) if level >= at_least and self._buckets[level]]

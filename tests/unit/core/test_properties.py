@@ -184,3 +184,38 @@ def test_every_reclaim_moves_gpus_from_above_fair_share_to_within_it(snap: Snaps
 def test_fair_share_is_the_public_function_status_uses() -> None:
     queues = [a_root().build(), a_queue("a").with_share(8).build()]
     assert fairshare.fair_shares(queues, {B200: 16}, {QueueName("a"): {B200: 4}})[QueueName("a")][B200] == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    held=st.lists(st.tuples(st.integers(0, 11), st.integers(0, 8), st.integers(0, 200_000)), max_size=30),
+    gpus=st.integers(0, 8),
+    cpu=st.sampled_from([0, 1_000, 50_000]),
+    count=st.integers(1, 12),
+    data=st.data(),
+)
+def test_the_quick_bin_packing_search_chooses_what_sorting_every_node_would(
+    held: list[tuple[int, int, int]], gpus: int, cpu: int, count: int, data: st.DataObject
+) -> None:
+    from leitstand.core import placement
+    from leitstand.core.model import Job, JobKey
+    from leitstand.core.statements import Statement
+
+    nodes = nodes_in_leaf("su-1", 6) + nodes_in_leaf("su-2", 6)
+    statement = Statement(nodes)
+    for index, (node, used, cpu_used) in enumerate(held):
+        taken = Job(JobKey(f"x/{index}"), "x", 1, used, cpu_millis_per_replica=cpu_used)
+        statement.hold(taken, [nodes[node].name], (), firm=False)
+        if data.draw(st.booleans()):
+            statement.release(taken)  # groups kept current through releases too
+    job = Job(JobKey("t/j"), "t", count, gpus, cpu_millis_per_replica=cpu)
+    eligible = data.draw(st.sets(st.sampled_from([node.name for node in nodes]), min_size=1))
+    candidates = [node for node in nodes if node.name in eligible]
+    ordered = placement.binpack_order(statement, placement.fitting(statement, candidates, job))
+    expected: list[str] = []
+    for node, fit in ordered:
+        expected.extend([node.name] * min(fit, count - len(expected)))
+        if len(expected) == count:
+            break
+    quick = placement.binpack_quick(statement, eligible, job, count)
+    assert quick == (tuple(expected) if len(expected) == count else None)
