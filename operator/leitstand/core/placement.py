@@ -126,9 +126,7 @@ def binpack_quick(
     chosen: list[NodeName] = []
     for group in statement.by_free_gpus(job.gpus_per_replica):
         fitting_here = [
-            (name, fit)
-            for name in group
-            if name in eligible and (fit := statement.replicas_fitting(name, job)) > 0
+            (name, fit) for name in group if name in eligible and (fit := statement.replicas_fitting(name, job)) > 0
         ]
         if not fitting_here:
             continue
