@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv binaries prometheus chromium soak lint test unit e2e demo bench crds generate manifests clean
+.PHONY: help venv binaries prometheus chromium soak lint test unit e2e demo bench bench-full crds generate manifests clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,8 +51,13 @@ soak: binaries ## 10x the generated bad input, then 30 minutes of trace-driven l
 	LEITSTAND_FUZZ_CASES=5000 $(BIN)/pytest tests/e2e/test_bad_input.py -k generated
 	$(BIN)/python -m tests.soak.trace_load --minutes 30
 
-bench: $(STAMP) ## benchmarks of the scheduling cycle, reported in BENCHMARKS.md
+bench: $(STAMP) ## quick benchmarks: the scheduling cycle, and the simulator on the real traces (BENCHMARKS.md)
 	$(BIN)/python -m tests.bench.cycle
+	$(BIN)/python -m tests.bench.simulation
+
+bench-full: bench binaries ## and Leitstand beside upstream kube-scheduler on the real control plane
+	$(BIN)/leitstand dev-cluster build kube-scheduler
+	$(BIN)/python -m tests.bench.peer
 
 generate: $(STAMP) binaries ## regenerate crds/, dashboards, alert rules, the chart's files and deploy/manifests
 	$(BIN)/leitstand crds --out crds

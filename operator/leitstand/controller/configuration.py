@@ -12,7 +12,7 @@ topology:                 # coarsest first; label keys on the nodes
 gpuTypes:                 # nvidia.com/gpu.product label -> short name used in GPUQuotas and jobs
   NVIDIA-B200: b200
 cycleIntervalSeconds: 5   # scheduling cycle when nothing changes
-bindConcurrency: 16       # binds in flight at once
+bindConcurrency: 64       # binds in flight at once
 leaderElection: {enabled: true, namespace: leitstand-system, leaseName: leitstand, leaseDurationSeconds: 10}
 ```
 
@@ -71,7 +71,7 @@ class Configuration(_Model):
     )
     cycle_interval_seconds: float = pydantic.Field(default=5.0, gt=0, le=3600)
     debounce_seconds: float = pydantic.Field(default=0.2, ge=0, le=10)
-    bind_concurrency: int = pydantic.Field(default=16, ge=1, le=1024)
+    bind_concurrency: int = pydantic.Field(default=64, ge=1, le=1024)
     eviction_grace_seconds: int = pydantic.Field(default=30, ge=0, le=3600)
     starvation_seconds: float = pydantic.Field(default=900.0, gt=0)
     leader_election: LeaderElection = LeaderElection()

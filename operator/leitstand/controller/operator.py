@@ -1,10 +1,12 @@
-"""The live operator: kopf feeds the store, a loop schedules, the writes follow.
+"""The live operator: watches feed the store, a loop schedules, the writes follow.
 
-``run`` is what ``leitstand run`` awaits. Kopf event handlers only record watch
-events (nodes, pods, TrainingJobs, GPUQuotas) into the store. Before the first
-cycle the store is seeded by listing every kind, so the first decisions see the
-whole cluster. The scheduling loop wakes on a change (debounced) or on its
-timer and runs a cycle (``cycles``) only while this replica leads.
+``run`` is what ``leitstand run`` awaits. Kopf event handlers record the custom
+resources' watch events (TrainingJobs, GPUQuotas) into the store; nodes and pods,
+the busy kinds, come from informers of our own (``kube.informers``: kopf's
+per-event machinery cost more than the binds). Before the first cycle the store
+is seeded by listing every kind, so the first decisions see the whole cluster.
+The scheduling loop wakes on a change (debounced) or on its timer and runs a
+cycle (``cycles``) only while this replica leads.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from leitstand.api import views
 from leitstand.controller.configuration import Configuration
 from leitstand.controller.cycles import Cycles
 from leitstand.controller.leadership import Leadership
-from leitstand.kube import resources
+from leitstand.kube import informers, resources
 from leitstand.kube.client import Client
 from leitstand.kube.kubeconfig import Connection
 from leitstand.kube.store import Store
@@ -29,9 +31,11 @@ from leitstand.metrics.observing import SchedulerMetrics
 
 logger = logging.getLogger("leitstand.controller")
 
-WATCHED = (
-    ("Node", "v1", "nodes", "/api/v1/nodes"),
-    ("Pod", "v1", "pods", "/api/v1/pods"),
+INFORMED = (  # watched by kube.informers
+    ("Node", "/api/v1/nodes"),
+    ("Pod", "/api/v1/pods"),
+)
+WATCHED = (  # watched by kopf
     ("GPUQuota", resources.API_VERSION, "gpuquotas", f"/apis/{resources.API_VERSION}/gpuquotas"),
     ("TrainingJob", resources.API_VERSION, "trainingjobs", f"/apis/{resources.API_VERSION}/trainingjobs"),
 )
@@ -85,11 +89,12 @@ def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
     return registry
 
 
-async def seed(client: Client, store: Store) -> None:
-    """Lists every watched kind into the store (the watches then keep it current)."""
+async def seed(client: Client, store: Store) -> dict[str, str]:
+    """Lists every watched kind into the store; returns the informed kinds' resourceVersions to watch from."""
     for kind, _api_version, _plural, path in WATCHED:
         for item in (await client.list(path))["items"]:
             store.apply(kind, "ADDED", item)
+    return {kind: await informers.list_into(client, store, kind, path) for kind, path in INFORMED}
 
 
 async def schedule_forever(
@@ -141,8 +146,12 @@ async def run(
     registry = _registry(connection, store)
     # the user agent names this replica: the API's managedFields then record which replica bound each pod
     async with Client(connection, user_agent=f"leitstand-{health.identity}") as client:
-        await seed(client, store)
+        versions = await seed(client, store)
         health.synced = True
+        watches = [
+            asyncio.create_task(informers.inform(client, store, kind, path, resource_version=versions[kind]))
+            for kind, path in INFORMED
+        ]
         leadership = Leadership(client, config.leader_election, health.identity)
 
         def leading() -> bool:
@@ -158,9 +167,10 @@ async def run(
             await kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop)
         finally:
             stop.set()
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            for task in (loop, *watches):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if election is not None:  # let it give the lease up, so a standby takes over at once
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(election, timeout=5)

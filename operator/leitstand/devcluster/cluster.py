@@ -383,9 +383,11 @@ class LocalCluster:
                 f"--service-account-key-file={pki_dir / 'sa.key'}",
                 f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
                 "--service-cluster-ip-range=10.96.0.0/16",
-                # No controller-manager creates default ServiceAccounts here, so the
-                # admission plugin that requires them would reject every pod.
-                "--disable-admission-plugins=ServiceAccount",
+                # No controller-manager runs here: nothing creates default ServiceAccounts
+                # (the ServiceAccount plugin would reject every pod), and nothing lifts the
+                # not-ready taint TaintNodesByCondition puts on new nodes (kube-scheduler
+                # would find no node; kwok's nodes are Ready from the start).
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--allow-privileged=true",
                 "--event-ttl=1h",
                 "--profiling=false",

@@ -10,9 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import httpx
-
-from leitstand.kube.client import ApiError, Client
+from leitstand.kube.client import ApiError, Client, TransportError
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ async def bind_all(
                 if error.status == 409 and f'already assigned to node "{bind.node}"' in error.message:
                     return Outcome(bind, ok=True)
                 return Outcome(bind, ok=False, reason=f"{error.status} {error.reason}: {error.message}")
-            except httpx.HTTPError as error:
+            except TransportError as error:
                 return Outcome(bind, ok=False, reason=type(error).__name__)
         return Outcome(bind, ok=True)
 

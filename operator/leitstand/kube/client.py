@@ -1,17 +1,24 @@
-"""A small typed asyncio client for the Kubernetes API, over httpx.
+"""A small typed asyncio client for the Kubernetes API, over aiohttp.
 
 Bodies stay raw JSON dicts (``Body``) at this edge; the store and the core
 convert them. Every call either returns the decoded body or raises ``ApiError``
 with the API's own status, reason and message, so callers can tell a conflict
 (409) from a missing object (404) from throttling (429). Transient failures are
 not retried here: retry policy belongs to the caller that knows what is safe.
+A request that never got an answer (connection refused or reset, timeout)
+raises ``TransportError``, an ``OSError``.
+
+aiohttp rather than httpx: binding thousands of pods a second is a stream of
+small requests on a few keep-alive connections, and httpcore's pool spends
+more time choosing a connection than sending (measured: 213 binds/s at 16 in
+flight, falling as more are in flight).
 """
 
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Self
 
-import httpx
+import aiohttp
 
 from leitstand.kube.kubeconfig import Connection
 
@@ -36,12 +43,16 @@ class ApiError(Exception):
         self.message = message
 
 
-def _error(response: httpx.Response) -> ApiError:
+class TransportError(OSError):
+    """No answer from the API server: the connection failed, broke, or timed out."""
+
+
+def _error(status_code: int, phrase: str, text: str) -> ApiError:
     try:
-        status = response.json()
-        return ApiError(response.status_code, str(status.get("reason", "")), str(status.get("message", "")))
-    except ValueError:
-        return ApiError(response.status_code, response.reason_phrase, response.text[:200])
+        status = json.loads(text)
+        return ApiError(status_code, str(status.get("reason", "")), str(status.get("message", "")))
+    except (ValueError, AttributeError):
+        return ApiError(status_code, phrase, text[:200])
 
 
 def path_for(api_version: str, plural: str, *, namespace: str | None = None, name: str | None = None) -> str:
@@ -63,13 +74,22 @@ class Client:
         self, connection: Connection, *, timeout: float = 30.0, max_connections: int = 64, user_agent: str = "leitstand"
     ) -> None:
         self.connection = connection
-        self._http = httpx.AsyncClient(
-            base_url=connection.server,
-            verify=connection.ssl_context(),
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"Accept": "application/json", "User-Agent": user_agent},
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limit = max_connections
+        self._base = connection.server.rstrip("/")
+        self._default_headers = {"Accept": "application/json", "User-Agent": user_agent}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session, made on first use (aiohttp wants a running event loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=self._limit),
+                timeout=self._timeout,
+                headers=self._default_headers,
+                auto_decompress=True,
+            )
+        return self._session
 
     async def __aenter__(self) -> Self:
         return self
@@ -78,7 +98,9 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
@@ -99,12 +121,19 @@ class Client:
         """Sends one request and returns the decoded JSON answer; raises ApiError on non-2xx."""
         content = None if body is None else json.dumps(body).encode()
         headers = self._headers({"Content-Type": content_type} if content is not None else None)
-        response = await self._http.request(method, path, content=content, params=params, headers=headers)
-        if response.status_code >= 400:
-            raise _error(response)
-        if not response.content:
+        try:
+            async with self._http().request(
+                method, self._base + path, data=content, params=params, headers=headers
+            ) as response:
+                text = await response.text()
+                status, phrase = response.status, response.reason or ""
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise TransportError(f"{method} {path}: {type(error).__name__}: {error}") from error
+        if status >= 400:
+            raise _error(status, phrase, text)
+        if not text:
             return {}
-        decoded: Body = response.json()
+        decoded: Body = json.loads(text)
         return decoded
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Body:
@@ -189,20 +218,28 @@ class Client:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
-        timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
-        async with self._http.stream("GET", path, params=params, headers=self._headers(), timeout=timeout) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise _error(response)
-            async for line in response.aiter_lines():
-                if not line:
-                    continue
-                event: Body = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise ApiError(
-                        int(status.get("code", 500)),
-                        str(status.get("reason", "")),
-                        str(status.get("message", "")),
-                    )
-                yield event
+        timeout = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=timeout_seconds + 30.0)
+        try:
+            async with self._http().get(
+                self._base + path, params=params, headers=self._headers(), timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise _error(response.status, response.reason or "", await response.text())
+                pending = b""
+                async for chunk in response.content.iter_any():  # events may be longer than a read buffer
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        event: Body = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            status = event.get("object") or {}
+                            raise ApiError(
+                                int(status.get("code", 500)),
+                                str(status.get("reason", "")),
+                                str(status.get("message", "")),
+                            )
+                        yield event
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise TransportError(f"watch {path}: {type(error).__name__}: {error}") from error

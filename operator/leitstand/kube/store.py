@@ -1,6 +1,6 @@
 """The in-memory store: what the watches last reported, by kind and key.
 
-Fed only by watch events (``apply``); read by the scheduling loop, which turns
+Fed only by lists and watch events (``reset``, ``apply``); read by the scheduling loop, which turns
 it into a core snapshot (``kube.snapshots``). Holds no API client and writes
 nothing: applying decisions is the binder's job. Not thread-safe by design:
 ``apply`` must run on the event loop (the kopf handlers are coroutines), so a
@@ -36,6 +36,12 @@ class Store:
             target.pop(key, None)
         else:
             target[key] = body
+        self.generation += 1
+        self.changed.set()
+
+    def reset(self, kind: str, bodies: list[Body]) -> None:
+        """Replaces everything of ``kind`` with a fresh list (a relist after a lost watch)."""
+        self.objects[kind] = {key_of(body): body for body in bodies}
         self.generation += 1
         self.changed.set()
 
