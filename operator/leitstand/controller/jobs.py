@@ -158,6 +158,11 @@ def pod_manifest(job: Body, spec: resources.TrainingJobSpec, rank: int) -> Body:
             "subdomain": name,
             "terminationGracePeriodSeconds": 30,
             "containers": [container],
+            **(
+                {"tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in template.tolerations]}
+                if template.tolerations
+                else {}
+            ),
         },
     }
 

@@ -32,6 +32,25 @@ def matches(selector: Labels, node_labels: Labels) -> bool:
     return all(have.get(key) == value for key, value in selector)
 
 
+Taint = tuple[str, str, str]  # (key, value, effect): only NoSchedule and NoExecute keep pods away
+Toleration = tuple[str, str, str, str]  # (key, operator "Equal" or "Exists", value, effect or "" for any)
+
+
+def tolerates(tolerations: tuple[Toleration, ...], taints: tuple[Taint, ...]) -> bool:
+    """True when every taint is tolerated, by Kubernetes' rules (an empty key with Exists tolerates all)."""
+    for key, value, effect in taints:
+        if not any(
+            (not t_effect or t_effect == effect)
+            and (
+                (operator == "Exists" and (not t_key or t_key == key))
+                or (operator != "Exists" and t_key == key and t_value == value)
+            )
+            for t_key, operator, t_value, t_effect in tolerations
+        ):
+            return False
+    return True
+
+
 class Priority(enum.IntEnum):
     """Scheduling priority classes; a higher value is served first."""
 
@@ -62,6 +81,7 @@ class Node:
     domains: tuple[str, ...] = ()
     labels: Labels = ()
     ready: bool = True
+    taints: tuple[Taint, ...] = ()  # NoSchedule and NoExecute taints; a job must tolerate every one
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +134,7 @@ class Job:
     required_level: str | None = None
     preferred_level: str | None = None
     node_selector: Labels = ()
+    tolerations: tuple[Toleration, ...] = ()
     submitted: float = 0.0
     placement: tuple[NodeName | None, ...] = ()
     started: float | None = None

@@ -42,6 +42,7 @@ from leitstand.core.model import (
     Share,
     Snapshot,
     matches,
+    tolerates,
 )
 from leitstand.core.statements import Statement
 
@@ -156,7 +157,7 @@ class Cycle:
         """Ready nodes of ``gpu_type`` that ``job`` may use: its reserved pool, or the shared
         nodes (plus idle reserved nodes lent out, when ``lent``)."""
         owner = self.owner(queue)
-        key = (owner, gpu_type, job.gpus_per_replica > 0, lent, job.node_selector)
+        key = (owner, gpu_type, job.gpus_per_replica > 0, lent, job.node_selector, job.tolerations)
         cached = self._candidates.get(key)
         if cached is not None:
             return cached
@@ -173,6 +174,8 @@ class Cycle:
                 if not (lent and reservation is not None and reservation.lend_idle):
                     continue
             if not matches(job.node_selector, node.labels):
+                continue
+            if node.taints and not tolerates(job.tolerations, node.taints):
                 continue
             result.append(node)
         self._candidates[key] = result
@@ -374,6 +377,7 @@ class Cycle:
             shape = (
                 self.owner(queue), lent, gpu_type, job.gpus_per_replica, job.cpu_millis_per_replica,
                 job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector, pinned,
+                job.tolerations,
             )  # fmt: skip
             known = self.failures.get(shape)
             if known is not None and known[0] == self.statement.version and count >= known[1]:
@@ -400,6 +404,18 @@ class Cycle:
     def no_nodes_message(self, job: Job, queue: QueueName | None, gpu_type: GPUType | None) -> str:
         owner = self.owner(queue)
         where = f"in the pool reserved for queue {owner}" if owner else "outside reserved pools"
+        tainted = sum(
+            1
+            for node in self.ready_nodes
+            if node.taints
+            and not tolerates(job.tolerations, node.taints)
+            and (not job.gpus_per_replica or node.gpu_type == gpu_type)
+        )
+        if tainted:
+            return (
+                f"no ready {gpu_type or 'CPU'} node {where} that the job tolerates: "
+                f"{tainted} have taints it does not tolerate"
+            ).replace("  ", " ")
         if job.node_selector:
             selector = ",".join(f"{k}={v}" for k, v in job.node_selector)
             return f"no ready {gpu_type or ''} node {where} matches {selector}".replace("  ", " ")
@@ -417,7 +433,7 @@ class Cycle:
         if self._empty is None:
             self._empty = Statement(list(self.statement.nodes.values()))
         shape = (self.owner(queue), gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
-                 job.memory_bytes_per_replica, job.required_level, job.node_selector)  # fmt: skip
+                 job.memory_bytes_per_replica, job.required_level, job.node_selector, job.tolerations)  # fmt: skip
         known = self._fits_empty.get(shape)
         if known is None:
             nodes = self.candidates(job, queue, gpu_type, lent=False)

@@ -52,6 +52,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "domains": list(n.domains),
                 "labels": [list(pair) for pair in n.labels],
                 "ready": n.ready,
+                "taints": [list(taint) for taint in n.taints],
             }
             for n in sorted(snapshot.nodes, key=lambda n: n.name)
         ],
@@ -87,6 +88,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "requiredLevel": j.required_level,
                 "preferredLevel": j.preferred_level,
                 "nodeSelector": [list(pair) for pair in j.node_selector],
+                "tolerations": [list(toleration) for toleration in j.tolerations],
                 "submitted": j.submitted,
                 "placement": list(j.placement),
                 "started": j.started,
@@ -117,6 +119,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             domains=tuple(n["domains"]),
             labels=_pairs(n["labels"]),
             ready=bool(n["ready"]),
+            taints=tuple((str(k), str(v), str(e)) for k, v, e in n.get("taints", [])),  # absent in older dumps
         )
         for n in data["nodes"]
     )
@@ -151,6 +154,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             required_level=j["requiredLevel"],
             preferred_level=j["preferredLevel"],
             node_selector=_pairs(j["nodeSelector"]),
+            tolerations=tuple((str(k), str(o), str(v), str(e)) for k, o, v, e in j.get("tolerations", [])),
             submitted=float(j["submitted"]),
             placement=tuple(NodeName(n) if n is not None else None for n in j["placement"]),
             started=None if j["started"] is None else float(j["started"]),

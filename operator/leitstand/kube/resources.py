@@ -60,6 +60,21 @@ class EnvVar(Model):
     value: str = pydantic.Field(default="", max_length=32768, description="Value of the variable.")
 
 
+class Toleration(Model):
+    """Lets every replica run on nodes with a matching taint, as a pod's toleration does."""
+
+    key: str | None = pydantic.Field(
+        default=None, max_length=317, description="Taint key to match; empty with operator Exists matches every taint."
+    )
+    operator: Literal["Equal", "Exists"] = pydantic.Field(
+        default="Equal", description="Equal matches the value too; Exists matches any value."
+    )
+    value: str | None = pydantic.Field(default=None, max_length=63, description="Taint value (with operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = pydantic.Field(
+        default=None, description="Taint effect to match; every effect when absent."
+    )
+
+
 class Template(Model):
     """What every replica runs: one container with its command, environment and resources."""
 
@@ -87,6 +102,11 @@ class Template(Model):
     )
     labels: dict[str, str] | None = pydantic.Field(default=None, description="Extra labels of every pod.")
     annotations: dict[str, str] | None = pydantic.Field(default=None, description="Extra annotations of every pod.")
+    tolerations: list[Toleration] | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        description="Tolerations of every pod: Leitstand places replicas only on nodes whose taints they tolerate.",
+    )
 
 
 class Topology(Model):

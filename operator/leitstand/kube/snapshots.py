@@ -93,6 +93,33 @@ def node_ready(node: Body) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+KEEPING_AWAY = frozenset({"NoSchedule", "NoExecute"})
+
+
+def taints(node: Body) -> tuple[model.Taint, ...]:
+    """A node's taints that keep pods away (PreferNoSchedule is only a preference)."""
+    return tuple(
+        sorted(
+            (str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect")))
+            for t in node.get("spec", {}).get("taints") or []
+            if t.get("effect") in KEEPING_AWAY
+        )
+    )
+
+
+def tolerations(items: Iterable[Any] | None) -> tuple[model.Toleration, ...]:
+    """Tolerations (pod spec or TrainingJob template) in the core's form."""
+    result = []
+    for item in items or []:
+        if isinstance(item, dict):
+            get = item.get
+            key, operator, value, effect = get("key"), get("operator"), get("value"), get("effect")
+        else:
+            key, operator, value, effect = item.key, item.operator, item.value, item.effect
+        result.append((str(key or ""), str(operator or "Equal"), str(value or ""), str(effect or "")))
+    return tuple(sorted(result))
+
+
 def to_node(body: Body, foreign: tuple[int, int, int], settings: Settings) -> model.Node:
     allocatable = body.get("status", {}).get("allocatable") or {}
     labels = body["metadata"].get("labels") or {}
@@ -105,6 +132,7 @@ def to_node(body: Body, foreign: tuple[int, int, int], settings: Settings) -> mo
         domains=tuple(labels.get(label, "") for _name, label in settings.topology),
         labels=model.labels(labels),
         ready=node_ready(body),
+        taints=taints(body),
     )
 
 
@@ -147,6 +175,7 @@ def pod_job(pod: Body) -> model.Job:
         memory_bytes_per_replica=memory,
         gpu_type=model.GPUType(gpu_type) if gpu_type else None,
         node_selector=model.labels(selector),
+        tolerations=tolerations(spec.get("tolerations")),
         submitted=timestamp(meta.get("creationTimestamp")) or 0.0,
         placement=(model.NodeName(node),) if node else (),
         started=running_since if node else None,
@@ -190,6 +219,7 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
         priority=PRIORITIES[spec.priority],
         required_level=topology.required if topology else None,
         preferred_level=topology.preferred if topology else None,
+        tolerations=tolerations(spec.template.tolerations),
         submitted=timestamp(status.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
         placement=placement if bound else (),
         started=timestamp(status.get("startedAt")) if bound else None,

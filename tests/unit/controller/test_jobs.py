@@ -175,3 +175,33 @@ def test_pods_of_a_same_named_job_in_another_namespace_are_not_its_own() -> None
     mine = a_pod(0, "Running", "n1")
     found = jobs.pods_by_rank(a_job(), {"acme/llm-0": theirs, "soofi/llm-0": mine})
     assert found == {0: mine}
+
+
+def test_tolerations_reach_every_pod_and_the_core() -> None:
+    job = a_job()
+    job["spec"]["template"]["tolerations"] = [
+        {"key": "dedicated", "value": "soofi", "effect": "NoSchedule"},
+        {"key": "maintenance", "operator": "Exists"},
+    ]
+    created = plan(job, {}).create
+    assert created[0]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "soofi", "effect": "NoSchedule"},
+        {"key": "maintenance", "operator": "Exists"},
+    ]
+    assert "tolerations" not in plan(a_job(), {}).create[0]["spec"]
+    pods = {rank: {**pod, "metadata": {**pod["metadata"], "uid": f"p{rank}"}} for rank, pod in enumerate(created)}
+    core_job = snapshots.training_job(job, pods)
+    assert core_job is not None
+    assert core_job.tolerations == (("dedicated", "Equal", "soofi", "NoSchedule"), ("maintenance", "Exists", "", ""))
+    plain = snapshots.pod_job({"metadata": {"name": "nb", "namespace": "t"}, "spec": {"tolerations": [
+        {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]}})  # fmt: skip
+    assert plain.tolerations == (("gpu", "Exists", "", "NoSchedule"),)
+
+
+def test_only_taints_that_keep_pods_away_reach_the_core() -> None:
+    node = {"metadata": {"name": "n1", "labels": {}}, "spec": {"taints": [
+        {"key": "a", "value": "1", "effect": "NoSchedule"},
+        {"key": "b", "effect": "PreferNoSchedule"},
+        {"key": "c", "effect": "NoExecute"},
+    ]}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}  # fmt: skip
+    assert snapshots.to_node(node, (0, 0, 0), SETTINGS).taints == (("a", "1", "NoSchedule"), ("c", "", "NoExecute"))

@@ -33,6 +33,11 @@ class NodeBuilder:
     leaf: str = "su-1"
     extra: dict[str, str] = field(default_factory=dict)
     ready: bool = True
+    taints: tuple[tuple[str, str, str], ...] = ()
+
+    def tainted(self, key: str, value: str = "", effect: str = "NoSchedule") -> Self:
+        self.taints = (*self.taints, (key, value, effect))
+        return self
 
     def with_gpus(self, gpus: int, gpu_type: str | None = "b200") -> Self:
         self.gpus, self.gpu_type = gpus, gpu_type
@@ -64,6 +69,7 @@ class NodeBuilder:
             domains=(self.spine, self.leaf, self.name),
             labels=labels({"pool": "shared", **self.extra}),
             ready=self.ready,
+            taints=self.taints,
         )
 
 
@@ -143,6 +149,11 @@ class JobBuilder:
     started: float | None = None
     cpu_millis: int = 0
     selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[tuple[str, str, str, str], ...] = ()
+
+    def tolerating(self, key: str, value: str = "", effect: str = "", *, exists: bool = False) -> Self:
+        self.tolerations = (*self.tolerations, (key, "Exists" if exists else "Equal", value, effect))
+        return self
 
     def of(self, replicas: int, gpus: int, gpu_type: str | None = "b200") -> Self:
         self.replicas, self.gpus_per_replica, self.gpu_type = replicas, gpus, gpu_type
@@ -188,6 +199,7 @@ class JobBuilder:
             required_level=self.required,
             preferred_level=self.preferred,
             node_selector=labels(self.selector),
+            tolerations=self.tolerations,
             submitted=self.submitted,
             placement=tuple(NodeName(n) if n else None for n in self.placement),
             started=self.started,

@@ -336,3 +336,35 @@ def test_a_gang_on_a_vanished_node_is_released() -> None:
     decisions = schedule(snapshot(two_leaves(), tenants("acme"), jobs), now=NOW)
     assert [r.job for r in decisions.releases] == ["acme/gone"]
     assert "deleted-node" in decisions.releases[0].message
+
+
+def test_a_tainted_node_takes_only_jobs_that_tolerate_its_taints() -> None:
+    nodes = [
+        a_node("n1").tainted("dedicated", "soofi").build(),
+        a_node("n2").tainted("maintenance", effect="NoExecute").build(),
+    ]
+    queues = [a_root(), a_queue("acme").with_share(16)]
+    plain = a_job("acme/plain").of(1, 8)
+    decisions = schedule(snapshot(nodes, queues, [plain]), now=NOW)
+    assert bound(decisions) == {}
+    assert reasons(decisions) == {"acme/plain": "NoMatchingNodes"}
+    assert "2 have taints it does not tolerate" in messages(decisions)["acme/plain"]
+    tolerant = a_job("acme/tolerant").of(1, 8).tolerating("dedicated", "soofi", "NoSchedule")
+    wrong_value = a_job("acme/wrong").of(1, 8).tolerating("dedicated", "other")
+    anything = a_job("acme/anything").of(1, 8).tolerating("", exists=True).submitted_at(5)
+    decisions = schedule(snapshot(nodes, queues, [tolerant, wrong_value, anything]), now=NOW)
+    assert bound(decisions) == {"acme/tolerant": ("n1",), "acme/anything": ("n2",)}
+    assert reasons(decisions)["acme/wrong"] == "NoMatchingNodes"
+
+
+def test_toleration_rules_follow_kubernetes() -> None:
+    from leitstand.core.model import tolerates
+
+    taint = ("gpu", "b200", "NoSchedule")
+    assert tolerates((("gpu", "Equal", "b200", ""),), (taint,))  # any effect
+    assert tolerates((("gpu", "Exists", "", "NoSchedule"),), (taint,))
+    assert not tolerates((("gpu", "Exists", "", "NoExecute"),), (taint,))
+    assert not tolerates((("gpu", "Equal", "h100", ""),), (taint,))
+    assert tolerates((("", "Exists", "", ""),), (taint, ("other", "", "NoExecute")))
+    assert not tolerates((("gpu", "Equal", "b200", ""),), (taint, ("other", "", "NoExecute")))
+    assert tolerates((), ())
