@@ -23,6 +23,7 @@ Run: ``make bench-full`` or ``python -m tests.bench.peer [--pods N]``. Prints JS
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import subprocess
@@ -35,7 +36,7 @@ import yaml
 
 from leitstand.devcluster import binaries, cluster, profiles
 from leitstand.kube import kubeconfig
-from leitstand.kube.client import ApiError, Client
+from leitstand.kube.client import ApiError, Client, TransportError
 from tests.e2e.operators import Operator
 
 GROUP = "/apis/leitstand.dev/v1alpha1"
@@ -95,13 +96,18 @@ async def wait_bound(api: Client, namespace: str, process: subprocess.Popen[byte
 
 
 async def delete_all(api: Client, namespace: str) -> None:
-    await api.delete(f"/api/v1/namespaces/{namespace}/pods", grace_period_seconds=0)
-    deadline = time.monotonic() + 300
+    """Deletes every pod of ``namespace`` (grace 0), repeating the collection delete until none is left.
+
+    A collection delete stops where it is when its request times out, so it is sent again.
+    """
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
+        with contextlib.suppress(TransportError):
+            await api.delete(f"/api/v1/namespaces/{namespace}/pods", grace_period_seconds=0)
         if not (await api.get(f"/api/v1/namespaces/{namespace}/pods", params={"limit": "1"}))["items"]:
             return
         await asyncio.sleep(1.0)
-    raise TimeoutError(f"pods in {namespace} not gone within 300 s")
+    raise TimeoutError(f"pods in {namespace} not gone within 600 s")
 
 
 def binding_span(local: cluster.LocalCluster, namespace: str) -> tuple[int, datetime.datetime, datetime.datetime]:
@@ -180,7 +186,7 @@ async def run(pods: int, kube_rounds: tuple[int | None, ...] = (None, 1000)) -> 
     local.start()
     rounds: list[dict[str, Any]] = []
     try:
-        async with Client(kubeconfig.from_kubeconfig(local.kubeconfig)) as api:
+        async with Client(kubeconfig.from_kubeconfig(local.kubeconfig), timeout=300) as api:
             for qps in kube_rounds:
                 name = "kube-scheduler" + (f" (QPS {qps})" if qps else " (defaults)")
                 namespace = f"kube-{qps or 'default'}"

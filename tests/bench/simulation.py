@@ -69,6 +69,9 @@ def _study(
             "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
             "meanCompletionHours": _hours(summary["completionTimeSeconds"]["mean"]),
             "meanAllocation": None if summary["meanAllocation"] is None else round(summary["meanAllocation"], 3),
+            "meanWorkingAllocation": None
+            if summary["meanWorkingAllocation"] is None
+            else round(summary["meanWorkingAllocation"], 3),
             "evictions": summary["evictions"],
         }
         print(json.dumps(line), flush=True)

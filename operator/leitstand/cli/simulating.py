@@ -205,14 +205,15 @@ def _print_table(document: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="simulation", title_justify="left")
-    for column in ("scheduler", "mean alloc", "delay mean", "delay p95", "JCT mean", "unalloc @ 1st fail", "evictions"):
+    columns = ("scheduler", "alloc (working)", "delay mean", "delay p95", "JCT mean", "unalloc @ 1st fail", "evictions")
+    for column in columns:
         table.add_column(column, justify="left" if column == "scheduler" else "right")
     for summary in document["schedulers"]:
         failure = summary["firstFailure"]
-        allocation = summary["meanAllocation"]
+        allocation, working = summary["meanAllocation"], summary["meanWorkingAllocation"]
         table.add_row(
             summary["scheduler"],
-            "-" if allocation is None else f"{allocation:.1%}",
+            "-" if allocation is None or working is None else f"{allocation:.0%} ({working:.0%})",
             _hours(summary["queueingDelaySeconds"]["mean"]),
             _hours(summary["queueingDelaySeconds"]["p95"]),
             _hours(summary["completionTimeSeconds"]["mean"]),

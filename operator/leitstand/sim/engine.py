@@ -67,6 +67,7 @@ class Sample:
     pending: int
     by_queue: Mapping[QueueName, int]
     fair_share: Mapping[QueueName, int]
+    working: int = 0  # GPUs of complete gangs: what a half-placed gang holds does no work
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +245,11 @@ class Simulation:
         for key, nodes in step.placements.items():
             self._place(key, nodes, now)
         allocated = sum(job.gpus_per_replica * _placed(job) for job in self.jobs.values())
+        working = sum(job.gpus for job in self.jobs.values() if job.running)
         if step.failed and self.first_failure is None:
             key = step.failed[0]
             self.first_failure = FirstFailure(now, key, self.jobs[key].gpus, self.capacity - allocated)
-        self.samples.append(self._sample(now, allocated, step))
+        self.samples.append(replace(self._sample(now, allocated, step), working=working))
         return step
 
     def _sample(self, now: float, allocated: int, step: Step) -> Sample:

@@ -1,6 +1,8 @@
 """The simulator's report: numbers per scheduler (``summarise``) and the JSON document (``document``).
 
-Per scheduler: GPU allocation over time and its time-weighted mean; queueing
+Per scheduler: GPU allocation over time and its time-weighted mean (all GPUs
+held, and those held by complete gangs: a gang placed in part holds GPUs that
+do no work); queueing
 delay (submission to first start) and job completion time (submission to
 finish), mean and p95; the unallocated GPUs at the first placement failure
 (the fragmentation measure of "Beware of Fragmentation", ATC '23); evictions
@@ -99,6 +101,7 @@ def summarise(result: Result) -> dict[str, Any]:
     )
     failure = result.first_failure
     mean_allocated = time_weighted(result.samples, lambda s: s.allocated, end)
+    mean_working = time_weighted(result.samples, lambda s: s.working, end)
     return {
         "scheduler": result.scheduler,
         "capacityGPUs": capacity,
@@ -112,6 +115,7 @@ def summarise(result: Result) -> dict[str, Any]:
         "completionTimeSeconds": {"mean": mean(completions), "p95": percentile(completions, 0.95)},
         "meanAllocatedGPUs": mean_allocated,
         "meanAllocation": mean_allocated / capacity if mean_allocated is not None and capacity else None,
+        "meanWorkingAllocation": mean_working / capacity if mean_working is not None and capacity else None,
         "firstFailure": None
         if failure is None
         else {
@@ -146,6 +150,7 @@ def document(summaries: Sequence[dict[str, Any]], setup: dict[str, Any]) -> dict
                 "p95QueueingDelay": _ratio(ours, other, ("queueingDelaySeconds", "p95")),
                 "meanCompletionTime": _ratio(ours, other, ("completionTimeSeconds", "mean")),
                 "meanAllocation": _ratio(ours, other, ("meanAllocation",)),
+                "meanWorkingAllocation": _ratio(ours, other, ("meanWorkingAllocation",)),
             }
     return {"setup": setup, "schedulers": list(summaries), "leitstandVersus": comparison}
 

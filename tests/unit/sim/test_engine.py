@@ -49,6 +49,8 @@ def test_without_gangs_two_big_jobs_deadlock_where_gang_schedulers_run_them_in_t
     stuck = run(baselines.KubeSchedulerLike(), trace, nodes(4), interval=0)
     assert all(record.first_start is None for record in stuck.records.values())
     assert stuck.samples[-1].allocated == 32  # held, and doing nothing
+    assert stuck.samples[-1].working == 0
+    assert report.summarise(stuck)["meanWorkingAllocation"] == 0
     for scheduler in ALL[:1] + ALL[2:]:
         result = run(scheduler, trace, nodes(4), interval=0)
         starts = sorted(-1 if r.first_start is None else r.first_start for r in result.records.values())
