@@ -18,7 +18,9 @@ pretraining TrainingJob (128 x 8 B200 = 1,024 GPUs) from deploy/examples is appl
 and timed from the create call to its last binding, and the operator's peak memory
 (VmHWM) over the whole run is read from /proc.
 
-Run: ``make bench-full`` or ``python -m tests.bench.peer [--pods N]``. Prints JSON.
+Run: ``make bench-full`` or ``python -m tests.bench.peer [--pods N] [--leitstand-only]``;
+``--raw-binds`` measures the API server's own ceiling instead (bare ``pods/binding``
+calls at 16, 32 and 64 in flight, no scheduler). Prints JSON.
 """
 
 import argparse
@@ -246,6 +248,31 @@ async def run(pods: int, kube_rounds: tuple[int | None, ...] = (None, 1000)) -> 
     }
 
 
+async def raw_binds(pods: int) -> dict[str, Any]:
+    """The API server's own ceiling: ``pods`` bindings from a bare client (no scheduler, no watch) at 16/32/64 in flight."""
+    from leitstand.kube import binder
+
+    workdir = Path(tempfile.mkdtemp(prefix="leitstand-raw-"))
+    local = cluster.LocalCluster("raw", profiles.load("industrial-ai-cloud"), directory=workdir / "cluster")
+    local.start()
+    rates = {}
+    try:
+        async with Client(kubeconfig.from_kubeconfig(local.kubeconfig), timeout=300) as api:
+            for concurrency in (16, 32, 64):
+                namespace = f"raw-{concurrency}"
+                await create_all(api, namespace, pods, "nobody")
+                nodes = [f"b200-{i + 1:04d}" for i in range(1120)]
+                binds = [binder.PodBind(namespace, f"p{i:05d}", None, nodes[i % len(nodes)]) for i in range(pods)]
+                started = time.monotonic()
+                outcomes = await binder.bind_all(api, binds, concurrency=concurrency)
+                rates[str(concurrency)] = round(sum(o.ok for o in outcomes) / (time.monotonic() - started), 1)
+                print(json.dumps({"inFlight": concurrency, "bindsPerSecond": rates[str(concurrency)]}), flush=True)
+                await delete_all(api, namespace)
+    finally:
+        local.stop()
+    return {"pods": pods, "bindsPerSecondByInFlight": rates}
+
+
 def _cpus() -> int:
     import os
 
@@ -256,7 +283,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=10_000, help="single-GPU pods per round (at most 10,800)")
     parser.add_argument("--leitstand-only", action="store_true", help="skip the kube-scheduler rounds")
+    parser.add_argument("--raw-binds", action="store_true", help="only the API server's ceiling: bare bindings")
     args = parser.parse_args()
+    if args.raw_binds:
+        print(json.dumps(asyncio.run(raw_binds(min(args.pods, 3000))), indent=2))
+        return
     print(json.dumps(asyncio.run(run(args.pods, () if args.leitstand_only else (None, 1000))), indent=2))
 
 
