@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from leitstand.devcluster import binaries, cluster, profiles
-from leitstand.kube import kubeconfig
+from leitstand.kube import binder, kubeconfig
 from leitstand.kube.client import ApiError, Client, TransportError
 from tests.e2e.operators import Operator
 
@@ -250,8 +250,6 @@ async def run(pods: int, kube_rounds: tuple[int | None, ...] = (None, 1000)) -> 
 
 async def raw_binds(pods: int) -> dict[str, Any]:
     """The API server's own ceiling: ``pods`` bindings from a bare client (no scheduler, no watch) at 16/32/64 in flight."""
-    from leitstand.kube import binder
-
     workdir = Path(tempfile.mkdtemp(prefix="leitstand-raw-"))
     local = cluster.LocalCluster("raw", profiles.load("industrial-ai-cloud"), directory=workdir / "cluster")
     local.start()

@@ -20,6 +20,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from leitstand import __version__
 from leitstand.core.model import Node, Policy, Queue
@@ -202,8 +203,6 @@ def _hours(value: float | None) -> str:
 
 
 def _print_table(document: dict[str, Any]) -> None:
-    from rich.table import Table
-
     table = Table(title="simulation", title_justify="left")
     columns = ("scheduler", "alloc (working)", "delay mean", "delay p95", "JCT mean", "unalloc @ 1st fail", "evictions")
     for column in columns:

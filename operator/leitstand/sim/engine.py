@@ -249,10 +249,10 @@ class Simulation:
         if step.failed and self.first_failure is None:
             key = step.failed[0]
             self.first_failure = FirstFailure(now, key, self.jobs[key].gpus, self.capacity - allocated)
-        self.samples.append(replace(self._sample(now, allocated, step), working=working))
+        self.samples.append(self._sample(now, allocated, working, step))
         return step
 
-    def _sample(self, now: float, allocated: int, step: Step) -> Sample:
+    def _sample(self, now: float, allocated: int, working: int, step: Step) -> Sample:
         by_queue: dict[QueueName, int] = {}
         demand: dict[QueueName, dict[GPUType, int]] = {}
         pending = 0
@@ -271,7 +271,7 @@ class Simulation:
             shares = {queue: sum(per_type.values()) for queue, per_type in step.fair_shares.items()}
         else:
             shares = self._fair_shares(demand)
-        return Sample(now, allocated, pending, by_queue, shares)
+        return Sample(now, allocated, pending, by_queue, shares, working)
 
     def _fair_shares(self, demand: dict[QueueName, dict[GPUType, int]]) -> dict[QueueName, int]:
         """Fair shares from the core's water-filling, for schedulers that do not compute them.
