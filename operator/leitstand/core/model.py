@@ -139,6 +139,7 @@ class Job:
     placement: tuple[NodeName | None, ...] = ()
     started: float | None = None
     terminating: bool = False  # being deleted: holds its nodes until gone, never scheduled or evicted again
+    nominated: tuple[NodeName, ...] = ()  # nodes an eviction freed for this job (one per replica), kept until it binds
 
     @property
     def gpus(self) -> int:
@@ -174,6 +175,8 @@ class Reason(enum.StrEnum):
 
     QUEUE_NOT_FOUND = "QueueNotFound"
     QUEUE_CONFLICT = "QueueConflict"
+    QUEUE_CYCLE = "QueueCycle"
+    UNSCHEDULABLE = "Unschedulable"  # can never run on this cluster, even if it were empty
     OVER_LIMIT = "OverLimit"
     QUOTA_EXHAUSTED = "QuotaExhausted"
     NO_MATCHING_NODES = "NoMatchingNodes"
@@ -227,18 +230,30 @@ class Explanation:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatus:
-    """A queue's numbers for one GPU type, for status, API and metrics."""
+    """A queue's numbers for one GPU type, for status, API and metrics.
+
+    ``allocated``: GPUs its jobs hold now (bound, including jobs still
+    terminating) plus this cycle's binds; ``reclaiming``: GPUs being freed for
+    its nominated jobs (victims still terminating); ``pending``: GPUs of its other
+    waiting jobs. The three never overlap.
+    """
 
     guaranteed: int
     limit: int | None
     fair_share: int
     allocated: int
     pending: int
+    reclaiming: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Decisions:
-    """The outcome of one cycle; every tuple sorted by job key."""
+    """The outcome of one cycle; every tuple sorted by job key.
+
+    ``nominations`` is the whole set after this cycle: the caller stores it with
+    the jobs (the next snapshot's ``Job.nominated``) and drops any it had before
+    that is not listed.
+    """
 
     binds: tuple[Bind, ...]
     evictions: tuple[Eviction, ...]
@@ -246,3 +261,5 @@ class Decisions:
     pending: tuple[Explanation, ...]
     queues: Mapping[QueueName, Mapping[GPUType, QueueStatus]]
     job_queues: Mapping[JobKey, QueueName]
+    nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # every waiting job's, kept or new
+    queue_problems: Mapping[QueueName, str] = field(default_factory=dict)  # e.g. a parent cycle, for GPUQuota status

@@ -5,7 +5,9 @@ The policies, each a small named class with its real check in a plain function:
 - ``Fit``: a replica fits a node when its GPUs, CPU and memory do (``replicas_fitting``);
 - ``RequiredDomain``: with a ``required`` level, every replica goes into one
   domain of that level; among domains with room, the tightest wins, so large
-  domains stay whole for large jobs (``tightest_domain``);
+  domains stay whole for large jobs (``tightest_domain``); with a finer
+  preferred level too, the domain that packs the job into the fewest preferred
+  domains wins first (``best_packed_domain``);
 - ``PreferredPacking``: with a ``preferred`` level, the replicas go into as few
   domains as possible, the last one chosen by best fit (``pack_domains``);
 - ``BinPacking``: inside a domain, replicas fill partly used nodes first
@@ -84,6 +86,23 @@ def tightest_domain(groups: dict[str, list[Candidate]], count: int) -> str | Non
     """The domain with room for ``count`` replicas that has the least room; ties by name."""
     fitting_domains = [(_room(group), domain) for domain, group in groups.items() if _room(group) >= count]
     return min(fitting_domains)[1] if fitting_domains else None
+
+
+def best_packed_domain(groups: dict[str, list[Candidate]], count: int, preferred: int) -> str | None:
+    """The required domain where ``count`` replicas span the fewest ``preferred`` domains, then the tightest.
+
+    A job that requires a spine and prefers a leaf goes to the spine with a whole
+    free leaf for it, not to the tightest spine that would split it over two.
+    """
+    best: tuple[int, int, str] | None = None
+    for domain, group in groups.items():
+        room = _room(group)
+        if room < count:
+            continue
+        spread = len(pack_domains(_group(group, preferred), count))
+        if best is None or (spread, room, domain) < best:
+            best = (spread, room, domain)
+    return best[2] if best is not None else None
 
 
 def pack_domains(groups: dict[str, list[Candidate]], count: int) -> list[str]:
@@ -185,11 +204,17 @@ def place(
             f"needs {what}; room for {room} on {len(candidates)} of {len(nodes)} eligible nodes",
         )
     required = _level(policy, job.required_level)
+    preferred = _level(policy, job.preferred_level)
+    if preferred is None and job.preferred_level is None and count > 1:
+        preferred = _level(policy, policy.default_preferred_level)
     if required is not None:
         groups = _group(candidates, required)
         if pinned_domain is not None:
             groups = {pinned_domain: groups.get(pinned_domain, [])}
-        domain = tightest_domain(groups, count)
+        if preferred is not None and preferred > required:
+            domain = best_packed_domain(groups, count, preferred)
+        else:
+            domain = tightest_domain(groups, count)
         if domain is None:
             best = max(((_room(group), name) for name, group in groups.items()), default=(0, "none"))
             return Outcome(
@@ -199,9 +224,6 @@ def place(
                 f"has room for {best[0]}",
             )
         candidates = groups[domain]
-    preferred = _level(policy, job.preferred_level)
-    if preferred is None and job.preferred_level is None and count > 1:
-        preferred = _level(policy, policy.default_preferred_level)
     if preferred is not None and (required is None or preferred > required):
         groups = _group(candidates, preferred)
         ordered = [item for domain in pack_domains(groups, count) for item in binpack_order(statement, groups[domain])]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from leitstand.core import placement
-from leitstand.core.model import Eviction, GPUType, Job, JobKey, Node, NodeName, Priority, QueueName, Reason
+from leitstand.core.model import Eviction, GPUType, Job, Node, NodeName, Priority, QueueName, Reason
 
 if TYPE_CHECKING:
     from leitstand.core.scheduling import Cycle, Waiting
@@ -62,7 +62,7 @@ def _victims(cycle: "Cycle", waiting: "Waiting", eligible: set[NodeName]) -> lis
         if victim is None or key == job.key:
             continue
         if victim.terminating:
-            if not eligible.isdisjoint(holding.nodes):
+            if key not in cycle.spoken_for and not eligible.isdisjoint(holding.nodes):
                 leaving.append(victim)
             continue
         victim_queue = cycle.job_queue.get(key)
@@ -122,23 +122,6 @@ def _fair_to_evict(cycle: "Cycle", victim: Job, queue: QueueName, gpu_type: GPUT
     return True
 
 
-def _fits(cycle: "Cycle", waiting: "Waiting", nodes: Sequence[Node]) -> placement.Outcome:
-    return placement.place(
-        waiting.job, waiting.job.replicas, cycle.statement, nodes, cycle.policy, gpu_type=waiting.gpu_type
-    )
-
-
-@dataclass(slots=True)
-class NodePlan:
-    """Victims on one node, in preference order, and how many replicas fit once they are gone."""
-
-    node: NodeName
-    domain: str
-    fit: int = 0
-    cost: float = 0.0
-    victims: list[tuple[Job, Reason]] = field(default_factory=list)
-
-
 def _replicas(job: Job, gpus: int, cpu: int, memory: int) -> int:
     """How many replicas of ``job`` fit into the given free resources (at most ``job.replicas``)."""
     result = job.replicas
@@ -151,116 +134,171 @@ def _replicas(job: Job, gpus: int, cpu: int, memory: int) -> int:
     return max(result, 0)
 
 
-def _node_plans(
-    cycle: "Cycle", job: Job, candidates: list[tuple[Job, Reason]], nodes: Sequence[Node]
-) -> list[NodePlan]:
-    """For every eligible node: the cheapest victims (in preference order) that make room for
-    as many replicas as the node can take, by arithmetic on the statement's free resources."""
-    statement, now = cycle.statement, cycle.now
-    level = (
-        cycle.policy.topology_levels.index(job.required_level)
-        if job.required_level in cycle.policy.topology_levels
-        else None
-    )
-    by_node: dict[NodeName, list[tuple[Job, Reason, int]]] = {}
-    for victim, reason in candidates:
-        counts: dict[NodeName, int] = {}
-        for name in statement.holdings[victim.key].nodes:
-            counts[name] = counts.get(name, 0) + 1
+@dataclass(slots=True)
+class Room:
+    """Free resources on a group of nodes as victims are added or dropped, and how many replicas fit.
+
+    Pure arithmetic on the statement's free resources: ``placement.place`` needs
+    exactly this room (inside one domain when the job requires one), so a plan
+    whose room suffices places for real.
+    """
+
+    job: Job
+    free: dict[NodeName, list[int]] = field(default_factory=dict)
+    fit: dict[NodeName, int] = field(default_factory=dict)
+    total: int = 0
+
+    def add_node(self, name: NodeName, gpus: int, cpu: int, memory: int) -> None:
+        self.free[name] = [gpus, cpu, memory]
+        self.fit[name] = _replicas(self.job, gpus, cpu, memory)
+        self.total += self.fit[name]
+
+    def change(self, victim: Job, counts: dict[NodeName, int], sign: int) -> None:
+        """Frees (sign=+1) or takes back (sign=-1) what ``victim`` holds on this group's nodes."""
         for name, count in counts.items():
-            by_node.setdefault(name, []).append((victim, reason, count))
-    plans = []
+            free = self.free.get(name)
+            if free is None:
+                continue
+            free[0] += sign * count * victim.gpus_per_replica
+            free[1] += sign * count * victim.cpu_millis_per_replica
+            free[2] += sign * count * victim.memory_bytes_per_replica
+            fit = _replicas(self.job, *free)
+            self.total += fit - self.fit[name]
+            self.fit[name] = fit
+
+
+@dataclass(slots=True)
+class Plan:
+    """Whole victim gangs that make room for a job in one group of nodes (one domain, or all)."""
+
+    domain: str
+    victims: list[tuple[Job, Reason]]
+    cost: float
+
+
+def _counts(nodes: Sequence[NodeName]) -> dict[NodeName, int]:
+    counts: dict[NodeName, int] = {}
+    for name in nodes:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _plan(
+    cycle: "Cycle",
+    waiting: "Waiting",
+    domain: str,
+    nodes: Sequence[Node],
+    victims: list[tuple[Job, Reason, dict[NodeName, int]]],
+) -> Plan | None:
+    """The cheapest whole gangs, in preference order, that make room on ``nodes``; then every victim
+    that turns out unnecessary is spared (most work first), so the set is minimal.
+
+    A reclaim victim is skipped (the next one is tried instead) when taking it
+    together with those already chosen would push its queue, or an ancestor not
+    shared with the beneficiary, below its fair share.
+    """
+    job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
+    assert queue is not None
+    statement = cycle.statement
+    room = Room(job)
     for node in nodes:
         free = statement.free[node.name]
-        gpus, cpu, memory = free.gpus, free.cpu_millis, free.memory_bytes
-        domain = node.domains[level] if level is not None and level < len(node.domains) else ""
-        plan = NodePlan(node.name, domain, _replicas(job, gpus, cpu, memory))
-        for victim, reason, count in by_node.get(node.name, ()):
-            if plan.fit >= job.replicas:
-                break
-            gpus += count * victim.gpus_per_replica
-            cpu += count * victim.cpu_millis_per_replica
-            memory += count * victim.memory_bytes_per_replica
-            plan.victims.append((victim, reason))
-            plan.cost += 0.0 if victim.terminating else work_lost(victim, now)
-            plan.fit = _replicas(job, gpus, cpu, memory)
-        if plan.fit:
-            plans.append(plan)
-    return plans
+        room.add_node(node.name, free.gpus, free.cpu_millis, free.memory_bytes)
+    shared = set(cycle.paths[queue])
+    taken: dict[QueueName, int] = {}
+    chosen: list[tuple[Job, Reason, dict[NodeName, int]]] = []
+    for victim, reason, counts in victims:
+        if room.total >= job.replicas:
+            break
+        if reason is Reason.RECLAIMED and gpu_type is not None:
+            path = [name for name in cycle.paths[cycle.job_queue[victim.key]] if name not in shared]
+            if any(
+                statement.queue_allocated(name, gpu_type) - taken.get(name, 0) - victim.gpus
+                < cycle.shares.get(name, {}).get(gpu_type, 0)
+                for name in path
+            ):
+                continue
+            for name in path:
+                taken[name] = taken.get(name, 0) + victim.gpus
+        room.change(victim, counts, +1)  # even a victim that frees less than a replica may complete one
+        chosen.append((victim, reason, counts))
+    if room.total < job.replicas:
+        return None
+    now = cycle.now
+    for item in sorted(chosen, key=lambda c: (-_cost(c[0], now), c[0].key)):
+        victim, _reason, counts = item
+        room.change(victim, counts, -1)
+        if room.total >= job.replicas:
+            chosen.remove(item)
+        else:
+            room.change(victim, counts, +1)
+    return Plan(domain, [(v, r) for v, r, _c in chosen], sum(_cost(v, now) for v, _r, _c in chosen))
 
 
-def _choose(plans: list[NodePlan], replicas: int, required: bool) -> list[NodePlan] | None:
-    """The cheapest node plans that together hold ``replicas``, inside one domain when ``required``."""
-    groups: dict[str, list[NodePlan]] = {}
-    for plan in plans:
-        if not required or plan.domain:
-            groups.setdefault(plan.domain if required else "", []).append(plan)
-    best: tuple[float, str, list[NodePlan]] | None = None
-    for domain, group in groups.items():
-        group.sort(key=lambda p: (p.cost / p.fit, p.node))
-        chosen, room, cost = [], 0, 0.0
-        for plan in group:
-            chosen.append(plan)
-            room += plan.fit
-            cost += plan.cost
-            if room >= replicas:
-                break
-        if room >= replicas and (best is None or (cost, domain) < best[:2]):
-            best = (cost, domain, chosen)
-    return best[2] if best is not None else None
+def _cost(victim: Job, now: float) -> float:
+    return 0.0 if victim.terminating else work_lost(victim, now)
 
 
-def _evict_for(cycle: "Cycle", waiting: "Waiting") -> list[tuple[Job, Reason]] | None:
-    """Victims that let ``waiting`` fit, losing the least work found; applied to the statement.
+def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reason]], tuple[NodeName, ...]] | None:
+    """Whole victim gangs that let ``waiting`` fit, losing the least work found, and where it then goes;
+    applied to the statement (the job holds its nodes). None when no fair set of victims makes room.
 
-    Victims are chosen node by node (the cheapest nodes to clear, inside one
-    domain when the job requires one), then the placement is verified for real.
+    With a required level, each domain of that level is planned on its own (its
+    nodes, the victims with replicas there) and the cheapest domain wins.
     """
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     assert queue is not None
     statement = cycle.statement
     nodes = cycle.candidates(job, queue, gpu_type, lent=False)
-    eligible = {node.name for node in nodes}
-    candidates = _victims(cycle, waiting, eligible)
+    eligible = cycle.names_of(nodes)
+    candidates = _victims(cycle, waiting, set(eligible))
     if not candidates:
         return None
-    chosen_plans = _choose(_node_plans(cycle, job, candidates, nodes), job.replicas, job.required_level is not None)
-    if chosen_plans is None:
+    victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
+    level = (
+        cycle.policy.topology_levels.index(job.required_level)
+        if job.required_level in cycle.policy.topology_levels
+        else None
+    )
+    groups: dict[str, list[Node]] = {}
+    for node in nodes:
+        if level is None:
+            groups.setdefault("", []).append(node)
+        elif level < len(node.domains) and node.domains[level]:
+            groups.setdefault(node.domains[level], []).append(node)
+    best: Plan | None = None
+    for domain in sorted(groups):
+        members = groups[domain]
+        names = {node.name for node in members}
+        touching = [item for item in victims if not names.isdisjoint(item[2])] if level is not None else victims
+        plan = _plan(cycle, waiting, domain, members, touching)
+        if plan is not None and (best is None or (plan.cost, plan.domain) < (best.cost, best.domain)):
+            best = plan
+    if best is None:
         return None
-    order = {victim.key: index for index, (victim, _reason) in enumerate(candidates)}
-    picked = {victim.key: (victim, reason) for plan in chosen_plans for victim, reason in plan.victims}
-    chosen = sorted(picked.values(), key=lambda item: order[item[0].key])
     mark = statement.checkpoint()
-    for victim, reason in chosen:
-        if reason is Reason.RECLAIMED and gpu_type is not None and not _fair_to_evict(cycle, victim, queue, gpu_type):
-            statement.rollback(mark)
-            return None
+    for victim, _reason in best.victims:
         statement.release(victim)
-    found = _fits(cycle, waiting, nodes)
-    if found.nodes is None:
+    found = placement.place(
+        job, job.replicas, statement, nodes, cycle.policy, gpu_type=gpu_type,
+        pinned_domain=best.domain if level is not None else None, eligible=eligible,
+    )  # fmt: skip
+    if found.nodes is None:  # the arithmetic and the placement disagree: take nothing rather than guess
         statement.rollback(mark)
         return None
-    if len(chosen) <= 8:  # spare victims that turn out unnecessary (cheap only for small sets)
-        for spare in sorted(chosen, key=lambda item: (-work_lost(item[0], cycle.now), item[0].key)):
-            trial = [item for item in chosen if item is not spare]
-            statement.rollback(mark)
-            for victim, _reason in trial:
-                statement.release(victim)
-            attempt = _fits(cycle, waiting, nodes)
-            if attempt.nodes is not None:
-                chosen, found = trial, attempt
-        statement.rollback(mark)
-        for victim, _reason in chosen:
-            statement.release(victim)
-        found = _fits(cycle, waiting, nodes)
-    assert found.nodes is not None
     statement.hold(job, found.nodes, cycle.paths[queue], firm=not job.priority.preemptible)
     statement.commit()
-    return chosen
+    return best.victims, found.nodes
 
 
 def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
-    """Evicts what the waiting jobs, in queue order, may claim; records evictions and reasons."""
+    """Evicts what the waiting jobs, least served queue first, may claim; records evictions, reasons and
+    the nomination of the freed capacity for each beneficiary.
+
+    At most ``MAX_ATTEMPTS_PER_CYCLE`` victim searches run per cycle; a job that
+    may take nothing from anyone (its queue at its fair share, no lower priority
+    below it, nothing lent or terminating) costs no attempt.
+    """
     from leitstand.core.scheduling import order_key
 
     candidates = [
@@ -272,32 +310,37 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         and cycle.waiting[job.key].reason in {Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE}
     ]
     candidates.sort(key=lambda w: (cycle.served(w.queue, w.gpu_type) if w.queue else (2, 0), order_key(w.job)))
-    evicted: set[JobKey] = set()
     attempts = 0
     for waiting in candidates:
         if attempts >= MAX_ATTEMPTS_PER_CYCLE:
             break
-        attempts += 1
         if waiting.queue is not None and waiting.gpu_type is not None:
             blocked = cycle.quota_block(waiting.job, waiting.queue, waiting.gpu_type, waiting.job.replicas)
             if blocked is not None:  # jobs bound since it was tried used the quota up: evicting would be for nothing
                 waiting.reason, waiting.message = blocked
                 continue
-        chosen = _evict_for(cycle, waiting)
-        if chosen is None:
+        if not _may_take(cycle, waiting):
             continue
+        attempts += 1
+        found = _evict_for(cycle, waiting)
+        if found is None:
+            continue
+        chosen, nodes = found
+        cycle.nominations[waiting.job.key] = nodes
         leaving = [victim for victim, _reason in chosen if victim.terminating]
+        cycle.spoken_for.update(victim.key for victim in leaving)
         chosen = [(victim, reason) for victim, reason in chosen if not victim.terminating]
-        if not chosen:
+        if not chosen:  # room that terminating jobs, or this cycle's evictions for others, are freeing
+            going = sorted({key for key, _job in cycle.leaving_on(set(nodes))} | {v.key for v in leaving})
             waiting.reason = Reason.WAITING_FOR_RECLAIM
             waiting.message = (
-                f"waiting for {len(leaving)} evicted pod{'s' if len(leaving) != 1 else ''} to terminate; "
-                "starts once they are gone"
+                f"{waiting.job.gpus} {waiting.gpu_type or 'GPUs'} on {', '.join(sorted(set(nodes)))} are being freed "
+                f"for it; starts once {len(going)} terminating job{'s' if len(going) != 1 else ''} there "
+                f"{'are' if len(going) != 1 else 'is'} gone"
             )
             continue
         names = []
         for victim, reason in chosen:
-            evicted.add(victim.key)
             names.append(victim.key)
             if reason is Reason.RETURNED_LENT_CAPACITY:
                 message = f"returned lent capacity to queue {cycle.owner(waiting.queue)} for {waiting.job.key}"
@@ -316,3 +359,14 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
             f"evicting {len(chosen)} job{'s' if len(chosen) != 1 else ''} ({', '.join(names)}) to free {gpus} "
             f"{waiting.gpu_type or 'GPUs'}; starts once they are gone"
         )
+
+
+def _may_take(cycle: "Cycle", waiting: "Waiting") -> bool:
+    """Could any victim exist for ``waiting``? A cheap necessary condition before the search."""
+    job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
+    if queue is None:
+        return False
+    if cycle.leaving or job.priority > min(Priority) or cycle.owner(queue) is not None:
+        return True
+    share = cycle.shares.get(queue, {}).get(gpu_type, 0) if gpu_type else 0
+    return gpu_type is not None and cycle.statement.queue_allocated(queue, gpu_type) + job.gpus <= share

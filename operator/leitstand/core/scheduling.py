@@ -60,6 +60,7 @@ class Waiting:
     reason: Reason = Reason.INSUFFICIENT_CAPACITY
     message: str = ""
     tried: bool = False
+    ranked: bool = True  # False: it can never run here, so it takes no place in its queue
 
 
 @dataclass(slots=True)
@@ -86,13 +87,21 @@ class Cycle:
     evictions: list[Eviction] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
     waiting: dict[JobKey, Waiting] = field(default_factory=dict)
-    failures: dict[tuple[object, ...], tuple[int, int, placement.Outcome]] = field(default_factory=dict)
+    failures: dict[tuple[object, ...], tuple[int, placement.Outcome]] = field(default_factory=dict)
     partial_jobs: list[Job] = field(default_factory=list)
     jobs_by_key: dict[JobKey, Job] = field(default_factory=dict)
     _candidates: dict[tuple[object, ...], list[Node]] = field(default_factory=dict)
     _names: dict[int, frozenset[NodeName]] = field(default_factory=dict)
     _empty: Statement | None = None
     _fits_empty: dict[tuple[object, ...], bool] = field(default_factory=dict)
+    _never_fits: dict[tuple[object, ...], tuple[Reason, str] | None] = field(default_factory=dict)
+    queue_problems: dict[QueueName, str] = field(default_factory=dict)
+    broken_namespaces: dict[str, QueueName] = field(default_factory=dict)
+    nominations: dict[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)
+    spoken_for: set[JobKey] = field(default_factory=set)  # terminating jobs whose capacity a nominee waits for
+    leaving: dict[NodeName, list[int]] = field(default_factory=dict)  # unclaimed resources of terminating jobs
+    running: dict[tuple[QueueName, GPUType], int] = field(default_factory=dict)  # held at the snapshot
+    settled: set[JobKey] = field(default_factory=set)  # bound before the queues are served
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -102,15 +111,26 @@ class Cycle:
         for queue in sorted(self.queues.values(), key=lambda q: q.name):
             if queue.parent in self.queues:
                 self.children[queue.parent].append(queue.name)
-        for name in self.queues:
+        for name in sorted(self.queues):
             path: list[QueueName] = []
             current: QueueName | None = name
             while current is not None and current in self.queues and current not in path:
                 path.append(current)
                 current = self.queues[current].parent
             self.paths[name] = tuple(path)
+            if current is not None and current in path:  # the walk came back: a parent cycle at or above
+                loop = [*path[path.index(current) :], current]
+                where = "is in" if name in loop[:-1] else "is below"
+                self.queue_problems[name] = (
+                    f"queue {name} {where} a parent cycle ({' -> '.join(loop)}); "
+                    "change spec.parent of one of them so the tree has a root"
+                )
         claims: dict[str, list[QueueName]] = {}
         for queue in self.queues.values():
+            if queue.name in self.queue_problems:
+                for namespace in queue.namespaces:
+                    self.broken_namespaces.setdefault(namespace, queue.name)
+                continue
             if self.children[queue.name]:
                 continue  # only leaf queues hold workloads
             for namespace in queue.namespaces:
@@ -181,6 +201,14 @@ class Cycle:
         self._candidates[key] = result
         return result
 
+    def without(self, nodes: list[Node], exclude: frozenset[NodeName]) -> list[Node]:
+        """``nodes`` minus ``exclude`` (both live, cached, for the whole cycle)."""
+        key = ("without", id(nodes), id(exclude))
+        cached = self._candidates.get(key)
+        if cached is None:
+            cached = self._candidates[key] = [node for node in nodes if node.name not in exclude]
+        return cached
+
     def names_of(self, nodes: list[Node]) -> frozenset[NodeName]:
         """The names of a candidate list (lists from ``candidates`` live, cached, for the whole cycle)."""
         names = self._names.get(id(nodes))
@@ -207,6 +235,7 @@ class Cycle:
         nodes = self.statement.nodes
         leaf_of = self.leaf_of_namespace
         default_types: dict[QueueName, GPUType | None] = {}
+        leaving: dict[tuple[QueueName, GPUType], int] = {}
         for job in self.snapshot.jobs:
             queue = leaf_of.get(job.namespace)
             if queue is not None:
@@ -217,14 +246,26 @@ class Cycle:
                 if not job.terminating and (len(placed) != job.replicas or len(job.placement) != job.replicas):
                     self.partial_jobs.append(job)
                 if placed:
-                    self.statement.load(
-                        job, placed, self.paths[queue] if queue else (), firm=not job.priority.preemptible
-                    )
+                    path = self.paths[queue] if queue else ()
+                    # a terminating job holds its nodes but no longer counts for its queue: its GPUs are on their way
+                    # to whoever they were freed for, and counting them twice would let reclaim take too much
+                    self.statement.load(job, placed, () if job.terminating else path, firm=not job.priority.preemptible)
                     node_type = nodes[placed[0]].gpu_type
                     if node_type is not None and job.gpus_per_replica:
                         self.job_type[job.key] = node_type
                         gpu_type = node_type
-            if queue is None or not job.gpus_per_replica or job.terminating:
+                        if job.terminating:
+                            for name in path:
+                                key = (name, node_type)
+                                leaving[key] = leaving.get(key, 0) + len(placed) * job.gpus_per_replica
+            if queue is None or job.terminating:
+                continue
+            if not job.placement:
+                never = self.never_fits(job, queue)
+                if never is not None:  # no demand: it would take a share it can never use
+                    self.waiting[job.key] = Waiting(job, queue, job.gpu_type, *never, tried=True, ranked=False)
+                    continue
+            if not job.gpus_per_replica:
                 continue
             if gpu_type is None:
                 if queue not in default_types:
@@ -235,6 +276,9 @@ class Cycle:
             per_type = demand.setdefault(queue, {})
             per_type[gpu_type] = per_type.get(gpu_type, 0) + job.replicas * job.gpus_per_replica
         self.partial_jobs.sort(key=lambda j: j.key)
+        self.running = dict(self.statement.allocated)  # what runs now, for status: terminating jobs still do
+        for key, gpus in leaving.items():
+            self.running[key] = self.running.get(key, 0) + gpus
         for queue, per_type in demand.items():  # a queue bound to its reserved pool cannot use more than the pool
             owner = self.owner(queue)
             if owner is not None:
@@ -287,6 +331,12 @@ class Cycle:
                 )
         return None
 
+    def held_nodes(self, holder: Job, gpu_type: GPUType | None) -> frozenset[NodeName]:
+        """The nodes a job holding its GPU type could use: kept free for it."""
+        queue = self.job_queue[holder.key]
+        lent = holder.priority.preemptible and self.owner(queue) is None
+        return self.names_of(self.candidates(holder, queue, gpu_type, lent=lent))
+
     def attempt(
         self,
         job: Job,
@@ -295,8 +345,9 @@ class Cycle:
         *,
         pinned: str | None = None,
         only_type: GPUType | None = None,
+        exclude: frozenset[NodeName] = frozenset(),
     ) -> Waiting | tuple[NodeName, ...]:
-        """Places ``count`` waiting replicas of ``job`` (holding them) or says why not."""
+        """Places ``count`` waiting replicas of ``job`` (holding them), never on ``exclude``, or says why not."""
         result = Waiting(job, queue, None, tried=True)
         if job.gpus_per_replica and not self.capacity:
             result.reason, result.message = Reason.NO_MATCHING_NODES, "the cluster has no GPU nodes"
@@ -320,7 +371,7 @@ class Cycle:
                         best = (rank, *blocked)
                         result.gpu_type = gpu_type
                     continue
-            outcome = self.try_place(job, queue, count, gpu_type, pinned=pinned)
+            outcome = self.try_place(job, queue, count, gpu_type, pinned=pinned, exclude=exclude)
             if outcome.nodes is not None:
                 fits.append((self.leftover(job, outcome.nodes), gpu_type or "", gpu_type, outcome.nodes))
                 continue
@@ -362,12 +413,19 @@ class Cycle:
         gpu_type: GPUType | None,
         *,
         pinned: str | None = None,
+        exclude: frozenset[NodeName] = frozenset(),
     ) -> placement.Outcome:
-        """Placement on the job's own nodes, then (preemptible jobs) on lent reserved nodes too."""
+        """Placement on the job's own nodes, then (preemptible jobs) on lent reserved nodes too.
+
+        Failures are cached per shape and count (the message names the count)
+        until the statement gives resources back.
+        """
         attempts = [False, True] if job.priority.preemptible and self.owner(queue) is None else [False]
         outcome = placement.Outcome(None, Reason.NO_MATCHING_NODES, "")
         for lent in attempts:
             nodes = self.candidates(job, queue, gpu_type, lent=lent)
+            if exclude:
+                nodes = self.without(nodes, exclude)
             if not nodes:
                 if not lent:
                     outcome = placement.Outcome(
@@ -377,11 +435,11 @@ class Cycle:
             shape = (
                 self.owner(queue), lent, gpu_type, job.gpus_per_replica, job.cpu_millis_per_replica,
                 job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector, pinned,
-                job.tolerations,
+                job.tolerations, count, id(exclude) if exclude else None,
             )  # fmt: skip
             known = self.failures.get(shape)
-            if known is not None and known[0] == self.statement.version and count >= known[1]:
-                outcome = known[2]
+            if known is not None and known[0] == self.statement.version:
+                outcome = known[1]
                 continue
             need = count * job.gpus_per_replica
             free_of_type = self.statement.free_by_type.get(gpu_type, 0)
@@ -398,7 +456,7 @@ class Cycle:
             )  # fmt: skip
             if outcome.nodes is not None:
                 return outcome
-            self.failures[shape] = (self.statement.version, count, outcome)
+            self.failures[shape] = (self.statement.version, outcome)
         return outcome
 
     def no_nodes_message(self, job: Job, queue: QueueName | None, gpu_type: GPUType | None) -> str:
@@ -428,17 +486,52 @@ class Cycle:
         share = self.shares.get(queue, {}).get(gpu_type, 0)
         return self.statement.queue_allocated(queue, gpu_type) + job.gpus <= share
 
-    def fits_empty(self, job: Job, queue: QueueName, gpu_type: GPUType | None) -> bool:
-        """Would ``job`` fit on its nodes if they were all free? (Is holding its type worth it?)"""
+    def never_fits(self, job: Job, queue: QueueName) -> tuple[Reason, str] | None:
+        """Why ``job`` could not run even on an empty cluster (no node it may use, or no room for the
+        gang in any domain it may use); None when it could. Cached per shape for the cycle."""
+        if job.replicas <= 0:
+            return Reason.UNSCHEDULABLE, "the job has no replicas"
+        shape = (self.owner(queue), job.gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
+                 job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector,
+                 job.tolerations, job.priority.preemptible)  # fmt: skip
+        if shape in self._never_fits:
+            return self._never_fits[shape]
+        result: tuple[Reason, str] | None = None
+        if job.gpus_per_replica and not self.capacity:
+            result = Reason.NO_MATCHING_NODES, "the cluster has no ready GPU nodes"
+        for gpu_type in self.types_for(job) if result is None else []:
+            if gpu_type is not None and gpu_type not in self.capacity:
+                known = ", ".join(sorted(self.capacity)) or "none"
+                result = result or (Reason.NO_MATCHING_NODES, f"no ready {gpu_type} nodes (GPU types: {known})")
+                continue
+            lent = job.priority.preemptible and self.owner(queue) is None  # lent nodes are candidates too
+            nodes = self.candidates(job, queue, gpu_type, lent=lent)
+            if not nodes:
+                result = result or (Reason.NO_MATCHING_NODES, self.no_nodes_message(job, queue, gpu_type))
+                continue
+            outcome = self.place_empty(job, gpu_type, nodes)
+            if outcome.nodes is not None:
+                result = None
+                break
+            if result is None or result[0] is Reason.NO_MATCHING_NODES:
+                result = Reason.UNSCHEDULABLE, f"never fits: {outcome.message} with every node free"
+        self._never_fits[shape] = result
+        return result
+
+    def place_empty(self, job: Job, gpu_type: GPUType | None, nodes: list[Node]) -> placement.Outcome:
+        """Where ``job`` would go if every node were free (the cluster as built, nothing running)."""
         if self._empty is None:
             self._empty = Statement(list(self.statement.nodes.values()))
+        return placement.place(job, job.replicas, self._empty, nodes, self.policy, gpu_type=gpu_type)
+
+    def fits_empty(self, job: Job, queue: QueueName, gpu_type: GPUType | None) -> bool:
+        """Would ``job`` fit on its nodes if they were all free? (Is holding its type worth it?)"""
         shape = (self.owner(queue), gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
                  job.memory_bytes_per_replica, job.required_level, job.node_selector, job.tolerations)  # fmt: skip
         known = self._fits_empty.get(shape)
         if known is None:
             nodes = self.candidates(job, queue, gpu_type, lent=False)
-            outcome = placement.place(job, job.replicas, self._empty, nodes, self.policy, gpu_type=gpu_type)
-            known = self._fits_empty[shape] = outcome.nodes is not None
+            known = self._fits_empty[shape] = self.place_empty(job, gpu_type, nodes).nodes is not None
         return known
 
     # -- the passes -------------------------------------------------------------------------
@@ -486,14 +579,116 @@ class Cycle:
             )  # fmt: skip
         self.statement.commit()
 
+    def honour_nominations(self) -> None:
+        """Jobs with capacity nominated for them bind there, or keep it while their victims terminate.
+
+        A nomination lapses when the job is gone or can no longer use the nodes
+        (a node gone, NotReady, no longer a candidate, quota, or the capacity
+        taken by something other than terminating jobs). Kept ones reserve what
+        they need on their nodes (terminating jobs' resources first), so no other
+        job takes it this cycle, and their queues count it.
+        """
+        statement = self.statement
+        for key, holding in statement.holdings.items():
+            job = self.jobs_by_key.get(key)
+            if job is not None and job.terminating:
+                for name in holding.nodes:
+                    left = self.leaving.setdefault(name, [0, 0, 0])
+                    left[0] += job.gpus_per_replica
+                    left[1] += job.cpu_millis_per_replica
+                    left[2] += job.memory_bytes_per_replica
+        nominees = sorted(
+            (j for j in self.snapshot.jobs if j.nominated and not j.placement and not j.terminating),
+            key=lambda j: j.key,
+        )
+        for job in nominees:
+            queue = self.job_queue.get(job.key)
+            if queue is None or job.key in self.waiting or len(job.nominated) != job.replicas:
+                continue
+            nodes = job.nominated
+            if any(name not in statement.nodes or not statement.nodes[name].ready for name in nodes):
+                continue
+            gpu_type = statement.nodes[nodes[0]].gpu_type if job.gpus_per_replica else None
+            if job.gpus_per_replica and (gpu_type is None or job.gpu_type not in (None, gpu_type)):
+                continue
+            lent = job.priority.preemptible and self.owner(queue) is None
+            if not set(nodes) <= self.names_of(self.candidates(job, queue, gpu_type, lent=lent)):
+                continue
+            if gpu_type is not None and self.quota_block(job, queue, gpu_type, job.replicas) is not None:
+                continue
+            need: dict[NodeName, tuple[int, int, int]] = {}
+            for name in nodes:
+                gpus, cpu, memory = need.get(name, (0, 0, 0))
+                need[name] = (
+                    gpus + job.gpus_per_replica,
+                    cpu + job.cpu_millis_per_replica,
+                    memory + job.memory_bytes_per_replica,
+                )
+            free = statement.free
+            if all(
+                free[name].gpus >= g and free[name].cpu_millis >= c and free[name].memory_bytes >= m
+                for name, (g, c, m) in need.items()
+            ):
+                statement.hold(job, nodes, self.paths[queue], firm=not job.priority.preemptible)
+                statement.commit()
+                if gpu_type is not None:
+                    self.job_type[job.key] = gpu_type
+                self.binds.append(Bind(job.key, nodes))
+                self.settled.add(job.key)
+                continue
+            soon = {name: self.leaving.get(name, [0, 0, 0]) for name in need}
+            if not all(
+                free[name].gpus + soon[name][0] >= g
+                and free[name].cpu_millis + soon[name][1] >= c
+                and free[name].memory_bytes + soon[name][2] >= m
+                for name, (g, c, m) in need.items()
+            ):
+                continue  # something else took the capacity: the nomination lapses
+            taken: dict[NodeName, tuple[int, int, int]] = {}
+            for name, wanted in need.items():
+                left = soon[name]
+                from_leaving = [min(max(left[i], 0), wanted[i]) for i in range(3)]
+                for i in range(3):
+                    left[i] -= from_leaving[i]
+                taken[name] = (wanted[0] - from_leaving[0], wanted[1] - from_leaving[1], wanted[2] - from_leaving[2])
+            statement.reserve(taken, self.paths[queue], gpu_type, job.gpus, firm=not job.priority.preemptible)
+            going = sorted(
+                other
+                for other, holding in statement.holdings.items()
+                if not set(holding.nodes).isdisjoint(need)
+                and (other_job := self.jobs_by_key.get(other)) is not None
+                and other_job.terminating
+            )
+            self.spoken_for.update(going)
+            self.nominations[job.key] = nodes
+            self.waiting[job.key] = Waiting(
+                job, queue, gpu_type, Reason.WAITING_FOR_RECLAIM,
+                f"{job.gpus} {gpu_type or 'GPUs'} on {', '.join(sorted(need))} are being freed for it; "
+                f"starts once {len(going)} terminating job{'s' if len(going) != 1 else ''} there "
+                f"{'are' if len(going) != 1 else 'is'} gone",
+            )  # fmt: skip
+
+    def leaving_on(self, nodes: set[NodeName]) -> list[tuple[JobKey, Job]]:
+        """Jobs on ``nodes`` that are terminating or were evicted this cycle (their capacity is on its way)."""
+        evicted = {eviction.job for eviction in self.evictions}
+        return [
+            (job.key, job)
+            for job in self.snapshot.jobs
+            if (job.terminating or job.key in evicted) and not nodes.isdisjoint(n for n in job.placement if n)
+        ]
+
     def collect_waiting(self) -> dict[QueueName, list[Job]]:
         per_queue: dict[QueueName, list[Job]] = {}
         for job in self.snapshot.jobs:
-            if job.placement or job.key in self.waiting:
+            if job.placement or job.terminating or (job.key in self.waiting and self.waiting[job.key].queue is None):
                 continue
             queue = self.leaf_of_namespace.get(job.namespace)
             if queue is None:
-                if job.namespace in self.conflicts:
+                if job.namespace in self.broken_namespaces:
+                    broken = self.broken_namespaces[job.namespace]
+                    message = self.queue_problems[broken]
+                    self.waiting[job.key] = Waiting(job, None, job.gpu_type, Reason.QUEUE_CYCLE, message)
+                elif job.namespace in self.conflicts:
                     owners = " and ".join(self.conflicts[job.namespace])
                     message = (
                         f"namespace {job.namespace} is claimed by queues {owners}; "
@@ -521,31 +716,57 @@ class Cycle:
         return (0, held / share) if share else (1, float(held))
 
     def serve_queues(self, per_queue: dict[QueueName, list[Job]]) -> None:
-        heap: list[tuple[int, tuple[int, float], QueueName]] = []
-        heads = dict.fromkeys(per_queue, 0)
+        """Tries every waiting job once: lanes of (queue, GPU type), the least served lane first.
 
-        def push(queue: QueueName) -> None:
-            jobs = per_queue[queue]
-            if heads[queue] < len(jobs):
-                head = jobs[heads[queue]]
-                gpu_type = head.gpu_type or self.default_type(queue)
-                heapq.heappush(heap, (-int(head.priority), self.served(queue, gpu_type), queue))
-
+        A queue's jobs of different GPU types wait in separate lanes, each ranked
+        by how well served the queue is for that type: a job of a type the queue
+        has plenty of never lets the queue jump ahead for another type.
+        """
+        Lane = tuple[QueueName, GPUType | None]
+        lanes: dict[Lane, list[Job]] = {}
+        defaults: dict[QueueName, GPUType | None] = {}
         for queue in sorted(per_queue):
-            push(queue)
+            for job in per_queue[queue]:
+                if job.key in self.waiting or job.key in self.settled:
+                    continue
+                lane_type = job.gpu_type
+                if lane_type is None and job.gpus_per_replica:
+                    if queue not in defaults:
+                        defaults[queue] = self.default_type(queue)
+                    lane_type = defaults[queue]
+                lanes.setdefault((queue, lane_type), []).append(job)
+        heap: list[tuple[int, tuple[int, float], QueueName, str, Lane]] = []
+        heads = dict.fromkeys(lanes, 0)
+
+        def push(lane: Lane) -> None:
+            jobs = lanes[lane]
+            if heads[lane] < len(jobs):
+                head = jobs[heads[lane]]
+                queue, lane_type = lane
+                heapq.heappush(heap, (-int(head.priority), self.served(queue, lane_type), queue, lane_type or "", lane))
+
+        for lane in lanes:
+            push(lane)
         held_types: dict[tuple[QueueName | None, GPUType | None], Job] = {}  # by (reserved pool owner, type)
         while heap:
-            _priority, _served, queue = heapq.heappop(heap)
-            job = per_queue[queue][heads[queue]]
-            heads[queue] += 1
-            guess = job.gpu_type or (self.default_type(queue) if job.gpus_per_replica else None)
+            *_rank, lane = heapq.heappop(heap)
+            queue, guess = lane
+            job = lanes[lane][heads[lane]]
+            heads[lane] += 1
             holder = held_types.get((self.owner(queue), guess))
             if holder is not None and job.gpus_per_replica:
-                minutes = (self.now - holder.submitted) / 60
-                self.waiting[job.key] = Waiting(
-                    job, queue, guess, Reason.WAITING_FOR_OLDER_JOB,
-                    f"{guess} is held for {holder.key}, which has waited {minutes:.0f} min",
-                )  # fmt: skip
+                # only nodes the holder could never use stay open to others
+                held = self.held_nodes(holder, guess)
+                outcome = self.attempt(job, queue, job.replicas, only_type=guess, exclude=held)
+                if isinstance(outcome, tuple):
+                    self.binds.append(Bind(job.key, outcome))
+                    self.statement.commit()
+                else:
+                    minutes = (self.now - holder.submitted) / 60
+                    self.waiting[job.key] = Waiting(
+                        job, queue, guess, Reason.WAITING_FOR_OLDER_JOB,
+                        f"{guess} is held for {holder.key}, which has waited {minutes:.0f} min",
+                    )  # fmt: skip
             else:
                 outcome = self.attempt(job, queue, job.replicas)
                 if isinstance(outcome, tuple):
@@ -562,7 +783,7 @@ class Cycle:
                         and self.fits_empty(job, queue, outcome.gpu_type)
                     ):
                         held_types[(self.owner(queue), outcome.gpu_type)] = job
-            push(queue)
+            push(lane)
 
     def run(self) -> Decisions:
         self.index_queues()
@@ -571,6 +792,7 @@ class Cycle:
         demand = self.load_jobs()
         self.shares = fairshare.fair_shares(self.snapshot.queues, self.shareable_capacity(demand), demand)
         self.finish_partial_gangs()
+        self.honour_nominations()
         per_queue = self.collect_waiting()
         self.serve_queues(per_queue)
         if self.policy.preemption:
@@ -580,29 +802,43 @@ class Cycle:
     # -- results ----------------------------------------------------------------------------
 
     def decisions(self, per_queue: dict[QueueName, list[Job]]) -> Decisions:
+        overcommitted = self.overcommitted()
         explanations = []
+        explained: set[JobKey] = set()
         for queue in sorted(per_queue):
             position = 0
             for job in per_queue[queue]:
                 waiting = self.waiting.get(job.key)
-                if waiting is None:
+                if waiting is None or not waiting.ranked:
                     continue
                 position += 1
                 ahead = f"; {position - 1} job{'s' if position != 2 else ''} ahead in queue {queue}"
                 message = waiting.message + (ahead if position > 1 else f"; next in queue {queue}")
+                if waiting.reason in _CAPACITY_REASONS and waiting.gpu_type in overcommitted:
+                    message += overcommitted[waiting.gpu_type]
                 explanations.append(Explanation(job.key, waiting.reason, message, queue, position))
+                explained.add(job.key)
         for key, waiting in self.waiting.items():
-            if waiting.queue is None or waiting.reason is Reason.GANG_INCOMPLETE:
+            if key not in explained:
                 explanations.append(Explanation(key, waiting.reason, waiting.message, waiting.queue, None))
+        allocated = dict(self.running)
+        for bind in self.binds:
+            bound_queue, gpu_type = self.job_queue.get(bind.job), self.job_type.get(bind.job)
+            if bound_queue is not None and gpu_type is not None:
+                gpus = len(bind.nodes) * self.jobs_by_key[bind.job].gpus_per_replica
+                for name in self.paths[bound_queue]:
+                    allocated[(name, gpu_type)] = allocated.get((name, gpu_type), 0) + gpus
         pending_gpus: dict[tuple[QueueName, GPUType], int] = {}
-        for waiting in self.waiting.values():
+        reclaiming: dict[tuple[QueueName, GPUType], int] = {}
+        for key, waiting in self.waiting.items():
             if waiting.queue is None:
                 continue
             gpu_type = waiting.gpu_type or self.default_type(waiting.queue)
             if gpu_type is None:
                 continue
+            into = reclaiming if key in self.nominations else pending_gpus
             for name in self.paths[waiting.queue]:
-                pending_gpus[(name, gpu_type)] = pending_gpus.get((name, gpu_type), 0) + waiting.job.gpus
+                into[(name, gpu_type)] = into.get((name, gpu_type), 0) + waiting.job.gpus
         statuses = {}
         for name, spec in sorted(self.queues.items()):
             types = sorted(set(self.capacity) | set(spec.shares))
@@ -611,8 +847,9 @@ class Cycle:
                     guaranteed=spec.shares.get(t, _NO_SHARE).guaranteed,
                     limit=spec.shares.get(t, _NO_SHARE).limit,
                     fair_share=self.shares.get(name, {}).get(t, 0),
-                    allocated=self.statement.queue_allocated(name, t),
+                    allocated=allocated.get((name, t), 0),
                     pending=pending_gpus.get((name, t), 0),
+                    reclaiming=reclaiming.get((name, t), 0),
                 )
                 for t in types
             }
@@ -623,7 +860,24 @@ class Cycle:
             pending=tuple(sorted(explanations, key=lambda e: e.job)),
             queues=statuses,
             job_queues=dict(sorted(self.job_queue.items())),
+            nominations=dict(sorted(self.nominations.items())),
+            queue_problems=dict(sorted(self.queue_problems.items())),
         )
+
+    def overcommitted(self) -> dict[GPUType, str]:
+        """Per GPU type whose root guarantees exceed the cluster: a note for jobs that wait for capacity."""
+        roots = [name for name, path in self.paths.items() if path and path[-1] == name and self.queues[name].parent
+                 not in self.queues and name not in self.queue_problems]  # fmt: skip
+        notes = {}
+        for gpu_type, capacity in sorted(self.capacity.items()):
+            promised = sum(self.queues[name].shares.get(gpu_type, _NO_SHARE).guaranteed for name in roots)
+            if promised > capacity:
+                firm = sum(self.statement.queue_firm(name, gpu_type) for name in roots)
+                notes[gpu_type] = (
+                    f"; guarantees are over-committed: queues are guaranteed {promised} {gpu_type} but the cluster "
+                    f"has {capacity}, and jobs that may not be preempted hold {firm}"
+                )
+        return notes
 
 
 def order_key(job: Job) -> tuple[int, float, str]:

@@ -92,6 +92,8 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "submitted": j.submitted,
                 "placement": list(j.placement),
                 "started": j.started,
+                "terminating": j.terminating,
+                "nominated": list(j.nominated),
             }
             for j in sorted(snapshot.jobs, key=lambda j: j.key)
         ],
@@ -158,6 +160,8 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             submitted=float(j["submitted"]),
             placement=tuple(NodeName(n) if n is not None else None for n in j["placement"]),
             started=None if j["started"] is None else float(j["started"]),
+            terminating=bool(j.get("terminating", False)),  # absent in older dumps
+            nominated=tuple(NodeName(n) for n in j.get("nominated", [])),
         )
         for j in data["jobs"]
     )
@@ -177,6 +181,8 @@ def describe(decisions: Decisions) -> dict[str, Any]:
             {"job": e.job, "reason": e.reason.value, "message": e.message, "queue": e.queue, "position": e.position}
             for e in decisions.pending
         ],
+        "nominations": {job: list(nodes) for job, nodes in decisions.nominations.items()},
+        "queueProblems": dict(decisions.queue_problems),
         "queues": {
             name: {
                 t: {
@@ -184,6 +190,7 @@ def describe(decisions: Decisions) -> dict[str, Any]:
                     "limit": s.limit,
                     "fairShare": s.fair_share,
                     "allocated": s.allocated,
+                    "reclaiming": s.reclaiming,
                     "pending": s.pending,
                 }
                 for t, s in per_type.items()

@@ -5,6 +5,9 @@ queue holds, starting from a snapshot. Placement attempts write into it; a
 gang that does not fit in full is rolled back to the checkpoint taken before
 it, so a gang is never half placed. The snapshot itself is never mutated.
 
+``free_by_type`` counts ready nodes only: a job on a NotReady or cordoned node
+holds that node, not the capacity the rest of the cluster offers.
+
 ``version`` changes whenever resources are given back (an eviction or a
 rollback of allocations), so callers may cache "does not fit" answers between
 changes: allocation alone only ever makes fitting harder.
@@ -92,8 +95,9 @@ class Statement:
             free.gpus += sign * job.gpus_per_replica
             free.cpu_millis += sign * job.cpu_millis_per_replica
             free.memory_bytes += sign * job.memory_bytes_per_replica
-            gpu_type = self.nodes[name].gpu_type
-            self.free_by_type[gpu_type] = self.free_by_type.get(gpu_type, 0) + sign * job.gpus_per_replica
+            node = self.nodes[name]
+            if node.ready:  # free_by_type counts only what can be scheduled onto
+                self.free_by_type[node.gpu_type] = self.free_by_type.get(node.gpu_type, 0) + sign * job.gpus_per_replica
         if holding.gpu_type is None:
             return
         gpus = job.gpus_per_replica * len(holding.nodes)
@@ -127,9 +131,8 @@ class Statement:
             entry.gpus -= gpus
             entry.cpu_millis -= cpu
             entry.memory_bytes -= memory
-            if gpus:
-                node_type = node_of[name].gpu_type
-                by_type[node_type] = by_type.get(node_type, 0) - gpus
+            if gpus and (node := node_of[name]).ready:
+                by_type[node.gpu_type] = by_type.get(node.gpu_type, 0) - gpus
         gpu_type = node_of[nodes[0]].gpu_type if gpus else None
         self.holdings[job.key] = Holding(tuple(nodes), queues, gpu_type, firm)
         if gpu_type is None:
@@ -141,6 +144,34 @@ class Statement:
             allocated[key] = allocated.get(key, 0) + total
             if firm:
                 self.firm[key] = self.firm.get(key, 0) + total
+
+    def reserve(
+        self,
+        taken: Mapping[NodeName, tuple[int, int, int]],
+        queues: tuple[QueueName, ...],
+        gpu_type: GPUType | None,
+        gpus: int,
+        *,
+        firm: bool,
+    ) -> None:
+        """Takes (GPUs, CPU, memory) on nodes and counts ``gpus`` for ``queues``, for a job that waits for
+        capacity being freed for it. Permanent: call it outside any checkpoint."""
+        self._buckets = None
+        for name, (node_gpus, cpu, memory) in taken.items():
+            free = self.free[name]
+            free.gpus -= node_gpus
+            free.cpu_millis -= cpu
+            free.memory_bytes -= memory
+            node = self.nodes[name]
+            if node.ready:
+                self.free_by_type[node.gpu_type] = self.free_by_type.get(node.gpu_type, 0) - node_gpus
+        if gpu_type is None:
+            return
+        for queue in queues:
+            key = (queue, gpu_type)
+            self.allocated[key] = self.allocated.get(key, 0) + gpus
+            if firm:
+                self.firm[key] = self.firm.get(key, 0) + gpus
 
     def release(self, job: Job) -> None:
         """Gives back everything ``job`` holds (an eviction or a released partial gang)."""

@@ -36,20 +36,31 @@ def test_a_gang_that_fits_is_bound_whole_inside_one_leaf() -> None:
 
 
 def test_a_gang_larger_than_the_free_capacity_binds_nothing_and_says_why() -> None:
-    decisions = schedule(snapshot(two_leaves(), tenants("acme"), [a_job("acme/big").of(9, 8)]), now=NOW)
+    jobs = [a_job("acme/small").of(1, 8).running_on("su-1-n1"), a_job("acme/big").of(8, 8)]
+    decisions = schedule(snapshot(two_leaves(), tenants("acme"), jobs), now=NOW)
     assert bound(decisions) == {}
     assert reasons(decisions) == {"acme/big": "InsufficientCapacity"}
-    assert messages(decisions)["acme/big"] == ("needs 9 x 8 b200; 64 b200 free in the cluster; next in queue acme")
+    assert messages(decisions)["acme/big"] == ("needs 8 x 8 b200; 56 b200 free in the cluster; next in queue acme")
 
 
-def test_a_required_leaf_that_no_leaf_can_hold_is_topology_unsatisfiable() -> None:
-    decisions = schedule(
-        snapshot(two_leaves(), tenants("acme"), [a_job("acme/wide").of(5, 8).requiring("leaf")]), now=NOW
-    )
+def test_a_required_leaf_that_no_leaf_can_hold_now_is_topology_unsatisfiable() -> None:
+    jobs = [a_job("acme/small").of(1, 8).running_on("su-1-n1"), a_job("acme/wide").of(5, 8).requiring("leaf")]
+    decisions = schedule(snapshot(two_leaves(5, 4), tenants("acme"), jobs), now=NOW)
     assert bound(decisions) == {}
     assert reasons(decisions) == {"acme/wide": "TopologyUnsatisfiable"}
     assert messages(decisions)["acme/wide"].startswith(
         "needs 5 x 8 b200 in one leaf; the best leaf (su-2) has room for 4"
+    )
+
+
+def test_a_gang_that_no_leaf_could_ever_hold_is_unschedulable_with_the_numbers() -> None:
+    decisions = schedule(
+        snapshot(two_leaves(), tenants("acme"), [a_job("acme/wide").of(5, 8).requiring("leaf")]), now=NOW
+    )
+    assert bound(decisions) == {}
+    assert reasons(decisions) == {"acme/wide": "Unschedulable"}
+    assert messages(decisions)["acme/wide"] == (
+        "never fits: needs 5 x 8 b200 in one leaf; the best leaf (su-2) has room for 4 with every node free"
     )
 
 
@@ -146,7 +157,8 @@ def test_the_least_served_queue_goes_first() -> None:
 
 
 def test_queue_positions_count_the_jobs_ahead() -> None:
-    jobs = [a_job(f"acme/j{i}").of(8, 8).submitted_at(i) for i in range(3)]
+    jobs = [a_job("acme/busy").of(2, 8).running_on("su-1-n1", "su-1-n2")]
+    jobs += [a_job(f"acme/j{i}").of(3, 8).submitted_at(i) for i in range(3)]
     nodes = nodes_in_leaf("su-1", 4)
     decisions = schedule(snapshot(nodes, tenants("acme"), jobs), now=NOW)
     positions = {e.job: e.position for e in decisions.pending}
@@ -188,7 +200,7 @@ def test_a_reserved_pool_runs_only_its_owner() -> None:
     jobs = [a_job("acme/a").of(2, 8), a_job("soofi/s").of(1, 8)]
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
     assert bound(decisions) == {"soofi/s": ("su-1-n1",)}
-    assert reasons(decisions) == {"acme/a": "InsufficientCapacity"}
+    assert reasons(decisions) == {"acme/a": "Unschedulable"}  # one shared node: it could never fit
 
 
 def test_idle_reserved_gpus_are_lent_to_preemptible_jobs_and_taken_back_first() -> None:
@@ -296,11 +308,16 @@ def test_evicted_work_runs_after_its_victims_are_gone() -> None:
 
 
 def test_a_queue_bound_to_its_reserved_pool_demands_no_more_than_the_pool() -> None:
-    nodes = nodes_in_leaf("su-1", 1, pool="soofi") + nodes_in_leaf("su-2", 4)
+    nodes = nodes_in_leaf("su-1", 2, pool="soofi") + nodes_in_leaf("su-2", 4)
     queues = [a_root(), a_queue("soofi").with_share(1040).reserving(pool="soofi"), a_queue("acme")]
-    jobs = [a_job("soofi/pretrain").of(128, 8), a_job("acme/a").of(2, 8)]
+    jobs = [
+        a_job("soofi/eval").of(1, 8).running_on("su-1-n1"),
+        a_job("soofi/pretrain").of(2, 8),
+        a_job("soofi/sweep").of(2, 8),
+        a_job("acme/a").of(2, 8),
+    ]
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
-    assert decisions.queues["soofi"]["b200"].fair_share == 8  # its pool, not 1,024
+    assert decisions.queues["soofi"]["b200"].fair_share == 16  # its pool, not the 40 it asks for
     assert decisions.queues["acme"]["b200"].fair_share == 16
     assert reasons(decisions)["soofi/pretrain"] == "InsufficientCapacity"
 
@@ -317,7 +334,10 @@ def test_reclaim_counts_on_pods_already_terminating_instead_of_evicting_more() -
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
     assert evicted(decisions) == {}
     assert reasons(decisions) == {"acme/build": "WaitingForReclaim"}
-    assert messages(decisions)["acme/build"].startswith("waiting for 1 evicted pod to terminate")
+    assert messages(decisions)["acme/build"].startswith(
+        "8 b200 on su-1-n1 are being freed for it; starts once 1 terminating job there is gone"
+    )
+    assert decisions.nominations == {"acme/build": ("su-1-n1",)}
 
 
 def test_a_released_gang_keeps_its_nodes_until_its_pods_are_gone() -> None:
