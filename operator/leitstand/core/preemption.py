@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from leitstand.core.scheduling import Cycle, Waiting
 
 MAX_ATTEMPTS_PER_CYCLE = 16
+# a job held back behind an older one still reclaims, but only onto its victims' nodes: the free
+# capacity stays with the older job
+_RECLAIMING = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE, Reason.WAITING_FOR_OLDER_JOB})
 
 
 def work_lost(job: Job, now: float) -> float:
@@ -176,6 +179,9 @@ class Plan:
     cost: float
 
 
+_CLASS = {Reason.GANG_INCOMPLETE: 0, Reason.RETURNED_LENT_CAPACITY: 1, Reason.PREEMPTED: 2, Reason.RECLAIMED: 3}
+
+
 def _counts(nodes: Sequence[NodeName]) -> dict[NodeName, int]:
     counts: dict[NodeName, int] = {}
     for name in nodes:
@@ -251,10 +257,12 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
     statement = cycle.statement
     nodes = cycle.candidates(job, queue, gpu_type, lent=False)
     eligible = cycle.names_of(nodes)
-    candidates = _victims(cycle, waiting, set(eligible))
-    if not candidates:
-        return None
+    candidates = _victims(cycle, waiting, set(eligible))  # none at all: this cycle's evictions may have made room
     victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
+    if waiting.reason is Reason.WAITING_FOR_OLDER_JOB:  # free capacity is held for an older job
+        touched = {name for _victim, _reason, counts in victims for name in counts}
+        nodes = [node for node in nodes if node.name in touched]
+        eligible = frozenset(node.name for node in nodes)  # not names_of: that caches by the list's id
     level = (
         cycle.policy.topology_levels.index(job.required_level)
         if job.required_level in cycle.policy.topology_levels
@@ -271,9 +279,15 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
         members = groups[domain]
         names = {node.name for node in members}
         touching = [item for item in victims if not names.isdisjoint(item[2])] if level is not None else victims
-        plan = _plan(cycle, waiting, domain, members, touching)
-        if plan is not None and (best is None or (plan.cost, plan.domain) < (best.cost, best.domain)):
-            best = plan
+        # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
+        # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
+        largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], cycle.now)))
+        for order in (touching, largest):
+            plan = _plan(cycle, waiting, domain, members, order)
+            if plan is not None and (best is None or (plan.cost, plan.domain) < (best.cost, best.domain)):
+                best = plan
+            if plan is not None and plan.cost == 0:
+                break
     if best is None:
         return None
     mark = statement.checkpoint()
@@ -307,7 +321,7 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         for job in per_queue[queue]
         if job.key in cycle.waiting
         and cycle.waiting[job.key].tried
-        and cycle.waiting[job.key].reason in {Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE}
+        and cycle.waiting[job.key].reason in _RECLAIMING
     ]
     candidates.sort(key=lambda w: (cycle.served(w.queue, w.gpu_type) if w.queue else (2, 0), order_key(w.job)))
     attempts = 0

@@ -757,15 +757,17 @@ class Cycle:
             if holder is not None and job.gpus_per_replica:
                 # only nodes the holder could never use stay open to others
                 held = self.held_nodes(holder, guess)
-                outcome = self.attempt(job, queue, job.replicas, only_type=guess, exclude=held)
+                outcome = self.attempt(job, queue, job.replicas, exclude=held)
                 if isinstance(outcome, tuple):
                     self.binds.append(Bind(job.key, outcome))
                     self.statement.commit()
+                elif outcome.gpu_type != guess:  # a job of any type failed on another type: no hold there
+                    self.waiting[job.key] = outcome
                 else:
                     minutes = (self.now - holder.submitted) / 60
                     self.waiting[job.key] = Waiting(
                         job, queue, guess, Reason.WAITING_FOR_OLDER_JOB,
-                        f"{guess} is held for {holder.key}, which has waited {minutes:.0f} min",
+                        f"{guess} is held for {holder.key}, which has waited {minutes:.0f} min", tried=True,
                     )  # fmt: skip
             else:
                 outcome = self.attempt(job, queue, job.replicas)
@@ -865,14 +867,13 @@ class Cycle:
         )
 
     def overcommitted(self) -> dict[GPUType, str]:
-        """Per GPU type whose root guarantees exceed the cluster: a note for jobs that wait for capacity."""
-        roots = [name for name, path in self.paths.items() if path and path[-1] == name and self.queues[name].parent
-                 not in self.queues and name not in self.queue_problems]  # fmt: skip
+        """Per GPU type whose leaf guarantees exceed the cluster: a note for jobs that wait for capacity."""
+        leaves = [name for name in self.queues if not self.children[name] and name not in self.queue_problems]
         notes = {}
         for gpu_type, capacity in sorted(self.capacity.items()):
-            promised = sum(self.queues[name].shares.get(gpu_type, _NO_SHARE).guaranteed for name in roots)
+            promised = sum(self.queues[name].shares.get(gpu_type, _NO_SHARE).guaranteed for name in leaves)
             if promised > capacity:
-                firm = sum(self.statement.queue_firm(name, gpu_type) for name in roots)
+                firm = sum(self.statement.queue_firm(name, gpu_type) for name in leaves)
                 notes[gpu_type] = (
                     f"; guarantees are over-committed: queues are guaranteed {promised} {gpu_type} but the cluster "
                     f"has {capacity}, and jobs that may not be preempted hold {firm}"

@@ -124,8 +124,9 @@ def generate(seed: int) -> Scenario:
     durations: dict[JobKey, int] = {}
     count = 0
     for cycle in sorted({0, *(rng.randint(0, 12) for _ in range(rng.randint(1, 4)))}):
-        for _ in range(rng.randint(1, 6) if cycle == 0 else rng.randint(1, 3)):
-            tenant = rng.choice(tenants[:1] * 2 + tenants) if cycle == 0 else rng.choice(tenants)
+        for _ in range(rng.randint(2, 10) if cycle == 0 else rng.randint(1, 4)):
+            # the first tenant floods the idle cluster, the others arrive later and must reclaim
+            tenant = rng.choice(tenants[:1] * 3 + tenants) if cycle == 0 else rng.choice(tenants)
             gpu_type = rng.choice([B200, B200, B200, RTX, None])
             per_replica = rng.choice([1, 2, 4] if gpu_type == RTX else [1, 2, 4, 8, 8, 8])
             key = JobKey(f"{tenant}/j{count}")
@@ -337,6 +338,21 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
         path = _path(queues, queue)
         for name in path:
             held[(name, gpu_type)] += len(placed) * job.gpus_per_replica
+    claimed = Counter(held)  # capacity nominated for a queue's jobs is on its way to that queue
+    # a queue's own higher-priority job taking its train jobs is its choice, and lent capacity is only on loan:
+    # neither counts against the fairness of a reclaim in the same cycle
+    for eviction in decisions.evictions:
+        if eviction.reason in {Reason.PREEMPTED, Reason.RETURNED_LENT_CAPACITY}:
+            victim = jobs[eviction.job]
+            gpu_type = nodes[next(n for n in victim.placement if n is not None)].gpu_type
+            if gpu_type is not None:
+                for name in _path(queues, decisions.job_queues[eviction.job]):
+                    claimed[(name, gpu_type)] += victim.gpus
+    for key, names in decisions.nominations.items():
+        job, gpu_type = jobs[key], nodes[names[0]].gpu_type
+        if gpu_type is not None and key in decisions.job_queues:
+            for name in _path(queues, decisions.job_queues[key]):
+                claimed[(name, gpu_type)] += job.gpus
     for (name, gpu_type), gpus in held.items():
         limit = queues[name].shares.get(gpu_type, Share()).limit
         if limit is not None and gpus > limit:
@@ -350,8 +366,8 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
         beneficiary_path = set(_path(queues, decisions.job_queues[eviction.beneficiary]))
         for name in _path(queues, victim_queue):
             share = decisions.queues[name][gpu_type].fair_share
-            if name not in beneficiary_path and held[(name, gpu_type)] < share:
-                result.fail(cycle, f"reclaim pushed queue {name} to {held[(name, gpu_type)]} {gpu_type}, below {share}")
+            if name not in beneficiary_path and claimed[(name, gpu_type)] < share:
+                result.fail(cycle, f"reclaim pushed queue {name} to {claimed[(name, gpu_type)]} {gpu_type}, below {share}")
     explained = {e.job: e for e in decisions.pending}
     free_before = sum(
         node.gpus - used_before
@@ -412,7 +428,8 @@ def check_complete(result: Run, cycle: int, snap: Snapshot, now: float) -> None:
                 continue
             if not _within_quota(queues, decisions, queue, job, gpu_type, snap, nodes):
                 continue
-            room = _reclaimable(snap, decisions, queues, nodes, job, queue, gpu_type, now)
+            held_back = reasons.get(job.key) is Reason.WAITING_FOR_OLDER_JOB
+            room = _reclaimable(snap, decisions, queues, nodes, job, queue, gpu_type, now, held_back=held_back)
             if room is not None:
                 result.fail(
                     cycle,
@@ -474,6 +491,8 @@ def _reclaimable(
     queue: QueueName,
     gpu_type: GPUType,
     now: float,
+    *,
+    held_back: bool,
 ) -> list[str] | None:
     """Victims (whole gangs) whose eviction the rules allow and that make room for ``job``; None if no
     greedy order finds any."""
@@ -534,5 +553,6 @@ def _reclaimable(
             if placement.place(job, job.replicas, statement, candidates, POLICY, gpu_type=gpu_type).nodes is not None:
                 return chosen
         if not order and placement.place(job, job.replicas, statement, candidates, POLICY, gpu_type=gpu_type).nodes:
-            return chosen
+            # free capacity kept for an older job is the starvation hold, not a failure of reclaim
+            return None if held_back else chosen
     return None
