@@ -28,6 +28,7 @@ class GPUNumbers(pydantic.BaseModel):
     limit: int | None
     fair_share: int = pydantic.Field(serialization_alias="fairShare")
     allocated: int
+    reclaiming: int
     pending: int
 
 
@@ -90,6 +91,7 @@ def queues(latest: Latest) -> list[QueueView]:
                     limit=s.limit,
                     fair_share=s.fair_share,
                     allocated=s.allocated,
+                    reclaiming=s.reclaiming,
                     pending=s.pending,
                 )
                 for t, s in latest.decisions.queues.get(queue.name, {}).items()

@@ -178,7 +178,7 @@ def explain(
 
 
 def queues(kubeconfig_path: KubeconfigOption = None, output: OutputOption = Output.table) -> None:
-    """The GPUQuota tree with guaranteed, limit, fair share, allocated and pending GPUs per type."""
+    """The GPUQuota tree with guaranteed, limit, fair share, allocated, reclaiming and pending GPUs per type."""
 
     async def work(client: Client) -> list[Body]:
         return list((await client.list(f"{GROUP}/gpuquotas"))["items"])
@@ -200,7 +200,8 @@ def queues(kubeconfig_path: KubeconfigOption = None, output: OutputOption = Outp
             rows.append({
                 "queue": "  " * depth + name, "gpu_type": gpu_type, "guaranteed": share.get("guaranteed", 0),
                 "limit": share.get("limit"), "fair_share": got.get("fairShare"), "allocated": got.get("allocated"),
-                "pending": got.get("pending"), "jobs": f"{status.get('runningJobs', 0)}/{status.get('pendingJobs', 0)}",
+                "reclaiming": got.get("reclaiming"), "pending": got.get("pending"),
+                "jobs": f"{status.get('runningJobs', 0)}/{status.get('pendingJobs', 0)}",
             })  # fmt: skip
         for child in children.get(name, []):
             visit(child, depth + 1)
@@ -210,7 +211,11 @@ def queues(kubeconfig_path: KubeconfigOption = None, output: OutputOption = Outp
     if output is not Output.table:
         for row in rows:
             row["queue"] = row["queue"].strip()
-    emit(rows, output, ["queue", "gpu_type", "guaranteed", "limit", "fair_share", "allocated", "pending", "jobs"])
+    emit(
+        rows,
+        output,
+        ["queue", "gpu_type", "guaranteed", "limit", "fair_share", "allocated", "reclaiming", "pending", "jobs"],
+    )
 
 
 def top(

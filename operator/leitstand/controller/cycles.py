@@ -91,6 +91,7 @@ class Cycles:
         decisions = schedule(snapshot, self.policy, now=now)
         outcome = Outcome(decisions, views.Latest(snapshot, decisions, self.policy, now))
         await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
+        await self._nominate(decisions, pod_of_job, pods_of_gang)
         await self._evict_plain_pods(decisions, pod_of_job)
         await self._reconcile_jobs(decisions, outcome, now)
         await self._plain_pod_conditions(decisions, pod_of_job)
@@ -166,6 +167,39 @@ class Cycles:
             logger.warning("binding gang %s failed part-way (%s); releasing it", key, gang_failures[0])
             outcome.released_gangs.append(key)
             await self._gather(self._delete_pod(pod, 0) for pod in pods_of_gang.get(key, {}).values())
+
+    async def _nominate(
+        self,
+        decisions: model.Decisions,
+        pod_of_job: dict[model.JobKey, Body],
+        pods_of_gang: dict[model.JobKey, dict[int, Body]],
+    ) -> None:
+        """Stores every waiting job's nomination on its pods' ``status.nominatedNodeName`` (one node per
+        replica, by rank) and clears the ones that lapsed, so a restarted operator keeps them.
+
+        The store's copy is updated at once: the next cycle must not read the old value and undo it.
+        """
+        bound = {bind.job for bind in decisions.binds}
+        wanted: dict[str, tuple[Body, str | None]] = {}
+        for key, pod in pod_of_job.items():
+            nodes = decisions.nominations.get(key, ())
+            wanted[_pod_key(pod)] = (pod, nodes[0] if nodes else None)
+        for key, members in pods_of_gang.items():
+            nodes = decisions.nominations.get(key, ())
+            waiting = [rank for rank in sorted(members) if not members[rank].get("spec", {}).get("nodeName")]
+            for index, rank in enumerate(waiting):
+                wanted[_pod_key(members[rank])] = (members[rank], nodes[index] if len(nodes) == len(waiting) else None)
+        writes = []
+        for name, (pod, target) in wanted.items():
+            if (pod.get("status") or {}).get("nominatedNodeName") == target:
+                continue
+            if target is None and (pod.get("spec", {}).get("nodeName") or _job_key(pod) in bound):
+                continue  # bound pods keep what they had; nothing reads it any more
+            meta = pod["metadata"]
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+            writes.append(self.client.patch(path, {"status": {"nominatedNodeName": target}}, patch_type="merge"))
+            self.store.pods[name] = {**pod, "status": {**(pod.get("status") or {}), "nominatedNodeName": target}}
+        await self._gather(writes)
 
     async def _evict_plain_pods(self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body]) -> None:
         victims = [
@@ -328,17 +362,19 @@ class Cycles:
                     "guaranteed": s.guaranteed,
                     "allocated": s.allocated,
                     "fairShare": s.fair_share,
+                    "reclaiming": s.reclaiming,
                     "pending": s.pending,
                 }
                 for t, s in sorted(numbers.items())
-                if s.guaranteed or s.allocated or s.fair_share or s.pending or s.limit is not None
+                if s.guaranteed or s.allocated or s.fair_share or s.pending or s.reclaiming or s.limit is not None
             }
 
             def column(field: str, per_type: dict[str, dict[str, int]] = gpus) -> str:
                 return ",".join(f"{t}={v[field]}" for t, v in per_type.items()) or "-"
 
             old = body.get("status") or {}
-            problem = conflicts.get(name)
+            cycle_problem = decisions.queue_problems.get(model.QueueName(name))
+            problem = cycle_problem or conflicts.get(name)
             previous = {c.get("type"): c for c in old.get("conditions") or []}
             valid_status = "False" if problem else "True"
             valid = previous.get("Valid")
@@ -350,7 +386,7 @@ class Cycles:
                 valid = {
                     "type": "Valid",
                     "status": valid_status,
-                    "reason": "NamespaceConflict" if problem else "Consistent",
+                    "reason": "ParentCycle" if cycle_problem else "NamespaceConflict" if problem else "Consistent",
                     "message": problem or "consistent",
                     "lastTransitionTime": job_control.rfc3339(time.time()),
                     "observedGeneration": body["metadata"].get("generation", 1),
@@ -371,6 +407,16 @@ class Cycles:
             if status != old:
                 writes.append(self._replace_status(QUOTA_PATH.format(name=name) + "/status", status))
         await self._gather(writes)
+
+
+def _pod_key(pod: Body) -> str:
+    return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+
+def _job_key(pod: Body) -> str:
+    meta = pod["metadata"]
+    owner = (meta.get("labels") or {}).get(snapshots.JOB_LABEL)
+    return f"{meta['namespace']}/{owner}" if owner else f"{meta['namespace']}/pods/{meta['name']}"
 
 
 def _assumed(pod: Body, **changes: str) -> Body:

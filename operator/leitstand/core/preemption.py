@@ -319,9 +319,7 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         cycle.waiting[job.key]
         for queue in sorted(per_queue)
         for job in per_queue[queue]
-        if job.key in cycle.waiting
-        and cycle.waiting[job.key].tried
-        and cycle.waiting[job.key].reason in _RECLAIMING
+        if job.key in cycle.waiting and cycle.waiting[job.key].tried and cycle.waiting[job.key].reason in _RECLAIMING
     ]
     candidates.sort(key=lambda w: (cycle.served(w.queue, w.gpu_type) if w.queue else (2, 0), order_key(w.job)))
     attempts = 0

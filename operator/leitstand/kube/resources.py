@@ -343,9 +343,12 @@ class GPUUsage(Model):
     """A queue's numbers for one GPU type."""
 
     guaranteed: int = pydantic.Field(default=0, ge=0, description="GPUs guaranteed.")
-    allocated: int = pydantic.Field(default=0, ge=0, description="GPUs its running jobs hold.")
+    allocated: int = pydantic.Field(default=0, ge=0, description="GPUs its jobs hold now, terminating ones included.")
     fair_share: int = pydantic.Field(default=0, ge=0, description="GPUs it deserves right now.")
-    pending: int = pydantic.Field(default=0, ge=0, description="GPUs its waiting jobs ask for.")
+    reclaiming: int = pydantic.Field(
+        default=0, ge=0, description="GPUs being freed for its nominated jobs (their victims still terminate)."
+    )
+    pending: int = pydantic.Field(default=0, ge=0, description="GPUs its other waiting jobs ask for.")
 
 
 class QuotaSummary(Model):

@@ -166,6 +166,7 @@ def pod_job(pod: Body) -> model.Job:
     selector = dict(spec.get("nodeSelector") or {})
     gpu_type = selector.pop("leitstand.dev/gpu-type", None)
     running_since = timestamp(pod.get("status", {}).get("startTime")) if node else None
+    nominated = pod.get("status", {}).get("nominatedNodeName")
     return model.Job(
         key=model.JobKey(f"{meta['namespace']}/pods/{meta['name']}"),
         namespace=meta["namespace"],
@@ -179,6 +180,7 @@ def pod_job(pod: Body) -> model.Job:
         submitted=timestamp(meta.get("creationTimestamp")) or 0.0,
         placement=(model.NodeName(node),) if node else (),
         started=running_since if node else None,
+        nominated=(model.NodeName(nominated),) if nominated and not node else (),
     )
 
 
@@ -208,6 +210,8 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
         return None
     meta = body["metadata"]
     topology = spec.topology
+    nominated = [pods[rank].get("status", {}).get("nominatedNodeName") if rank in pods else None
+                 for rank in range(spec.replicas)]  # fmt: skip
     return model.Job(
         key=model.JobKey(f"{meta['namespace']}/{meta['name']}"),
         namespace=meta["namespace"],
@@ -223,6 +227,7 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
         submitted=timestamp(status.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
         placement=placement if bound else (),
         started=timestamp(status.get("startedAt")) if bound else None,
+        nominated=tuple(model.NodeName(n) for n in nominated if n) if not bound and all(nominated) else (),
     )
 
 

@@ -30,8 +30,13 @@ class SchedulerMetrics:
         self.guaranteed = gauge("leitstand_queue_guaranteed_gpus", "GPUs guaranteed to the queue.", queue)
         self.limit = gauge("leitstand_queue_limit_gpus", "Hard cap on the queue's GPUs (absent: no cap).", queue)
         self.fair_share = gauge("leitstand_queue_fair_share_gpus", "GPUs the queue deserves right now.", queue)
-        self.allocated = gauge("leitstand_queue_allocated_gpus", "GPUs the queue's running jobs hold.", queue)
-        self.pending = gauge("leitstand_queue_pending_gpus", "GPUs the queue's waiting jobs ask for.", queue)
+        self.allocated = gauge(
+            "leitstand_queue_allocated_gpus", "GPUs the queue's jobs hold now (terminating ones included).", queue
+        )
+        self.reclaiming = gauge(
+            "leitstand_queue_reclaiming_gpus", "GPUs being freed for the queue's nominated jobs.", queue
+        )
+        self.pending = gauge("leitstand_queue_pending_gpus", "GPUs the queue's other waiting jobs ask for.", queue)
         self.jobs = gauge("leitstand_jobs", "TrainingJobs by queue and phase.", ("queue", "phase"))
         self.waiting = gauge("leitstand_waiting_jobs", "Jobs waiting, by why they wait.", ("queue", "reason"))
         self.cluster = gauge("leitstand_cluster_gpus", "The cluster's GPUs by type and state.", ("gpu_type", "state"))
@@ -74,7 +79,8 @@ class SchedulerMetrics:
         self.cycles.inc()
         self.cycle_seconds.observe(seconds)
         self.last_cycle.set(ended)
-        for gauge in (self.guaranteed, self.limit, self.fair_share, self.allocated, self.pending, self.waiting):
+        gauges = (self.guaranteed, self.limit, self.fair_share, self.allocated, self.reclaiming, self.pending)
+        for gauge in (*gauges, self.waiting):
             gauge.clear()
         for queue, per_type in decisions.queues.items():
             for gpu_type, status in per_type.items():
@@ -85,6 +91,7 @@ class SchedulerMetrics:
                 self.fair_share.labels(**labels).set(status.fair_share)
                 self.allocated.labels(**labels).set(status.allocated)
                 self.pending.labels(**labels).set(status.pending)
+                self.reclaiming.labels(**labels).set(status.reclaiming)
         waiting = Tally((str(e.queue or "none"), e.reason.value) for e in decisions.pending)
         for (queue_name, reason), count in waiting.items():
             self.waiting.labels(queue=queue_name, reason=reason).set(count)

@@ -48,6 +48,7 @@ class Leitstand:
             failed=tuple(e.job for e in decisions.pending if e.reason in CAPACITY_REASONS),
             fair_shares={q: {t: s.fair_share for t, s in per.items()} for q, per in decisions.queues.items()},
             job_queues=decisions.job_queues,
+            nominations=decisions.nominations,
         )
 
 

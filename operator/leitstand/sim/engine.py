@@ -36,6 +36,7 @@ class Step:
     failed: tuple[JobKey, ...] = ()  # tried and did not fit (the fragmentation measure's trigger)
     fair_shares: Mapping[QueueName, Mapping[GPUType, int]] | None = None
     job_queues: Mapping[JobKey, QueueName] | None = None
+    nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # kept with the jobs
 
 
 class Scheduler(Protocol):
@@ -244,6 +245,10 @@ class Simulation:
             self._evict(key, now)
         for key, nodes in step.placements.items():
             self._place(key, nodes, now)
+        for key, job in list(self.jobs.items()):  # nominations live with the jobs, as on the pods in a cluster
+            nominated = step.nominations.get(key, ())
+            if job.nominated != nominated:
+                self.jobs[key] = replace(job, nominated=nominated)
         allocated = sum(job.gpus_per_replica * _placed(job) for job in self.jobs.values())
         working = sum(job.gpus for job in self.jobs.values() if job.running)
         if step.failed and self.first_failure is None:

@@ -233,7 +233,9 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
             terminating[key] -= 1
         active = decisions.binds or decisions.evictions or decisions.releases or terminating
         protected = any(
-            job.running and not job.terminating and now - (job.started or 0) < _queue_of(scenario, job).min_runtime_seconds
+            job.running
+            and not job.terminating
+            and now - (job.started or 0) < _queue_of(scenario, job).min_runtime_seconds
             for job in jobs.values()
             if _queue_of(scenario, job) is not None
         )
@@ -367,7 +369,9 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
         for name in _path(queues, victim_queue):
             share = decisions.queues[name][gpu_type].fair_share
             if name not in beneficiary_path and claimed[(name, gpu_type)] < share:
-                result.fail(cycle, f"reclaim pushed queue {name} to {claimed[(name, gpu_type)]} {gpu_type}, below {share}")
+                result.fail(
+                    cycle, f"reclaim pushed queue {name} to {claimed[(name, gpu_type)]} {gpu_type}, below {share}"
+                )
     explained = {e.job: e for e in decisions.pending}
     free_before = sum(
         node.gpus - used_before
@@ -466,7 +470,9 @@ def _within_quota(
     return True
 
 
-def _candidates(queues: dict[QueueName, Queue], nodes: Iterable[Node], job: Job, queue: QueueName, gpu_type: GPUType) -> list[Node]:
+def _candidates(
+    queues: dict[QueueName, Queue], nodes: Iterable[Node], job: Job, queue: QueueName, gpu_type: GPUType
+) -> list[Node]:
     owner = next((name for name in _path(queues, queue) if queues[name].reservation is not None), None)
     result = []
     for node in sorted(nodes, key=lambda n: n.name):
@@ -508,10 +514,14 @@ def _reclaimable(
         victim_queue = decisions.job_queues.get(victim.key)
         if victim_queue is None:
             continue
-        on_pool = owner is not None and victim_queue not in own_path and any(
-            (q := queues[owner].reservation) is not None and matches(q.node_selector, nodes[n].labels)
-            for n in victim.placement
-            if n is not None
+        on_pool = (
+            owner is not None
+            and victim_queue not in own_path
+            and any(
+                (q := queues[owner].reservation) is not None and matches(q.node_selector, nodes[n].labels)
+                for n in victim.placement
+                if n is not None
+            )
         )
         if on_pool:
             evictable.append((victim, False))
@@ -542,7 +552,8 @@ def _reclaimable(
             if fair:
                 path = [n for n in _path(queues, decisions.job_queues[victim.key]) if n not in own_path]
                 if any(
-                    decisions.queues[n][gpu_type].allocated - taken[n] - victim.gpus < decisions.queues[n][gpu_type].fair_share
+                    decisions.queues[n][gpu_type].allocated - taken[n] - victim.gpus
+                    < decisions.queues[n][gpu_type].fair_share
                     for n in path
                 ):
                     continue

@@ -28,9 +28,12 @@ from tests.unit.core.builders import (
 
 B200 = GPUType("b200")
 NOW = 100_000.0
+DEFAULT = Policy()
 
 
-def settle(snap: Snapshot, *, policy: Policy = Policy(), cycles: int = 40, now: float = NOW) -> tuple[Snapshot, int, Counter[str], Decisions]:
+def settle(
+    snap: Snapshot, *, policy: Policy = DEFAULT, cycles: int = 40, now: float = NOW
+) -> tuple[Snapshot, int, Counter[str], Decisions]:
     """Runs cycles until nothing changes; evicted jobs take one cycle to terminate. Returns the final
     snapshot, the cycles it took, evictions per job, and the last decisions."""
     evictions: Counter[str] = Counter()
@@ -121,11 +124,13 @@ def test_reclaim_takes_whole_equal_age_gangs_spread_over_nodes() -> None:
     nodes = nodes_in_leaf("su-1", 8) + nodes_in_leaf("su-2", 8)
     queues = [a_root(), a_queue("a").with_share(64), a_queue("b").with_share(64)]
     spread = [(f"su-{1 + i // 4}-n{2 * (i % 4) + 1}", f"su-{1 + i // 4}-n{2 * (i % 4) + 2}") for i in range(8)]
-    jobs: list[Job] = [a_job(f"a/g{i}").of(2, 8).running_on(*pair, since=NOW - 100).build() for i, pair in enumerate(spread)]
+    jobs: list[Job] = [
+        a_job(f"a/g{i}").of(2, 8).running_on(*pair, since=NOW - 100).build() for i, pair in enumerate(spread)
+    ]
     jobs.append(a_job("b/big").of(8, 8).submitted_at(NOW - 10).build())
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
     assert len(decisions.evictions) == 4  # four whole gangs of 16 GPUs, not one replica of each of eight
-    final, _cycles, evictions, _d = settle(snapshot(nodes, queues, jobs))
+    final, _cycles, _evictions, _d = settle(snapshot(nodes, queues, jobs))
     assert "b/big" in running(final)
     assert held(final) == {"a": 64, "b": 64}
 
@@ -137,7 +142,9 @@ def test_jobs_that_can_never_fit_take_no_share_and_no_reclaim_attempt() -> None:
     nodes = [node for leaf in ("su-1", "su-2", "su-3", "su-4") for node in nodes_in_leaf(leaf, 4)]
     queues = [a_root(), a_queue("wide").with_share(48), a_queue("small").with_share(16), a_queue("greedy")]
     jobs: list[Job] = [a_job(f"wide/j{i}").of(5, 8).requiring("leaf").submitted_at(i).build() for i in range(16)]
-    jobs += [a_job(f"greedy/j{i}").of(1, 8).running_on(node.name, since=NOW - 900).build() for i, node in enumerate(nodes)]
+    jobs += [
+        a_job(f"greedy/j{i}").of(1, 8).running_on(node.name, since=NOW - 900).build() for i, node in enumerate(nodes)
+    ]
     jobs.append(a_job("small/one").of(1, 8).submitted_at(NOW - 5).build())
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
     assert decisions.queues["wide"][B200].fair_share == 0
@@ -162,8 +169,11 @@ def test_a_job_on_a_not_ready_node_does_not_shrink_the_free_count_of_the_rest() 
 def test_an_explanation_names_its_own_replica_count_not_a_cached_one() -> None:
     nodes = [node for leaf in ("su-1", "su-2") for node in nodes_in_leaf(leaf, 8)]
     queues = [a_root(), a_queue("a"), a_queue("b")]
-    jobs = [a_job("a/busy").of(4, 8).running_on(*(f"su-{l}-n{i}" for l in (1, 2) for i in (1, 2)))]
-    jobs += [a_job("a/five").of(7, 8).requiring("leaf").submitted_at(NOW - 2), a_job("b/seven").of(7, 8).requiring("leaf").submitted_at(NOW - 1)]
+    jobs = [a_job("a/busy").of(4, 8).running_on(*(f"su-{leaf}-n{i}" for leaf in (1, 2) for i in (1, 2)))]
+    jobs += [
+        a_job("a/five").of(7, 8).requiring("leaf").submitted_at(NOW - 2),
+        a_job("b/seven").of(7, 8).requiring("leaf").submitted_at(NOW - 1),
+    ]
     jobs += [a_job("a/x").of(5, 8).requiring("leaf").submitted_at(NOW - 3)]
     decisions = schedule(snapshot(nodes, queues, jobs), Policy(preemption=False), now=NOW)
     assert messages(decisions)["a/five"].startswith("needs 7 x 8 b200 in one leaf")
@@ -175,8 +185,10 @@ def test_an_explanation_names_its_own_replica_count_not_a_cached_one() -> None:
 
 def test_preferred_leaf_inside_a_required_spine_wins_over_the_tightest_spine() -> None:
     nodes = (
-        nodes_in_leaf("a1", 2, spine="sp-a") + nodes_in_leaf("a2", 2, spine="sp-a")  # tight, but only split leaves
-        + nodes_in_leaf("b1", 4, spine="sp-b") + nodes_in_leaf("b2", 4, spine="sp-b")
+        nodes_in_leaf("a1", 2, spine="sp-a")
+        + nodes_in_leaf("a2", 2, spine="sp-a")  # tight, but only split leaves
+        + nodes_in_leaf("b1", 4, spine="sp-b")
+        + nodes_in_leaf("b2", 4, spine="sp-b")
     )
     jobs = [
         a_job("acme/a1").of(1, 8).running_on("a1-n1"),
@@ -199,7 +211,9 @@ def test_a_parent_cycle_is_named_for_its_namespaces_and_on_the_queue() -> None:
 
 
 def test_a_job_with_no_replicas_is_never_bound() -> None:
-    decisions = schedule(snapshot(nodes_in_leaf("su-1", 1), [a_root(), a_queue("acme")], [a_job("acme/none").of(0, 8)]), now=NOW)
+    decisions = schedule(
+        snapshot(nodes_in_leaf("su-1", 1), [a_root(), a_queue("acme")], [a_job("acme/none").of(0, 8)]), now=NOW
+    )
     assert decisions.binds == ()
     assert reasons(decisions) == {"acme/none": "Unschedulable"}
 
@@ -228,7 +242,10 @@ def test_over_committed_guarantees_are_named_for_a_waiting_inference_job() -> No
         a_job("svc/infer").of(1, 8).with_priority(Priority.INFERENCE),
     ]
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
-    assert "guarantees are over-committed: queues are guaranteed 1008 b200 but the cluster has 16" in messages(decisions)["svc/infer"]
+    assert (
+        "guarantees are over-committed: queues are guaranteed 1008 b200 but the cluster has 16"
+        in messages(decisions)["svc/infer"]
+    )
 
 
 # -- 9. convergence of the worked example -------------------------------------------------------
@@ -236,7 +253,7 @@ def test_over_committed_guarantees_are_named_for_a_waiting_inference_job() -> No
 
 @pytest.mark.parametrize("age", [0.0, 2 * Policy().starvation_seconds])
 def test_the_worked_example_converges_within_ten_cycles(age: float) -> None:
-    nodes = [node for leaf in range(32) for node in nodes_in_leaf(f"su-{leaf}", 4)] [:125]  # 1,000 GPUs
+    nodes = [node for leaf in range(32) for node in nodes_in_leaf(f"su-{leaf}", 4)][:125]  # 1,000 GPUs
     queues = [
         a_root(),
         a_queue("a").with_share(400, limit=1000, weight=1),
@@ -246,7 +263,10 @@ def test_the_worked_example_converges_within_ten_cycles(age: float) -> None:
     names = iter(node.name for node in nodes)
     jobs: list[Job] = []
     for tenant, gpus in (("a", 488), ("b", 462), ("c", 50)):
-        jobs += [a_job(f"{tenant}/run{i}").of(1, 8).running_on(next(names), since=NOW - 3600).build() for i in range(gpus // 8)]
+        jobs += [
+            a_job(f"{tenant}/run{i}").of(1, 8).running_on(next(names), since=NOW - 3600).build()
+            for i in range(gpus // 8)
+        ]
     jobs += [a_job(f"a/more{i}").of(1, 8).submitted_at(NOW - 3000).build() for i in range(40)]
     jobs += [a_job(f"b/more{i}").of(1, 8).submitted_at(NOW - 3000).build() for i in range(20)]
     jobs += [a_job(f"c/more{i}").of(1, 8).submitted_at(NOW - age - i).build() for i in range(32)]  # demand 300

@@ -42,7 +42,12 @@ NAMES = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=8)
 PAIRS = st.lists(st.tuples(NAMES, NAMES), max_size=3, unique_by=lambda p: p[0]).map(lambda p: tuple(sorted(p)))
 TAINTS = st.lists(st.tuples(NAMES, st.text(max_size=3), st.sampled_from(["NoSchedule", "NoExecute"])), max_size=2)
 TOLERATIONS = st.lists(
-    st.tuples(st.text(max_size=4), st.sampled_from(["Equal", "Exists"]), st.text(max_size=3), st.sampled_from(["", "NoSchedule"])),
+    st.tuples(
+        st.text(max_size=4),
+        st.sampled_from(["Equal", "Exists"]),
+        st.text(max_size=3),
+        st.sampled_from(["", "NoSchedule"]),
+    ),
     max_size=2,
 )
 TIMES = st.floats(0, 1e9, allow_nan=False)
@@ -73,7 +78,9 @@ def every_field(draw: st.DrawFn) -> Snapshot:
             parent=draw(st.one_of(st.none(), st.sampled_from([QueueName(q) for q in queue_names]))),
             namespaces=tuple(draw(st.lists(NAMES, max_size=2))),
             shares={
-                GPUType(t): Share(draw(st.integers(0, 100)), draw(st.one_of(st.none(), st.integers(0, 200))), draw(st.integers(0, 5)))
+                GPUType(t): Share(
+                    draw(st.integers(0, 100)), draw(st.one_of(st.none(), st.integers(0, 200))), draw(st.integers(0, 5))
+                )
                 for t in draw(st.lists(st.sampled_from(["b200", "rtx-pro-6000"]), max_size=2, unique=True))
             },
             reservation=draw(st.one_of(st.none(), st.builds(Reservation, PAIRS, st.booleans()))),

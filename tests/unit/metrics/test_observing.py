@@ -32,7 +32,8 @@ def test_a_cycle_sets_queue_numbers_cluster_states_and_counts_evictions() -> Non
         return registry.get_sample_value(name, labels)
 
     assert value("leitstand_queue_fair_share_gpus", queue="soofi", gpu_type="b200") == 16
-    assert value("leitstand_queue_pending_gpus", queue="soofi", gpu_type="b200") == 16
+    assert value("leitstand_queue_pending_gpus", queue="soofi", gpu_type="b200") == 0
+    assert value("leitstand_queue_reclaiming_gpus", queue="soofi", gpu_type="b200") == 16  # nominated, victims leaving
     assert value("leitstand_evictions_total", reason="ReturnedLentCapacity") == 1
     assert value("leitstand_waiting_jobs", queue="soofi", reason="WaitingForReclaim") == 1
     # after the eviction: su-2-n1 holds 4 of 8, the SOOFI pool is idle (reserved), nothing is lent
