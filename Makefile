@@ -47,7 +47,8 @@ e2e: binaries ## the end-to-end tests on the real local control plane
 demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears it all down
 	$(BIN)/leitstand demo
 
-soak: binaries ## 10x the generated bad input, then 30 minutes of trace-driven load (not in CI); see BENCHMARKS.md
+soak: binaries ## 50,000 liveness scenarios, 10x the generated bad input, then 30 minutes of trace-driven load (not in CI)
+	LEITSTAND_LIVENESS_SCENARIOS=50000 $(BIN)/pytest tests/unit/core/test_contention.py -k settles
 	LEITSTAND_FUZZ_CASES=5000 $(BIN)/pytest tests/e2e/test_bad_input.py -k generated
 	$(BIN)/python -m tests.soak.trace_load --minutes 30
 

@@ -146,7 +146,7 @@ async def test_accepted_but_unschedulable_jobs_get_a_reason_and_leave_other_tena
             reasons = await until(all_explained, what="a reason on every generated job", within=120)
             assert set(reasons.values()) <= {
                 "Running", "Scheduled", "Pending", "Completed", "InsufficientCapacity", "TopologyUnsatisfiable",
-                "QuotaExhausted", "OverLimit", "NoMatchingNodes", "WaitingForReclaim", "WaitingForOlderJob",
+                "QuotaExhausted", "OverLimit", "NoMatchingNodes", "Unschedulable", "WaitingForReclaim", "WaitingForOlderJob",
                 "Reclaimed", "Preempted", "ReturnedLentCapacity", "Restarting",
             }, reasons  # fmt: skip
             assert operator.process.poll() is None, "the operator crashed"

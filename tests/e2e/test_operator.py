@@ -203,21 +203,23 @@ async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_
     assert any(e["reason"] == "Preempted" and e["involvedObject"]["namespace"] in {"t-a", "t-b"} for e in events)
 
 
-async def test_an_unsatisfiable_topology_waits_with_numbers_and_events(
+async def test_a_gang_no_leaf_could_ever_hold_is_unschedulable_with_numbers_and_events(
     api: Client, operator: Operator, dev: cluster.LocalCluster
 ) -> None:
     await quota(api, "root", parent=None)
     await quota(api, "t-topo", guaranteed=64)
-    await job(api, "t-topo", "wide", 5, topology={"required": "leaf"})
+    await job(api, "t-topo", "wide", 5, topology={"required": "leaf"})  # the dev profile's leaves have 4 nodes
 
     async def explained() -> Body | None:
         body = await api.get(f"{GROUP}/namespaces/t-topo/trainingjobs/wide")
-        return body if (body.get("status") or {}).get("reason") == "TopologyUnsatisfiable" else None
+        return body if (body.get("status") or {}).get("reason") == "Unschedulable" else None
 
-    body = await until(explained, what="the reason TopologyUnsatisfiable", within=30)
+    body = await until(explained, what="the reason Unschedulable", within=30)
     assert body["status"]["phase"] == "Queued"
-    assert body["status"]["message"].startswith("needs 5 x 8 b200 in one leaf; the best leaf (b200-su-0")
-    assert "has room for 4" in body["status"]["message"]
+    assert body["status"]["message"].startswith("never fits: needs 5 x 8 b200 in one leaf; the best leaf (b200-su-0")
+    assert "has room for 4 with every node free" in body["status"]["message"]
+    fair_share = (await api.get(f"{GROUP}/gpuquotas/t-topo"))["status"]["gpus"]["b200"]["fairShare"]
+    assert fair_share == 0  # a job that can never run demands nothing
     kubectl = [str(binaries.locate("kubectl")), "--kubeconfig", str(dev.kubeconfig)]
     result = await asyncio.to_thread(
         subprocess.run,
@@ -229,7 +231,7 @@ async def test_an_unsatisfiable_topology_waits_with_numbers_and_events(
     )
     described = result.stdout
     assert "Events:" in described
-    assert "TopologyUnsatisfiable" in described.split("Events:")[1]
+    assert "Unschedulable" in described.split("Events:")[1]
 
 
 async def test_leader_failover_within_15_seconds_and_never_two_binders(
@@ -292,3 +294,85 @@ def standby_identity(operator: Operator) -> str:
     import socket
 
     return f"{socket.gethostname()}-{operator.process.pid}"
+
+
+HOLD = "test.leitstand.dev/hold"
+
+
+async def test_freed_capacity_is_nominated_for_its_beneficiary_across_an_operator_restart(
+    api: Client, operator: Operator, dev: cluster.LocalCluster, tmp_path: Path
+) -> None:
+    """A reclaimed node stays nominated (pods' status.nominatedNodeName) while its victim terminates, a
+    restarted operator keeps the nomination, and the beneficiary binds to exactly that node."""
+    await quota(api, "root", parent=None)
+    await quota(api, "t-greedy", guaranteed=0)
+    await quota(api, "t-owed", guaranteed=32)
+    for i in range(8):
+        await job(api, "t-greedy", f"g{i}", 1)
+
+    async def full() -> bool | None:
+        return True if (await held(api))["t-greedy"] == 64 else None
+
+    await until(full, what="t-greedy to hold all 64 GPUs", within=60)
+    greedy = (await api.list("/api/v1/namespaces/t-greedy/pods"))["items"]
+    for pod in greedy:  # keep every victim Terminating until the test lets it go
+        path = f"/api/v1/namespaces/t-greedy/pods/{pod['metadata']['name']}"
+        await api.patch(path, {"metadata": {"finalizers": [HOLD]}})
+    try:
+        await job(api, "t-owed", "owed", 1)
+
+        async def nominated() -> tuple[str, str] | None:
+            for pod in (await api.list("/api/v1/namespaces/t-owed/pods"))["items"]:
+                node = pod["status"].get("nominatedNodeName")
+                if node and not pod["spec"].get("nodeName"):
+                    return pod["metadata"]["name"], node
+            return None
+
+        pod_name, node = await until(
+            nominated, what="the beneficiary's pod nominated to a node", within=60, context=lambda: state(api)
+        )
+        victims = [
+            p
+            for p in (await api.list("/api/v1/namespaces/t-greedy/pods"))["items"]
+            if p["spec"].get("nodeName") == node
+        ]
+        assert victims
+        assert all(p["metadata"].get("deletionTimestamp") for p in victims)
+
+        async def reclaiming() -> bool | None:
+            numbers = ((await api.get(f"{GROUP}/gpuquotas/t-owed")).get("status") or {}).get("gpus") or {}
+            b200 = numbers.get("b200") or {}
+            return True if (b200.get("allocated"), b200.get("reclaiming"), b200.get("pending")) == (0, 8, 0) else None
+
+        await until(reclaiming, what="t-owed's status: 0 allocated, 8 reclaiming, 0 pending", within=30)
+
+        operator.stop()
+        restarted = Operator(dev.kubeconfig, tmp_path / "restarted.log")
+        try:
+            restarted.wait_ready()
+            lease_path = "/apis/coordination.k8s.io/v1/namespaces/leitstand-system/leases/leitstand"
+
+            async def leads() -> bool | None:
+                holder = (await api.get(lease_path))["spec"].get("holderIdentity") or ""
+                return True if holder.endswith(f"-{restarted.process.pid}") else None
+
+            await until(leads, what="the restarted operator to lead", within=30)
+            await asyncio.sleep(3)  # several cycles of the new leader (one a second)
+            pod = await api.get(f"/api/v1/namespaces/t-owed/pods/{pod_name}")
+            assert pod["status"].get("nominatedNodeName") == node
+            assert not pod["spec"].get("nodeName")
+            for victim in victims:
+                path = f"/api/v1/namespaces/t-greedy/pods/{victim['metadata']['name']}"
+                await api.patch(path, {"metadata": {"finalizers": None}})
+
+            async def bound() -> str | None:
+                return (await api.get(f"/api/v1/namespaces/t-owed/pods/{pod_name}"))["spec"].get("nodeName")
+
+            assert await until(bound, what="the beneficiary bound", within=60, context=lambda: state(api)) == node
+        finally:
+            restarted.stop()
+    finally:
+        for pod in (await api.list("/api/v1/namespaces/t-greedy/pods"))["items"]:
+            if HOLD in (pod["metadata"].get("finalizers") or []):
+                path = f"/api/v1/namespaces/t-greedy/pods/{pod['metadata']['name']}"
+                await api.patch(path, {"metadata": {"finalizers": None}})

@@ -37,7 +37,7 @@ async def api(dev: cluster.LocalCluster, tmp_path: Path, tokens: dict[str, str])
         await quota(admin, "t-alice", guaranteed=16)
         await quota(admin, "t-bob", guaranteed=16)
         await job(admin, "t-alice", "vision", 1)
-        await job(admin, "t-alice", "wide", 5, topology={"required": "leaf"})
+        await job(admin, "t-alice", "wide", 8)  # the whole cluster: it fits only when nothing runs
         await job(admin, "t-bob", "speech", 2)
         if not tokens:
             tokens["alice"] = await account(admin, "t-alice", "alice", JOB_READER)
@@ -53,7 +53,7 @@ async def api(dev: cluster.LocalCluster, tmp_path: Path, tokens: dict[str, str])
                     reasons = {j["name"]: j.get("reason") for j in answer.json()} if answer.status_code == 200 else {}
                     return (
                         True
-                        if reasons.get("wide") == "TopologyUnsatisfiable" and reasons.get("vision") == "Running"
+                        if reasons.get("wide") == "InsufficientCapacity" and reasons.get("vision") == "Running"
                         else None
                     )
 
@@ -76,8 +76,8 @@ async def test_each_user_sees_only_the_jobs_of_their_own_namespace(
     assert [(j["namespace"], j["name"]) for j in alice] == [("t-alice", "vision"), ("t-alice", "wide")]
     assert [(j["namespace"], j["name"]) for j in bob] == [("t-bob", "speech")]
     wide = (await api.get("/api/v1/jobs/t-alice/wide", headers=bearer(tokens["alice"]))).json()
-    assert wide["reason"] == "TopologyUnsatisfiable"
-    assert wide["message"].startswith("needs 5 x 8 b200 in one leaf; the best leaf")
+    assert wide["reason"] == "InsufficientCapacity"
+    assert wide["message"].startswith("needs 8 x 8 b200; ")
     assert wide["position"] == 1
     running = (await api.get("/api/v1/jobs", params={"phase": "Running"}, headers=bearer(tokens["alice"]))).json()
     assert [j["name"] for j in running] == ["vision"]
@@ -105,7 +105,8 @@ async def test_the_platform_team_sees_queues_the_cluster_and_a_replayable_snapsh
 ) -> None:
     queues = {q["name"]: q for q in (await api.get("/api/v1/queues", headers=bearer(tokens["platform"]))).json()}
     assert queues["t-alice"]["gpus"]["b200"]["allocated"] == 8
-    assert queues["t-alice"]["gpus"]["b200"]["pending"] == 40
+    assert queues["t-alice"]["gpus"]["b200"]["pending"] == 64
+    assert queues["t-alice"]["gpus"]["b200"]["reclaiming"] == 0
     cluster_view = (await api.get("/api/v1/cluster", headers=bearer(tokens["platform"]))).json()
     assert cluster_view["gpuTypes"]["b200"]["capacity"] == 64
     assert cluster_view["gpuTypes"]["b200"]["allocated"] == 24
@@ -160,7 +161,7 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
     assert rows[0] == ["NAMESPACE", "NAME", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "AGE"]
     by_name = {row[1]: row for row in rows[1:]}
     assert by_name["vision"][:7] == ["t-alice", "vision", "t-alice", "8", "Running", "Running", "-"]
-    assert by_name["wide"][:7] == ["t-alice", "wide", "t-alice", "40", "Queued", "TopologyUnsatisfiable", "1"]
+    assert by_name["wide"][:7] == ["t-alice", "wide", "t-alice", "64", "Queued", "InsufficientCapacity", "1"]
     assert by_name["speech"][:5] == ["t-bob", "speech", "t-bob", "16", "Running"]
 
     as_plugin = table(cli(dev, "jobs", "-n", "t-bob", plugin=True))
@@ -176,16 +177,16 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
         for line in explained.splitlines()
         if ":" in line and not line.startswith(" ")
     }
-    assert lines["Reason"] == "TopologyUnsatisfiable"
-    assert lines["Message"].startswith("needs 5 x 8 b200 in one leaf; the best leaf")
+    assert lines["Reason"] == "InsufficientCapacity"
+    assert lines["Message"].startswith("needs 8 x 8 b200; ")
     assert lines["Position"] == "1"
-    assert lines["Gang"] == "5 x 8 b200"
-    assert "Warning TopologyUnsatisfiable" in explained
+    assert lines["Gang"] == "8 x 8 b200"
+    assert "Warning InsufficientCapacity" in explained
 
     queues = table(cli(dev, "queues"))
-    assert queues[0] == ["QUEUE", "GPU", "TYPE", "GUARANTEED", "LIMIT", "FAIR", "SHARE", "ALLOCATED", "PENDING", "JOBS"]
+    assert queues[0] == ["QUEUE", "GPU", "TYPE", "GUARANTEED", "LIMIT", "FAIR", "SHARE", "ALLOCATED", "RECLAIMING", "PENDING", "JOBS"]
     by_queue = {row[0]: row for row in queues[1:]}
-    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "40", "1/1"]
+    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "0", "64", "1/1"]
     assert by_queue["t-bob"][5] == "16"
 
     top = table(cli(dev, "top", "--once"))

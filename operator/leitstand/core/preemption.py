@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from leitstand.core.scheduling import Cycle, Waiting
 
 MAX_ATTEMPTS_PER_CYCLE = 16
+REPAIRS = 6  # plans that start from each of the cheapest victims, when the greedy orders fail the fairness check
 # a job held back behind an older one still reclaims, but only onto its victims' nodes: the free
 # capacity stays with the older job
+_ANY_TYPE = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE})
 _RECLAIMING = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE, Reason.WAITING_FOR_OLDER_JOB})
 
 
@@ -260,7 +262,7 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
     candidates = _victims(cycle, waiting, set(eligible))  # none at all: this cycle's evictions may have made room
     victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
     if waiting.reason is Reason.WAITING_FOR_OLDER_JOB:  # free capacity is held for an older job
-        touched = {name for _victim, _reason, counts in victims for name in counts}
+        touched = {name for _victim, _reason, counts in victims for name in counts} | cycle.freed
         nodes = [node for node in nodes if node.name in touched]
         eligible = frozenset(node.name for node in nodes)  # not names_of: that caches by the list's id
     level = (
@@ -282,12 +284,21 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
         largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], cycle.now)))
-        for order in (touching, largest):
-            plan = _plan(cycle, waiting, domain, members, order)
-            if plan is not None and (best is None or (plan.cost, plan.domain) < (best.cost, best.domain)):
-                best = plan
+        orders = [touching, largest]
+        found = None
+        for index in range(2 + REPAIRS):
+            if index >= 2:  # neither worked: start from one of the cheapest victims, then the rest
+                first = index - 2
+                if found is not None or first >= len(touching):
+                    break
+                orders.append([touching[first], *touching[:first], *touching[first + 1 :]])
+            plan = _plan(cycle, waiting, domain, members, orders[index])
+            if plan is not None and (found is None or plan.cost < found.cost):
+                found = plan
             if plan is not None and plan.cost == 0:
                 break
+        if found is not None and (best is None or (found.cost, found.domain) < (best.cost, best.domain)):
+            best = found
     if best is None:
         return None
     mark = statement.checkpoint()
@@ -326,16 +337,27 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
     for waiting in candidates:
         if attempts >= MAX_ATTEMPTS_PER_CYCLE:
             break
-        if waiting.queue is not None and waiting.gpu_type is not None:
-            blocked = cycle.quota_block(waiting.job, waiting.queue, waiting.gpu_type, waiting.job.replicas)
-            if blocked is not None:  # jobs bound since it was tried used the quota up: evicting would be for nothing
-                waiting.reason, waiting.message = blocked
+        found = None
+        tried_type = waiting.gpu_type
+        types = [tried_type]
+        if waiting.job.gpu_type is None and waiting.job.gpus_per_replica and waiting.reason in _ANY_TYPE:
+            types += [t for t in sorted(cycle.capacity) if t != tried_type]  # a job of any type: each type in turn
+        for gpu_type in types:
+            waiting.gpu_type = gpu_type
+            if waiting.queue is not None and gpu_type is not None:
+                blocked = cycle.quota_block(waiting.job, waiting.queue, gpu_type, waiting.job.replicas)
+                if blocked is not None:  # jobs bound since it was tried used the quota up: evicting is for nothing
+                    if gpu_type == tried_type:
+                        waiting.reason, waiting.message = blocked
+                    continue
+            if attempts >= MAX_ATTEMPTS_PER_CYCLE or not _may_take(cycle, waiting):
                 continue
-        if not _may_take(cycle, waiting):
-            continue
-        attempts += 1
-        found = _evict_for(cycle, waiting)
+            attempts += 1
+            found = _evict_for(cycle, waiting)
+            if found is not None:
+                break
         if found is None:
+            waiting.gpu_type = tried_type
             continue
         chosen, nodes = found
         cycle.nominations[waiting.job.key] = nodes
@@ -365,6 +387,7 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
                     f"queue {cycle.job_queue[victim.key]} is above its fair share"
                 )
             cycle.evictions.append(Eviction(victim.key, reason, waiting.job.key, message))
+            cycle.freed.update(name for name in victim.placement if name is not None)
         waiting.reason = Reason.WAITING_FOR_RECLAIM
         gpus = sum(v.gpus for v, _r in chosen)
         waiting.message = (

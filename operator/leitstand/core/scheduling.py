@@ -102,6 +102,7 @@ class Cycle:
     leaving: dict[NodeName, list[int]] = field(default_factory=dict)  # unclaimed resources of terminating jobs
     running: dict[tuple[QueueName, GPUType], int] = field(default_factory=dict)  # held at the snapshot
     settled: set[JobKey] = field(default_factory=set)  # bound before the queues are served
+    freed: set[NodeName] = field(default_factory=set)  # nodes of jobs evicted this cycle
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -761,8 +762,8 @@ class Cycle:
                 if isinstance(outcome, tuple):
                     self.binds.append(Bind(job.key, outcome))
                     self.statement.commit()
-                elif outcome.gpu_type != guess:  # a job of any type failed on another type: no hold there
-                    self.waiting[job.key] = outcome
+                elif outcome.gpu_type != guess and not self.fits_empty(job, queue, guess):
+                    self.waiting[job.key] = outcome  # a job of any type that the held type could never take
                 else:
                     minutes = (self.now - holder.submitted) / 60
                     self.waiting[job.key] = Waiting(

@@ -231,7 +231,7 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
             started_cycle[bind.job] = cycle
         for key in terminating:
             terminating[key] -= 1
-        active = decisions.binds or decisions.evictions or decisions.releases or terminating
+        active = decisions.binds or decisions.evictions or decisions.releases or terminating or nominations
         protected = any(
             job.running
             and not job.terminating
@@ -420,13 +420,18 @@ def check_complete(result: Run, cycle: int, snap: Snapshot, now: float) -> None:
     nodes = {node.name: node for node in snap.nodes}
     queues = {queue.name: queue for queue in snap.queues}
     reasons = {e.job: e.reason for e in decisions.pending}
+    messages = {e.job: e.message for e in decisions.pending}
     for job in sorted(snap.jobs, key=lambda j: j.key):
         if job.placement or job.terminating or reasons.get(job.key) in NEVER or not job.gpus_per_replica:
             continue
         queue = decisions.job_queues.get(job.key)
         if queue is None:
             continue
-        for gpu_type in [job.gpu_type] if job.gpu_type else sorted({n.gpu_type for n in snap.nodes if n.gpu_type}):
+        types = [job.gpu_type] if job.gpu_type else sorted({n.gpu_type for n in snap.nodes if n.gpu_type})
+        held_type = re.match(r"(\S+) is held for ", messages.get(job.key, ""))
+        if held_type is not None:  # a job of any type held back for an older job waits for that type
+            types = [GPUType(held_type.group(1))]
+        for gpu_type in types:
             status = decisions.queues[queue].get(gpu_type)
             if status is None or status.allocated + job.gpus > status.fair_share:
                 continue

@@ -1,0 +1,80 @@
+"""Raw bodies to the core's snapshot: nominations, terminating pods and foreign pods (no cluster needed)."""
+
+from typing import Any
+
+from leitstand.core import model
+from leitstand.kube import snapshots
+
+Body = dict[str, Any]
+SETTINGS = snapshots.Settings()
+
+
+def a_node(name: str, gpus: int = 8) -> Body:
+    return {
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "NVIDIA-B200"}},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "224", "memory": "2048Gi"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def a_pod(name: str, *, node: str | None = None, nominated: str | None = None, scheduler: str = "leitstand",
+          job: str | None = None, rank: int = 0, deleting: bool = False, gpus: int = 8) -> Body:  # fmt: skip
+    meta: Body = {"name": name, "namespace": "acme", "creationTimestamp": "2027-01-15T08:00:00Z"}
+    if job is not None:
+        meta["labels"] = {snapshots.JOB_LABEL: job, snapshots.REPLICA_LABEL: str(rank)}
+    if deleting:
+        meta["deletionTimestamp"] = "2027-01-15T09:00:00Z"
+    spec: Body = {
+        "schedulerName": scheduler,
+        "containers": [{"resources": {"requests": {"nvidia.com/gpu": str(gpus)}}}],
+    }
+    if node:
+        spec["nodeName"] = node
+    status: Body = {"phase": "Running" if node else "Pending"}
+    if nominated:
+        status["nominatedNodeName"] = nominated
+    return {"metadata": meta, "spec": spec, "status": status}
+
+
+def a_training_job(replicas: int = 2) -> Body:
+    return {
+        "metadata": {"name": "llm", "namespace": "acme", "creationTimestamp": "2027-01-15T08:00:00Z"},
+        "spec": {"replicas": replicas, "gpusPerReplica": 8, "gpuType": "b200", "template": {"image": "nemo"}},
+        "status": {},
+    }
+
+
+def build(pods: list[Body], jobs: list[Body] = ()) -> dict[str, model.Job]:  # type: ignore[assignment]
+    snap, _pod_of_job, _gang = snapshots.build([a_node("n1"), a_node("n2")], [], pods, SETTINGS, jobs)
+    return {job.key: job for job in snap.jobs}
+
+
+def test_a_waiting_plain_pod_reads_its_nomination_and_a_bound_one_does_not() -> None:
+    jobs = build([a_pod("waits", nominated="n1"), a_pod("runs", node="n2", nominated="n1")])
+    assert jobs["acme/pods/waits"].nominated == ("n1",)
+    assert jobs["acme/pods/runs"].nominated == ()
+
+
+def test_a_waiting_gang_is_nominated_only_when_every_replica_is() -> None:
+    both = build([a_pod("llm-0", job="llm", rank=0, nominated="n1"), a_pod("llm-1", job="llm", rank=1, nominated="n2")],
+                 [a_training_job()])  # fmt: skip
+    assert both["acme/llm"].nominated == ("n1", "n2")
+    one = build([a_pod("llm-0", job="llm", rank=0, nominated="n1"), a_pod("llm-1", job="llm", rank=1)],
+                [a_training_job()])  # fmt: skip
+    assert one["acme/llm"].nominated == ()
+
+
+def test_a_deleted_pod_on_a_node_is_a_terminating_job_that_holds_it() -> None:
+    jobs = build([a_pod("old", node="n1", deleting=True)])
+    assert jobs["acme/terminating/old"].terminating
+    assert jobs["acme/terminating/old"].placement == ("n1",)
+
+
+def test_pods_of_other_schedulers_shrink_their_node() -> None:
+    snap, _p, _g = snapshots.build(
+        [a_node("n1")], [], [a_pod("theirs", node="n1", scheduler="default", gpus=3)], SETTINGS
+    )
+    assert snap.nodes[0].gpus == 5
+    assert snap.jobs == ()
