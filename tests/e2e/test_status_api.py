@@ -184,7 +184,19 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
     assert "Warning InsufficientCapacity" in explained
 
     queues = table(cli(dev, "queues"))
-    assert queues[0] == ["QUEUE", "GPU", "TYPE", "GUARANTEED", "LIMIT", "FAIR", "SHARE", "ALLOCATED", "RECLAIMING", "PENDING", "JOBS"]
+    assert queues[0] == [
+        "QUEUE",
+        "GPU",
+        "TYPE",
+        "GUARANTEED",
+        "LIMIT",
+        "FAIR",
+        "SHARE",
+        "ALLOCATED",
+        "RECLAIMING",
+        "PENDING",
+        "JOBS",
+    ]
     by_queue = {row[0]: row for row in queues[1:]}
     assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "0", "64", "1/1"]
     assert by_queue["t-bob"][5] == "16"

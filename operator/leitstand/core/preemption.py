@@ -285,20 +285,20 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
         largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], cycle.now)))
         orders = [touching, largest]
-        found = None
+        cheapest: Plan | None = None
         for index in range(2 + REPAIRS):
             if index >= 2:  # neither worked: start from one of the cheapest victims, then the rest
                 first = index - 2
-                if found is not None or first >= len(touching):
+                if cheapest is not None or first >= len(touching):
                     break
                 orders.append([touching[first], *touching[:first], *touching[first + 1 :]])
             plan = _plan(cycle, waiting, domain, members, orders[index])
-            if plan is not None and (found is None or plan.cost < found.cost):
-                found = plan
+            if plan is not None and (cheapest is None or plan.cost < cheapest.cost):
+                cheapest = plan
             if plan is not None and plan.cost == 0:
                 break
-        if found is not None and (best is None or (found.cost, found.domain) < (best.cost, best.domain)):
-            best = found
+        if cheapest is not None and (best is None or (cheapest.cost, cheapest.domain) < (best.cost, best.domain)):
+            best = cheapest
     if best is None:
         return None
     mark = statement.checkpoint()
