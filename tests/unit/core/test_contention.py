@@ -100,21 +100,21 @@ def test_an_older_job_of_another_gpu_type_does_not_make_reclaim_ping_pong(older:
 
 
 def test_capacity_returned_by_a_lent_job_goes_to_the_pool_owner_not_back_to_the_borrower() -> None:
-    nodes = nodes_in_leaf("pool", 1, pool="soofi") + nodes_in_leaf("su-1", 1)
+    nodes = nodes_in_leaf("pool", 3, pool="soofi") + nodes_in_leaf("su-1", 2)
     queues = [
         a_root(),
-        a_queue("soofi").with_share(8).reserving(pool="soofi", lend=True),
-        a_queue("acme").with_share(0, weight=1),
+        a_queue("soofi").with_share(5).reserving(pool="soofi", lend=True),
+        a_queue("acme").with_share(0, weight=2),
     ]
     jobs = [
-        a_job("acme/shared").of(1, 8).running_on("su-1-n1", since=NOW - 900),
-        a_job("acme/lent").of(1, 8).running_on("pool-n1", since=NOW - 900),
-        a_job("acme/more").of(1, 8).submitted_at(NOW - 800),
-        a_job("soofi/own").of(1, 8).with_priority(Priority.BUILD).submitted_at(NOW - 10),
+        a_job("soofi/tiny").of(1, 1).running_on("pool-n1", since=NOW - 900),
+        a_job("acme/gang").of(3, 8).running_on("pool-n2", "pool-n3", "su-1-n1", since=NOW - 900),
+        a_job("soofi/pair").of(2, 4).submitted_at(NOW - 20),
+        a_job("soofi/whole").of(1, 8).submitted_at(NOW - 10),
     ]
     final, _cycles, evictions, _d = settle(snapshot(nodes, queues, jobs))
-    assert "soofi/own" in running(final)
-    assert evictions == {"acme/lent": 1}
+    assert {"soofi/pair", "soofi/whole"} <= running(final)
+    assert evictions == {"acme/gang": 1}  # returned once, never re-borrowed and returned again
 
 
 # -- 3. whole victim gangs ----------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_capacity_returned_by_a_lent_job_goes_to_the_pool_owner_not_back_to_the_
 def test_reclaim_takes_whole_equal_age_gangs_spread_over_nodes() -> None:
     nodes = nodes_in_leaf("su-1", 8) + nodes_in_leaf("su-2", 8)
     queues = [a_root(), a_queue("a").with_share(64), a_queue("b").with_share(64)]
-    spread = [(f"su-{1 + i // 4}-n{2 * (i % 4) + 1}", f"su-{1 + i // 4}-n{2 * (i % 4) + 2}") for i in range(8)]
+    spread = [(f"su-1-n{i + 1}", f"su-2-n{i + 1}") for i in range(8)]  # each gang has one replica in each leaf
     jobs: list[Job] = [
         a_job(f"a/g{i}").of(2, 8).running_on(*pair, since=NOW - 100).build() for i, pair in enumerate(spread)
     ]
@@ -169,14 +169,16 @@ def test_a_job_on_a_not_ready_node_does_not_shrink_the_free_count_of_the_rest() 
 def test_an_explanation_names_its_own_replica_count_not_a_cached_one() -> None:
     nodes = [node for leaf in ("su-1", "su-2") for node in nodes_in_leaf(leaf, 8)]
     queues = [a_root(), a_queue("a"), a_queue("b")]
-    jobs = [a_job("a/busy").of(4, 8).running_on(*(f"su-{leaf}-n{i}" for leaf in (1, 2) for i in (1, 2)))]
-    jobs += [
-        a_job("a/five").of(7, 8).requiring("leaf").submitted_at(NOW - 2),
+    busy = [f"su-{leaf}-n{i}" for leaf in (1, 2) for i in (1, 2, 3)]  # five nodes free in each leaf
+    jobs = [
+        a_job("a/busy").of(6, 8).running_on(*busy),
+        a_job("a/six").of(6, 8).requiring("leaf").submitted_at(NOW - 3),
+        a_job("a/seven").of(7, 8).requiring("leaf").submitted_at(NOW - 2),
         a_job("b/seven").of(7, 8).requiring("leaf").submitted_at(NOW - 1),
     ]
-    jobs += [a_job("a/x").of(5, 8).requiring("leaf").submitted_at(NOW - 3)]
     decisions = schedule(snapshot(nodes, queues, jobs), Policy(preemption=False), now=NOW)
-    assert messages(decisions)["a/five"].startswith("needs 7 x 8 b200 in one leaf")
+    assert messages(decisions)["a/six"].startswith("needs 6 x 8 b200 in one leaf")
+    assert messages(decisions)["a/seven"].startswith("needs 7 x 8 b200 in one leaf")
     assert messages(decisions)["b/seven"].startswith("needs 7 x 8 b200 in one leaf")
 
 
