@@ -12,15 +12,21 @@ Victims, in the order they are taken:
    share) below its fair share.
 
 Jobs younger than their queue's ``minRuntimeSeconds`` are never evicted by 2
-or 3; ``build`` and ``inference`` jobs never are. Victims are chosen node by
-node: the nodes cheapest to clear (work lost: GPUs times seconds run; victims
-taken in the order above) until the job fits, inside one domain when it
-requires one. The placement is then verified, and for small victim sets every
-victim that turns out unnecessary is spared.
+or 3; ``build`` and ``inference`` jobs never are. Victims are whole gangs: a
+plan adds them cheapest first (work lost: GPUs times seconds run; the classes
+above first) until the job has room, by arithmetic on free resources, inside one
+domain of its required level (each domain planned on its own, the cheapest
+wins). A reclaim victim that would push its queue below its fair share together
+with those already chosen is skipped; when that leaves no plan, the largest
+gangs first, then plans starting from each of the cheapest victims, repair it.
+Every victim that turns out unnecessary is then spared, and the placement is
+made for real.
 
-Every reclaim eviction moves GPUs from a queue above its fair share to one
-that stays within its own, so the fairness order strictly improves and cycles
-of evictions cannot occur. Pure.
+The capacity freed is nominated for the beneficiary (``Cycle.nominations``):
+kept for it, cycle after cycle, while the victims terminate. Every reclaim
+eviction moves GPUs from a queue above its fair share to one that stays within
+its own, and the nomination keeps them there, so evictions cannot ping-pong.
+Pure.
 """
 
 from collections.abc import Sequence

@@ -3,17 +3,26 @@
 The cycle, in order:
 
 1. resolve each job's queue from its namespace (leaf queues only; a namespace
-   claimed by two leaves is scheduled by neither) and hold what running jobs use;
-2. compute every queue's fair share per GPU type from the demand (``fairshare``);
-   a queue that owns a reservation demands at most its pool;
+   claimed by two leaves is scheduled by neither; a queue in or below a parent
+   cycle schedules nothing and says so) and hold what running jobs use
+   (terminating jobs hold their nodes but no longer count for their queue);
+2. set aside jobs that could never run here, even on an empty cluster
+   (``Unschedulable``, ``NoMatchingNodes``): they demand nothing; then compute
+   every queue's fair share per GPU type from the demand (``fairshare``); a
+   queue that owns a reservation demands at most its pool;
 3. finish or release gangs that the binder left partly bound;
-4. serve queues least served first (allocated ÷ fair share; a higher-priority
-   head first), jobs within a queue by priority then submission time, each gang
-   placed in full or not at all through the statement (``placement``); a job
-   waiting longer than ``Policy.starvation_seconds`` that could fit an empty
-   cluster holds its GPU type, so a stream of smaller jobs cannot starve it;
-5. for jobs still waiting, reclaim and preemption (``preemption``);
-6. explain every job that still waits, with its place in its queue.
+4. honour nominations: a job that evictions freed capacity for binds there, or
+   keeps it while its victims terminate;
+5. serve lanes of (queue, GPU type), least served first (allocated ÷ fair share
+   for that type; a higher-priority head first), jobs within a lane by priority
+   then submission time, each gang placed in full or not at all through the
+   statement (``placement``); a job waiting longer than
+   ``Policy.starvation_seconds`` that could fit an empty cluster holds its GPU
+   type (the nodes it could use), so a stream of smaller jobs cannot starve it;
+6. for jobs still waiting, reclaim and preemption (``preemption``), nominating
+   what each eviction frees for the job it was freed for;
+7. explain every job that still waits, with its place in its queue, and report
+   each queue's allocated, reclaiming and pending GPUs.
 
 Pure and deterministic: no I/O, no clock (``now`` is an argument), ties broken
 by names, every output sorted.
