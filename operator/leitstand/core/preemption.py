@@ -203,37 +203,32 @@ def _plan(
     domain: str,
     nodes: Sequence[Node],
     victims: list[tuple[Job, Reason, dict[NodeName, int]]],
+    *,
+    fair_first: bool = True,
 ) -> Plan | None:
     """The cheapest whole gangs, in preference order, that make room on ``nodes``; then every victim
     that turns out unnecessary is spared (most work first), so the set is minimal.
 
-    A reclaim victim is skipped (the next one is tried instead) when taking it
-    together with those already chosen would push its queue, or an ancestor not
-    shared with the beneficiary, below its fair share.
+    With ``fair_first``, a reclaim victim is skipped (the next one is tried
+    instead) when taking it together with those already chosen would push its
+    queue, or an ancestor not shared with the beneficiary, below its fair share.
+    Without, the minimal set is found first and then checked as a whole, so
+    victims that turn out unnecessary cannot use up a queue's surplus.
     """
-    job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
+    job, queue = waiting.job, waiting.queue
     assert queue is not None
     statement = cycle.statement
     room = Room(job)
     for node in nodes:
         free = statement.free[node.name]
         room.add_node(node.name, free.gpus, free.cpu_millis, free.memory_bytes)
-    shared = set(cycle.paths[queue])
     taken: dict[QueueName, int] = {}
     chosen: list[tuple[Job, Reason, dict[NodeName, int]]] = []
     for victim, reason, counts in victims:
         if room.total >= job.replicas:
             break
-        if reason is Reason.RECLAIMED and gpu_type is not None:
-            path = [name for name in cycle.paths[cycle.job_queue[victim.key]] if name not in shared]
-            if any(
-                statement.queue_allocated(name, gpu_type) - taken.get(name, 0) - victim.gpus
-                < cycle.shares.get(name, {}).get(gpu_type, 0)
-                for name in path
-            ):
-                continue
-            for name in path:
-                taken[name] = taken.get(name, 0) + victim.gpus
+        if fair_first and not _within_surplus(cycle, waiting, [(victim, reason)], taken):
+            continue
         room.change(victim, counts, +1)  # even a victim that frees less than a replica may complete one
         chosen.append((victim, reason, counts))
     if room.total < job.replicas:
@@ -246,7 +241,35 @@ def _plan(
             chosen.remove(item)
         else:
             room.change(victim, counts, +1)
+    if not fair_first and not _within_surplus(cycle, waiting, [(v, r) for v, r, _c in chosen], {}):
+        return None
     return Plan(domain, [(v, r) for v, r, _c in chosen], sum(_cost(v, now) for v, _r, _c in chosen))
+
+
+def _within_surplus(
+    cycle: "Cycle", waiting: "Waiting", victims: list[tuple[Job, Reason]], taken: dict[QueueName, int]
+) -> bool:
+    """Would reclaiming ``victims`` (on top of ``taken``, which it updates when they fit) keep every victim
+    queue, and each ancestor not shared with the beneficiary, at or above its fair share?"""
+    gpu_type = waiting.gpu_type
+    if gpu_type is None:
+        return True
+    assert waiting.queue is not None
+    shared = set(cycle.paths[waiting.queue])
+    extra: dict[QueueName, int] = {}
+    for victim, reason in victims:
+        if reason is not Reason.RECLAIMED:
+            continue
+        for name in cycle.paths[cycle.job_queue[victim.key]]:
+            if name not in shared:
+                extra[name] = extra.get(name, 0) + victim.gpus
+    for name, gpus in extra.items():
+        allocated = cycle.statement.queue_allocated(name, gpu_type)
+        if allocated - taken.get(name, 0) - gpus < cycle.shares.get(name, {}).get(gpu_type, 0):
+            return False
+    for name, gpus in extra.items():
+        taken[name] = taken.get(name, 0) + gpus
+    return True
 
 
 def _cost(victim: Job, now: float) -> float:
@@ -290,15 +313,19 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
         largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], cycle.now)))
-        orders = [touching, largest]
+        # then the minimal sets of those orders checked as a whole; then starts from each of the cheapest
+        orders = [(touching, True), (largest, True), (touching, False), (largest, False)]
         cheapest: Plan | None = None
-        for index in range(2 + REPAIRS):
-            if index >= 2:  # neither worked: start from one of the cheapest victims, then the rest
-                first = index - 2
+        for index in range(len(orders) + REPAIRS):
+            if index >= 4:
+                first = index - 4
                 if cheapest is not None or first >= len(touching):
                     break
-                orders.append([touching[first], *touching[:first], *touching[first + 1 :]])
-            plan = _plan(cycle, waiting, domain, members, orders[index])
+                orders.append(([touching[first], *touching[:first], *touching[first + 1 :]], True))
+            elif index >= 2 and cheapest is not None:
+                break
+            order, fair_first = orders[index]
+            plan = _plan(cycle, waiting, domain, members, order, fair_first=fair_first)
             if plan is not None and (cheapest is None or plan.cost < cheapest.cost):
                 cheapest = plan
             if plan is not None and plan.cost == 0:
