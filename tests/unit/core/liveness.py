@@ -553,6 +553,7 @@ def _reclaimable(
                 statement.load(other, placed, (), firm=False)
         taken: Counter[QueueName] = Counter()
         chosen: list[str] = []
+        freed: set[NodeName] = set()
         for victim, fair in order:
             if fair:
                 path = [n for n in _path(queues, decisions.job_queues[victim.key]) if n not in own_path]
@@ -566,7 +567,10 @@ def _reclaimable(
                     taken[n] += victim.gpus
             statement.release(victim)
             chosen.append(victim.key)
-            if placement.place(job, job.replicas, statement, candidates, POLICY, gpu_type=gpu_type).nodes is not None:
+            freed.update(n for n in victim.placement if n is not None)
+            # a job held back for an older one may use what its victims free, not the free capacity kept
+            usable = [n for n in candidates if n.name in freed] if held_back else candidates
+            if placement.place(job, job.replicas, statement, usable, POLICY, gpu_type=gpu_type).nodes is not None:
                 return chosen
         if not order and placement.place(job, job.replicas, statement, candidates, POLICY, gpu_type=gpu_type).nodes:
             # free capacity kept for an older job is the starvation hold, not a failure of reclaim
