@@ -30,11 +30,12 @@ Pure.
 """
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from leitstand.core import placement
-from leitstand.core.model import Eviction, GPUType, Job, Node, NodeName, Priority, QueueName, Reason
+from leitstand.core import placement, statements
+from leitstand.core.model import Eviction, Job, JobKey, Node, NodeName, Priority, QueueName, Reason
 
 if TYPE_CHECKING:
     from leitstand.core.scheduling import Cycle, Waiting
@@ -53,127 +54,157 @@ def work_lost(job: Job, now: float) -> float:
     return max(job.gpus, 1) * max(now - started, 0.0)
 
 
-def _victims(cycle: "Cycle", waiting: "Waiting", eligible: set[NodeName]) -> list[tuple[Job, Reason]]:
+Entry = tuple[float, JobKey, Job, bool]  # (work lost if evicted, key, job, protected by minRuntimeSeconds)
+
+
+@dataclass(slots=True)
+class Pool:
+    """The running jobs reclaim may consider, indexed once per cycle (from what ``load_jobs`` gathered).
+
+    Each queue's preemptible jobs are sorted by work lost, then key, when first
+    asked for; jobs bound this cycle are never victims and are left out.
+    """
+
+    cycle: "Cycle"
+    bound: set[JobKey]
+    sorted_by_queue: dict[QueueName, list[Entry]] = field(default_factory=dict)
+    lent: list[tuple[Job, QueueName | None]] | None = None  # preemptible jobs on a reserved node
+
+    def of_queue(self, queue: QueueName) -> list[Entry]:
+        entries = self.sorted_by_queue.get(queue)
+        if entries is None:
+            cycle, now = self.cycle, self.cycle.now
+            protect = cycle.queues[queue].min_runtime_seconds
+            entries = []
+            for victim in cycle.preemptible_by_queue.get(queue, ()):
+                if victim.key in self.bound:
+                    continue
+                started = victim.started if victim.started is not None else now
+                entries.append((work_lost(victim, now), victim.key, victim, now - started < protect))
+            entries.sort(key=lambda entry: entry[:2])
+            self.sorted_by_queue[queue] = entries
+        return entries
+
+    def on_reserved_nodes(self) -> list[tuple[Job, QueueName | None]]:
+        if self.lent is None:
+            owned = self.cycle.owner_of_node
+            self.lent = []
+            if owned:
+                for queue, jobs in sorted(self.cycle.preemptible_by_queue.items()):
+                    for victim in jobs:
+                        if victim.key not in self.bound and any(n in owned for n in victim.placement if n):
+                            self.lent.append((victim, queue))
+        return self.lent
+
+
+def _pool(cycle: "Cycle") -> Pool:
+    if cycle.victim_pool is None:
+        cycle.victim_pool = Pool(cycle, {bind.job for bind in cycle.binds})
+    return cycle.victim_pool
+
+
+def _victims(cycle: "Cycle", waiting: "Waiting", eligible: AbstractSet[NodeName]) -> list[tuple[Job, Reason]]:
+    """Whole gangs ``waiting`` may evict and that hold one of ``eligible``, in the order they are taken."""
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     assert queue is not None
     statement, now = cycle.statement, cycle.now
     owner = cycle.owner(queue)
-    bound = {bind.job for bind in cycle.binds}
-    jobs = cycle.jobs_by_key
     share = cycle.shares.get(queue, {}).get(gpu_type, 0) if gpu_type else 0
     may_reclaim = gpu_type is not None and statement.queue_allocated(queue, gpu_type) + job.gpus <= share
     may_preempt = job.priority > min(Priority)
-    over_share: dict[QueueName, bool] = {}
-    leaving: list[Job] = []
-    lent: list[Job] = []
-    within: list[Job] = []
-    reclaim: list[Job] = []
-    for key, holding in statement.holdings.items():
-        victim = jobs.get(key)
-        if victim is None or key == job.key:
-            continue
-        if victim.terminating:
-            if key not in cycle.spoken_for and not eligible.isdisjoint(holding.nodes):
-                leaving.append(victim)
-            continue
-        victim_queue = cycle.job_queue.get(key)
-        foreign = owner is not None and (victim_queue is None or owner not in cycle.paths[victim_queue])
-        on_pool = foreign and any(cycle.owner_of_node.get(n) == owner for n in holding.nodes)
-        if on_pool and key not in bound and victim.priority.preemptible:
-            lent.append(victim)
-            continue
-        if not victim.priority.preemptible or victim_queue is None:
-            continue
-        if victim_queue == queue:
-            if not (may_preempt and job.priority > victim.priority):
+    shared = set(cycle.paths[queue])
+    holdings = statement.holdings
+    pool = _pool(cycle)
+
+    def usable(victim: Job) -> bool:  # still held (not evicted this cycle), not the job, somewhere it could go
+        holding = holdings.get(victim.key)
+        return holding is not None and victim.key != job.key and not eligible.isdisjoint(holding.nodes)
+
+    leaving = [v for v in cycle.terminating_jobs if v.key not in cycle.spoken_for and usable(v)]
+    lent: list[tuple[float, JobKey, Job]] = []
+    if owner is not None:
+        for victim, victim_queue in pool.on_reserved_nodes():
+            foreign = victim_queue is None or owner not in cycle.paths[victim_queue]
+            if (
+                foreign
+                and usable(victim)
+                and any(cycle.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
+            ):
+                lent.append((work_lost(victim, now), victim.key, victim))
+    lent.sort(key=lambda entry: entry[:2])
+    lent_keys = {key for _cost, key, _victim in lent}
+    within = [
+        victim
+        for _cost, key, victim, young in (pool.of_queue(queue) if may_preempt else ())
+        if job.priority > victim.priority and not young and key not in lent_keys and usable(victim)
+    ]
+    reclaim: list[tuple[float, JobKey, Job]] = []
+    if may_reclaim and gpu_type is not None:
+        for victim_queue in sorted(cycle.preemptible_by_queue):
+            if victim_queue in shared:
                 continue
-            target = within
-        elif may_reclaim and holding.gpu_type == gpu_type and gpu_type is not None:
-            above = over_share.get(victim_queue)
-            if above is None:
-                victim_share = cycle.shares.get(victim_queue, {}).get(gpu_type, 0)
-                above = over_share[victim_queue] = statement.queue_allocated(victim_queue, gpu_type) > victim_share
-            if not above or not _fair_to_evict(cycle, victim, queue, gpu_type):
-                continue  # a victim whose eviction alone would push its queue below its fair share is no candidate
-            target = reclaim
-        else:
-            continue
-        started = victim.started if victim.started is not None else now
-        if now - started < cycle.queues[victim_queue].min_runtime_seconds or key in bound:
-            continue
-        if eligible.isdisjoint(holding.nodes):
-            continue
-        target.append(victim)
-
-    def cost(victim: Job) -> tuple[float, str]:
-        return (work_lost(victim, now), victim.key)
-
+            spare = min(  # the least surplus over fair share on the victim queue's path not shared with ours
+                (
+                    statement.queue_allocated(name, gpu_type) - cycle.shares.get(name, {}).get(gpu_type, 0)
+                    for name in cycle.paths[victim_queue]
+                    if name not in shared
+                ),
+                default=0,
+            )
+            if spare <= 0:
+                continue
+            for cost, key, victim, young in pool.of_queue(victim_queue):
+                if (
+                    not young
+                    and victim.gpus <= spare  # its eviction alone keeps its queue at its fair share
+                    and key not in lent_keys
+                    and usable(victim)
+                    and holdings[key].gpu_type == gpu_type
+                ):
+                    reclaim.append((cost, key, victim))
+        reclaim.sort(key=lambda entry: entry[:2])
     return (
         [(v, Reason.GANG_INCOMPLETE) for v in sorted(leaving, key=lambda v: v.key)]  # already going: free of cost
-        + [
-            (v, Reason.RETURNED_LENT_CAPACITY)
-            for v in sorted(lent, key=cost)
-            if not eligible.isdisjoint(statement.holdings[v.key].nodes)
-        ]
-        + [(v, Reason.PREEMPTED) for v in sorted(within, key=cost)]
-        + [(v, Reason.RECLAIMED) for v in sorted(reclaim, key=cost)]
+        + [(v, Reason.RETURNED_LENT_CAPACITY) for _c, _k, v in lent]
+        + [(v, Reason.PREEMPTED) for v in within]
+        + [(v, Reason.RECLAIMED) for _c, _k, v in reclaim]
     )
 
 
-def _fair_to_evict(cycle: "Cycle", victim: Job, queue: QueueName, gpu_type: GPUType) -> bool:
-    """Evicting ``victim`` keeps its queue and every ancestor not shared with ``queue`` at or above fair share."""
-    victim_queue = cycle.job_queue[victim.key]
-    shared = set(cycle.paths[queue])
-    for name in cycle.paths[victim_queue]:
-        if name in shared:
-            continue
-        share = cycle.shares.get(name, {}).get(gpu_type, 0)
-        if cycle.statement.queue_allocated(name, gpu_type) - victim.gpus < share:
-            return False
-    return True
-
-
-def _replicas(job: Job, gpus: int, cpu: int, memory: int) -> int:
-    """How many replicas of ``job`` fit into the given free resources (at most ``job.replicas``)."""
-    result = job.replicas
-    if job.gpus_per_replica:
-        result = min(result, gpus // job.gpus_per_replica)
-    if job.cpu_millis_per_replica:
-        result = min(result, cpu // job.cpu_millis_per_replica)
-    if job.memory_bytes_per_replica:
-        result = min(result, memory // job.memory_bytes_per_replica)
-    return max(result, 0)
+_CLASS = {Reason.GANG_INCOMPLETE: 0, Reason.RETURNED_LENT_CAPACITY: 1, Reason.PREEMPTED: 2, Reason.RECLAIMED: 3}
 
 
 @dataclass(slots=True)
 class Room:
-    """Free resources on a group of nodes as victims are added or dropped, and how many replicas fit.
+    """How many replicas of ``job`` fit on a group of nodes as victims are added or dropped.
 
     Pure arithmetic on the statement's free resources: ``placement.place`` needs
     exactly this room (inside one domain when the job requires one), so a plan
-    whose room suffices places for real.
+    whose room suffices places for real. Only the nodes victims touch are read.
     """
 
     job: Job
+    statement: statements.Statement
+    members: AbstractSet[NodeName]
+    total: int
     free: dict[NodeName, list[int]] = field(default_factory=dict)
     fit: dict[NodeName, int] = field(default_factory=dict)
-    total: int = 0
-
-    def add_node(self, name: NodeName, gpus: int, cpu: int, memory: int) -> None:
-        self.free[name] = [gpus, cpu, memory]
-        self.fit[name] = _replicas(self.job, gpus, cpu, memory)
-        self.total += self.fit[name]
 
     def change(self, victim: Job, counts: dict[NodeName, int], sign: int) -> None:
         """Frees (sign=+1) or takes back (sign=-1) what ``victim`` holds on this group's nodes."""
+        job = self.job
         for name, count in counts.items():
+            if name not in self.members:
+                continue
             free = self.free.get(name)
             if free is None:
-                continue
+                now = self.statement.free[name]
+                free = self.free[name] = [now.gpus, now.cpu_millis, now.memory_bytes]
+                self.fit[name] = statements.replicas_in(job, free[0], free[1], free[2], job.replicas)
             free[0] += sign * count * victim.gpus_per_replica
             free[1] += sign * count * victim.cpu_millis_per_replica
             free[2] += sign * count * victim.memory_bytes_per_replica
-            fit = _replicas(self.job, *free)
+            fit = statements.replicas_in(job, free[0], free[1], free[2], job.replicas)
             self.total += fit - self.fit[name]
             self.fit[name] = fit
 
@@ -187,9 +218,6 @@ class Plan:
     cost: float
 
 
-_CLASS = {Reason.GANG_INCOMPLETE: 0, Reason.RETURNED_LENT_CAPACITY: 1, Reason.PREEMPTED: 2, Reason.RECLAIMED: 3}
-
-
 def _counts(nodes: Sequence[NodeName]) -> dict[NodeName, int]:
     counts: dict[NodeName, int] = {}
     for name in nodes:
@@ -201,7 +229,7 @@ def _plan(
     cycle: "Cycle",
     waiting: "Waiting",
     domain: str,
-    nodes: Sequence[Node],
+    group: tuple[AbstractSet[NodeName], int],
     victims: list[tuple[Job, Reason, dict[NodeName, int]]],
     *,
     fair_first: bool = True,
@@ -218,10 +246,7 @@ def _plan(
     job, queue = waiting.job, waiting.queue
     assert queue is not None
     statement = cycle.statement
-    room = Room(job)
-    for node in nodes:
-        free = statement.free[node.name]
-        room.add_node(node.name, free.gpus, free.cpu_millis, free.memory_bytes)
+    room = Room(job, statement, *group)  # the group's nodes, and the replicas that fit there now
     taken: dict[QueueName, int] = {}
     chosen: list[tuple[Job, Reason, dict[NodeName, int]]] = []
     for victim, reason, counts in victims:
@@ -288,7 +313,7 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
     statement = cycle.statement
     nodes = cycle.candidates(job, queue, gpu_type, lent=False)
     eligible = cycle.names_of(nodes)
-    candidates = _victims(cycle, waiting, set(eligible))  # none at all: this cycle's evictions may have made room
+    candidates = _victims(cycle, waiting, eligible)  # none at all: this cycle's evictions may have made room
     victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
     if waiting.reason is Reason.WAITING_FOR_OLDER_JOB:  # free capacity is held for an older job
         touched = {name for _victim, _reason, counts in victims for name in counts} | cycle.freed
@@ -308,7 +333,8 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
     best: Plan | None = None
     for domain in sorted(groups):
         members = groups[domain]
-        names = {node.name for node in members}
+        names = frozenset(node.name for node in members)
+        group = (names, sum(statement.replicas_fitting(node.name, job) for node in members))
         touching = [item for item in victims if not names.isdisjoint(item[2])] if level is not None else victims
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
@@ -325,7 +351,7 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
             elif index >= 2 and cheapest is not None:
                 break
             order, fair_first = orders[index]
-            plan = _plan(cycle, waiting, domain, members, order, fair_first=fair_first)
+            plan = _plan(cycle, waiting, domain, group, order, fair_first=fair_first)
             if plan is not None and (cheapest is None or plan.cost < cheapest.cost):
                 cheapest = plan
             if plan is not None and plan.cost == 0:
@@ -398,7 +424,7 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         cycle.spoken_for.update(victim.key for victim in leaving)
         chosen = [(victim, reason) for victim, reason in chosen if not victim.terminating]
         if not chosen:  # room that terminating jobs, or this cycle's evictions for others, are freeing
-            going = sorted({key for key, _job in cycle.leaving_on(set(nodes))} | {v.key for v in leaving})
+            going = sorted({job.key for job in cycle.leaving_on(set(nodes))} | {v.key for v in leaving})
             waiting.reason = Reason.WAITING_FOR_RECLAIM
             waiting.message = (
                 f"{waiting.job.gpus} {waiting.gpu_type or 'GPUs'} on {', '.join(sorted(set(nodes)))} are being freed "

@@ -31,7 +31,7 @@ by names, every output sorted.
 import heapq
 from dataclasses import dataclass, field
 
-from leitstand.core import fairshare, placement, preemption
+from leitstand.core import fairshare, placement, preemption, statements
 from leitstand.core.model import (
     Bind,
     Decisions,
@@ -56,6 +56,7 @@ from leitstand.core.model import (
 from leitstand.core.statements import Statement
 
 _NO_SHARE = Share()
+_UNBOUNDED = 1 << 40  # replicas per node when a job asks for no resources at all
 _CAPACITY_REASONS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE})
 
 
@@ -104,6 +105,7 @@ class Cycle:
     _empty: Statement | None = None
     _fits_empty: dict[tuple[object, ...], bool] = field(default_factory=dict)
     _never_fits: dict[tuple[object, ...], tuple[Reason, str] | None] = field(default_factory=dict)
+    _rooms: dict[tuple[object, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
     queue_problems: dict[QueueName, str] = field(default_factory=dict)
     broken_namespaces: dict[str, QueueName] = field(default_factory=dict)
     nominations: dict[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)
@@ -112,6 +114,9 @@ class Cycle:
     running: dict[tuple[QueueName, GPUType], int] = field(default_factory=dict)  # held at the snapshot
     settled: set[JobKey] = field(default_factory=set)  # bound before the queues are served
     freed: set[NodeName] = field(default_factory=set)  # nodes of jobs evicted this cycle
+    victim_pool: "preemption.Pool | None" = None  # built by the first reclaim attempt
+    preemptible_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # running, by load_jobs
+    terminating_jobs: list[Job] = field(default_factory=list)  # holding nodes, by load_jobs
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -256,6 +261,10 @@ class Cycle:
                 if not job.terminating and (len(placed) != job.replicas or len(job.placement) != job.replicas):
                     self.partial_jobs.append(job)
                 if placed:
+                    if job.terminating:
+                        self.terminating_jobs.append(job)
+                    elif queue is not None and job.priority.preemptible:
+                        self.preemptible_by_queue.setdefault(queue, []).append(job)
                     path = self.paths[queue] if queue else ()
                     # a terminating job holds its nodes but no longer counts for its queue: its GPUs are on their way
                     # to whoever they were freed for, and counting them twice would let reclaim take too much
@@ -341,11 +350,18 @@ class Cycle:
                 )
         return None
 
+    def same_nodes(self, job: Job, queue: QueueName, gpu_type: GPUType | None, nodes: list[Node]) -> bool:
+        """Is ``nodes`` (a cached candidate list) exactly what ``job`` of ``queue`` may use of ``gpu_type``?"""
+        if job.gpu_type != gpu_type or not job.gpus_per_replica:
+            return False
+        lent = job.priority.preemptible and self.owner(queue) is None
+        return self.candidates(job, queue, gpu_type, lent=lent) is nodes
+
     def held_nodes(self, holder: Job, gpu_type: GPUType | None) -> frozenset[NodeName]:
         """The nodes a job holding its GPU type could use: kept free for it."""
         queue = self.job_queue[holder.key]
         lent = holder.priority.preemptible and self.owner(queue) is None
-        return self.names_of(self.candidates(holder, queue, gpu_type, lent=lent))
+        return self.names_of(self.candidates(holder, queue, gpu_type, lent=lent))  # both cached for the cycle
 
     def attempt(
         self,
@@ -436,6 +452,9 @@ class Cycle:
             nodes = self.candidates(job, queue, gpu_type, lent=lent)
             if exclude:
                 nodes = self.without(nodes, exclude)
+                if not nodes:  # every node it may use is held for an older job: the caller says so
+                    outcome = placement.Outcome(None, Reason.NO_MATCHING_NODES, "its nodes are held")
+                    continue
             if not nodes:
                 if not lent:
                     outcome = placement.Outcome(
@@ -519,14 +538,46 @@ class Cycle:
             if not nodes:
                 result = result or (Reason.NO_MATCHING_NODES, self.no_nodes_message(job, queue, gpu_type))
                 continue
-            outcome = self.place_empty(job, gpu_type, nodes)
-            if outcome.nodes is not None:
+            why = self.room_when_empty(job, gpu_type, nodes)
+            if why is None:
                 result = None
                 break
             if result is None or result[0] is Reason.NO_MATCHING_NODES:
-                result = Reason.UNSCHEDULABLE, f"never fits: {outcome.message} with every node free"
+                result = Reason.UNSCHEDULABLE, f"never fits: {why} with every node free"
         self._never_fits[shape] = result
         return result
+
+    def room_when_empty(self, job: Job, gpu_type: GPUType | None, nodes: list[Node]) -> str | None:
+        """None when ``job``'s gang would fit ``nodes`` if they were all free; else why not, worded as
+        ``placement.place`` words it. Arithmetic on node sizes, cached per (nodes, replica size, level)."""
+        if job.required_level is not None and job.required_level not in self.policy.topology_levels:
+            return self.place_empty(job, gpu_type, nodes).message
+        level = self.policy.topology_levels.index(job.required_level) if job.required_level is not None else None
+        key = ("empty", id(nodes), job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica,
+               level)  # fmt: skip
+        rooms = self._rooms.get(key)
+        if rooms is None:
+            rooms = self._rooms[key] = {}
+            for node in nodes:
+                fit = statements.replicas_in(job, node.gpus, node.cpu_millis, node.memory_bytes, _UNBOUNDED)
+                if not fit:
+                    continue
+                domain = "" if level is None else (node.domains[level] if level < len(node.domains) else "")
+                if level is not None and not domain:
+                    continue
+                room, count = rooms.get(domain, (0, 0))
+                rooms[domain] = (room + fit, count + 1)
+        what = placement.describe(job, job.replicas, gpu_type)
+        if level is None:
+            room, count = rooms.get("", (0, 0))
+            if room >= job.replicas:
+                return None
+            return f"needs {what}; room for {room} on {count} of {len(nodes)} eligible nodes"
+        best = max(((room, name) for name, (room, _count) in rooms.items()), default=(0, "none"))
+        if best[0] >= job.replicas:
+            return None
+        level_name = job.required_level
+        return f"needs {what} in one {level_name}; the best {level_name} ({best[1]}) has room for {best[0]}"
 
     def place_empty(self, job: Job, gpu_type: GPUType | None, nodes: list[Node]) -> placement.Outcome:
         """Where ``job`` would go if every node were free (the cluster as built, nothing running)."""
@@ -678,14 +729,10 @@ class Cycle:
                 f"{'are' if len(going) != 1 else 'is'} gone",
             )  # fmt: skip
 
-    def leaving_on(self, nodes: set[NodeName]) -> list[tuple[JobKey, Job]]:
+    def leaving_on(self, nodes: set[NodeName]) -> list[Job]:
         """Jobs on ``nodes`` that are terminating or were evicted this cycle (their capacity is on its way)."""
-        evicted = {eviction.job for eviction in self.evictions}
-        return [
-            (job.key, job)
-            for job in self.snapshot.jobs
-            if (job.terminating or job.key in evicted) and not nodes.isdisjoint(n for n in job.placement if n)
-        ]
+        evicted = [self.jobs_by_key[eviction.job] for eviction in self.evictions]
+        return [job for job in self.terminating_jobs + evicted if not nodes.isdisjoint(n for n in job.placement if n)]
 
     def collect_waiting(self) -> dict[QueueName, list[Job]]:
         per_queue: dict[QueueName, list[Job]] = {}
@@ -767,7 +814,21 @@ class Cycle:
             if holder is not None and job.gpus_per_replica:
                 # only nodes the holder could never use stay open to others
                 held = self.held_nodes(holder, guess)
-                outcome = self.attempt(job, queue, job.replicas, exclude=held)
+                lent = job.priority.preemptible and self.owner(queue) is None
+                outcome: Waiting | tuple[NodeName, ...]
+                nodes = self.candidates(job, queue, guess, lent=lent)
+                if job.gpu_type is not None and not self.without(nodes, held):
+                    outcome = Waiting(job, queue, guess)  # every node it may use is held: nothing to try
+                    jobs, minutes = lanes[lane], (self.now - holder.submitted) / 60
+                    while heads[lane] < len(jobs) and self.same_nodes(jobs[heads[lane]], queue, guess, nodes):
+                        behind = jobs[heads[lane]]  # the jobs behind it with the same nodes wait for the same reason
+                        heads[lane] += 1
+                        self.waiting[behind.key] = Waiting(
+                            behind, queue, guess, Reason.WAITING_FOR_OLDER_JOB,
+                            f"{guess} is held for {holder.key}, which has waited {minutes:.0f} min", tried=True,
+                        )  # fmt: skip
+                else:
+                    outcome = self.attempt(job, queue, job.replicas, exclude=held)
                 if isinstance(outcome, tuple):
                     self.binds.append(Bind(job.key, outcome))
                     self.statement.commit()

@@ -193,14 +193,7 @@ class Statement:
     def replicas_fitting(self, node: NodeName, job: Job) -> int:
         """How many more replicas of ``job`` fit on ``node`` right now (at most ``job.replicas``)."""
         free = self.free[node]
-        fit = job.replicas
-        if job.gpus_per_replica:
-            fit = min(fit, free.gpus // job.gpus_per_replica)
-        if job.cpu_millis_per_replica:
-            fit = min(fit, free.cpu_millis // job.cpu_millis_per_replica)
-        if job.memory_bytes_per_replica:
-            fit = min(fit, free.memory_bytes // job.memory_bytes_per_replica)
-        return max(fit, 0)
+        return replicas_in(job, free.gpus, free.cpu_millis, free.memory_bytes, job.replicas)
 
     def by_free_gpus(self, at_least: int) -> list[set[NodeName]]:
         """Nodes grouped by free GPUs, fewest first, from ``at_least`` free GPUs up (kept current as jobs are held).
@@ -213,3 +206,15 @@ class Statement:
             for name, free in self.free.items():
                 self._buckets.setdefault(max(free.gpus, 0), set()).add(name)
         return [self._buckets[level] for level in sorted(self._buckets) if level >= at_least and self._buckets[level]]
+
+
+def replicas_in(job: Job, gpus: int, cpu_millis: int, memory_bytes: int, cap: int) -> int:
+    """How many replicas of ``job`` fit into the given resources, at most ``cap``."""
+    fit = cap
+    if job.gpus_per_replica:
+        fit = min(fit, gpus // job.gpus_per_replica)
+    if job.cpu_millis_per_replica:
+        fit = min(fit, cpu_millis // job.cpu_millis_per_replica)
+    if job.memory_bytes_per_replica:
+        fit = min(fit, memory_bytes // job.memory_bytes_per_replica)
+    return max(fit, 0)
