@@ -259,13 +259,14 @@ def _plan(
     if room.total < job.replicas:
         return None
     now = cycle.now
-    for item in sorted(chosen, key=lambda c: (-_cost(c[0], now), c[0].key)):
-        victim, _reason, counts = item
+    spared: set[JobKey] = set()
+    for victim, _reason, counts in sorted(chosen, key=lambda c: (-_cost(c[0], now), c[0].key)):
         room.change(victim, counts, -1)
         if room.total >= job.replicas:
-            chosen.remove(item)
+            spared.add(victim.key)
         else:
             room.change(victim, counts, +1)
+    chosen = [item for item in chosen if item[0].key not in spared]
     if not fair_first and not _within_surplus(cycle, waiting, [(v, r) for v, r, _c in chosen], {}):
         return None
     return Plan(domain, [(v, r) for v, r, _c in chosen], sum(_cost(v, now) for v, _r, _c in chosen))

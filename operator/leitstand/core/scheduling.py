@@ -43,6 +43,7 @@ from leitstand.core.model import (
     Node,
     NodeName,
     Policy,
+    Priority,
     Queue,
     QueueName,
     QueueStatus,
@@ -117,6 +118,7 @@ class Cycle:
     victim_pool: "preemption.Pool | None" = None  # built by the first reclaim attempt
     preemptible_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # running, by load_jobs
     terminating_jobs: list[Job] = field(default_factory=list)  # holding nodes, by load_jobs
+    nominees: list[Job] = field(default_factory=list)  # waiting jobs with a nomination, by load_jobs
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -251,6 +253,7 @@ class Cycle:
         leaf_of = self.leaf_of_namespace
         default_types: dict[QueueName, GPUType | None] = {}
         leaving: dict[tuple[QueueName, GPUType], int] = {}
+        train = Priority.TRAIN  # preemptible; compared directly, as this loop runs for every pod
         for job in self.snapshot.jobs:
             queue = leaf_of.get(job.namespace)
             if queue is not None:
@@ -261,14 +264,15 @@ class Cycle:
                 if not job.terminating and (len(placed) != job.replicas or len(job.placement) != job.replicas):
                     self.partial_jobs.append(job)
                 if placed:
+                    preemptible = job.priority is train
                     if job.terminating:
                         self.terminating_jobs.append(job)
-                    elif queue is not None and job.priority.preemptible:
+                    elif queue is not None and preemptible:
                         self.preemptible_by_queue.setdefault(queue, []).append(job)
                     path = self.paths[queue] if queue else ()
                     # a terminating job holds its nodes but no longer counts for its queue: its GPUs are on their way
                     # to whoever they were freed for, and counting them twice would let reclaim take too much
-                    self.statement.load(job, placed, () if job.terminating else path, firm=not job.priority.preemptible)
+                    self.statement.load(job, placed, () if job.terminating else path, firm=not preemptible)
                     node_type = nodes[placed[0]].gpu_type
                     if node_type is not None and job.gpus_per_replica:
                         self.job_type[job.key] = node_type
@@ -280,6 +284,8 @@ class Cycle:
             if queue is None or job.terminating:
                 continue
             if not job.placement:
+                if job.nominated:
+                    self.nominees.append(job)
                 never = self.never_fits(job, queue)
                 if never is not None:  # no demand: it would take a share it can never use
                     self.waiting[job.key] = Waiting(job, queue, job.gpu_type, *never, tried=True, ranked=False)
@@ -650,19 +656,13 @@ class Cycle:
         job takes it this cycle, and their queues count it.
         """
         statement = self.statement
-        for key, holding in statement.holdings.items():
-            job = self.jobs_by_key.get(key)
-            if job is not None and job.terminating:
-                for name in holding.nodes:
-                    left = self.leaving.setdefault(name, [0, 0, 0])
-                    left[0] += job.gpus_per_replica
-                    left[1] += job.cpu_millis_per_replica
-                    left[2] += job.memory_bytes_per_replica
-        nominees = sorted(
-            (j for j in self.snapshot.jobs if j.nominated and not j.placement and not j.terminating),
-            key=lambda j: j.key,
-        )
-        for job in nominees:
+        for job in self.terminating_jobs:
+            for name in statement.holdings[job.key].nodes:
+                left = self.leaving.setdefault(name, [0, 0, 0])
+                left[0] += job.gpus_per_replica
+                left[1] += job.cpu_millis_per_replica
+                left[2] += job.memory_bytes_per_replica
+        for job in sorted(self.nominees, key=lambda j: j.key):
             queue = self.job_queue.get(job.key)
             if queue is None or job.key in self.waiting or len(job.nominated) != job.replicas:
                 continue
