@@ -195,10 +195,14 @@ class Cycles:
                 continue
             if target is None and (pod.get("spec", {}).get("nodeName") or _job_key(pod) in bound):
                 continue  # bound pods keep what they had; nothing reads it any more
+            current = self.store.pods.get(name)
+            if current is None or current["metadata"].get("uid") != pod["metadata"].get("uid"):
+                continue  # deleted (or replaced) while this cycle bound: nothing to nominate
             meta = pod["metadata"]
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
             writes.append(self.client.patch(path, {"status": {"nominatedNodeName": target}}, patch_type="merge"))
-            self.store.pods[name] = {**pod, "status": {**(pod.get("status") or {}), "nominatedNodeName": target}}
+            status = {**(current.get("status") or {}), "nominatedNodeName": target}
+            self.store.pods[name] = {**current, "status": status}  # what the watch will confirm
         await self._gather(writes)
 
     async def _evict_plain_pods(self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body]) -> None:

@@ -235,7 +235,9 @@ class QueueStatus:
     ``allocated``: GPUs its jobs hold now (bound, including jobs still
     terminating) plus this cycle's binds; ``reclaiming``: GPUs being freed for
     its nominated jobs (victims still terminating); ``pending``: GPUs of its other
-    waiting jobs. The three never overlap.
+    waiting jobs. A job counts in one of them only; a queue (or a parent) whose own
+    job was evicted for its own nominee counts the victim in ``allocated`` and the
+    nominee in ``reclaiming`` until the victim is gone.
     """
 
     guaranteed: int

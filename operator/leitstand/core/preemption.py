@@ -90,7 +90,9 @@ class Pool:
             owned = self.cycle.owner_of_node
             self.lent = []
             if owned:
-                for queue, jobs in sorted(self.cycle.preemptible_by_queue.items()):
+                groups: list[tuple[QueueName | None, list[Job]]] = [*sorted(self.cycle.preemptible_by_queue.items())]
+                groups.append((None, self.cycle.queueless))
+                for queue, jobs in groups:
                     for victim in jobs:
                         if victim.key not in self.bound and any(n in owned for n in victim.placement if n):
                             self.lent.append((victim, queue))
@@ -381,8 +383,9 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
     the nomination of the freed capacity for each beneficiary.
 
     At most ``MAX_ATTEMPTS_PER_CYCLE`` victim searches run per cycle; a job that
-    may take nothing from anyone (its queue at its fair share, no lower priority
-    below it, nothing lent or terminating) costs no attempt.
+    could take nothing (its queue at its fair share, no train job of its own queue
+    it outranks, no reserved pool of its own, no capacity on its way that nobody
+    waits for) costs no attempt.
     """
     from leitstand.core.scheduling import order_key
 
@@ -457,11 +460,17 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
 
 
 def _may_take(cycle: "Cycle", waiting: "Waiting") -> bool:
-    """Could any victim exist for ``waiting``? A cheap necessary condition before the search."""
+    """Could any victim, or capacity on its way, exist for ``waiting``? A cheap necessary condition."""
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     if queue is None:
         return False
-    if cycle.leaving or job.priority > min(Priority) or cycle.owner(queue) is not None:
+    if cycle.owner(queue) is not None or cycle.freed:
+        return True
+    if any(victim.key not in cycle.spoken_for for victim in cycle.terminating_jobs):
+        return True
+    if job.priority > min(Priority) and any(
+        v.priority < job.priority for v in cycle.preemptible_by_queue.get(queue, ())
+    ):
         return True
     share = cycle.shares.get(queue, {}).get(gpu_type, 0) if gpu_type else 0
     return gpu_type is not None and cycle.statement.queue_allocated(queue, gpu_type) + job.gpus <= share

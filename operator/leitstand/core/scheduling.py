@@ -119,6 +119,7 @@ class Cycle:
     preemptible_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # running, by load_jobs
     terminating_jobs: list[Job] = field(default_factory=list)  # holding nodes, by load_jobs
     nominees: list[Job] = field(default_factory=list)  # waiting jobs with a nomination, by load_jobs
+    queueless: list[Job] = field(default_factory=list)  # running preemptible jobs whose namespace has no queue
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class Cycle:
                     "change spec.parent of one of them so the tree has a root"
                 )
         claims: dict[str, list[QueueName]] = {}
-        for queue in self.queues.values():
+        for queue in sorted(self.queues.values(), key=lambda q: q.name):
             if queue.name in self.queue_problems:
                 for namespace in queue.namespaces:
                     self.broken_namespaces.setdefault(namespace, queue.name)
@@ -267,8 +268,10 @@ class Cycle:
                     preemptible = job.priority is train
                     if job.terminating:
                         self.terminating_jobs.append(job)
-                    elif queue is not None and preemptible:
+                    elif preemptible and queue is not None:
                         self.preemptible_by_queue.setdefault(queue, []).append(job)
+                    elif preemptible:
+                        self.queueless.append(job)  # still returned when it sits on lent capacity
                     path = self.paths[queue] if queue else ()
                     # a terminating job holds its nodes but no longer counts for its queue: its GPUs are on their way
                     # to whoever they were freed for, and counting them twice would let reclaim take too much
@@ -864,8 +867,8 @@ class Cycle:
         self.jobs_by_key = {job.key: job for job in self.snapshot.jobs}
         demand = self.load_jobs()
         self.shares = fairshare.fair_shares(self.snapshot.queues, self.shareable_capacity(demand), demand)
+        self.honour_nominations()  # first: completing a partial gang must not take a nominee's capacity
         self.finish_partial_gangs()
-        self.honour_nominations()
         per_queue = self.collect_waiting()
         self.serve_queues(per_queue)
         if self.policy.preemption:

@@ -20,6 +20,7 @@ from tests.unit.core.builders import (
     a_queue,
     a_root,
     bound,
+    evicted,
     messages,
     nodes_in_leaf,
     reasons,
@@ -115,6 +116,33 @@ def test_capacity_returned_by_a_lent_job_goes_to_the_pool_owner_not_back_to_the_
     final, _cycles, evictions, _d = settle(snapshot(nodes, queues, jobs))
     assert {"soofi/pair", "soofi/whole"} <= running(final)
     assert evictions == {"acme/gang": 1}  # returned once, never re-borrowed and returned again
+
+
+def test_a_job_whose_namespace_lost_its_queue_still_returns_lent_capacity() -> None:
+    nodes = [a_node("r1").labelled(pool="res").build(), a_node("s1").build()]
+    queues = [a_root(), a_queue("t0").with_share(8).reserving(lend=True, pool="res"), a_queue("t1")]
+    jobs = [
+        a_job("orphan/v").of(1, 8).running_on("r1", since=0),  # its GPUQuota was deleted while it ran
+        a_job("t1/o").of(1, 8).running_on("s1", since=0),
+        a_job("t0/w").of(1, 8).submitted_at(50),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=1000)
+    assert evicted(decisions) == {"orphan/v": "ReturnedLentCapacity"}
+    assert decisions.nominations == {"t0/w": ("r1",)}
+
+
+def test_completing_a_partly_bound_gang_never_takes_a_nominated_jobs_capacity() -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    queues = [a_root(), a_queue("t0"), a_queue("t1").with_share(8), a_queue("t2").with_share(8)]
+    jobs = [
+        replace(a_job("t0/v").of(1, 4).running_on("su-1-n1", since=0).build(), terminating=True),
+        replace(a_job("t1/a").of(1, 8).submitted_at(10).build(), nominated=("su-1-n1",)),
+        a_job("t2/p").of(2, 4).running_on("su-1-n2", None, since=0),  # its second replica needs 4 more GPUs
+        a_job("t2/q").of(1, 4).running_on("su-1-n2", since=0),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=100)
+    assert decisions.nominations == {"t1/a": ("su-1-n1",)}
+    assert "t2/p" not in bound(decisions)
 
 
 # -- 3. whole victim gangs ----------------------------------------------------------------------
