@@ -48,7 +48,7 @@ demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears i
 	$(BIN)/leitstand demo
 
 soak: binaries ## 50,000 liveness scenarios, 10x the generated bad input, then 30 minutes of trace-driven load (not in CI)
-	LEITSTAND_LIVENESS_SCENARIOS=50000 $(BIN)/pytest tests/unit/core/test_contention.py -k settles
+	LEITSTAND_LIVENESS_SCENARIOS=50000 $(BIN)/pytest tests/unit/core/test_contention.py -k settles --timeout 3600
 	LEITSTAND_FUZZ_CASES=5000 $(BIN)/pytest tests/e2e/test_bad_input.py -k generated
 	$(BIN)/python -m tests.soak.trace_load --minutes 30
 
