@@ -104,7 +104,6 @@ class Cycle:
     _candidates: dict[tuple[object, ...], list[Node]] = field(default_factory=dict)
     _names: dict[int, frozenset[NodeName]] = field(default_factory=dict)
     _empty: Statement | None = None
-    _fits_empty: dict[tuple[object, ...], bool] = field(default_factory=dict)
     _never_fits: dict[tuple[object, ...], tuple[Reason, str] | None] = field(default_factory=dict)
     _rooms: dict[tuple[object, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
     queue_problems: dict[QueueName, str] = field(default_factory=dict)
@@ -595,14 +594,10 @@ class Cycle:
         return placement.place(job, job.replicas, self._empty, nodes, self.policy, gpu_type=gpu_type)
 
     def fits_empty(self, job: Job, queue: QueueName, gpu_type: GPUType | None) -> bool:
-        """Would ``job`` fit on its nodes if they were all free? (Is holding its type worth it?)"""
-        shape = (self.owner(queue), gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
-                 job.memory_bytes_per_replica, job.required_level, job.node_selector, job.tolerations)  # fmt: skip
-        known = self._fits_empty.get(shape)
-        if known is None:
-            nodes = self.candidates(job, queue, gpu_type, lent=False)
-            known = self._fits_empty[shape] = self.place_empty(job, gpu_type, nodes).nodes is not None
-        return known
+        """Would ``job`` fit on its own nodes of ``gpu_type`` if they were all free? (Is holding the type worth
+        it?) The same arithmetic as ``never_fits``, cached the same way."""
+        nodes = self.candidates(job, queue, gpu_type, lent=False)
+        return bool(nodes) and self.room_when_empty(job, gpu_type, nodes) is None
 
     # -- the passes -------------------------------------------------------------------------
 
