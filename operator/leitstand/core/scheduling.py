@@ -711,13 +711,7 @@ class Cycle:
                     left[i] -= from_leaving[i]
                 taken[name] = (wanted[0] - from_leaving[0], wanted[1] - from_leaving[1], wanted[2] - from_leaving[2])
             statement.reserve(taken, self.paths[queue], gpu_type, job.gpus, firm=not job.priority.preemptible)
-            going = sorted(
-                other
-                for other, holding in statement.holdings.items()
-                if not set(holding.nodes).isdisjoint(need)
-                and (other_job := self.jobs_by_key.get(other)) is not None
-                and other_job.terminating
-            )
+            going = sorted(other.key for other in self.leaving_on(set(need)))
             self.spoken_for.update(going)
             self.nominations[job.key] = nodes
             self.waiting[job.key] = Waiting(
