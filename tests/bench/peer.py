@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from leitstand.devcluster import binaries, cluster, profiles
-from leitstand.kube import binder, kubeconfig
+from leitstand.kube import binder, connection
 from leitstand.kube.client import ApiError, Client, TransportError
 from tests.e2e.operators import Operator
 
@@ -193,7 +193,7 @@ async def run(pods: int, kube_rounds: tuple[int | None, ...] = (None, 1000)) -> 
     local.start()
     rounds: list[dict[str, Any]] = []
     try:
-        async with Client(kubeconfig.from_kubeconfig(local.kubeconfig), timeout=300) as api:
+        async with Client(connection.load(local.kubeconfig), timeout=300) as api:
             for qps in kube_rounds:
                 name = "kube-scheduler" + (f" (QPS {qps})" if qps else " (defaults)")
                 namespace = f"kube-{qps or 'default'}"
@@ -255,7 +255,7 @@ async def raw_binds(pods: int) -> dict[str, Any]:
     local.start()
     rates = {}
     try:
-        async with Client(kubeconfig.from_kubeconfig(local.kubeconfig), timeout=300) as api:
+        async with Client(connection.load(local.kubeconfig), timeout=300) as api:
             for concurrency in (16, 32, 64):
                 namespace = f"raw-{concurrency}"
                 await create_all(api, namespace, pods, "nobody")

@@ -12,7 +12,7 @@ import pytest
 
 from leitstand.devcluster import binaries, cluster, profiles
 from leitstand.errors import UserError
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import Client
 
 NEEDED = ("etcd", "kube-apiserver", "kwok", "kubectl")
@@ -40,5 +40,5 @@ def kubectl() -> Path:
 @pytest.fixture
 async def admin(control_plane: cluster.LocalCluster) -> AsyncIterator[Client]:
     """An API client with cluster-admin rights (group system:masters)."""
-    async with Client(kubeconfig.from_kubeconfig(control_plane.kubeconfig)) as client:
+    async with Client(connection.load(control_plane.kubeconfig)) as client:
         yield client

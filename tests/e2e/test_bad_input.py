@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from leitstand import locations
 from leitstand.devcluster import cluster
-from leitstand.kube import kubeconfig, resources
+from leitstand.kube import connection, resources
 from leitstand.kube.client import Client
 from tests.e2e.clusters import own_cluster
 from tests.e2e.manifests import manifests
@@ -117,7 +117,7 @@ async def test_accepted_but_unschedulable_jobs_get_a_reason_and_leave_other_tena
 
     collect()
     assert len(accepted) >= 20
-    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as api:
+    async with Client(connection.load(dev.kubeconfig)) as api:
         await quota(api, "root", parent=None)
         await quota(api, "t-other", guaranteed=16)
         await quota(api, "t-fuzz-q", guaranteed=8, namespaces=["t-fuzz"])

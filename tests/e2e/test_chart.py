@@ -15,7 +15,7 @@ import yaml
 
 from leitstand import locations
 from leitstand.devcluster import binaries, cluster
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
@@ -128,13 +128,13 @@ async def service_account_token(admin: Client) -> str:
 @pytest.fixture
 async def as_operator(installed: cluster.LocalCluster, tmp_path: Path) -> AsyncIterator[tuple[Path, Client, Client]]:
     """A kubeconfig and a client with the chart's ServiceAccount identity, and an admin client."""
-    async with Client(kubeconfig.from_kubeconfig(installed.kubeconfig)) as admin:
+    async with Client(connection.load(installed.kubeconfig)) as admin:
         token = await service_account_token(admin)
         path = tmp_path / "kubeconfig-operator"
-        ca = kubeconfig.from_kubeconfig(installed.kubeconfig).ca_pem
+        ca = connection.load(installed.kubeconfig).ca_pem
         assert ca is not None
-        kubeconfig.write(path, server=installed.server, ca_pem=ca, user="leitstand", token=token)
-        async with Client(kubeconfig.from_kubeconfig(path)) as operator_client:
+        connection.write(path, server=installed.server, ca_pem=ca, user="leitstand", token=token)
+        async with Client(connection.load(path)) as operator_client:
             yield path, operator_client, admin
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from leitstand.devcluster import cluster
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
 from tests.e2e.waiting import until
 
@@ -107,7 +107,7 @@ async def test_rbac_is_enforced_for_a_user_without_roles(
     control_plane: cluster.LocalCluster,
 ) -> None:
     path: Path = control_plane.user_kubeconfig("nobody", ("tenants",))
-    async with Client(kubeconfig.from_kubeconfig(path)) as stranger:
+    async with Client(connection.load(path)) as stranger:
         with pytest.raises(ApiError) as forbidden:
             await stranger.list("/api/v1/namespaces/default/pods")
     assert forbidden.value.status == 403

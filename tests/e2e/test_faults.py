@@ -15,7 +15,7 @@ import pytest
 
 from leitstand.devcluster import cluster, profiles
 from leitstand.errors import UserError
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, clean, job, namespace, quota
@@ -44,7 +44,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalClust
 
 @pytest.fixture
 async def api(dev: cluster.LocalCluster) -> AsyncIterator[Client]:
-    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as client:
+    async with Client(connection.load(dev.kubeconfig)) as client:
         yield client
         await clean(client)
 
@@ -109,7 +109,7 @@ async def test_the_operator_rides_out_429s_from_a_throttled_api_server(
         "--enable-priority-and-fairness=false", "--max-requests-inflight=4", "--max-mutating-requests-inflight=1",
     )  # fmt: skip
     try:
-        async with Client(kubeconfig.from_kubeconfig(throttled.kubeconfig)) as api:
+        async with Client(connection.load(throttled.kubeconfig)) as api:
             await quota(api, "root", parent=None)
             await quota(api, "t-slow", guaranteed=64)
             # system:masters is exempt from the in-flight limits: the operator runs as an ordinary cluster-admin
@@ -230,7 +230,7 @@ async def test_tenants_stay_in_their_lanes(api: Client, dev: cluster.LocalCluste
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant-admin"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "tenant-ann"}],
         })  # fmt: skip
-        async with Client(kubeconfig.from_kubeconfig(dev.user_kubeconfig("tenant-ann"))) as tenant:
+        async with Client(connection.load(dev.user_kubeconfig("tenant-ann"))) as tenant:
             await tenant.list("/api/v1/namespaces/t-stray/pods")  # her own namespace works
             for attempt in (
                 tenant.create(f"{GROUP}/gpuquotas", {"apiVersion": "leitstand.dev/v1alpha1", "kind": "GPUQuota",

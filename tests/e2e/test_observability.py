@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from leitstand.devcluster import cluster, prometheus
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import Client
 from leitstand.metrics import dashboards
 from tests.e2e.clusters import own_cluster
@@ -27,7 +27,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalClust
 
 @pytest.fixture
 async def api(dev: cluster.LocalCluster) -> AsyncIterator[Client]:
-    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as client:
+    async with Client(connection.load(dev.kubeconfig)) as client:
         yield client
         await clean(client)
 

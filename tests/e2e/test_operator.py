@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from leitstand.devcluster import binaries, cluster
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
@@ -29,7 +29,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalClust
 
 @pytest.fixture
 async def api(dev: cluster.LocalCluster) -> AsyncIterator[Client]:
-    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as client:
+    async with Client(connection.load(dev.kubeconfig)) as client:
         yield client
         await clean(client)
 

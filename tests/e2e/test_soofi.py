@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from leitstand.devcluster import cluster
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import Client
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
@@ -27,7 +27,7 @@ def soofi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalClu
 
 @pytest.fixture
 async def api(soofi: cluster.LocalCluster) -> AsyncIterator[Client]:
-    async with Client(kubeconfig.from_kubeconfig(soofi.kubeconfig)) as client:
+    async with Client(connection.load(soofi.kubeconfig)) as client:
         await quota(client, "root", parent=None)
         await quota(client, "research", guaranteed=1040, leaf=False)
         await quota(client, "t-soofi", parent="research", guaranteed=1040,

@@ -8,7 +8,7 @@ import pytest
 
 from leitstand.core import snapshots
 from leitstand.devcluster import cluster
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import Client
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator, account
@@ -32,7 +32,7 @@ def tokens() -> dict[str, str]:
 
 @pytest.fixture
 async def api(dev: cluster.LocalCluster, tmp_path: Path, tokens: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    async with Client(kubeconfig.from_kubeconfig(dev.kubeconfig)) as admin:
+    async with Client(connection.load(dev.kubeconfig)) as admin:
         await quota(admin, "root", parent=None)
         await quota(admin, "t-alice", guaranteed=16)
         await quota(admin, "t-bob", guaranteed=16)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from leitstand.devcluster import cluster, profiles
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
 from tests.e2e.operators import Operator
 
@@ -77,7 +77,7 @@ async def run(minutes: float, speedup: float) -> dict[str, Any]:
     finished: set[str] = set()
     try:
         operator.wait_ready(within=120)
-        async with Client(kubeconfig.from_kubeconfig(local.kubeconfig)) as api:
+        async with Client(connection.load(local.kubeconfig)) as api:
             await api.create(f"{GROUP}/gpuquotas", {"apiVersion": "leitstand.dev/v1alpha1", "kind": "GPUQuota",
                                                    "metadata": {"name": "root"}, "spec": {}})  # fmt: skip
             for i, tenant in enumerate(TENANTS):

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Response
 
 from leitstand.api import server
 from leitstand.controller import configuration, operator
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 from leitstand.kube.client import Client
 from leitstand.kube.reviews import Reviews
 from leitstand.metrics import observing
@@ -29,10 +29,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve(connection: kubeconfig.Connection, config: configuration.Configuration, *, http_port: int) -> None:
+async def _serve(connected: connection.Connection, config: configuration.Configuration, *, http_port: int) -> None:
     stop = asyncio.Event()
     health = operator.Health()
-    async with Client(connection, user_agent="leitstand-status-api") as review_client:
+    async with Client(connected, user_agent="leitstand-status-api") as review_client:
         app = server.create_app(
             ready=lambda: health.synced,
             latest=lambda: health.latest,
@@ -44,11 +44,11 @@ async def _serve(connection: kubeconfig.Connection, config: configuration.Config
         def metrics() -> Response:
             return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
-        await _run(connection, config, app, health, stop, http_port)
+        await _run(connected, config, app, health, stop, http_port)
 
 
 async def _run(
-    connection: kubeconfig.Connection,
+    connected: connection.Connection,
     config: configuration.Configuration,
     app: FastAPI,
     health: operator.Health,
@@ -66,18 +66,18 @@ async def _run(
         loop.add_signal_handler(signum, shutdown)
     http_task = asyncio.create_task(http.serve())
     try:
-        await operator.run(connection, config, health=health, stop=stop, metrics=observing.SchedulerMetrics())
+        await operator.run(connected, config, health=health, stop=stop, metrics=observing.SchedulerMetrics())
     finally:
         shutdown()
         await http_task
 
 
 def run(
-    kubeconfig_path: Annotated[
+    kubeconfig: Annotated[
         Path | None,
-        typer.Option("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)."),
+        typer.Option("--kubeconfig", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)."),
     ] = None,
-    context: Annotated[str | None, typer.Option(help="kubeconfig context (default: current).")] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context (default: the current one).")] = None,
     http_port: Annotated[int, typer.Option(help="Port of /healthz, /readyz, /metrics and the API.")] = 8080,
     config: Annotated[
         Path | None, typer.Option("--config", help="Operator configuration YAML (topology, GPU types, ...).")
@@ -88,5 +88,4 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("leitstand").setLevel(logging.INFO if verbose else logging.WARNING)
     settings = configuration.load(config)
-    connection = kubeconfig.load(kubeconfig_path, context=context)
-    asyncio.run(_serve(connection, settings, http_port=http_port))
+    asyncio.run(_serve(connection.load(kubeconfig, context=context), settings, http_port=http_port))

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from leitstand.errors import UserError
-from leitstand.kube import kubeconfig, resources, snapshots
+from leitstand.kube import connection, resources, snapshots
 from leitstand.kube.client import ApiError, Body, Client
 
 T = TypeVar("T")
@@ -34,7 +34,14 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
-KubeconfigOption = Annotated[Path | None, typer.Option("--kubeconfig", help="kubeconfig (default: $KUBECONFIG).")]
+KubeconfigOption = Annotated[
+    Path | None, typer.Option("--kubeconfig", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster).")
+]
+ContextOption = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: the current one).")]
+AsOption = Annotated[str | None, typer.Option("--as", help="Impersonate this user; RBAC decides, as for kubectl.")]
+AsGroupOption = Annotated[
+    list[str] | None, typer.Option("--as-group", help="Impersonate this group too (repeatable; needs --as).")
+]
 NamespaceOption = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's).")]
 AllOption = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")]
@@ -44,12 +51,18 @@ def console() -> Console:
     return Console(width=None if Console().is_terminal else 200, highlight=False, soft_wrap=True)
 
 
-def call(kubeconfig_path: Path | None, work: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
-    """Runs ``work`` with a client for the kubeconfig; API errors become one clear line."""
-    connection = kubeconfig.load(kubeconfig_path)
+def connect(
+    kubeconfig: Path | None, context: str | None, as_user: str | None, as_groups: list[str] | None
+) -> connection.Connection:
+    """The connection of kubectl's flags: ``--kubeconfig``, ``--context``, ``--as``, ``--as-group``."""
+    return connection.load(kubeconfig, context=context, as_user=as_user, as_groups=as_groups or ())
+
+
+def call(connected: connection.Connection, work: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+    """Runs ``work`` with a client on the connection; API errors become one clear line."""
 
     async def main() -> T:
-        async with Client(connection) as client:
+        async with Client(connected) as client:
             return await work(client)
 
     try:
@@ -57,9 +70,14 @@ def call(kubeconfig_path: Path | None, work: Callable[[Client], Coroutine[Any, A
     except ApiError as error:
         if error.status == 404 and "the server could not find the requested resource" in error.message:
             raise UserError("the cluster has no Leitstand CRDs; install the chart (or apply crds/) first") from None
+        if error.status == 401:
+            raise UserError(
+                f"the API server did not accept the credentials of user {connected.credentials.user!r}, "
+                "not even freshly loaded ones: 401 Unauthorized; log in again (or check the kubeconfig's user)"
+            ) from None
         raise UserError(f"the API server refused: {error.status} {error.reason}: {error.message}") from None
     except OSError as error:
-        raise UserError(f"cannot reach the API server at {connection.server}: {error}") from None
+        raise UserError(f"cannot reach the API server at {connected.server}: {error}") from None
 
 
 def age(timestamp: str | None, now: float | None = None) -> str:
@@ -93,10 +111,13 @@ def emit(rows: list[dict[str, Any]], output: Output, columns: list[str], *, titl
 
 
 def jobs(
-    kubeconfig_path: KubeconfigOption = None,
     namespace: NamespaceOption = None,
     all_namespaces: AllOption = False,
     output: OutputOption = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    as_user: AsOption = None,
+    as_groups: AsGroupOption = None,
 ) -> None:
     """List TrainingJobs: queue, GPUs, phase, why they wait, place in the queue, age."""
 
@@ -106,7 +127,8 @@ def jobs(
         return list((await client.list(path))["items"])
 
     rows = []
-    for body in sorted(call(kubeconfig_path, work), key=lambda b: (b["metadata"]["namespace"], b["metadata"]["name"])):
+    connected = connect(kubeconfig, context, as_user, as_groups)
+    for body in sorted(call(connected, work), key=lambda b: (b["metadata"]["namespace"], b["metadata"]["name"])):
         status = body.get("status") or {}
         rows.append({
             "namespace": body["metadata"]["namespace"], "name": body["metadata"]["name"], "queue": status.get("queue"),
@@ -120,9 +142,12 @@ def jobs(
 
 def explain(
     name: Annotated[str, typer.Argument(help="The TrainingJob.")],
-    kubeconfig_path: KubeconfigOption = None,
     namespace: NamespaceOption = None,
     output: OutputOption = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    as_user: AsOption = None,
+    as_groups: AsGroupOption = None,
 ) -> None:
     """Why a job waits or where it runs: reason, the numbers behind it, queue position, placement, Events."""
 
@@ -142,7 +167,7 @@ def explain(
         )
         return body, sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
 
-    body, events = call(kubeconfig_path, work)
+    body, events = call(connect(kubeconfig, context, as_user, as_groups), work)
     status = body.get("status") or {}
     spec = body["spec"]
     report = {
@@ -177,13 +202,19 @@ def explain(
             out.print(f"  {line}")
 
 
-def queues(kubeconfig_path: KubeconfigOption = None, output: OutputOption = Output.table) -> None:
+def queues(
+    output: OutputOption = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    as_user: AsOption = None,
+    as_groups: AsGroupOption = None,
+) -> None:
     """The GPUQuota tree with guaranteed, limit, fair share, allocated, reclaiming and pending GPUs per type."""
 
     async def work(client: Client) -> list[Body]:
         return list((await client.list(f"{GROUP}/gpuquotas"))["items"])
 
-    bodies = {b["metadata"]["name"]: b for b in call(kubeconfig_path, work)}
+    bodies = {b["metadata"]["name"]: b for b in call(connect(kubeconfig, context, as_user, as_groups), work)}
     children: dict[str | None, list[str]] = {}
     for name, body in sorted(bodies.items()):
         parent = (body.get("spec") or {}).get("parent")
@@ -219,9 +250,12 @@ def queues(kubeconfig_path: KubeconfigOption = None, output: OutputOption = Outp
 
 
 def top(
-    kubeconfig_path: KubeconfigOption = None,
     once: Annotated[bool, typer.Option(help="Print one view and exit.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    as_user: AsOption = None,
+    as_groups: AsGroupOption = None,
 ) -> None:
     """A live view of the cluster by leaf group: nodes, GPUs allocated and free, whole free nodes."""
     settings = snapshots.Settings()
@@ -232,14 +266,15 @@ def top(
         pods = (await client.list("/api/v1/pods"))["items"]
         return leaf_table(nodes, pods, leaf_label or "")
 
+    connected = connect(kubeconfig, context, as_user, as_groups)
     if once:
-        console().print(call(kubeconfig_path, work))
+        console().print(call(connected, work))
         return
-    with Live(call(kubeconfig_path, work), console=console(), refresh_per_second=1) as live:
+    with Live(call(connected, work), console=console(), refresh_per_second=1) as live:
         try:
             while True:
                 time.sleep(interval)
-                live.update(call(kubeconfig_path, work))
+                live.update(call(connected, work))
         except KeyboardInterrupt:
             pass
 

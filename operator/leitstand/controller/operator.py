@@ -11,6 +11,7 @@ cycle (``cycles``) only while this replica leads.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ from leitstand.controller.cycles import Cycles
 from leitstand.controller.leadership import Leadership
 from leitstand.kube import informers, resources
 from leitstand.kube.client import Client
-from leitstand.kube.kubeconfig import Connection
+from leitstand.kube.connection import Connection, Credential
 from leitstand.kube.store import Store
 from leitstand.metrics.observing import SchedulerMetrics
 
@@ -62,17 +63,26 @@ def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
 
+    handed: list[Credential] = []  # what kopf was last given: it logs in again only when that expired or was refused
+
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        credentials = connection.credentials
+        refresh = functools.partial(credentials.refresh, handed[-1]) if handed else credentials.current
+        credential = await asyncio.to_thread(refresh)
+        handed[:] = [credential]
+        scheme, _blank, token = (credential.authorization or "").partition(" ")
         return kopf.ConnectionInfo(
             server=connection.server,
-            ca_data=connection.ca_pem,
+            ca_path=connection.ca_file,
             insecure=connection.insecure,
-            scheme="Bearer" if connection.bearer_token() else None,
-            token=connection.bearer_token(),
-            certificate_data=connection.client_cert_pem,
-            private_key_data=connection.client_key_pem,
+            scheme=scheme or None,
+            token=token or None,
+            certificate_path=credential.cert_file,
+            private_key_path=credential.key_file,
             default_namespace=connection.namespace,
+            proxy_url=connection.proxy,
+            expiration=credential.expiry,
         )
 
     def feeder(kind: str) -> Any:

@@ -38,7 +38,7 @@ import yaml
 from leitstand import locations
 from leitstand.devcluster import binaries, pki, profiles
 from leitstand.errors import UserError
-from leitstand.kube import kubeconfig
+from leitstand.kube import connection
 
 Progress = Callable[[str], None]
 STATE_FILE = "state.json"
@@ -400,7 +400,7 @@ class LocalCluster:
         )
         authority, admin = self._credentials()
         ca_pem = authority.files.cert.read_bytes()
-        kubeconfig.write(
+        connection.write(
             self.kubeconfig,
             server=self.server,
             ca_pem=ca_pem,
@@ -409,8 +409,7 @@ class LocalCluster:
             client_key_pem=admin.key.read_bytes(),
             cluster=f"leitstand-{self.name}",
         )
-        connection = kubeconfig.from_kubeconfig(self.kubeconfig)
-        context = connection.ssl_context()
+        context = connection.load(self.kubeconfig).ssl_context()
 
         def ready() -> bool:
             return httpx.get(f"{self.server}/readyz", verify=context, timeout=5).status_code == 200
@@ -475,8 +474,7 @@ class LocalCluster:
 
     def http(self) -> httpx.Client:
         """A synchronous admin client for this cluster (the launcher's own requests)."""
-        connection = kubeconfig.from_kubeconfig(self.kubeconfig)
-        return httpx.Client(base_url=self.server, verify=connection.ssl_context(), timeout=30)
+        return httpx.Client(base_url=self.server, verify=connection.load(self.kubeconfig).ssl_context(), timeout=30)
 
     def _install_crds(self) -> None:
         crd_files = sorted(locations.data_dir("crds").glob("*.yaml"))
@@ -601,7 +599,7 @@ class LocalCluster:
             now=self._now(),
         )
         path = self.directory / f"kubeconfig-{user}"
-        kubeconfig.write(
+        connection.write(
             path,
             server=self.server,
             ca_pem=authority.files.cert.read_bytes(),

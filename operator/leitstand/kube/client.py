@@ -8,19 +8,26 @@ not retried here: retry policy belongs to the caller that knows what is safe.
 A request that never got an answer (connection refused or reset, timeout)
 raises ``TransportError``, an ``OSError``.
 
+Credentials come from the connection (``kube.connection``) as kubectl's come
+from client-go: an expired one is loaded again before the request (an exec
+plugin runs in a worker thread, never on the event loop), and a 401 loads it
+again once and retries; a second 401 is the caller's ``ApiError``.
+
 aiohttp rather than httpx: binding thousands of pods a second is a stream of
 small requests on a few keep-alive connections, and httpcore's pool spends
 more time choosing a connection than sending (measured: 213 binds/s at 16 in
 flight, falling as more are in flight).
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Self
 
 import aiohttp
+from multidict import CIMultiDict
 
-from leitstand.kube.kubeconfig import Connection
+from leitstand.kube.connection import Connection, Credential
 
 Body = dict[str, Any]
 PatchType = Literal["merge", "strategic", "json", "apply"]
@@ -79,16 +86,30 @@ class Client:
         self._base = connection.server.rstrip("/")
         self._default_headers = {"Accept": "application/json", "User-Agent": user_agent}
         self._session: aiohttp.ClientSession | None = None
+        self._session_certificate: tuple[str | None, str | None] = (None, None)
+        self._retired: list[aiohttp.ClientSession] = []  # sessions of a replaced client certificate, closed at the end
+        self._loading = asyncio.Lock()
+        self._impersonation = connection.impersonation()
+        self._options: dict[str, Any] = {}  # per request: the kubeconfig cluster's TLS server name and proxy
+        if connection.tls_server_name:
+            self._options["server_hostname"] = connection.tls_server_name
+        if connection.proxy:
+            self._options["proxy"] = connection.proxy
 
-    def _http(self) -> aiohttp.ClientSession:
-        """The session, made on first use (aiohttp wants a running event loop)."""
+    def _http(self, credential: Credential) -> aiohttp.ClientSession:
+        """The session for ``credential``'s client certificate, made on first use (aiohttp wants a running loop)."""
+        certificate = (credential.cert_file, credential.key_file)
+        if self._session is not None and certificate != self._session_certificate:
+            self._retired.append(self._session)  # in-flight watches end with it; new requests get the new TLS identity
+            self._session = None
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=self._limit),
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(credential), limit=self._limit),
                 timeout=self._timeout,
                 headers=self._default_headers,
                 auto_decompress=True,
             )
+            self._session_certificate = certificate
         return self._session
 
     async def __aenter__(self) -> Self:
@@ -98,16 +119,36 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in [*self._retired, self._session]:
+            if session is not None:
+                await session.close()
+        self._session = None
+        self._retired.clear()
 
-    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    async def _credential(self, refused: Credential | None = None) -> Credential:
+        """The credential to send: cached while fresh, else loaded off the event loop (once for all waiters)."""
+        credentials = self.connection.credentials
+        if refused is None:
+            credential = credentials.fresh()
+            if credential is not None:
+                return credential
+        async with self._loading:
+            if refused is None:
+                return await asyncio.to_thread(credentials.current)
+            return await asyncio.to_thread(credentials.refresh, refused)
+
+    def _headers(
+        self, credential: Credential, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str] | CIMultiDict[str]:
         headers = dict(extra or {})
-        token = self.connection.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return headers
+        if credential.authorization:
+            headers["Authorization"] = credential.authorization
+        if not self._impersonation:
+            return headers
+        several: CIMultiDict[str] = CIMultiDict(headers)  # one Impersonate-Group line per group
+        for name, value in self._impersonation:
+            several.add(name, value)
+        return several
 
     async def request(
         self,
@@ -118,17 +159,27 @@ class Client:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        """Sends one request and returns the decoded JSON answer; raises ApiError on non-2xx."""
+        """Sends one request and returns the decoded JSON answer; raises ApiError on non-2xx.
+
+        A 401 loads the credential again and retries once: an expired or revoked
+        token is replaced as kubectl replaces it, and a second 401 is reported.
+        """
         content = None if body is None else json.dumps(body).encode()
-        headers = self._headers({"Content-Type": content_type} if content is not None else None)
-        try:
-            async with self._http().request(
-                method, self._base + path, data=content, params=params, headers=headers
-            ) as response:
-                text = await response.text()
-                status, phrase = response.status, response.reason or ""
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise TransportError(f"{method} {path}: {type(error).__name__}: {error}") from error
+        credential = self.connection.credentials.fresh() or await self._credential()
+        for attempt in (1, 2):
+            headers = self._headers(credential, {"Content-Type": content_type} if content is not None else None)
+            try:
+                async with self._http(credential).request(
+                    method, self._base + path, data=content, params=params, headers=headers, **self._options
+                ) as response:
+                    text = await response.text()
+                    status, phrase = response.status, response.reason or ""
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise TransportError(f"{method} {path}: {type(error).__name__}: {error}") from error
+            if status == 401 and attempt == 1:
+                credential = await self._credential(refused=credential)
+                continue
+            break
         if status >= 400:
             raise _error(status, phrase, text)
         if not text:
@@ -219,10 +270,13 @@ class Client:
             "timeoutSeconds": str(timeout_seconds),
         }
         timeout = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=timeout_seconds + 30.0)
+        credential = self.connection.credentials.fresh() or await self._credential()
         try:
-            async with self._http().get(
-                self._base + path, params=params, headers=self._headers(), timeout=timeout
+            async with self._http(credential).get(
+                self._base + path, params=params, headers=self._headers(credential), timeout=timeout, **self._options
             ) as response:
+                if response.status == 401:  # the caller watches again; by then the credential is a new one
+                    await self._credential(refused=credential)
                 if response.status >= 400:
                     raise _error(response.status, response.reason or "", await response.text())
                 pending = b""
