@@ -6,7 +6,6 @@ runs the real operator entry point (``leitstand run``) against it, applies
 SIGTERM) stops the operator and the cluster; nothing is left running.
 """
 
-import signal
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ def demo(
     if http_port is not None:
         cluster.ensure_port_free(http_port, "--http-port")
     port = http_port or cluster.free_port()
-    signal.signal(signal.SIGTERM, dev_cluster.raise_keyboard_interrupt)
+    dev_cluster.stop_on_ctrl_c_and_sigterm()
     local = dev_cluster.start("demo", profile, port=None, apiserver_args=[], detached=False)
     operator: subprocess.Popen[bytes] | None = None
     try:

@@ -62,6 +62,13 @@ def raise_keyboard_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def stop_on_ctrl_c_and_sigterm() -> None:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt, even when started with SIGINT ignored (a script's
+    background job), so the foreground commands always tear down what they started."""
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def start(
     name: str,
     profile_name: str,
@@ -111,7 +118,7 @@ def up(
     typer.echo(local.kubeconfig)
     if wait:
         return
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    stop_on_ctrl_c_and_sigterm()
     console.print("Press Ctrl-C to stop it.")
     try:
         while True:
