@@ -1,1 +1,1 @@
-"""The live operator: kopf handlers and informers that feed the store, the scheduling loop, leader election."""
+"""The live operator: kopf for the process, informers that feed the store, the scheduling loop, leader election."""

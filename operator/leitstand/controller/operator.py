@@ -1,12 +1,19 @@
-"""The live operator: watches feed the store, a loop schedules, the writes follow.
+"""The live operator: informers feed the store, a loop schedules, the writes follow.
 
-``run`` is what ``leitstand run`` awaits. Kopf event handlers record the custom
-resources' watch events (TrainingJobs, GPUQuotas) into the store; nodes and pods,
-the busy kinds, come from informers of our own (``kube.informers``: kopf's
-per-event machinery cost more than the binds). Before the first cycle the store
-is seeded by listing every kind, so the first decisions see the whole cluster.
-The scheduling loop wakes on a change (debounced) or on its timer and runs a
-cycle (``cycles``) only while this replica leads.
+One owner per responsibility:
+- **kopf** runs the operator process: its startup and shutdown, the stop flag,
+  logging in (and again when a credential expires or is refused).
+- **informers** (``kube.informers``) own every watch: nodes, pods, TrainingJobs and
+  GPUQuotas are listed, watched from the list's resourceVersion with bookmarks,
+  and listed again after a lost watch, which replaces the kind in the store, so an
+  object deleted while the watch was down leaves with the relist. (kopf's own
+  watches cannot do that: after a gap kopf yields what still exists and never
+  what vanished.)
+- the **store** (``kube.store``) holds what the informers last saw, nothing else.
+- the **scheduling loop** wakes on a change (debounced) or on its timer and runs a
+  cycle (``cycles``) only while this replica leads; every write is made there.
+
+Before the first cycle every kind is listed, so the first decisions see the whole cluster.
 """
 
 import asyncio
@@ -32,13 +39,11 @@ from leitstand.metrics.observing import SchedulerMetrics
 
 logger = logging.getLogger("leitstand.controller")
 
-INFORMED = (  # watched by kube.informers
+INFORMED = (  # kind, collection path: every kind the operator reads, each watched by kube.informers
     ("Node", "/api/v1/nodes"),
     ("Pod", "/api/v1/pods"),
-)
-WATCHED = (  # watched by kopf
-    ("GPUQuota", resources.API_VERSION, "gpuquotas", f"/apis/{resources.API_VERSION}/gpuquotas"),
-    ("TrainingJob", resources.API_VERSION, "trainingjobs", f"/apis/{resources.API_VERSION}/trainingjobs"),
+    ("GPUQuota", f"/apis/{resources.API_VERSION}/gpuquotas"),
+    ("TrainingJob", f"/apis/{resources.API_VERSION}/trainingjobs"),
 )
 
 
@@ -54,7 +59,8 @@ class Health:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
-def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
+def _registry(connection: Connection) -> kopf.OperatorRegistry:
+    """kopf's part: settings at startup and logging in; it watches nothing (the informers do)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -85,25 +91,11 @@ def _registry(connection: Connection, store: Store) -> kopf.OperatorRegistry:
             expiration=credential.expiry,
         )
 
-    def feeder(kind: str) -> Any:
-        # async on purpose: kopf runs plain functions in a thread pool, and the store must only
-        # change on the event loop, between the scheduling loop's awaits, never during a snapshot
-        async def feed(event: kopf.RawEvent, **_: Any) -> None:
-            store.apply(kind, event["type"] or "ADDED", dict(event["object"]))
-
-        return feed
-
-    for kind, api_version, plural, _path in WATCHED:
-        group, _, version = api_version.rpartition("/")
-        kopf.on.event(group, version, plural, registry=registry)(feeder(kind))
     return registry
 
 
 async def seed(client: Client, store: Store) -> dict[str, str]:
-    """Lists every watched kind into the store; returns the informed kinds' resourceVersions to watch from."""
-    for kind, _api_version, _plural, path in WATCHED:
-        for item in (await client.list(path))["items"]:
-            store.apply(kind, "ADDED", item)
+    """Lists every kind into the store; returns the resourceVersions to watch from."""
     return {kind: await informers.list_into(client, store, kind, path) for kind, path in INFORMED}
 
 
@@ -153,7 +145,7 @@ async def run(
     """Runs the operator until ``stop`` is set."""
     store = Store()
     health.store = store
-    registry = _registry(connection, store)
+    registry = _registry(connection)
     # the user agent names this replica: the API's managedFields then record which replica bound each pod
     async with Client(connection, user_agent=f"leitstand-{health.identity}") as client:
         versions = await seed(client, store)
