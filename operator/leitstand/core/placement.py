@@ -122,11 +122,15 @@ def pack_domains(groups: dict[str, list[Candidate]], count: int) -> list[str]:
 
 
 def binpack_order(statement: Statement, candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Partly used nodes first (least free GPUs, then CPU), then by name."""
+    """Partly used nodes first (least free GPUs, then CPU), then by name.
+
+    An overcommitted node (more GPUs held than it has) counts as none free, as in
+    the statement's free-GPU groups that ``binpack_quick`` reads.
+    """
     return sorted(
         candidates,
         key=lambda item: (
-            statement.free[item[0].name].gpus,
+            max(statement.free[item[0].name].gpus, 0),
             statement.free[item[0].name].cpu_millis,
             item[0].name,
         ),

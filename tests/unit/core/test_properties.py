@@ -221,3 +221,19 @@ def test_the_quick_bin_packing_search_chooses_what_sorting_every_node_would(
             break
     quick = placement.binpack_quick(statement, eligible, job, count)
     assert quick == (tuple(expected) if len(expected) == count else None)
+
+
+def test_an_overcommitted_node_counts_as_no_free_gpus_in_both_searches() -> None:
+    """Found by the property above: su-1-n2 holds 9 of 8 GPUs (firm=False), su-1-n1 8 of 8."""
+    from leitstand.core import placement
+    from leitstand.core.model import Job, JobKey
+    from leitstand.core.statements import Statement
+
+    nodes = nodes_in_leaf("su-1", 2)
+    statement = Statement(nodes)
+    for index, (node, used) in enumerate([(0, 8), (1, 1), (1, 8)]):
+        statement.hold(Job(JobKey(f"x/{index}"), "x", 1, used), [nodes[node].name], (), firm=False)
+    job = Job(JobKey("t/j"), "t", 1, 0)
+    ordered = placement.binpack_order(statement, placement.fitting(statement, nodes, job))
+    assert [node.name for node, _fit in ordered] == ["su-1-n1", "su-1-n2"]  # both none free: by name
+    assert placement.binpack_quick(statement, {node.name for node in nodes}, job, 1) == ("su-1-n1",)
