@@ -51,7 +51,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalClust
 
 @pytest.fixture(scope="module")
 def http(dev: cluster.LocalCluster) -> Iterator[httpx.Client]:
-    with dev.http() as client:
+    verify = connection.load(dev.kubeconfig).ssl_context()
+    with httpx.Client(base_url=dev.server, verify=verify, timeout=30) as client:
         client.post(
             "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t-fuzz"}}
         )

@@ -15,6 +15,7 @@ cluster (``dev-cluster up --wait``) records its PIDs in ``state.json`` for
 etcd runs with ``--unsafe-no-fsync``: the data is thrown away with the cluster.
 """
 
+import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
@@ -25,20 +26,22 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+import urllib.request
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from leitstand import locations
 from leitstand.devcluster import binaries, pki, profiles
 from leitstand.errors import UserError
 from leitstand.kube import connection
+from leitstand.kube.client import ApiError, Client
 
 Progress = Callable[[str], None]
 STATE_FILE = "state.json"
@@ -51,6 +54,39 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the parent is gone: no graceful shutdown to wait for
+
+
+def _probe(url: str, context: ssl.SSLContext | None = None) -> str:
+    """The body of a health endpoint (etcd, kube-apiserver, kwok); OSError while nothing answers."""
+    with urllib.request.urlopen(url, timeout=5, context=context) as answer:  # noqa: S310 - our own loopback URLs
+        body: bytes = answer.read()
+    return body.decode().strip()
+
+
+def _run(work: Coroutine[Any, Any, None]) -> None:
+    """Runs the launcher's API calls (the package's one API client is async) from this synchronous code,
+    in a thread of its own when the caller already runs an event loop (the benchmarks start clusters there)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(work)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, work).result()
+
+
+async def _create(api: Client, path: str, body: dict[str, Any]) -> None:
+    """Creates ``body``; one that exists already is fine, any other refusal is the launcher's error."""
+    try:
+        await api.create(path, body)
+    except ApiError as error:
+        if error.status != 409:
+            raise UserError(f"creating {body['metadata']['name']} failed: {error}") from None
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def free_port() -> int:
@@ -327,7 +363,7 @@ class LocalCluster:
             try:
                 if ready():
                     return
-            except (httpx.HTTPError, OSError):
+            except (OSError, ValueError):  # not listening yet, or an answer that is not yet JSON
                 pass
             time.sleep(0.1)
         raise UserError(f"{what} was not ready within {timeout:.0f} s; {self._log_hint(what)}")
@@ -355,7 +391,7 @@ class LocalCluster:
         )
 
         def healthy() -> bool:
-            answer: dict[str, str] = httpx.get(f"{self._etcd_url}/health", timeout=2).json()
+            answer: dict[str, str] = json.loads(_probe(f"{self._etcd_url}/health"))
             return answer.get("health") == "true"
 
         self._ready["etcd"] = healthy
@@ -412,7 +448,7 @@ class LocalCluster:
         context = connection.load(self.kubeconfig).ssl_context()
 
         def ready() -> bool:
-            return httpx.get(f"{self.server}/readyz", verify=context, timeout=5).status_code == 200
+            return _probe(f"{self.server}/readyz", context) == "ok"
 
         self._ready["kube-apiserver"] = ready
         self._wait("kube-apiserver", child, ready, timeout)
@@ -472,9 +508,8 @@ class LocalCluster:
             )
         return result
 
-    def http(self) -> httpx.Client:
-        """A synchronous admin client for this cluster (the launcher's own requests)."""
-        return httpx.Client(base_url=self.server, verify=connection.load(self.kubeconfig).ssl_context(), timeout=30)
+    def _api(self) -> Client:
+        return Client(connection.load(self.kubeconfig), timeout=60, user_agent="leitstand-dev-cluster")
 
     def _install_crds(self) -> None:
         crd_files = sorted(locations.data_dir("crds").glob("*.yaml"))
@@ -482,35 +517,42 @@ class LocalCluster:
             return
         self.progress(f"installing {len(crd_files)} CRDs")
         path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-        with self.http() as http:
-            names = []
-            for crd_file in crd_files:
-                for document in yaml.safe_load_all(crd_file.read_text()):
-                    if not document:
-                        continue
-                    response = http.post(path, json=document)
-                    if response.status_code >= 300:
-                        raise UserError(f"installing {crd_file.name} failed: {response.text[:300]}")
-                    names.append(document["metadata"]["name"])
-            deadline = time.monotonic() + 30
-            for name in names:
-                while True:
-                    crd = http.get(f"{path}/{name}").json()
-                    conditions = (crd.get("status") or {}).get("conditions") or []
-                    if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                        break
-                    if time.monotonic() > deadline:
-                        raise UserError(f"CRD {name} was not established within 30 s")
-                    time.sleep(0.1)
+
+        async def install() -> None:
+            async with self._api() as api:
+                names = []
+                for crd_file in crd_files:
+                    for document in yaml.safe_load_all(crd_file.read_text()):
+                        if not document:
+                            continue
+                        try:
+                            await api.create(path, document)
+                        except ApiError as error:
+                            raise UserError(f"installing {crd_file.name} failed: {error}") from None
+                        names.append(document["metadata"]["name"])
+                deadline = time.monotonic() + 30
+                for name in names:
+                    while True:
+                        crd = await api.get(f"{path}/{name}")
+                        conditions = (crd.get("status") or {}).get("conditions") or []
+                        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                            break
+                        if time.monotonic() > deadline:
+                            raise UserError(f"CRD {name} was not established within 30 s")
+                        await asyncio.sleep(0.1)
+
+        _run(install())
 
     def _create_namespace(self, name: str) -> None:
         """The namespace the operator's Lease lives in, as the Helm chart would create it."""
-        with self.http() as http:
-            response = http.post(
-                "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            )
-            if response.status_code >= 300 and response.status_code != 409:
-                raise UserError(f"creating namespace {name} failed: {response.text[:300]}")
+
+        async def create() -> None:
+            async with self._api() as api:
+                await _create(
+                    api, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                )
+
+        _run(create())
 
     def _start_kwok(self, kwok: Path) -> None:
         self.progress("starting kwok")
@@ -531,41 +573,39 @@ class LocalCluster:
         )
 
         def healthy() -> bool:
-            return httpx.get(f"http://{LOOPBACK}:{port}/healthz", timeout=2).status_code == 200
+            return _probe(f"http://{LOOPBACK}:{port}/healthz") == "ok"
 
         self._wait("kwok", child, healthy, 30)
 
     def _create_nodes(self, timeout: float) -> None:
         manifests = profiles.nodes(self.profile)
         self.progress(f"creating {len(manifests)} nodes ({self.profile.gpu_count} GPUs)")
-        with self.http() as http:
+        kwok_child = self._children[self._order[-1][1]]
+        within = timeout + len(manifests) * 0.05
 
-            def create(node: dict[str, Any]) -> None:
-                response = http.post("/api/v1/nodes", json=node)
-                if response.status_code >= 300 and response.status_code != 409:
-                    raise UserError(f"creating node {node['metadata']['name']} failed: {response.text[:300]}")
+        async def create_and_wait() -> None:
+            async with self._api() as api:
+                limit = asyncio.Semaphore(32)
 
-            with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-                for future in [pool.submit(create, node) for node in manifests]:
-                    future.result()
+                async def create(node: dict[str, Any]) -> None:
+                    async with limit:
+                        await _create(api, "/api/v1/nodes", node)
 
-            self.progress("waiting for kwok to report the nodes Ready")
-            kwok_child = self._children[self._order[-1][1]]
-            expected = len(manifests)
+                await asyncio.gather(*(create(node) for node in manifests))
+                self.progress("waiting for kwok to report the nodes Ready")
+                deadline = time.monotonic() + within
+                while time.monotonic() < deadline:
+                    if kwok_child.poll() is not None:
+                        raise UserError(f"kwok exited with code {kwok_child.returncode}; {self._log_hint('kwok')}")
+                    listed = await api.list("/api/v1/nodes", label_selector="type=kwok")
+                    ready = sum(1 for node in listed["items"] if _ready(node))
+                    if ready >= len(manifests):
+                        return
+                    await asyncio.sleep(0.2)
+                raise UserError(f"kwok did not report {len(manifests)} nodes Ready within {within:.0f} s; "
+                                f"{self._log_hint('kwok')}")  # fmt: skip
 
-            def all_ready() -> bool:
-                items = http.get("/api/v1/nodes", params={"labelSelector": "type=kwok"}).json()["items"]
-                ready = sum(
-                    1
-                    for node in items
-                    if any(
-                        c["type"] == "Ready" and c["status"] == "True"
-                        for c in node.get("status", {}).get("conditions", [])
-                    )
-                )
-                return ready >= expected
-
-            self._wait("kwok", kwok_child, all_ready, timeout + expected * 0.05)
+        _run(create_and_wait())
 
     def _write_state(self) -> None:
         state = State(
