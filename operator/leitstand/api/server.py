@@ -9,24 +9,44 @@ and ``/metrics`` stay open.
 """
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
 from leitstand.api import ui, views
-from leitstand.core import snapshots
-from leitstand.kube.reviews import Caller, Reviews
+from leitstand.core import model, snapshots
 
 JobBodies = Callable[[], list[dict[str, Any]]]
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+CallerT = TypeVar("CallerT", bound=Named)
+
+
+class Reviewer(Protocol[CallerT]):
+    """Who calls, and may they: the cluster answers (``kube.reviews`` asks it, ``leitstand run`` wires it in).
+
+    A caller is whatever ``authenticate`` returns; the API hands it back to ``allowed`` unchanged.
+    """
+
+    async def authenticate(self, token: str) -> CallerT | None:
+        """The caller behind a bearer token, or None when the token is not valid."""
+
+    async def allowed(self, caller: CallerT, verb: str, resource: str, *, namespace: str | None = None) -> bool:
+        """May ``caller`` ``verb`` ``resource`` of leitstand.dev (in ``namespace``, or cluster-wide)?"""
 
 
 def create_app(
     *,
     ready: Callable[[], bool],
-    latest: Callable[[], views.Latest | None] = lambda: None,
+    latest: Callable[[], model.CycleRecord | None] = lambda: None,
     trainingjobs: JobBodies = lambda: [],
-    reviews: Reviews | None = None,
+    reviews: Reviewer[Any] | None = None,
 ) -> FastAPI:
     """The FastAPI app; ``ready`` tells ``/readyz`` whether the operator has synced."""
     app = FastAPI(
@@ -51,31 +71,31 @@ def create_app(
         response.status_code = 503
         return {"status": "starting"}
 
-    async def caller(request: Request) -> Caller:
+    async def caller(request: Request) -> Named:
         header = request.headers.get("authorization", "")
         if reviews is None:
             raise HTTPException(503, "the status API is not configured")
         if not header.lower().startswith("bearer ") or not header[7:].strip():
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        who = await reviews.authenticate(header[7:].strip())
+        who: Named | None = await reviews.authenticate(header[7:].strip())
         if who is None:
             raise HTTPException(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
         return who
 
-    Who = Annotated[Caller, Depends(caller)]
+    Who = Annotated[Named, Depends(caller)]
 
-    async def cluster_wide(who: Caller) -> None:
+    async def cluster_wide(who: Named) -> None:
         assert reviews is not None
         if not await reviews.allowed(who, "list", "gpuquotas"):
             raise HTTPException(403, f"{who.name} may not list gpuquotas, which this view needs")
 
-    def current() -> views.Latest:
+    def current() -> model.CycleRecord:
         state = latest()
         if state is None:
             raise HTTPException(503, "no scheduling cycle has run yet")
         return state
 
-    async def may_list_jobs(who: Caller, namespace: str) -> bool:
+    async def may_list_jobs(who: Named, namespace: str) -> bool:
         assert reviews is not None
         return await reviews.allowed(who, "list", "trainingjobs", namespace=namespace)
 

@@ -5,22 +5,11 @@ response models; the routes in ``server`` decide who may see which.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 
 from leitstand.core import model
-
-
-@dataclass(frozen=True)
-class Latest:
-    """What the last scheduling cycle saw and decided."""
-
-    snapshot: model.Snapshot
-    decisions: model.Decisions
-    policy: model.Policy
-    now: float
 
 
 class GPUNumbers(pydantic.BaseModel):
@@ -79,7 +68,7 @@ class ClusterView(pydantic.BaseModel):
     nodes: list[NodeView]
 
 
-def queues(latest: Latest) -> list[QueueView]:
+def queues(latest: model.CycleRecord) -> list[QueueView]:
     return [
         QueueView(
             name=queue.name,
@@ -134,7 +123,7 @@ def jobs(
     return sorted(result, key=lambda v: (v.namespace, v.name))
 
 
-def cluster(latest: Latest) -> ClusterView:
+def cluster(latest: model.CycleRecord) -> ClusterView:
     """Capacity per GPU type and, per leaf group (the second-finest level), its nodes and their use."""
     snapshot, decisions = latest.snapshot, latest.decisions
     levels = latest.policy.topology_levels

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leitstand.api import views
 from leitstand.controller import jobs as job_control
 from leitstand.controller.configuration import Configuration
 from leitstand.core import model
@@ -35,7 +34,7 @@ class Outcome:
     """What one cycle did, for logs, metrics and tests."""
 
     decisions: model.Decisions
-    latest: views.Latest
+    latest: model.CycleRecord
     bound_pods: int = 0
     bind_failures: int = 0
     released_gangs: list[str] = field(default_factory=list)
@@ -89,7 +88,7 @@ class Cycles:
         )
         now = time.time()
         decisions = schedule(snapshot, self.policy, now=now)
-        outcome = Outcome(decisions, views.Latest(snapshot, decisions, self.policy, now))
+        outcome = Outcome(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
         await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
         await self._nominate(decisions, pod_of_job, pods_of_gang)
         await self._evict_plain_pods(decisions, pod_of_job)
@@ -277,19 +276,12 @@ class Cycles:
         job_path = JOBS_PATH.format(namespace=namespace, name=name)
         writes: list[Awaitable[Any]] = []
         if plan.add_finalizer:
-            finalizers = [*(meta.get("finalizers") or []), job_control.FINALIZER]
             writes.append(
-                self.client.patch(
-                    job_path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-                )
+                self._set_finalizers(job_path, meta, [*(meta.get("finalizers") or []), job_control.FINALIZER])
             )
         if plan.remove_finalizer:
-            finalizers = [f for f in meta.get("finalizers") or [] if f != job_control.FINALIZER]
-            writes.append(
-                self.client.patch(
-                    job_path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-                )
-            )
+            kept = [f for f in meta.get("finalizers") or [] if f != job_control.FINALIZER]
+            writes.append(self._set_finalizers(job_path, meta, kept))
         if plan.service is not None:
             writes.append(self._create_service(namespace, name, plan.service))
         for pod in plan.create:

@@ -27,10 +27,10 @@ from typing import Any
 
 import kopf
 
-from leitstand.api import views
 from leitstand.controller.configuration import Configuration
 from leitstand.controller.cycles import Cycles
 from leitstand.controller.leadership import Leadership
+from leitstand.core import model
 from leitstand.kube import informers, resources
 from leitstand.kube.client import Client
 from leitstand.kube.connection import Connection, Credential
@@ -54,7 +54,7 @@ class Health:
     synced: bool = False
     leading: bool = False
     cycles: int = 0
-    latest: views.Latest | None = None
+    latest: model.CycleRecord | None = None
     store: Store | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import NewType
 
 NodeName = NewType("NodeName", str)
-JobKey = NewType("JobKey", str)  # "<namespace>/<name>"; plain pods use their own name
+JobKey = NewType("JobKey", str)  # "<namespace>/<name>"; a plain pod (a gang of one): "<namespace>/pods/<name>"
 QueueName = NewType("QueueName", str)
 GPUType = NewType("GPUType", str)  # short name such as "b200"
 
@@ -265,3 +265,13 @@ class Decisions:
     job_queues: Mapping[JobKey, QueueName]
     nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # every waiting job's, kept or new
     queue_problems: Mapping[QueueName, str] = field(default_factory=dict)  # e.g. a parent cycle, for GPUQuota status
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """What one scheduling cycle saw and decided; the operator keeps the latest for the status API."""
+
+    snapshot: Snapshot
+    decisions: Decisions
+    policy: Policy
+    now: float

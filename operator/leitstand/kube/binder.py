@@ -3,7 +3,9 @@
 Binds run concurrently on the event loop with at most ``concurrency`` in
 flight. Each outcome is reported, never raised, so one failed bind cannot hide
 the others; the caller decides what a failure means for the pod's gang. A pod
-already bound answers 409 Conflict, reported as a failure with that reason.
+already bound to the same node (409 Conflict, "already assigned to node") counts
+as bound, so repeating a bind is harmless; bound elsewhere, it is a failure with
+the API server's reason.
 """
 
 import asyncio
