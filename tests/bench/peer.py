@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from leitstand.devcluster import binaries, cluster, profiles
-from leitstand.kube import binder, connection
+from leitstand.kube import applier, connection
 from leitstand.kube.client import ApiError, Client, TransportError
 from tests.e2e.operators import Operator
 
@@ -260,9 +260,9 @@ async def raw_binds(pods: int) -> dict[str, Any]:
                 namespace = f"raw-{concurrency}"
                 await create_all(api, namespace, pods, "nobody")
                 nodes = [f"b200-{i + 1:04d}" for i in range(1120)]
-                binds = [binder.PodBind(namespace, f"p{i:05d}", None, nodes[i % len(nodes)]) for i in range(pods)]
+                binds = [applier.PodBind(namespace, f"p{i:05d}", None, nodes[i % len(nodes)]) for i in range(pods)]
                 started = time.monotonic()
-                outcomes = await binder.bind_all(api, binds, concurrency=concurrency)
+                outcomes = await applier.bind_all(api, binds, concurrency=concurrency)
                 rates[str(concurrency)] = round(sum(o.ok for o in outcomes) / (time.monotonic() - started), 1)
                 print(json.dumps({"inFlight": concurrency, "bindsPerSecond": rates[str(concurrency)]}), flush=True)
                 await delete_all(api, namespace)

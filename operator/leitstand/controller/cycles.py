@@ -1,26 +1,28 @@
-"""One scheduling cycle of the live operator: store → snapshot → ``core.schedule`` → writes.
+"""One scheduling cycle of the live operator: one view → ``core.schedule`` → the writes.
 
-The order of writes matters for safety: binds first (only while this replica
-leads), then evictions and releases, then the TrainingJob controller's pods,
+A cycle reads the store once (``View``: every kind, through the applier's
+overlay of writes the watches have not reported yet), decides from that view
+alone, and hands every write to the applier (``kube.applier``). The order of
+writes matters for safety: binds first (only while this replica leads), then
+nominations, evictions and releases, then the TrainingJob controller's pods,
 Services and statuses, then GPUQuota statuses. Every write is idempotent, so a
 crash at any point is repaired by the next cycle: a gang left partly bound is
 completed or released by the core, a missing pod is recreated, a status that
 did not land is patched again. Statuses are patched only when they change.
 """
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from leitstand.controller import jobs as job_control
 from leitstand.controller.configuration import Configuration
 from leitstand.core import model
 from leitstand.core.scheduling import schedule
-from leitstand.kube import binder, recorder, resources, snapshots
-from leitstand.kube.client import ApiError, Body, Client
+from leitstand.kube import applier, resources, snapshots
+from leitstand.kube.applier import Applier, PodBind, Write
+from leitstand.kube.client import Body, Client
 from leitstand.kube.store import Store
 from leitstand.metrics.observing import SchedulerMetrics
 
@@ -29,8 +31,19 @@ JOBS_PATH = f"/apis/{resources.API_VERSION}/namespaces/{{namespace}}/trainingjob
 QUOTA_PATH = f"/apis/{resources.API_VERSION}/gpuquotas/{{name}}"
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """The store at one instant, pods read through the applier's overlay: everything one cycle decides from."""
+
+    nodes: Mapping[str, Body]
+    pods: Mapping[str, Body]
+    quotas: Mapping[str, Body]
+    jobs: Mapping[str, Body]
+    stored_pods: Mapping[str, Body]  # the pods as the watches reported them, without the overlay
+
+
 @dataclass
-class Outcome:
+class Report:
     """What one cycle did, for logs, metrics and tests."""
 
     decisions: model.Decisions
@@ -52,49 +65,54 @@ class Cycles:
         leading: Callable[[], bool],
         metrics: SchedulerMetrics | None = None,
     ) -> None:
-        self.client = client
         self.store = store
         self.config = config
         self.settings = config.settings()
         self.policy = model.Policy(topology_levels=self.settings.levels, starvation_seconds=config.starvation_seconds)
         self.leading = leading
+        self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
-        self.last: Outcome | None = None
+        self.last: Report | None = None
         self.metrics = metrics
 
-    async def _gather(self, calls: Iterable[Awaitable[Any]]) -> None:
-        limit = asyncio.Semaphore(self.config.bind_concurrency)
+    def view(self) -> View:
+        """The store now, with this replica's unconfirmed writes applied (copies: later events do not leak in)."""
+        store = self.store
+        pods = dict(store.pods)
+        return View(dict(store.nodes), self.applier.overlay.view(pods), dict(store.quotas), dict(store.jobs), pods)
 
-        async def one(call: Awaitable[Any]) -> None:
-            async with limit:
-                try:
-                    await call
-                except ApiError as error:
-                    if error.status not in (404, 409):
-                        logger.warning("write failed: %s", error)
-                except OSError as error:
-                    logger.warning("write failed: %s", error)
-
-        await asyncio.gather(*(one(call) for call in calls))
-
-    async def run_once(self) -> Outcome | None:
+    async def run_once(self) -> Report | None:
         """One cycle; None when this replica does not lead (a standby never writes)."""
         if not self.leading():
             return None
         started = time.monotonic()
-        store = self.store
+        view = self.view()
         snapshot, pod_of_job, pods_of_gang = snapshots.build(
-            store.nodes.values(), store.quotas.values(), store.pods.values(), self.settings, store.jobs.values()
+            view.nodes.values(), view.quotas.values(), view.pods.values(), self.settings, view.jobs.values()
         )
         now = time.time()
         decisions = schedule(snapshot, self.policy, now=now)
-        outcome = Outcome(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
-        await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
-        await self._nominate(decisions, pod_of_job, pods_of_gang)
-        await self._evict_plain_pods(decisions, pod_of_job)
-        await self._reconcile_jobs(decisions, outcome, now)
-        await self._plain_pod_conditions(decisions, pod_of_job)
-        await self._quota_statuses(decisions)
+        outcome = Report(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
+        released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
+        pods = self.applier.overlay.view(view.stored_pods)  # the same instant, with this cycle's binds
+        nominations = self._nominations(decisions, pod_of_job, pods_of_gang)
+        nominated = {id(write): pod for write, pod in nominations}
+        job_writes, services = self._job_writes(view, pods, decisions, outcome, now)
+        writes = [
+            *released,
+            *(write for write, _pod in nominations),
+            *self._plain_evictions(decisions, pod_of_job, now),
+            *job_writes,
+            *self._plain_pod_conditions(decisions, pod_of_job, now),
+            *self._quota_statuses(view, decisions, now),
+        ]
+        for result in await self.applier.apply(writes):
+            if not result.ok:
+                continue
+            if id(result.write) in services:
+                self.services.add(services[id(result.write)])
+            elif id(result.write) in nominated:  # kept until the watch reports it: the next cycle must not undo it
+                self.applier.overlay.nominated(*nominated[id(result.write)])
         outcome.seconds = time.monotonic() - started
         self.last = outcome
         if self.metrics is not None:
@@ -109,7 +127,7 @@ class Cycles:
                     decisions.job_queues.get(model.JobKey(key), "none"),
                     (body.get("status") or {}).get("phase") or "Queued",
                 )
-                for key, body in self.store.jobs.items()
+                for key, body in view.jobs.items()
             )
         return outcome
 
@@ -120,21 +138,22 @@ class Cycles:
         decisions: model.Decisions,
         pod_of_job: dict[model.JobKey, Body],
         pods_of_gang: dict[model.JobKey, dict[int, Body]],
-        outcome: Outcome,
-    ) -> None:
-        gangs: dict[model.JobKey, list[binder.PodBind]] = {}
+        outcome: Report,
+    ) -> list[Write]:
+        """Binds the decided gangs; returns the deletions that release a gang whose binding failed part-way."""
+        gangs: dict[model.JobKey, list[PodBind]] = {}
         for bind in decisions.binds:
             plain = pod_of_job.get(bind.job)
             if plain is not None:
                 meta = plain["metadata"]
-                gangs[bind.job] = [binder.PodBind(meta["namespace"], meta["name"], meta.get("uid"), bind.nodes[0])]
+                gangs[bind.job] = [PodBind(meta["namespace"], meta["name"], meta.get("uid"), bind.nodes[0])]
                 continue
             members = pods_of_gang.get(bind.job, {})
             waiting = [rank for rank in sorted(members) if not members[rank].get("spec", {}).get("nodeName")]
             if len(waiting) != len(bind.nodes):
                 continue  # pods still being created; the next cycle binds the whole gang
             gangs[bind.job] = [
-                binder.PodBind(
+                PodBind(
                     members[rank]["metadata"]["namespace"],
                     members[rank]["metadata"]["name"],
                     members[rank]["metadata"].get("uid"),
@@ -143,40 +162,34 @@ class Cycles:
                 for rank, node in zip(waiting, bind.nodes, strict=True)
             ]
         if not gangs or not self.leading():
-            return
-        flat = [pod_bind for binds in gangs.values() for pod_bind in binds]
-        results = await binder.bind_all(
-            self.client, flat, concurrency=self.config.bind_concurrency, allowed=self.leading
-        )
-        for result in results:  # assume what was bound until the watch confirms it: the next cycle must not redo it
-            pod = self.store.pods.get(f"{result.bind.namespace}/{result.bind.name}")
-            if result.ok and pod is not None and not pod.get("spec", {}).get("nodeName"):
-                self.store.pods[f"{result.bind.namespace}/{result.bind.name}"] = _assumed(
-                    pod, nodeName=result.bind.node
-                )
-        failed = {(r.bind.namespace, r.bind.name): r.reason for r in results if not r.ok}
+            return []
+        results = await self.applier.bind(bind for binds in gangs.values() for bind in binds)
+        failed = {r.write.key: r.reason for r in results if not r.ok and isinstance(r.write, PodBind)}
         if not self.leading():  # deposed mid-batch: the new leader owns every decision from here on
-            return
+            return []
         outcome.bound_pods = sum(1 for r in results if r.ok)
         outcome.bind_failures = len(failed)
+        releases: list[Write] = []
         for key, binds in gangs.items():
-            gang_failures = [failed[(b.namespace, b.name)] for b in binds if (b.namespace, b.name) in failed]
+            gang_failures = [failed[b.key] for b in binds if b.key in failed]
             if not gang_failures:
                 continue
             logger.warning("binding gang %s failed part-way (%s); releasing it", key, gang_failures[0])
             outcome.released_gangs.append(key)
-            await self._gather(self._delete_pod(pod, 0) for pod in pods_of_gang.get(key, {}).values())
+            releases += [_delete_pod(pod, 0) for pod in pods_of_gang.get(key, {}).values()]
+        return releases
 
-    async def _nominate(
+    def _nominations(
         self,
         decisions: model.Decisions,
         pod_of_job: dict[model.JobKey, Body],
         pods_of_gang: dict[model.JobKey, dict[int, Body]],
-    ) -> None:
-        """Stores every waiting job's nomination on its pods' ``status.nominatedNodeName`` (one node per
-        replica, by rank) and clears the ones that lapsed, so a restarted operator keeps them.
+    ) -> list[tuple[Write, tuple[str, str | None, str | None]]]:
+        """The writes that store every waiting job's nomination on its pods' ``status.nominatedNodeName``
+        (one node per replica, by rank) and clear the ones that lapsed, so a restarted operator keeps them;
+        each with its pod (key, uid) and node.
 
-        The store's copy is updated at once: the next cycle must not read the old value and undo it.
+        The patch names the pod's uid, so a pod replaced meanwhile is left alone.
         """
         bound = {bind.job for bind in decisions.binds}
         wanted: dict[str, tuple[Body, str | None]] = {}
@@ -188,48 +201,47 @@ class Cycles:
             waiting = [rank for rank in sorted(members) if not members[rank].get("spec", {}).get("nodeName")]
             for index, rank in enumerate(waiting):
                 wanted[_pod_key(members[rank])] = (members[rank], nodes[index] if len(nodes) == len(waiting) else None)
-        writes = []
+        writes: list[tuple[Write, tuple[str, str | None, str | None]]] = []
         for name, (pod, target) in wanted.items():
             if (pod.get("status") or {}).get("nominatedNodeName") == target:
                 continue
             if target is None and (pod.get("spec", {}).get("nodeName") or _job_key(pod) in bound):
                 continue  # bound pods keep what they had; nothing reads it any more
-            current = self.store.pods.get(name)
-            if current is None or current["metadata"].get("uid") != pod["metadata"].get("uid"):
-                continue  # deleted (or replaced) while this cycle bound: nothing to nominate
             meta = pod["metadata"]
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-            writes.append(self.client.patch(path, {"status": {"nominatedNodeName": target}}, patch_type="merge"))
-            status = {**(current.get("status") or {}), "nominatedNodeName": target}
-            self.store.pods[name] = {**current, "status": status}  # what the watch will confirm
-        await self._gather(writes)
+            body: Body = {"status": {"nominatedNodeName": target}}
+            if meta.get("uid"):
+                body["metadata"] = {"uid": meta["uid"]}  # a precondition: a replaced pod is left alone
+            writes.append((applier.patch(path, body), (name, meta.get("uid"), target)))
+        return writes
 
-    async def _evict_plain_pods(self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body]) -> None:
+    def _plain_evictions(
+        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body], now: float
+    ) -> list[Write]:
         victims = [
             (eviction, pod_of_job[eviction.job]) for eviction in decisions.evictions if eviction.job in pod_of_job
         ]
         grace = self.config.eviction_grace_seconds
-        await self._gather(self._delete_pod(pod, grace) for _eviction, pod in victims)
-        await self._gather(
-            recorder.record(self.client, {"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "Preempted", e.message)
+        writes = [_delete_pod(pod, grace) for _eviction, pod in victims]
+        writes += [
+            applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "Preempted", e.message, now=now)
             for e, pod in victims
-        )
-
-    def _delete_pod(self, pod: Body, grace: int) -> Awaitable[Body]:
-        meta = pod["metadata"]
-        return self.client.delete(
-            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", grace_period_seconds=grace
-        )
+        ]
+        return writes
 
     # -- TrainingJobs ---------------------------------------------------------------------------
 
-    async def _reconcile_jobs(self, decisions: model.Decisions, outcome: Outcome, now: float) -> None:
+    def _job_writes(
+        self, view: View, pods: Mapping[str, Body], decisions: model.Decisions, outcome: Report, now: float
+    ) -> tuple[list[Write], dict[int, str]]:
+        """Every TrainingJob's plan as writes, and which of them create a Service (by id, with its job)."""
         explanations = {e.job: e for e in decisions.pending}
         bound = {b.job for b in decisions.binds}
         evictions = {e.job: e for e in decisions.evictions}
         releases = {r.job: r for r in decisions.releases}
-        writes: list[Awaitable[Any]] = []
-        for body in list(self.store.jobs.values()):
+        writes: list[Write] = []
+        services: dict[int, str] = {}
+        for body in view.jobs.values():
             meta = body["metadata"]
             key = model.JobKey(f"{meta['namespace']}/{meta['name']}")
             try:
@@ -244,20 +256,22 @@ class Cycles:
                 released=releases.get(key),
                 queue=decisions.job_queues.get(key),
             )
-            pods = job_control.pods_by_rank(body, self.store.pods)
             plan = job_control.plan(
                 body,
-                pods,
+                job_control.pods_by_rank(body, pods),
                 verdict,
                 now=now,
                 eviction_grace_seconds=self.config.eviction_grace_seconds,
                 settings=self.settings,
-                nodes=self.store.nodes,
-                service_exists=f"{meta['namespace']}/{meta['name']}" in self.services,
+                nodes=view.nodes,
+                service_exists=key in self.services,
             )
-            writes.extend(self._apply_plan(body, plan))
+            planned = self._plan_writes(body, plan, now)
+            if plan.service is not None:
+                services[id(planned[0])] = key
+            writes += planned
             self._observe_start(body, plan, verdict.queue)
-        await self._gather(writes)
+        return writes, services
 
     def _observe_start(self, body: Body, plan: job_control.Plan, queue: str | None) -> None:
         """Wait time from queued to running, observed once, when the job starts."""
@@ -270,54 +284,36 @@ class Cycles:
         if queued is not None and started is not None:
             self.metrics.observe_started(queue or "none", started - queued)
 
-    def _apply_plan(self, body: Body, plan: job_control.Plan) -> list[Awaitable[Any]]:
+    def _plan_writes(self, body: Body, plan: job_control.Plan, now: float) -> list[Write]:
+        """One job's plan as writes; the Service's creation first, when there is one."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         job_path = JOBS_PATH.format(namespace=namespace, name=name)
-        writes: list[Awaitable[Any]] = []
-        if plan.add_finalizer:
-            writes.append(
-                self._set_finalizers(job_path, meta, [*(meta.get("finalizers") or []), job_control.FINALIZER])
-            )
-        if plan.remove_finalizer:
-            kept = [f for f in meta.get("finalizers") or [] if f != job_control.FINALIZER]
-            writes.append(self._set_finalizers(job_path, meta, kept))
+        writes: list[Write] = []
         if plan.service is not None:
-            writes.append(self._create_service(namespace, name, plan.service))
-        for pod in plan.create:
-            writes.append(self.client.create(f"/api/v1/namespaces/{namespace}/pods", pod))
-        for pod_name, grace in plan.delete:
+            writes.append(applier.create(f"/api/v1/namespaces/{namespace}/services", plan.service))
+        if plan.add_finalizer:
+            writes.append(_finalizers(job_path, meta, [*(meta.get("finalizers") or []), job_control.FINALIZER]))
+        if plan.remove_finalizer:
             writes.append(
-                self.client.delete(f"/api/v1/namespaces/{namespace}/pods/{pod_name}", grace_period_seconds=grace)
+                _finalizers(job_path, meta, [f for f in meta.get("finalizers") or [] if f != job_control.FINALIZER])
             )
+        writes += [applier.create(f"/api/v1/namespaces/{namespace}/pods", pod) for pod in plan.create]
+        writes += [
+            applier.delete(f"/api/v1/namespaces/{namespace}/pods/{pod}", grace_seconds=grace)
+            for pod, grace in plan.delete
+        ]
         if plan.status is not None:
-            writes.append(self.client.patch(f"{job_path}/status", {"status": plan.status}))
+            writes.append(applier.patch(f"{job_path}/status", {"status": plan.status}))
         involved = {"apiVersion": resources.API_VERSION, "kind": "TrainingJob", **body}
-        for event in plan.events:
-            writes.append(recorder.record(self.client, involved, event.type, event.reason, event.message))
+        writes += [applier.event(involved, e.type, e.reason, e.message, now=now) for e in plan.events]
         return writes
-
-    def _set_finalizers(self, path: str, meta: Body, finalizers: list[str]) -> Awaitable[Body]:
-        """Sets the finalizers, guarded by resourceVersion so a concurrent change is not overwritten."""
-        return self.client.patch(
-            path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-        )
-
-    def _replace_status(self, path: str, status: Body) -> Awaitable[Body]:
-        """Replaces the whole status (a JSON patch), so fields that no longer apply are removed too."""
-        return self.client.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
-
-    async def _create_service(self, namespace: str, name: str, service: Body) -> None:
-        try:
-            await self.client.create(f"/api/v1/namespaces/{namespace}/services", service)
-        except ApiError as error:
-            if error.status != 409:
-                raise
-        self.services.add(f"{namespace}/{name}")
 
     # -- plain pods and queues ---------------------------------------------------------------------
 
-    async def _plain_pod_conditions(self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body]) -> None:
+    def _plain_pod_conditions(
+        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body], now: float
+    ) -> list[Write]:
         """Waiting plain pods get ``PodScheduled=False`` with the reason, as kube-scheduler does."""
         writes = []
         for explanation in decisions.pending:
@@ -330,16 +326,16 @@ class Cycles:
             if current.get("status") == "False" and current.get("message") == message:
                 continue
             condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-                         "lastTransitionTime": job_control.rfc3339(time.time())}  # fmt: skip
+                         "lastTransitionTime": job_control.rfc3339(now)}  # fmt: skip
             meta = pod["metadata"]
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-            writes.append(self.client.patch(path, {"status": {"conditions": [condition]}}, patch_type="strategic"))
-        await self._gather(writes)
+            writes.append(applier.patch(path, {"status": {"conditions": [condition]}}, patch_type="strategic"))
+        return writes
 
-    async def _quota_statuses(self, decisions: model.Decisions) -> None:
+    def _quota_statuses(self, view: View, decisions: model.Decisions, now: float) -> list[Write]:
         running: dict[str, int] = {}
         pending: dict[str, int] = {}
-        for job in self.store.jobs.values():
+        for job in view.jobs.values():
             meta = job["metadata"]
             queue = decisions.job_queues.get(model.JobKey(f"{meta['namespace']}/{meta['name']}"))
             phase = (job.get("status") or {}).get("phase")
@@ -349,9 +345,9 @@ class Cycles:
                 running[queue] = running.get(queue, 0) + 1
             elif phase in {None, "Queued", "Preempted"}:
                 pending[queue] = pending.get(queue, 0) + 1
-        conflicts = _conflicts(self.store.quotas.values())
+        conflicts = _conflicts(view.quotas.values())
         writes = []
-        for name, body in self.store.quotas.items():
+        for name, body in view.quotas.items():
             numbers = decisions.queues.get(model.QueueName(name), {})
             gpus: dict[str, dict[str, int]] = {
                 t: {
@@ -384,7 +380,7 @@ class Cycles:
                     "status": valid_status,
                     "reason": "ParentCycle" if cycle_problem else "NamespaceConflict" if problem else "Consistent",
                     "message": problem or "consistent",
-                    "lastTransitionTime": job_control.rfc3339(time.time()),
+                    "lastTransitionTime": job_control.rfc3339(now),
                     "observedGeneration": body["metadata"].get("generation", 1),
                 }
             status = {
@@ -400,9 +396,12 @@ class Cycles:
                 "conditions": [valid],
                 "observedGeneration": body["metadata"].get("generation", 1),
             }
-            if status != old:
-                writes.append(self._replace_status(QUOTA_PATH.format(name=name) + "/status", status))
-        await self._gather(writes)
+            if status != old:  # the whole status replaced (a JSON patch), so fields that no longer apply go too
+                path = QUOTA_PATH.format(name=name) + "/status"
+                writes.append(
+                    applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
+                )
+        return writes
 
 
 def _pod_key(pod: Body) -> str:
@@ -415,12 +414,14 @@ def _job_key(pod: Body) -> str:
     return f"{meta['namespace']}/{owner}" if owner else f"{meta['namespace']}/pods/{meta['name']}"
 
 
-def _assumed(pod: Body, **changes: str) -> Body:
-    """A copy of ``pod`` with spec.nodeName or metadata.deletionTimestamp set as we just made it."""
-    copy = {**pod, "metadata": dict(pod["metadata"]), "spec": dict(pod.get("spec") or {})}
-    for field_name, value in changes.items():
-        (copy["spec"] if field_name == "nodeName" else copy["metadata"])[field_name] = value
-    return copy
+def _delete_pod(pod: Body, grace: int) -> Write:
+    meta = pod["metadata"]
+    return applier.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", grace_seconds=grace)
+
+
+def _finalizers(path: str, meta: Body, finalizers: list[str]) -> Write:
+    """Sets the finalizers, guarded by resourceVersion so a concurrent change is not overwritten."""
+    return applier.patch(path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}})
 
 
 def _conflicts(quotas: Iterable[Body]) -> dict[str, str]:

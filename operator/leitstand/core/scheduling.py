@@ -10,7 +10,7 @@ The cycle, in order:
    (``Unschedulable``, ``NoMatchingNodes``): they demand nothing; then compute
    every queue's fair share per GPU type from the demand (``fairshare``); a
    queue that owns a reservation demands at most its pool;
-3. finish or release gangs that the binder left partly bound;
+3. finish or release gangs that the applier left partly bound;
 4. honour nominations: a job that evictions freed capacity for binds there, or
    keeps it while its victims terminate;
 5. serve lanes of (queue, GPU type), least served first (allocated ÷ fair share
@@ -602,10 +602,10 @@ class Cycle:
     # -- the passes -------------------------------------------------------------------------
 
     def finish_partial_gangs(self) -> None:
-        """Completes gangs the binder left partly bound, or releases them.
+        """Completes gangs the applier left partly bound, or releases them.
 
         A released gang keeps its nodes for the rest of this cycle: its bound
-        pods still run until the binder has deleted them.
+        pods still run until the applier has deleted them.
         """
         for job in self.partial_jobs:
             queue = self.job_queue.get(job.key)

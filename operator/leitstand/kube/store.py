@@ -2,7 +2,7 @@
 
 Fed only by lists and watch events (``reset``, ``apply``); read by the scheduling loop, which turns
 it into a core snapshot (``kube.snapshots``). Holds no API client and writes
-nothing: applying decisions is the binder's job. Not thread-safe by design:
+nothing: writes are the applier's (``kube.applier``), and what it assumes lives there. Not thread-safe by design:
 ``apply`` must run on the event loop (the informers are coroutines), so a
 snapshot taken between two awaits is consistent.
 """
