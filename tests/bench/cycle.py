@@ -26,7 +26,7 @@ from pathlib import Path
 from leitstand.core import model
 from leitstand.core.scheduling import schedule
 from leitstand.devcluster import profiles
-from leitstand.kube import snapshots as kube_snapshots
+from leitstand.kube import bodies as kube_bodies
 
 TRACES = Path(__file__).resolve().parent.parent / "data" / "traces" / "microsoft-itp-2021"
 NOW = 1_000_000.0
@@ -94,10 +94,10 @@ def with_running(snapshot: model.Snapshot, candidates: list[model.Job], target: 
 
 def industrial_ai_cloud() -> model.Snapshot:
     rng = random.Random(7)
-    settings = kube_snapshots.Settings()
+    settings = kube_bodies.Settings()
     bodies = profiles.nodes(profiles.load("industrial-ai-cloud"))
     # kwok reports the nodes Ready on a live cluster; here they are ready by construction
-    nodes = tuple(replace(kube_snapshots.to_node(body, (0, 0, 0), settings), ready=True) for body in bodies)
+    nodes = tuple(replace(kube_bodies.to_node(body, (0, 0, 0), settings), ready=True) for body in bodies)
     queues = queue_tree(7, 6, b200=9_000, rtx=800)
     tenants = [q.name for q in queues if q.namespaces]
     sizes = trace_sizes()

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leitstand.core import snapshots
+from leitstand.core import dumps
 from leitstand.devcluster import cluster
 from leitstand.kube import connection
 from leitstand.kube.client import Client
@@ -113,7 +113,7 @@ async def test_the_platform_team_sees_queues_the_cluster_and_a_replayable_snapsh
     assert [d["name"] for d in cluster_view["domains"]] == ["b200-su-01", "b200-su-02", "rtxpro-su-01"]
     assert len(cluster_view["nodes"]) == 10
     dumped = (await api.get("/api/v1/snapshot", headers=bearer(tokens["platform"]))).json()
-    snapshot, _policy, _now = snapshots.load(dumped)
+    snapshot, _policy, _now = dumps.load(dumped)
     assert len(snapshot.nodes) == 10
     all_jobs = (await api.get("/api/v1/jobs", headers=bearer(tokens["platform"]))).json()
     assert len(all_jobs) == 3

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
 from leitstand.api import ui, views
-from leitstand.core import model, snapshots
+from leitstand.core import dumps, model
 
 JobBodies = Callable[[], list[dict[str, Any]]]
 
@@ -145,6 +145,6 @@ def create_app(
         """The last cycle's snapshot, for offline replay with ``leitstand replay``."""
         await cluster_wide(who)
         state = current()
-        return snapshots.dump(state.snapshot, state.policy, now=state.now)
+        return dumps.dump(state.snapshot, state.policy, now=state.now)
 
     return app

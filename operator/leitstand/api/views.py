@@ -128,18 +128,13 @@ def cluster(latest: model.CycleRecord) -> ClusterView:
     snapshot, decisions = latest.snapshot, latest.decisions
     levels = latest.policy.topology_levels
     level = len(levels) - 2 if len(levels) >= 2 else None
-    evicted = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
-    binds = {b.job: b.nodes for b in decisions.binds}
     used: dict[str, int] = {}
     users: dict[str, set[str]] = {}
-    for entry in snapshot.jobs:
-        if entry.key in evicted:
-            continue
+    for entry, placed in model.held_after(snapshot, decisions):
+        used[placed] = used.get(placed, 0) + entry.gpus_per_replica
         queue = decisions.job_queues.get(entry.key)
-        for placed in [n for n in entry.placement if n is not None] + list(binds.get(entry.key, ())):
-            used[placed] = used.get(placed, 0) + entry.gpus_per_replica
-            if queue is not None and entry.gpus_per_replica:
-                users.setdefault(placed, set()).add(queue)
+        if queue is not None and entry.gpus_per_replica:
+            users.setdefault(placed, set()).add(queue)
     types: dict[str, dict[str, int]] = {}
     domains: dict[str, DomainView] = {}
     nodes = []

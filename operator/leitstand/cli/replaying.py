@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from leitstand.core import snapshots
+from leitstand.core import dumps
 from leitstand.core.scheduling import schedule
 from leitstand.errors import UserError
 
@@ -22,7 +22,7 @@ def replay(
     except json.JSONDecodeError as error:
         raise UserError(f"{snapshot} is not JSON: {error.msg} at line {error.lineno}") from None
     try:
-        loaded, policy, now = snapshots.load(data)
+        loaded, policy, now = dumps.load(data)
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"{snapshot} is not a valid Leitstand snapshot: {error!s}") from None
-    typer.echo(json.dumps(snapshots.describe(schedule(loaded, policy, now=now)), indent=2))
+    typer.echo(json.dumps(dumps.describe(schedule(loaded, policy, now=now)), indent=2))

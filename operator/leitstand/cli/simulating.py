@@ -26,7 +26,7 @@ from leitstand import __version__
 from leitstand.core.model import Node, Policy, Queue
 from leitstand.devcluster import profiles
 from leitstand.errors import UserError, yaml_problem
-from leitstand.kube import resources, snapshots
+from leitstand.kube import bodies, resources
 from leitstand.sim import clusters, engine, plots, study, traces
 
 console = Console(stderr=True)
@@ -41,10 +41,9 @@ def load_cluster(spec: str) -> tuple[tuple[Node, ...], Policy, str]:
             raise UserError(str(error)) from None
         return nodes, Policy(topology_levels=clusters.LEVELS, default_preferred_level=None), f"node list {spec}"
     profile = profiles.load(spec)
-    settings = snapshots.Settings()
+    settings = bodies.Settings()
     nodes = tuple(
-        dataclasses.replace(snapshots.to_node(body, (0, 0, 0), settings), ready=True)
-        for body in profiles.nodes(profile)
+        dataclasses.replace(bodies.to_node(body, (0, 0, 0), settings), ready=True) for body in profiles.nodes(profile)
     )
     return nodes, Policy(topology_levels=settings.levels), f"profile {profile.name}"
 
@@ -70,7 +69,7 @@ def load_quotas(path: Path) -> tuple[Queue, ...]:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise UserError(f"{path}: GPUQuota {name}: spec.{where}: {first['msg']}") from None
-        queue = snapshots.to_queue(document)
+        queue = bodies.to_queue(document)
         assert queue is not None  # validated just above
         queues.append(queue)
     if not queues:

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from leitstand.errors import UserError
-from leitstand.kube import connection, resources, snapshots
+from leitstand.kube import bodies, connection, resources
 from leitstand.kube.client import ApiError, Body, Client
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ def call(connected: connection.Connection, work: Callable[[Client], Coroutine[An
 
 def age(timestamp: str | None, now: float | None = None) -> str:
     """kubectl's compact age: 42s, 7m, 3h, 5d."""
-    moment = snapshots.timestamp(timestamp)
+    moment = bodies.timestamp(timestamp)
     if moment is None:
         return "-"
     seconds = int((now if now is not None else time.time()) - moment)
@@ -214,15 +214,15 @@ def queues(
     async def work(client: Client) -> list[Body]:
         return list((await client.list(f"{GROUP}/gpuquotas"))["items"])
 
-    bodies = {b["metadata"]["name"]: b for b in call(connect(kubeconfig, context, as_user, as_groups), work)}
+    quotas = {b["metadata"]["name"]: b for b in call(connect(kubeconfig, context, as_user, as_groups), work)}
     children: dict[str | None, list[str]] = {}
-    for name, body in sorted(bodies.items()):
+    for name, body in sorted(quotas.items()):
         parent = (body.get("spec") or {}).get("parent")
-        children.setdefault(parent if parent in bodies else None, []).append(name)
+        children.setdefault(parent if parent in quotas else None, []).append(name)
     rows: list[dict[str, Any]] = []
 
     def visit(name: str, depth: int) -> None:
-        body = bodies[name]
+        body = quotas[name]
         spec, status = body.get("spec") or {}, body.get("status") or {}
         numbers = status.get("gpus") or {}
         for gpu_type in sorted(set(numbers) | set(spec.get("gpus") or {})) or ["-"]:
@@ -258,7 +258,7 @@ def top(
     as_groups: AsGroupOption = None,
 ) -> None:
     """A live view of the cluster by leaf group: nodes, GPUs allocated and free, whole free nodes."""
-    settings = snapshots.Settings()
+    settings = bodies.Settings()
     leaf_label = dict(settings.topology).get(settings.levels[-2]) if len(settings.levels) >= 2 else None
 
     async def work(client: Client) -> Table:
@@ -283,12 +283,12 @@ def leaf_table(nodes: list[Body], pods: list[Body], leaf_label: str) -> Table:
     used: dict[str, int] = {}
     for pod in pods:
         node = pod.get("spec", {}).get("nodeName")
-        if node and snapshots.live(pod):
-            used[node] = used.get(node, 0) + snapshots.pod_requests(pod)[0]
+        if node and bodies.live(pod):
+            used[node] = used.get(node, 0) + bodies.pod_requests(pod)[0]
     leaves: dict[str, list[int]] = {}
     for node in nodes:
         labels = node["metadata"].get("labels") or {}
-        gpus = int((node.get("status", {}).get("allocatable") or {}).get(snapshots.GPU_RESOURCE, 0))
+        gpus = int((node.get("status", {}).get("allocatable") or {}).get(bodies.GPU_RESOURCE, 0))
         if not gpus:
             continue
         held = min(used.get(node["metadata"]["name"], 0), gpus)

@@ -28,8 +28,9 @@ import pydantic
 import yaml
 from pydantic.alias_generators import to_camel
 
+from leitstand.core import model
 from leitstand.errors import UserError, yaml_problem
-from leitstand.kube import snapshots
+from leitstand.kube import bodies
 
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -58,22 +59,13 @@ class LeaderElection(_Model):
 
 
 class Configuration(_Model):
-    topology: tuple[Level, ...] = (
-        Level(name="spine", label="network.topology.nvidia.com/spine"),
-        Level(name="leaf", label="network.topology.nvidia.com/leaf"),
-        Level(name="node", label="kubernetes.io/hostname"),
-    )
-    gpu_types: dict[str, str] = pydantic.Field(
-        default_factory=lambda: {
-            "NVIDIA-B200": "b200",
-            "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition": "rtx-pro-6000",
-        }
-    )
+    topology: tuple[Level, ...] = tuple(Level(name=name, label=label) for name, label in bodies.Settings().topology)
+    gpu_types: dict[str, str] = pydantic.Field(default_factory=lambda: dict(bodies.GPU_TYPES))
     cycle_interval_seconds: float = pydantic.Field(default=5.0, gt=0, le=3600)
     debounce_seconds: float = pydantic.Field(default=0.2, ge=0, le=10)
     bind_concurrency: int = pydantic.Field(default=64, ge=1, le=1024)
     eviction_grace_seconds: int = pydantic.Field(default=30, ge=0, le=3600)
-    starvation_seconds: float = pydantic.Field(default=900.0, gt=0)
+    starvation_seconds: float = pydantic.Field(default=model.Policy().starvation_seconds, gt=0)
     leader_election: LeaderElection = LeaderElection()
 
     @pydantic.model_validator(mode="after")
@@ -86,9 +78,9 @@ class Configuration(_Model):
                 raise ValueError(f"gpuTypes: {product} maps to {short!r}, not a short lower-case name such as b200")
         return self
 
-    def settings(self) -> snapshots.Settings:
+    def settings(self) -> bodies.Settings:
         """What the snapshot builder needs to read nodes."""
-        return snapshots.Settings(
+        return bodies.Settings(
             topology=tuple((level.name, level.label) for level in self.topology),
             gpu_types=dict(self.gpu_types),
         )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leitstand.core import model
-from leitstand.kube import resources, snapshots
+from leitstand.kube import bodies, resources
 
 Body = dict[str, Any]
 MASTER_PORT = 29500
@@ -71,10 +71,10 @@ def pods_by_rank(job: Body, pods: Mapping[str, Body]) -> dict[int, Body]:
     result: dict[int, Body] = {}
     for pod in pods.values():
         labels = pod["metadata"].get("labels") or {}
-        if labels.get(snapshots.JOB_LABEL) != name or pod["metadata"].get("namespace") != namespace:
+        if labels.get(bodies.JOB_LABEL) != name or pod["metadata"].get("namespace") != namespace:
             continue
         try:
-            rank = int(labels.get(snapshots.REPLICA_LABEL, ""))
+            rank = int(labels.get(bodies.REPLICA_LABEL, ""))
         except ValueError:
             continue
         result[rank] = pod
@@ -90,12 +90,12 @@ def service_manifest(job: Body) -> Body:
         "metadata": {
             "name": meta["name"],
             "namespace": meta["namespace"],
-            "labels": {snapshots.JOB_LABEL: meta["name"]},
+            "labels": {bodies.JOB_LABEL: meta["name"]},
             "ownerReferences": [_owner(job)],
         },
         "spec": {
             "clusterIP": "None",
-            "selector": {snapshots.JOB_LABEL: meta["name"]},
+            "selector": {bodies.JOB_LABEL: meta["name"]},
             "ports": [{"name": "rendezvous", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
             "publishNotReadyAddresses": True,
         },
@@ -128,8 +128,8 @@ def pod_manifest(job: Body, spec: resources.TrainingJobSpec, rank: int) -> Body:
     requests: Body = {}
     limits: Body = {}
     if spec.gpus_per_replica:
-        requests[snapshots.GPU_RESOURCE] = str(spec.gpus_per_replica)
-        limits[snapshots.GPU_RESOURCE] = str(spec.gpus_per_replica)
+        requests[bodies.GPU_RESOURCE] = str(spec.gpus_per_replica)
+        limits[bodies.GPU_RESOURCE] = str(spec.gpus_per_replica)
     if template.cpu:
         requests["cpu"] = template.cpu
     if template.memory:
@@ -140,7 +140,7 @@ def pod_manifest(job: Body, spec: resources.TrainingJobSpec, rank: int) -> Body:
     if template.args:
         container["args"] = list(template.args)
     container["resources"] = {"requests": requests, "limits": limits}
-    labels = {**(template.labels or {}), snapshots.JOB_LABEL: name, snapshots.REPLICA_LABEL: str(rank)}
+    labels = {**(template.labels or {}), bodies.JOB_LABEL: name, bodies.REPLICA_LABEL: str(rank)}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -152,7 +152,7 @@ def pod_manifest(job: Body, spec: resources.TrainingJobSpec, rank: int) -> Body:
             "ownerReferences": [_owner(job)],
         },
         "spec": {
-            "schedulerName": snapshots.SCHEDULER_NAME,
+            "schedulerName": bodies.SCHEDULER_NAME,
             "restartPolicy": "Never",
             "hostname": pod_name(name, rank),
             "subdomain": name,
@@ -191,7 +191,7 @@ def plan(
     *,
     now: float,
     eviction_grace_seconds: int,
-    settings: snapshots.Settings,
+    settings: bodies.Settings,
     nodes: Mapping[str, Body],
     service_exists: bool,
 ) -> Plan:
@@ -199,7 +199,7 @@ def plan(
     result = Plan()
     meta = job["metadata"]
     old: Body = dict(job.get("status") or {})
-    spec = resources.TrainingJobSpec.model_validate(job["spec"])
+    spec = bodies.job_spec(job)
     live = {rank: pod for rank, pod in pods.items() if not pod["metadata"].get("deletionTimestamp")}
     terminating = len(pods) - len(live)
     phases = {rank: pod.get("status", {}).get("phase", "Pending") for rank, pod in live.items()}
@@ -229,7 +229,7 @@ def plan(
             result.events.append(event)
 
     if previous_phase in {"Succeeded", "Failed"}:
-        result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in snapshots.TERMINAL]
+        result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
         return result
 
     if verdict.evicted is not None:
@@ -251,7 +251,7 @@ def plan(
         else:
             text = f"replica {failed[0]} failed and the backoff limit of {spec.backoff_limit} restarts is spent"
             result.delete = [
-                (pod["metadata"]["name"], 0) for rank, pod in live.items() if phases[rank] not in snapshots.TERMINAL
+                (pod["metadata"]["name"], 0) for rank, pod in live.items() if phases[rank] not in bodies.TERMINAL
             ]
             transition("Failed", "BackoffLimitExceeded", text, Event("Warning", "Failed", text))
             status["finishedAt"] = rfc3339(now)
@@ -338,7 +338,7 @@ def plan(
     return result
 
 
-def _domain(node: Body | None, spec: resources.TrainingJobSpec, settings: snapshots.Settings) -> str:
+def _domain(node: Body | None, spec: resources.TrainingJobSpec, settings: bodies.Settings) -> str:
     """The domain of ``node`` at the job's required (else preferred, else second-finest) level."""
     if node is None:
         return ""

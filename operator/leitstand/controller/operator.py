@@ -11,7 +11,7 @@ One owner per responsibility:
   what vanished.)
 - the **store** (``kube.store``) holds what the informers last saw, nothing else.
 - the **scheduling loop** wakes on a change (debounced) or on its timer and runs a
-  cycle (``cycles``) only while this replica leads; every write is made there.
+  cycle (``scheduler``) only while this replica leads; every write goes through the applier.
 
 Before the first cycle every kind is listed, so the first decisions see the whole cluster.
 """
@@ -28,8 +28,8 @@ from typing import Any
 import kopf
 
 from leitstand.controller.configuration import Configuration
-from leitstand.controller.cycles import Cycles
 from leitstand.controller.leadership import Leadership
+from leitstand.controller.scheduler import Scheduler
 from leitstand.core import model
 from leitstand.kube import informers, resources
 from leitstand.kube.client import Client
@@ -100,7 +100,7 @@ async def seed(client: Client, store: Store) -> dict[str, str]:
 
 
 async def schedule_forever(
-    cycles: Cycles, store: Store, health: Health, config: Configuration, wake: asyncio.Event
+    scheduler: Scheduler, store: Store, health: Health, config: Configuration, wake: asyncio.Event
 ) -> None:
     """The scheduling loop: one cycle per burst of changes, or every ``cycleIntervalSeconds``."""
     while True:
@@ -110,7 +110,7 @@ async def schedule_forever(
         store.changed.clear()
         wake.clear()
         try:
-            outcome = await cycles.run_once()
+            outcome = await scheduler.run_once()
         except Exception:
             logger.exception("scheduling cycle failed; retrying on the next change")
             continue
@@ -162,8 +162,8 @@ async def run(
                 metrics.observe_leader(health.leading)
             return health.leading
 
-        cycles = Cycles(client, store, config, leading, metrics)
-        loop = asyncio.create_task(schedule_forever(cycles, store, health, config, leadership.changed))
+        scheduler = Scheduler(client, store, config, leading, metrics)
+        loop = asyncio.create_task(schedule_forever(scheduler, store, health, config, leadership.changed))
         election = asyncio.create_task(leadership.run(stop)) if config.leader_election.enabled else None
         try:
             await kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop)

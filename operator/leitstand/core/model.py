@@ -17,6 +17,7 @@ QueueName = NewType("QueueName", str)
 GPUType = NewType("GPUType", str)  # short name such as "b200"
 
 Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+TOPOLOGY_LEVELS = ("spine", "leaf", "node")  # the default levels, coarsest first (their labels: kube.bodies)
 
 
 def labels(mapping: Mapping[str, str] | None) -> Labels:
@@ -155,10 +156,16 @@ class Job:
 class Policy:
     """How to schedule: the topology levels and the knobs of fairness."""
 
-    topology_levels: tuple[str, ...] = ("spine", "leaf", "node")
+    topology_levels: tuple[str, ...] = TOPOLOGY_LEVELS
     default_preferred_level: str | None = "leaf"
     starvation_seconds: float = 900.0
     preemption: bool = True
+
+    def level_index(self, name: str | None) -> int | None:
+        """The index of topology level ``name`` (0 the coarsest); None for no level or an unknown one."""
+        if name is None or name not in self.topology_levels:
+            return None
+        return self.topology_levels.index(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +272,7 @@ class Decisions:
     job_queues: Mapping[JobKey, QueueName]
     nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # every waiting job's, kept or new
     queue_problems: Mapping[QueueName, str] = field(default_factory=dict)  # e.g. a parent cycle, for GPUQuota status
+    namespace_conflicts: Mapping[QueueName, str] = field(default_factory=dict)  # leaves claiming a namespace together
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,3 +283,29 @@ class CycleRecord:
     decisions: Decisions
     policy: Policy
     now: float
+
+
+def reservation_owners(snapshot: Snapshot) -> dict[NodeName, QueueName]:
+    """Each reserved node's owner: the first queue, by name, whose reservation selects the node."""
+    reserving = sorted((q for q in snapshot.queues if q.reservation is not None), key=lambda q: q.name)
+    owners: dict[NodeName, QueueName] = {}
+    for node in snapshot.nodes:
+        for queue in reserving:
+            if queue.reservation is not None and matches(queue.reservation.node_selector, node.labels):
+                owners[node.name] = queue.name
+                break
+    return owners
+
+
+def held_after(snapshot: Snapshot, decisions: Decisions) -> list[tuple[Job, NodeName]]:
+    """Every replica held once ``decisions`` are carried out, as (job, node): what evicted and released
+    jobs do not keep, plus the binds."""
+    gone = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
+    binds = {b.job: b.nodes for b in decisions.binds}
+    held = []
+    for job in snapshot.jobs:
+        if job.key in gone:
+            continue
+        held += [(job, node) for node in job.placement if node is not None]
+        held += [(job, node) for node in binds.get(job.key, ())]
+    return held

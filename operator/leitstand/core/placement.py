@@ -164,12 +164,6 @@ def binpack_quick(
     return None
 
 
-def _level(policy: Policy, name: str | None) -> int | None:
-    if name is None or name not in policy.topology_levels:
-        return None
-    return policy.topology_levels.index(name)
-
-
 def place(
     job: Job,
     count: int,
@@ -192,8 +186,10 @@ def place(
         levels = ", ".join(policy.topology_levels)
         return Outcome(None, Reason.TOPOLOGY_UNSATISFIABLE, f"unknown topology level {job.required_level!r} ({levels})")
     unconstrained = job.required_level is None and (
-        _level(policy, job.preferred_level) is None
-        and (job.preferred_level is not None or count == 1 or _level(policy, policy.default_preferred_level) is None)
+        policy.level_index(job.preferred_level) is None
+        and (
+            job.preferred_level is not None or count == 1 or policy.level_index(policy.default_preferred_level) is None
+        )
     )
     if unconstrained:  # plain bin packing: the quick search finds what sorting every candidate would
         quick = binpack_quick(statement, eligible if eligible is not None else {n.name for n in nodes}, job, count)
@@ -207,10 +203,10 @@ def place(
             Reason.INSUFFICIENT_CAPACITY,
             f"needs {what}; room for {room} on {len(candidates)} of {len(nodes)} eligible nodes",
         )
-    required = _level(policy, job.required_level)
-    preferred = _level(policy, job.preferred_level)
+    required = policy.level_index(job.required_level)
+    preferred = policy.level_index(job.preferred_level)
     if preferred is None and job.preferred_level is None and count > 1:
-        preferred = _level(policy, policy.default_preferred_level)
+        preferred = policy.level_index(policy.default_preferred_level)
     if required is not None:
         groups = _group(candidates, required)
         if pinned_domain is not None:

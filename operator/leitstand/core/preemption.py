@@ -322,11 +322,7 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
         touched = {name for _victim, _reason, counts in victims for name in counts} | cycle.freed
         nodes = [node for node in nodes if node.name in touched]
         eligible = frozenset(node.name for node in nodes)  # not names_of: that caches by the list's id
-    level = (
-        cycle.policy.topology_levels.index(job.required_level)
-        if job.required_level in cycle.policy.topology_levels
-        else None
-    )
+    level = cycle.policy.level_index(job.required_level)
     groups: dict[str, list[Node]] = {}
     for node in nodes:
         if level is None:

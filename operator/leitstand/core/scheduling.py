@@ -52,6 +52,7 @@ from leitstand.core.model import (
     Share,
     Snapshot,
     matches,
+    reservation_owners,
     tolerates,
 )
 from leitstand.core.statements import Statement
@@ -160,16 +161,12 @@ class Cycle:
 
     def index_nodes(self) -> None:
         nodes = sorted(self.snapshot.nodes, key=lambda n: n.name)
-        reserving = sorted((q for q in self.queues.values() if q.reservation), key=lambda q: q.name)
+        self.owner_of_node = reservation_owners(self.snapshot)
         for node in nodes:
-            for queue in reserving:
-                assert queue.reservation is not None
-                if matches(queue.reservation.node_selector, node.labels):
-                    self.owner_of_node[node.name] = queue.name
-                    if node.ready and node.gpu_type is not None:
-                        pool = self.reserved_capacity.setdefault(queue.name, {})
-                        pool[node.gpu_type] = pool.get(node.gpu_type, 0) + node.gpus
-                    break
+            owner = self.owner_of_node.get(node.name)
+            if owner is not None and node.ready and node.gpu_type is not None:
+                pool = self.reserved_capacity.setdefault(owner, {})
+                pool[node.gpu_type] = pool.get(node.gpu_type, 0) + node.gpus
             if node.ready:
                 self.ready_nodes.append(node)
                 if node.gpu_type is not None:
@@ -560,7 +557,7 @@ class Cycle:
         ``placement.place`` words it. Arithmetic on node sizes, cached per (nodes, replica size, level)."""
         if job.required_level is not None and job.required_level not in self.policy.topology_levels:
             return self.place_empty(job, gpu_type, nodes).message
-        level = self.policy.topology_levels.index(job.required_level) if job.required_level is not None else None
+        level = self.policy.level_index(job.required_level)
         key = ("empty", id(nodes), job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica,
                level)  # fmt: skip
         rooms = self._rooms.get(key)
@@ -615,11 +612,7 @@ class Cycle:
             if queue is not None and not vanished and job.key in self.statement.holdings:
                 waiting_replicas = sum(1 for node in job.placement if node is None) + job.replicas - len(job.placement)
                 pinned = None
-                level = (
-                    self.policy.topology_levels.index(job.required_level)
-                    if job.required_level in self.policy.topology_levels
-                    else None
-                )
+                level = self.policy.level_index(job.required_level)
                 domains = self.statement.nodes[placed[0]].domains
                 if level is not None and level < len(domains):
                     pinned = domains[level] or None
@@ -927,7 +920,20 @@ class Cycle:
             job_queues=dict(sorted(self.job_queue.items())),
             nominations=dict(sorted(self.nominations.items())),
             queue_problems=dict(sorted(self.queue_problems.items())),
+            namespace_conflicts=self.namespace_conflicts(),
         )
+
+    def namespace_conflicts(self) -> dict[QueueName, str]:
+        """Each leaf that claims a namespace another leaf claims too, with a message naming the others."""
+        result: dict[QueueName, str] = {}
+        for namespace, owners in sorted(self.conflicts.items()):
+            for owner in owners:
+                others = ", ".join(o for o in owners if o != owner)
+                result.setdefault(
+                    owner,
+                    f"namespace {namespace} is also claimed by {others}; neither schedules it until one drops it",
+                )
+        return dict(sorted(result.items()))
 
     def overcommitted(self) -> dict[GPUType, str]:
         """Per GPU type whose leaf guarantees exceed the cluster: a note for jobs that wait for capacity."""

@@ -222,7 +222,7 @@ class TrainingJobStatus(Model):
     phase: Phase | None = pydantic.Field(default=None, description="Queued, Running, Succeeded, Failed or Preempted.")
     conditions: list[Condition] | None = pydantic.Field(
         default=None,
-        description="Latest observations: Admitted, Scheduled, Running, Finished.",
+        description="Latest observations: Scheduled, Running, Finished.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     queue: str | None = pydantic.Field(default=None, description="The GPUQuota whose queue holds the job.")

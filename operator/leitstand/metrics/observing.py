@@ -7,7 +7,7 @@ sets (queue, GPU type, phase, reason, state, topology domain), never a job name.
 """
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -103,7 +103,7 @@ class SchedulerMetrics:
         self, snapshot: model.Snapshot, decisions: model.Decisions, level: str | None, levels: tuple[str, ...]
     ) -> None:
         used, owners_use = _usage(snapshot, decisions)
-        owner_of = _owners(snapshot)
+        owner_of = model.reservation_owners(snapshot)
         states: Tally[tuple[str, str]] = Tally()
         whole: Tally[str] = Tally()
         domains: Tally[tuple[str, str]] = Tally()
@@ -152,22 +152,9 @@ class SchedulerMetrics:
         self.leader.set(1 if leading else 0)
 
 
-def _owners(snapshot: model.Snapshot) -> Mapping[model.NodeName, model.QueueName]:
-    reserving = sorted((q for q in snapshot.queues if q.reservation), key=lambda q: q.name)
-    result = {}
-    for node in snapshot.nodes:
-        for queue in reserving:
-            if queue.reservation is not None and model.matches(queue.reservation.node_selector, node.labels):
-                result[node.name] = queue.name
-                break
-    return result
-
-
 def _usage(snapshot: model.Snapshot, decisions: model.Decisions) -> tuple[dict[str, int], dict[str, int]]:
     """GPUs used per node once the decisions are carried out, and the part used by each node's owner."""
-    evicted = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
-    binds = {b.job: b.nodes for b in decisions.binds}
-    owners = _owners(snapshot)
+    owners = model.reservation_owners(snapshot)
     parents = {q.name: q.parent for q in snapshot.queues}
     namespaces_of: dict[str, set[str]] = {}
     for queue in snapshot.queues:  # an owner holds the namespaces of every queue below it
@@ -179,13 +166,9 @@ def _usage(snapshot: model.Snapshot, decisions: model.Decisions) -> tuple[dict[s
             current = parents.get(current)
     used: dict[str, int] = {}
     owners_use: dict[str, int] = {}
-    for job in snapshot.jobs:
-        if job.key in evicted:
-            continue
-        nodes = [n for n in job.placement if n is not None] + list(binds.get(job.key, ()))
-        for node in nodes:
-            used[node] = used.get(node, 0) + job.gpus_per_replica
-            owner = owners.get(node)
-            if owner is not None and job.namespace in namespaces_of.get(owner, set()):
-                owners_use[node] = owners_use.get(node, 0) + job.gpus_per_replica
+    for job, node in model.held_after(snapshot, decisions):
+        used[node] = used.get(node, 0) + job.gpus_per_replica
+        owner = owners.get(node)
+        if owner is not None and job.namespace in namespaces_of.get(owner, set()):
+            owners_use[node] = owners_use.get(node, 0) + job.gpus_per_replica
     return used, owners_use

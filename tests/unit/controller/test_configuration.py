@@ -47,3 +47,17 @@ def test_a_bad_configuration_is_one_clear_error(tmp_path: Path, text: str, messa
     path.write_text(text)
     with pytest.raises(UserError, match=f"^configuration {path}.*{message}"):
         configuration.load(path, environ={})
+
+
+def test_the_charts_values_are_the_operators_defaults() -> None:
+    """One source: the chart's values say what the operator does with no configuration file."""
+    import yaml
+
+    from leitstand import locations
+
+    root = locations.source_root()
+    assert root is not None
+    values = yaml.safe_load((root / "helm" / "leitstand" / "values.yaml").read_text())
+    defaults = configuration.Configuration().model_dump(by_alias=True, mode="json")
+    assert {key: defaults[key] for key in values["config"]} == values["config"]
+    assert {key: defaults["leaderElection"][key] for key in values["leaderElection"]} == values["leaderElection"]

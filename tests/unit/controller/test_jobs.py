@@ -4,11 +4,11 @@ from typing import Any
 
 from leitstand.controller import jobs
 from leitstand.core import model
-from leitstand.kube import snapshots
+from leitstand.kube import bodies
 
 Body = dict[str, Any]
 NOW = 1_800_000_000.0
-SETTINGS = snapshots.Settings()
+SETTINGS = bodies.Settings()
 
 
 def a_job(replicas: int = 2, *, status: Body | None = None, finalized: bool = True, backoff: int = 1) -> Body:
@@ -45,7 +45,7 @@ def a_pod(rank: int, phase: str = "Pending", node: str | None = None, deleting: 
     meta: Body = {
         "name": f"llm-{rank}",
         "namespace": "soofi",
-        "labels": {snapshots.JOB_LABEL: "llm", snapshots.REPLICA_LABEL: str(rank)},
+        "labels": {bodies.JOB_LABEL: "llm", bodies.REPLICA_LABEL: str(rank)},
     }
     if deleting:
         meta["deletionTimestamp"] = "2027-01-15T09:00:00Z"
@@ -190,10 +190,10 @@ def test_tolerations_reach_every_pod_and_the_core() -> None:
     ]
     assert "tolerations" not in plan(a_job(), {}).create[0]["spec"]
     pods = {rank: {**pod, "metadata": {**pod["metadata"], "uid": f"p{rank}"}} for rank, pod in enumerate(created)}
-    core_job = snapshots.training_job(job, pods)
+    core_job = bodies.training_job(job, pods)
     assert core_job is not None
     assert core_job.tolerations == (("dedicated", "Equal", "soofi", "NoSchedule"), ("maintenance", "Exists", "", ""))
-    plain = snapshots.pod_job({"metadata": {"name": "nb", "namespace": "t"}, "spec": {"tolerations": [
+    plain = bodies.pod_job({"metadata": {"name": "nb", "namespace": "t"}, "spec": {"tolerations": [
         {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]}})  # fmt: skip
     assert plain.tolerations == (("gpu", "Exists", "", "NoSchedule"),)
 
@@ -204,4 +204,4 @@ def test_only_taints_that_keep_pods_away_reach_the_core() -> None:
         {"key": "b", "effect": "PreferNoSchedule"},
         {"key": "c", "effect": "NoExecute"},
     ]}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}  # fmt: skip
-    assert snapshots.to_node(node, (0, 0, 0), SETTINGS).taints == (("a", "1", "NoSchedule"), ("c", "", "NoExecute"))
+    assert bodies.to_node(node, (0, 0, 0), SETTINGS).taints == (("a", "1", "NoSchedule"), ("c", "", "NoExecute"))

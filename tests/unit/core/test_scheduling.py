@@ -116,6 +116,10 @@ def test_a_namespace_claimed_by_two_leaves_is_scheduled_by_neither() -> None:
     decisions = schedule(snapshot(two_leaves(), queues, [a_job("shared/job").of(1, 1)]), now=NOW)
     assert reasons(decisions) == {"shared/job": "QueueConflict"}
     assert "claimed by queues a and b" in messages(decisions)["shared/job"]
+    assert decisions.namespace_conflicts == {  # what each GPUQuota's Valid condition says
+        "a": "namespace shared is also claimed by b; neither schedules it until one drops it",
+        "b": "namespace shared is also claimed by a; neither schedules it until one drops it",
+    }
 
 
 def test_a_queue_never_goes_above_its_limit() -> None:
@@ -388,3 +392,18 @@ def test_toleration_rules_follow_kubernetes() -> None:
     assert tolerates((("", "Exists", "", ""),), (taint, ("other", "", "NoExecute")))
     assert not tolerates((("gpu", "Equal", "b200", ""),), (taint, ("other", "", "NoExecute")))
     assert tolerates((), ())
+
+
+def test_reservation_owners_and_what_is_held_after_the_decisions_are_one_answer_for_every_reader() -> None:
+    from leitstand.core.model import held_after, reservation_owners
+
+    nodes = nodes_in_leaf("su-1", 2, pool="soofi") + nodes_in_leaf("su-2", 2)
+    queues = [a_root(), a_queue("soofi").with_share(16).reserving(pool="soofi"), a_queue("acme").with_share(8)]
+    jobs = [a_job("acme/old").of(1, 8).running_on("su-2-n1").submitted_at(1), a_job("acme/new").of(1, 8)]
+    snap = snapshot(nodes, queues, jobs)
+    assert reservation_owners(snap) == {"su-1-n1": "soofi", "su-1-n2": "soofi"}
+    decisions = schedule(snap, now=NOW)
+    assert sorted((job.key, node) for job, node in held_after(snap, decisions)) == [
+        ("acme/new", "su-2-n2"),
+        ("acme/old", "su-2-n1"),
+    ]

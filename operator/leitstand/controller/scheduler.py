@@ -13,14 +13,14 @@ did not land is patched again. Statuses are patched only when they change.
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from leitstand.controller import jobs as job_control
 from leitstand.controller.configuration import Configuration
 from leitstand.core import model
 from leitstand.core.scheduling import schedule
-from leitstand.kube import applier, resources, snapshots
+from leitstand.kube import applier, bodies, resources
 from leitstand.kube.applier import Applier, PodBind, Write
 from leitstand.kube.client import Body, Client
 from leitstand.kube.store import Store
@@ -54,8 +54,11 @@ class Report:
     seconds: float = 0.0
 
 
-class Cycles:
-    """Runs cycles for one operator process; remembers which Services exist."""
+class Scheduler:
+    """Runs the scheduling cycles of one operator process; remembers which Services exist.
+
+    (``core.scheduling.Cycle`` is the core's working state inside one cycle.)
+    """
 
     def __init__(
         self,
@@ -87,7 +90,7 @@ class Cycles:
             return None
         started = time.monotonic()
         view = self.view()
-        snapshot, pod_of_job, pods_of_gang = snapshots.build(
+        snapshot, pod_of_job, pods_of_gang = bodies.build(
             view.nodes.values(), view.quotas.values(), view.pods.values(), self.settings, view.jobs.values()
         )
         now = time.time()
@@ -245,7 +248,7 @@ class Cycles:
             meta = body["metadata"]
             key = model.JobKey(f"{meta['namespace']}/{meta['name']}")
             try:
-                resources.TrainingJobSpec.model_validate(body.get("spec") or {})
+                bodies.job_spec(body)
             except ValueError as error:  # the API server validated it; only an older schema's leftovers fail
                 logger.warning("skipping TrainingJob %s: %s", key, error)
                 continue
@@ -279,8 +282,8 @@ class Cycles:
             return
         if (body.get("status") or {}).get("phase") == "Running":
             return
-        queued = snapshots.timestamp(plan.status.get("queuedAt"))
-        started = snapshots.timestamp(plan.status.get("startedAt"))
+        queued = bodies.timestamp(plan.status.get("queuedAt"))
+        started = bodies.timestamp(plan.status.get("startedAt"))
         if queued is not None and started is not None:
             self.metrics.observe_started(queue or "none", started - queued)
 
@@ -345,7 +348,6 @@ class Cycles:
                 running[queue] = running.get(queue, 0) + 1
             elif phase in {None, "Queued", "Preempted"}:
                 pending[queue] = pending.get(queue, 0) + 1
-        conflicts = _conflicts(view.quotas.values())
         writes = []
         for name, body in view.quotas.items():
             numbers = decisions.queues.get(model.QueueName(name), {})
@@ -366,7 +368,7 @@ class Cycles:
 
             old = body.get("status") or {}
             cycle_problem = decisions.queue_problems.get(model.QueueName(name))
-            problem = cycle_problem or conflicts.get(name)
+            problem = cycle_problem or decisions.namespace_conflicts.get(model.QueueName(name))
             previous = {c.get("type"): c for c in old.get("conditions") or []}
             valid_status = "False" if problem else "True"
             valid = previous.get("Valid")
@@ -410,7 +412,7 @@ def _pod_key(pod: Body) -> str:
 
 def _job_key(pod: Body) -> str:
     meta = pod["metadata"]
-    owner = (meta.get("labels") or {}).get(snapshots.JOB_LABEL)
+    owner = (meta.get("labels") or {}).get(bodies.JOB_LABEL)
     return f"{meta['namespace']}/{owner}" if owner else f"{meta['namespace']}/pods/{meta['name']}"
 
 
@@ -422,24 +424,3 @@ def _delete_pod(pod: Body, grace: int) -> Write:
 def _finalizers(path: str, meta: Body, finalizers: list[str]) -> Write:
     """Sets the finalizers, guarded by resourceVersion so a concurrent change is not overwritten."""
     return applier.patch(path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}})
-
-
-def _conflicts(quotas: Iterable[Body]) -> dict[str, str]:
-    """Leaf queues that claim the same namespace, with a message naming the others."""
-    parents = {str((q.get("spec") or {}).get("parent")) for q in quotas}
-    claims: dict[str, list[str]] = {}
-    for quota in quotas:
-        name = quota["metadata"]["name"]
-        if name in parents:
-            continue
-        for namespace in (quota.get("spec") or {}).get("namespaces") or []:
-            claims.setdefault(namespace, []).append(name)
-    result: dict[str, str] = {}
-    for namespace, owners in sorted(claims.items()):
-        if len(owners) > 1:
-            for owner in owners:
-                others = ", ".join(sorted(o for o in owners if o != owner))
-                result[owner] = (
-                    f"namespace {namespace} is also claimed by {others}; neither schedules it until one drops it"
-                )
-    return result

@@ -183,6 +183,7 @@ def describe(decisions: Decisions) -> dict[str, Any]:
         ],
         "nominations": {job: list(nodes) for job, nodes in decisions.nominations.items()},
         "queueProblems": dict(decisions.queue_problems),
+        "namespaceConflicts": dict(decisions.namespace_conflicts),
         "queues": {
             name: {
                 t: {

@@ -8,6 +8,7 @@ Nothing here does I/O: the store hands over the bodies.
 """
 
 import datetime
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,18 @@ JOB_LABEL = "leitstand.dev/job"
 REPLICA_LABEL = "leitstand.dev/replica"
 TERMINAL = frozenset({"Succeeded", "Failed"})
 
+# The defaults of the operator's configuration (and so of the chart's values): NVIDIA Topograph's
+# labels for the core's default levels, and GPU Feature Discovery's product names.
+TOPOLOGY_LABELS = {
+    "spine": "network.topology.nvidia.com/spine",
+    "leaf": "network.topology.nvidia.com/leaf",
+    "node": "kubernetes.io/hostname",
+}
+GPU_TYPES = {
+    "NVIDIA-B200": "b200",
+    "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition": "rtx-pro-6000",
+}
+
 PRIORITIES = {"train": model.Priority.TRAIN, "build": model.Priority.BUILD, "inference": model.Priority.INFERENCE}
 
 
@@ -32,17 +45,8 @@ PRIORITIES = {"train": model.Priority.TRAIN, "build": model.Priority.BUILD, "inf
 class Settings:
     """How cluster labels map to the core: topology level labels and GPU type names."""
 
-    topology: tuple[tuple[str, str], ...] = (
-        ("spine", "network.topology.nvidia.com/spine"),
-        ("leaf", "network.topology.nvidia.com/leaf"),
-        ("node", "kubernetes.io/hostname"),
-    )
-    gpu_types: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "NVIDIA-B200": "b200",
-            "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition": "rtx-pro-6000",
-        }
-    )
+    topology: tuple[tuple[str, str], ...] = tuple((level, TOPOLOGY_LABELS[level]) for level in model.TOPOLOGY_LEVELS)
+    gpu_types: Mapping[str, str] = field(default_factory=lambda: dict(GPU_TYPES))
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -184,6 +188,32 @@ def pod_job(pod: Body) -> model.Job:
     )
 
 
+_SPECS: OrderedDict[tuple[str, int], tuple[Body, resources.TrainingJobSpec]] = OrderedDict()
+SPEC_CACHE_SIZE = 20_000
+
+
+def job_spec(body: Body) -> resources.TrainingJobSpec:
+    """The TrainingJob's spec, parsed once per version of it (uid and generation; the oldest parses go first).
+
+    A cached parse is used only for the very spec object it was made from (the store
+    replaces bodies, it never edits them). Raises pydantic.ValidationError for a spec the
+    model rejects (only an older schema's leftovers: the API server validated it).
+    """
+    meta, spec = body["metadata"], body.get("spec") or {}
+    uid, generation = meta.get("uid"), meta.get("generation")
+    if not uid or generation is None:
+        return resources.TrainingJobSpec.model_validate(spec)
+    key = (str(uid), int(generation))
+    cached = _SPECS.get(key)
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    parsed = resources.TrainingJobSpec.model_validate(spec)
+    _SPECS[key] = (spec, parsed)
+    while len(_SPECS) > SPEC_CACHE_SIZE:
+        _SPECS.popitem(last=False)
+    return parsed
+
+
 def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
     """The gang of a TrainingJob, with its live pods' nodes by rank; None when there is nothing to schedule.
 
@@ -196,7 +226,7 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
     if any(not live(pod) for pod in pods.values()):
         return None  # a replica ended: the job controller finishes or restarts the gang first
     try:
-        spec = resources.TrainingJobSpec.model_validate(body["spec"])
+        spec = job_spec(body)
     except pydantic.ValidationError:
         return None
     placement = tuple(

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leitstand.core import snapshots
+from leitstand.core import dumps
 from leitstand.core.model import (
     GPUType,
     Job,
@@ -32,8 +32,8 @@ from tests.unit.core.test_properties import NOW, clusters
 @given(clusters())
 def test_dump_then_load_is_the_identity_and_replays_the_same_decisions(snap: Snapshot) -> None:
     policy = Policy(starvation_seconds=123)
-    text = json.dumps(snapshots.dump(snap, policy, now=NOW))
-    loaded, loaded_policy, now = snapshots.load(json.loads(text))
+    text = json.dumps(dumps.dump(snap, policy, now=NOW))
+    loaded, loaded_policy, now = dumps.load(json.loads(text))
     assert (loaded_policy, now) == (policy, NOW)
     assert schedule(loaded, loaded_policy, now=now) == schedule(snap, policy, now=NOW)
 
@@ -128,7 +128,7 @@ def _sorted(snap: Snapshot) -> Snapshot:
 @given(every_field())
 def test_load_of_a_dump_is_exactly_the_snapshot_for_every_field(snap: Snapshot) -> None:
     policy = Policy(topology_levels=("spine", "leaf", "node"), default_preferred_level=None, starvation_seconds=7)
-    loaded, loaded_policy, now = snapshots.load(json.loads(json.dumps(snapshots.dump(snap, policy, now=NOW))))
+    loaded, loaded_policy, now = dumps.load(json.loads(json.dumps(dumps.dump(snap, policy, now=NOW))))
     assert loaded == _sorted(snap)
     assert (loaded_policy, now) == (policy, NOW)
     assert schedule(loaded, loaded_policy, now=now) == schedule(snap, policy, now=NOW)
@@ -141,7 +141,7 @@ def test_leitstand_replay_prints_the_decisions(tmp_path: Path) -> None:
         [a_job("soofi/pretrain").of(2, 8).with_priority(Priority.BUILD), a_job("soofi/eval").of(1, 8).submitted_at(5)],
     )
     path = tmp_path / "snapshot.json"
-    path.write_text(json.dumps(snapshots.dump(snap, Policy(), now=NOW)))
+    path.write_text(json.dumps(dumps.dump(snap, Policy(), now=NOW)))
     result = subprocess.run(
         [sys.executable, "-m", "leitstand", "replay", str(path)], capture_output=True, text=True, check=True, timeout=60
     )

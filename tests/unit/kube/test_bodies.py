@@ -3,10 +3,10 @@
 from typing import Any
 
 from leitstand.core import model
-from leitstand.kube import snapshots
+from leitstand.kube import bodies
 
 Body = dict[str, Any]
-SETTINGS = snapshots.Settings()
+SETTINGS = bodies.Settings()
 
 
 def a_node(name: str, gpus: int = 8) -> Body:
@@ -23,7 +23,7 @@ def a_pod(name: str, *, node: str | None = None, nominated: str | None = None, s
           job: str | None = None, rank: int = 0, deleting: bool = False, gpus: int = 8) -> Body:  # fmt: skip
     meta: Body = {"name": name, "namespace": "acme", "creationTimestamp": "2027-01-15T08:00:00Z"}
     if job is not None:
-        meta["labels"] = {snapshots.JOB_LABEL: job, snapshots.REPLICA_LABEL: str(rank)}
+        meta["labels"] = {bodies.JOB_LABEL: job, bodies.REPLICA_LABEL: str(rank)}
     if deleting:
         meta["deletionTimestamp"] = "2027-01-15T09:00:00Z"
     spec: Body = {
@@ -47,7 +47,7 @@ def a_training_job(replicas: int = 2) -> Body:
 
 
 def build(pods: list[Body], jobs: list[Body] = ()) -> dict[str, model.Job]:  # type: ignore[assignment]
-    snap, _pod_of_job, _gang = snapshots.build([a_node("n1"), a_node("n2")], [], pods, SETTINGS, jobs)
+    snap, _pod_of_job, _gang = bodies.build([a_node("n1"), a_node("n2")], [], pods, SETTINGS, jobs)
     return {job.key: job for job in snap.jobs}
 
 
@@ -73,8 +73,17 @@ def test_a_deleted_pod_on_a_node_is_a_terminating_job_that_holds_it() -> None:
 
 
 def test_pods_of_other_schedulers_shrink_their_node() -> None:
-    snap, _p, _g = snapshots.build(
-        [a_node("n1")], [], [a_pod("theirs", node="n1", scheduler="default", gpus=3)], SETTINGS
-    )
+    snap, _p, _g = bodies.build([a_node("n1")], [], [a_pod("theirs", node="n1", scheduler="default", gpus=3)], SETTINGS)
     assert snap.nodes[0].gpus == 5
     assert snap.jobs == ()
+
+
+def test_a_jobs_spec_is_parsed_once_per_version() -> None:
+    spec = {"replicas": 2, "gpusPerReplica": 8, "template": {"image": "pytorch"}}
+    body = {"metadata": {"name": "llm", "namespace": "acme", "uid": "u1", "generation": 1}, "spec": spec}
+    first = bodies.job_spec(body)
+    assert bodies.job_spec({**body, "status": {"phase": "Running"}}) is first  # a status change: the same spec
+    changed = {**body, "metadata": {**body["metadata"], "generation": 2}, "spec": {**spec, "replicas": 4}}
+    assert bodies.job_spec(changed).replicas == 4
+    look_alike = {**body, "spec": {**spec, "replicas": 3}}  # the same uid and generation, another spec object
+    assert bodies.job_spec(look_alike).replicas == 3
