@@ -55,10 +55,7 @@ class Report:
 
 
 class Scheduler:
-    """Runs the scheduling cycles of one operator process; remembers which Services exist.
-
-    (``core.scheduling.Cycle`` is the core's working state inside one cycle.)
-    """
+    """Runs the scheduling cycles of one operator process; remembers which Services exist."""
 
     def __init__(
         self,

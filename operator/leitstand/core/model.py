@@ -198,6 +198,14 @@ class Reason(enum.StrEnum):
     RETURNED_LENT_CAPACITY = "ReturnedLentCapacity"
 
 
+CAPACITY_REASONS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE})  # would fit with more room
+
+
+def order_key(job: Job) -> tuple[int, float, str]:
+    """Within a queue: higher priority first, then earlier submission, then name."""
+    return (-int(job.priority), job.submitted, job.key)
+
+
 @dataclass(frozen=True, slots=True)
 class Bind:
     """Place every waiting replica of ``job``: ``nodes[i]`` for replica ``i``."""

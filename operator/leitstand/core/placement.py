@@ -1,17 +1,18 @@
 """Topology-aware gang placement: where the waiting replicas of one job go, if anywhere.
 
-The policies, each a small named class with its real check in a plain function:
+The rules, each a plain function that ``place`` applies in turn:
 
-- ``Fit``: a replica fits a node when its GPUs, CPU and memory do (``replicas_fitting``);
-- ``RequiredDomain``: with a ``required`` level, every replica goes into one
-  domain of that level; among domains with room, the tightest wins, so large
-  domains stay whole for large jobs (``tightest_domain``); with a finer
-  preferred level too, the domain that packs the job into the fewest preferred
-  domains wins first (``best_packed_domain``);
-- ``PreferredPacking``: with a ``preferred`` level, the replicas go into as few
-  domains as possible, the last one chosen by best fit (``pack_domains``);
-- ``BinPacking``: inside a domain, replicas fill partly used nodes first
-  (``binpack_order``), keeping whole nodes free.
+- a replica fits a node when its GPUs, CPU and memory do (``fitting``, through
+  ``Statement.replicas_fitting``);
+- with a ``required`` level, every replica goes into one domain of that level;
+  among domains with room, the tightest wins, so large domains stay whole for
+  large jobs (``tightest_domain``); with a finer preferred level too, the domain
+  that packs the job into the fewest preferred domains wins first
+  (``best_packed_domain``);
+- with a ``preferred`` level, the replicas go into as few domains as possible,
+  the last one chosen by best fit (``pack_domains``);
+- inside a domain, replicas fill partly used nodes first (``binpack_order``,
+  ``binpack_quick``), keeping whole nodes free.
 
 ``place`` answers with the nodes for every waiting replica or with why not;
 it reads the statement and never changes it. Pure and deterministic.
@@ -34,22 +35,6 @@ class Outcome:
     nodes: tuple[NodeName, ...] | None
     reason: Reason | None = None
     message: str = ""
-
-
-class Fit:
-    NAME = "Fit"
-
-
-class RequiredDomain:
-    NAME = "RequiredDomain"
-
-
-class PreferredPacking:
-    NAME = "PreferredPacking"
-
-
-class BinPacking:
-    NAME = "BinPacking"
 
 
 def describe(job: Job, count: int, gpu_type: str | None) -> str:

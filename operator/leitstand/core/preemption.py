@@ -22,23 +22,24 @@ gangs first, then plans starting from each of the cheapest victims, repair it.
 Every victim that turns out unnecessary is then spared, and the placement is
 made for real.
 
-The capacity freed is nominated for the beneficiary (``Cycle.nominations``):
+The capacity freed is nominated for the beneficiary (``Decided.nominations``):
 kept for it, cycle after cycle, while the victims terminate. Every reclaim
 eviction moves GPUs from a queue above its fair share to one that stays within
 its own, and the nomination keeps them there, so evictions cannot ping-pong.
 Pure.
 """
 
+import dataclasses
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from leitstand.core import placement, statements
-from leitstand.core.model import Eviction, Job, JobKey, Node, NodeName, Priority, QueueName, Reason
-
-if TYPE_CHECKING:
-    from leitstand.core.scheduling import Cycle, Waiting
+from leitstand.core.decided import Decided, Waiting
+from leitstand.core.index import Index
+from leitstand.core.model import Eviction, Job, JobKey, Node, NodeName, Priority, QueueName, Reason, order_key
+from leitstand.core.places import quota_block, served, within_share
+from leitstand.core.statements import Statement
 
 MAX_ATTEMPTS_PER_CYCLE = 16
 REPAIRS = 6  # plans that start from each of the cheapest victims, when the greedy orders fail the fairness check
@@ -59,13 +60,13 @@ Entry = tuple[float, JobKey, Job, bool]  # (work lost if evicted, key, job, prot
 
 @dataclass(slots=True)
 class Pool:
-    """The running jobs reclaim may consider, indexed once per cycle (from what ``load_jobs`` gathered).
+    """The running jobs reclaim may consider, indexed once per cycle (from what ``index.build`` gathered).
 
     Each queue's preemptible jobs are sorted by work lost, then key, when first
     asked for; jobs bound this cycle are never victims and are left out.
     """
 
-    cycle: "Cycle"
+    index: Index
     bound: set[JobKey]
     sorted_by_queue: dict[QueueName, list[Entry]] = field(default_factory=dict)
     lent: list[tuple[Job, QueueName | None]] | None = None  # preemptible jobs on a reserved node
@@ -73,10 +74,10 @@ class Pool:
     def of_queue(self, queue: QueueName) -> list[Entry]:
         entries = self.sorted_by_queue.get(queue)
         if entries is None:
-            cycle, now = self.cycle, self.cycle.now
-            protect = cycle.queues[queue].min_runtime_seconds
+            index, now = self.index, self.index.now
+            protect = index.queues[queue].min_runtime_seconds
             entries = []
-            for victim in cycle.preemptible_by_queue.get(queue, ()):
+            for victim in index.preemptible_by_queue.get(queue, ()):
                 if victim.key in self.bound:
                     continue
                 started = victim.started if victim.started is not None else now
@@ -87,11 +88,11 @@ class Pool:
 
     def on_reserved_nodes(self) -> list[tuple[Job, QueueName | None]]:
         if self.lent is None:
-            owned = self.cycle.owner_of_node
+            owned = self.index.owner_of_node
             self.lent = []
             if owned:
-                groups: list[tuple[QueueName | None, list[Job]]] = [*sorted(self.cycle.preemptible_by_queue.items())]
-                groups.append((None, self.cycle.queueless))
+                groups: list[tuple[QueueName | None, list[Job]]] = [*sorted(self.index.preemptible_by_queue.items())]
+                groups.append((None, self.index.queueless))
                 for queue, jobs in groups:
                     for victim in jobs:
                         if victim.key not in self.bound and any(n in owned for n in victim.placement if n):
@@ -99,38 +100,46 @@ class Pool:
         return self.lent
 
 
-def _pool(cycle: "Cycle") -> Pool:
-    if cycle.victim_pool is None:
-        cycle.victim_pool = Pool(cycle, {bind.job for bind in cycle.binds})
-    return cycle.victim_pool
+@dataclass(slots=True)
+class _Run:
+    """One ``reclaim`` call: the cycle's index and statement, what came before, and what it decides."""
+
+    index: Index
+    statement: Statement
+    before: Decided
+    mine: Decided
+    pool: Pool
+
+    def spoken_for(self, key: JobKey) -> bool:
+        """Does a nominee already wait for this terminating job's capacity?"""
+        return key in self.before.spoken_for or key in self.mine.spoken_for
 
 
-def _victims(cycle: "Cycle", waiting: "Waiting", eligible: AbstractSet[NodeName]) -> list[tuple[Job, Reason]]:
+def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> list[tuple[Job, Reason]]:
     """Whole gangs ``waiting`` may evict and that hold one of ``eligible``, in the order they are taken."""
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     assert queue is not None
-    statement, now = cycle.statement, cycle.now
-    owner = cycle.owner(queue)
-    share = cycle.shares.get(queue, {}).get(gpu_type, 0) if gpu_type else 0
-    may_reclaim = gpu_type is not None and statement.queue_allocated(queue, gpu_type) + job.gpus <= share
+    statement, now = run.statement, run.index.now
+    owner = run.index.owner(queue)
+    may_reclaim = within_share(run.index, statement, job, queue, gpu_type)
     may_preempt = job.priority > min(Priority)
-    shared = set(cycle.paths[queue])
+    shared = set(run.index.paths[queue])
     holdings = statement.holdings
-    pool = _pool(cycle)
+    pool = run.pool
 
     def usable(victim: Job) -> bool:  # still held (not evicted this cycle), not the job, somewhere it could go
         holding = holdings.get(victim.key)
         return holding is not None and victim.key != job.key and not eligible.isdisjoint(holding.nodes)
 
-    leaving = [v for v in cycle.terminating_jobs if v.key not in cycle.spoken_for and usable(v)]
+    leaving = [v for v in run.index.terminating_jobs if not run.spoken_for(v.key) and usable(v)]
     lent: list[tuple[float, JobKey, Job]] = []
     if owner is not None:
         for victim, victim_queue in pool.on_reserved_nodes():
-            foreign = victim_queue is None or owner not in cycle.paths[victim_queue]
+            foreign = victim_queue is None or owner not in run.index.paths[victim_queue]
             if (
                 foreign
                 and usable(victim)
-                and any(cycle.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
+                and any(run.index.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
             ):
                 lent.append((work_lost(victim, now), victim.key, victim))
     lent.sort(key=lambda entry: entry[:2])
@@ -142,13 +151,13 @@ def _victims(cycle: "Cycle", waiting: "Waiting", eligible: AbstractSet[NodeName]
     ]
     reclaim: list[tuple[float, JobKey, Job]] = []
     if may_reclaim and gpu_type is not None:
-        for victim_queue in sorted(cycle.preemptible_by_queue):
+        for victim_queue in sorted(run.index.preemptible_by_queue):
             if victim_queue in shared:
                 continue
             spare = min(  # the least surplus over fair share on the victim queue's path not shared with ours
                 (
-                    statement.queue_allocated(name, gpu_type) - cycle.shares.get(name, {}).get(gpu_type, 0)
-                    for name in cycle.paths[victim_queue]
+                    statement.queue_allocated(name, gpu_type) - run.index.shares.get(name, {}).get(gpu_type, 0)
+                    for name in run.index.paths[victim_queue]
                     if name not in shared
                 ),
                 default=0,
@@ -228,8 +237,8 @@ def _counts(nodes: Sequence[NodeName]) -> dict[NodeName, int]:
 
 
 def _plan(
-    cycle: "Cycle",
-    waiting: "Waiting",
+    run: _Run,
+    waiting: Waiting,
     domain: str,
     group: tuple[AbstractSet[NodeName], int],
     victims: list[tuple[Job, Reason, dict[NodeName, int]]],
@@ -247,20 +256,20 @@ def _plan(
     """
     job, queue = waiting.job, waiting.queue
     assert queue is not None
-    statement = cycle.statement
+    statement = run.statement
     room = Room(job, statement, *group)  # the group's nodes, and the replicas that fit there now
     taken: dict[QueueName, int] = {}
     chosen: list[tuple[Job, Reason, dict[NodeName, int]]] = []
     for victim, reason, counts in victims:
         if room.total >= job.replicas:
             break
-        if fair_first and not _within_surplus(cycle, waiting, [(victim, reason)], taken):
+        if fair_first and not _within_surplus(run, waiting, [(victim, reason)], taken):
             continue
         room.change(victim, counts, +1)  # even a victim that frees less than a replica may complete one
         chosen.append((victim, reason, counts))
     if room.total < job.replicas:
         return None
-    now = cycle.now
+    now = run.index.now
     spared: set[JobKey] = set()
     for victim, _reason, counts in sorted(chosen, key=lambda c: (-_cost(c[0], now), c[0].key)):
         room.change(victim, counts, -1)
@@ -269,13 +278,13 @@ def _plan(
         else:
             room.change(victim, counts, +1)
     chosen = [item for item in chosen if item[0].key not in spared]
-    if not fair_first and not _within_surplus(cycle, waiting, [(v, r) for v, r, _c in chosen], {}):
+    if not fair_first and not _within_surplus(run, waiting, [(v, r) for v, r, _c in chosen], {}):
         return None
     return Plan(domain, [(v, r) for v, r, _c in chosen], sum(_cost(v, now) for v, _r, _c in chosen))
 
 
 def _within_surplus(
-    cycle: "Cycle", waiting: "Waiting", victims: list[tuple[Job, Reason]], taken: dict[QueueName, int]
+    run: _Run, waiting: Waiting, victims: list[tuple[Job, Reason]], taken: dict[QueueName, int]
 ) -> bool:
     """Would reclaiming ``victims`` (on top of ``taken``, which it updates when they fit) keep every victim
     queue, and each ancestor not shared with the beneficiary, at or above its fair share?"""
@@ -283,17 +292,17 @@ def _within_surplus(
     if gpu_type is None:
         return True
     assert waiting.queue is not None
-    shared = set(cycle.paths[waiting.queue])
+    shared = set(run.index.paths[waiting.queue])
     extra: dict[QueueName, int] = {}
     for victim, reason in victims:
         if reason is not Reason.RECLAIMED:
             continue
-        for name in cycle.paths[cycle.job_queue[victim.key]]:
+        for name in run.index.paths[run.index.job_queue[victim.key]]:
             if name not in shared:
                 extra[name] = extra.get(name, 0) + victim.gpus
     for name, gpus in extra.items():
-        allocated = cycle.statement.queue_allocated(name, gpu_type)
-        if allocated - taken.get(name, 0) - gpus < cycle.shares.get(name, {}).get(gpu_type, 0):
+        allocated = run.statement.queue_allocated(name, gpu_type)
+        if allocated - taken.get(name, 0) - gpus < run.index.shares.get(name, {}).get(gpu_type, 0):
             return False
     for name, gpus in extra.items():
         taken[name] = taken.get(name, 0) + gpus
@@ -304,7 +313,7 @@ def _cost(victim: Job, now: float) -> float:
     return 0.0 if victim.terminating else work_lost(victim, now)
 
 
-def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reason]], tuple[NodeName, ...]] | None:
+def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], tuple[NodeName, ...]] | None:
     """Whole victim gangs that let ``waiting`` fit, losing the least work found, and where it then goes;
     applied to the statement (the job holds its nodes). None when no fair set of victims makes room.
 
@@ -313,16 +322,16 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
     """
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     assert queue is not None
-    statement = cycle.statement
-    nodes = cycle.candidates(job, queue, gpu_type, lent=False)
-    eligible = cycle.names_of(nodes)
-    candidates = _victims(cycle, waiting, eligible)  # none at all: this cycle's evictions may have made room
+    statement = run.statement
+    nodes = run.index.candidates(job, queue, gpu_type, lent=False)
+    eligible = run.index.names_of(nodes)
+    candidates = _victims(run, waiting, eligible)  # none at all: this cycle's evictions may have made room
     victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
     if waiting.reason is Reason.WAITING_FOR_OLDER_JOB:  # free capacity is held for an older job
-        touched = {name for _victim, _reason, counts in victims for name in counts} | cycle.freed
+        touched = {name for _victim, _reason, counts in victims for name in counts} | run.mine.freed
         nodes = [node for node in nodes if node.name in touched]
         eligible = frozenset(node.name for node in nodes)  # not names_of: that caches by the list's id
-    level = cycle.policy.level_index(job.required_level)
+    level = run.index.policy.level_index(job.required_level)
     groups: dict[str, list[Node]] = {}
     for node in nodes:
         if level is None:
@@ -337,7 +346,7 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
         touching = [item for item in victims if not names.isdisjoint(item[2])] if level is not None else victims
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
-        largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], cycle.now)))
+        largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], run.index.now)))
         # then the minimal sets of those orders checked as a whole; then starts from each of the cheapest
         orders = [(touching, True), (largest, True), (touching, False), (largest, False)]
         cheapest: Plan | None = None
@@ -350,7 +359,7 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
             elif index >= 2 and cheapest is not None:
                 break
             order, fair_first = orders[index]
-            plan = _plan(cycle, waiting, domain, group, order, fair_first=fair_first)
+            plan = _plan(run, waiting, domain, group, order, fair_first=fair_first)
             if plan is not None and (cheapest is None or plan.cost < cheapest.cost):
                 cheapest = plan
             if plan is not None and plan.cost == 0:
@@ -363,35 +372,37 @@ def _evict_for(cycle: "Cycle", waiting: "Waiting") -> tuple[list[tuple[Job, Reas
     for victim, _reason in best.victims:
         statement.release(victim)
     found = placement.place(
-        job, job.replicas, statement, nodes, cycle.policy, gpu_type=gpu_type,
+        job, job.replicas, statement, nodes, run.index.policy, gpu_type=gpu_type,
         pinned_domain=best.domain if level is not None else None, eligible=eligible,
     )  # fmt: skip
     if found.nodes is None:  # the arithmetic and the placement disagree: take nothing rather than guess
         statement.rollback(mark)
         return None
-    statement.hold(job, found.nodes, cycle.paths[queue], firm=not job.priority.preemptible)
+    statement.hold(job, found.nodes, run.index.paths[queue], firm=not job.priority.preemptible)
     statement.commit()
     return best.victims, found.nodes
 
 
-def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
-    """Evicts what the waiting jobs, least served queue first, may claim; records evictions, reasons and
-    the nomination of the freed capacity for each beneficiary.
+def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
+    """Evicts what the waiting jobs, least served queue first, may claim; returns the evictions, the
+    waiting jobs' new reasons and the nomination of the freed capacity for each beneficiary.
 
     At most ``MAX_ATTEMPTS_PER_CYCLE`` victim searches run per cycle; a job that
     could take nothing (its queue at its fair share, no train job of its own queue
     it outranks, no reserved pool of its own, no capacity on its way that nobody
     waits for) costs no attempt.
     """
-    from leitstand.core.scheduling import order_key
-
+    mine = Decided()
+    run = _Run(index, statement, before, mine, Pool(index, {bind.job for bind in before.binds}))
     candidates = [
-        cycle.waiting[job.key]
-        for queue in sorted(per_queue)
-        for job in per_queue[queue]
-        if job.key in cycle.waiting and cycle.waiting[job.key].tried and cycle.waiting[job.key].reason in _RECLAIMING
+        dataclasses.replace(before.waiting[job.key])  # a copy: what came before stays as it was
+        for queue in sorted(index.waiting_by_queue)
+        for job in index.waiting_by_queue[queue]
+        if job.key in before.waiting and before.waiting[job.key].tried and before.waiting[job.key].reason in _RECLAIMING
     ]
-    candidates.sort(key=lambda w: (cycle.served(w.queue, w.gpu_type) if w.queue else (2, 0), order_key(w.job)))
+    candidates.sort(
+        key=lambda w: (served(index, statement, w.queue, w.gpu_type) if w.queue else (2, 0), order_key(w.job))
+    )
     attempts = 0
     for waiting in candidates:
         if attempts >= MAX_ATTEMPTS_PER_CYCLE:
@@ -400,31 +411,34 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         tried_type = waiting.gpu_type
         types = [tried_type]
         if waiting.job.gpu_type is None and waiting.job.gpus_per_replica and waiting.reason in _ANY_TYPE:
-            types += [t for t in sorted(cycle.capacity) if t != tried_type]  # a job of any type: each type in turn
+            types += [t for t in sorted(index.capacity) if t != tried_type]  # a job of any type: each type in turn
         for gpu_type in types:
             waiting.gpu_type = gpu_type
             if waiting.queue is not None and gpu_type is not None:
-                blocked = cycle.quota_block(waiting.job, waiting.queue, gpu_type, waiting.job.replicas)
+                blocked = quota_block(index, statement, waiting.job, waiting.queue, gpu_type, waiting.job.replicas)
                 if blocked is not None:  # jobs bound since it was tried used the quota up: evicting is for nothing
                     if gpu_type == tried_type:
                         waiting.reason, waiting.message = blocked
+                        mine.waiting[waiting.job.key] = waiting
                     continue
-            if attempts >= MAX_ATTEMPTS_PER_CYCLE or not _may_take(cycle, waiting):
+            if attempts >= MAX_ATTEMPTS_PER_CYCLE or not _may_take(run, waiting):
                 continue
             attempts += 1
-            found = _evict_for(cycle, waiting)
+            found = _evict_for(run, waiting)
             if found is not None:
                 break
         if found is None:
             waiting.gpu_type = tried_type
             continue
+        mine.waiting[waiting.job.key] = waiting
         chosen, nodes = found
-        cycle.nominations[waiting.job.key] = nodes
+        mine.nominations[waiting.job.key] = nodes
         leaving = [victim for victim, _reason in chosen if victim.terminating]
-        cycle.spoken_for.update(victim.key for victim in leaving)
+        mine.spoken_for.update(victim.key for victim in leaving)
         chosen = [(victim, reason) for victim, reason in chosen if not victim.terminating]
         if not chosen:  # room that terminating jobs, or this cycle's evictions for others, are freeing
-            going = sorted({job.key for job in cycle.leaving_on(set(nodes))} | {v.key for v in leaving})
+            evicted = [eviction.job for eviction in mine.evictions]
+            going = sorted({job.key for job in index.leaving_on(set(nodes), evicted)} | {v.key for v in leaving})
             waiting.reason = Reason.WAITING_FOR_RECLAIM
             waiting.message = (
                 f"{waiting.job.gpus} {waiting.gpu_type or 'GPUs'} on {', '.join(sorted(set(nodes)))} are being freed "
@@ -436,37 +450,37 @@ def reclaim(cycle: "Cycle", per_queue: dict[QueueName, list[Job]]) -> None:
         for victim, reason in chosen:
             names.append(victim.key)
             if reason is Reason.RETURNED_LENT_CAPACITY:
-                message = f"returned lent capacity to queue {cycle.owner(waiting.queue)} for {waiting.job.key}"
+                message = f"returned lent capacity to queue {index.owner(waiting.queue)} for {waiting.job.key}"
             elif reason is Reason.PREEMPTED:
                 priority = waiting.job.priority.name.lower()
                 message = f"preempted by {priority} job {waiting.job.key} of the same queue"
             else:
                 message = (
                     f"reclaimed by queue {waiting.queue} (below its fair share) for {waiting.job.key}; "
-                    f"queue {cycle.job_queue[victim.key]} is above its fair share"
+                    f"queue {index.job_queue[victim.key]} is above its fair share"
                 )
-            cycle.evictions.append(Eviction(victim.key, reason, waiting.job.key, message))
-            cycle.freed.update(name for name in victim.placement if name is not None)
+            mine.evictions.append(Eviction(victim.key, reason, waiting.job.key, message))
+            mine.freed.update(name for name in victim.placement if name is not None)
         waiting.reason = Reason.WAITING_FOR_RECLAIM
         gpus = sum(v.gpus for v, _r in chosen)
         waiting.message = (
             f"evicting {len(chosen)} job{'s' if len(chosen) != 1 else ''} ({', '.join(names)}) to free {gpus} "
             f"{waiting.gpu_type or 'GPUs'}; starts once they are gone"
         )
+    return mine
 
 
-def _may_take(cycle: "Cycle", waiting: "Waiting") -> bool:
+def _may_take(run: _Run, waiting: Waiting) -> bool:
     """Could any victim, or capacity on its way, exist for ``waiting``? A cheap necessary condition."""
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     if queue is None:
         return False
-    if cycle.owner(queue) is not None or cycle.freed:
+    if run.index.owner(queue) is not None or run.mine.freed:
         return True
-    if any(victim.key not in cycle.spoken_for for victim in cycle.terminating_jobs):
+    if any(not run.spoken_for(victim.key) for victim in run.index.terminating_jobs):
         return True
     if job.priority > min(Priority) and any(
-        v.priority < job.priority for v in cycle.preemptible_by_queue.get(queue, ())
+        v.priority < job.priority for v in run.index.preemptible_by_queue.get(queue, ())
     ):
         return True
-    share = cycle.shares.get(queue, {}).get(gpu_type, 0) if gpu_type else 0
-    return gpu_type is not None and cycle.statement.queue_allocated(queue, gpu_type) + job.gpus <= share
+    return within_share(run.index, run.statement, job, queue, gpu_type)

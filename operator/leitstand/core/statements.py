@@ -55,18 +55,28 @@ class Statement:
                 self.free_by_type[node.gpu_type] = self.free_by_type.get(node.gpu_type, 0) + node.gpus
         self.version = 0
         self._log: list[tuple[bool, JobKey, Holding, Job]] = []  # (was a hold, job, holding, job)
+        self._committed = 0  # changes made permanent so far: marks count from the first change
         self._buckets: dict[int, set[NodeName]] | None = None  # nodes by free GPUs, built on first use
 
     # -- transactions ---------------------------------------------------------------------
 
     def checkpoint(self) -> int:
-        """A mark to roll back to."""
-        return len(self._log)
+        """A mark to roll back to, valid until the next ``commit``."""
+        return self._committed + len(self._log)
 
     def rollback(self, mark: int) -> None:
-        """Undoes every change since ``mark``; idempotent for the same mark."""
+        """Undoes every change since ``mark``; idempotent for the same mark.
+
+        A mark taken before the last ``commit`` (or never handed out) is an
+        error: what was committed cannot be undone.
+        """
+        if not self._committed <= mark <= self._committed + len(self._log):
+            raise ValueError(
+                f"stale statement mark {mark}: changes since {self._committed} can be rolled back, "
+                f"and {self._committed + len(self._log)} is the newest mark"
+            )
         gave_back = False
-        while len(self._log) > mark:
+        while self._committed + len(self._log) > mark:
             was_hold, key, holding, job = self._log.pop()
             if was_hold:
                 self._apply(holding, job, sign=+1)
@@ -79,7 +89,8 @@ class Statement:
             self.version += 1
 
     def commit(self) -> None:
-        """Makes every change permanent: earlier marks can no longer be rolled back to."""
+        """Makes every change permanent: marks taken before it can no longer be rolled back to."""
+        self._committed += len(self._log)
         self._log.clear()
 
     # -- changes ------------------------------------------------------------------------------
