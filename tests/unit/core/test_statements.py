@@ -32,7 +32,8 @@ def test_rollback_undoes_holds_and_releases_since_the_mark() -> None:
     statement.release(running)
     statement.hold(a_job("acme/new").of(1, 8).build(), ["n1"], PATH, firm=False)
     statement.rollback(mark)
-    assert statement.free["n1"].gpus == 8 and statement.free["n2"].gpus == 0
+    assert statement.free["n1"].gpus == 8
+    assert statement.free["n2"].gpus == 0
     assert set(statement.holdings) == {"acme/running"}
     assert statement.queue_allocated("acme", "b200") == statement.queue_firm("acme", "b200") == 8
     statement.rollback(mark)  # idempotent for the same mark
@@ -48,7 +49,8 @@ def test_a_second_hold_adds_replicas_and_rollback_restores_the_first() -> None:
     assert statement.holdings["acme/a"].nodes == ("n1", "n2")
     statement.rollback(mark)
     assert statement.holdings["acme/a"].nodes == ("n1",)
-    assert statement.free["n2"].gpus == 8 and statement.queue_allocated("acme", "b200") == 8
+    assert statement.free["n2"].gpus == 8
+    assert statement.queue_allocated("acme", "b200") == 8
 
 
 def test_a_mark_taken_before_a_commit_is_stale() -> None:
@@ -104,9 +106,11 @@ def test_load_and_reserve_are_permanent_and_counted() -> None:
     statement.load(a_job("acme/a").of(1, 4).build(), ["n1"], PATH, firm=True)
     statement.reserve({"n2": (8, 0, 0)}, PATH, "b200", 8, firm=False)
     assert statement.checkpoint() == 0
-    assert statement.free["n1"].gpus == 4 and statement.free["n2"].gpus == 0
+    assert statement.free["n1"].gpus == 4
+    assert statement.free["n2"].gpus == 0
     assert statement.free_by_type["b200"] == 4
-    assert statement.queue_allocated("acme", "b200") == 12 and statement.queue_firm("acme", "b200") == 4
+    assert statement.queue_allocated("acme", "b200") == 12
+    assert statement.queue_firm("acme", "b200") == 4
 
 
 def test_nodes_by_free_gpus_follow_holds() -> None:
