@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from leitstand.kube import applier, connection
+from leitstand.kube import applier
 from leitstand.kube.applier import Applier, Overlay, PodBind
 from leitstand.kube.client import Client
+from tests.unit import loopback
 
 Body = dict[str, Any]
 
@@ -68,24 +69,13 @@ ANSWERS = {
 @pytest.fixture
 async def api() -> AsyncIterator[Client]:
     async def answer(request: web.Request) -> web.Response:
-        status, reason = ANSWERS.get(request.path, (200, ""))
-        if status >= 400:
-            return web.json_response(
-                {"kind": "Status", "code": status, "reason": reason, "message": reason}, status=status
-            )
-        return web.json_response({"kind": "Pod"}, status=status)
+        code, reason = ANSWERS.get(request.path, (200, ""))
+        if code >= 400:
+            return loopback.status(code, reason)
+        return web.json_response({"kind": "Pod"}, status=code)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    credentials = connection.Credentials(lambda: connection.Credential(), user="test")
-    async with Client(connection.Connection(server=f"http://127.0.0.1:{port}", credentials=credentials)) as client:
+    async with loopback.serving(answer) as client:
         yield client
-    await runner.cleanup()
 
 
 async def test_one_outcome_per_write_in_order_with_settled_answers_done(api: Client) -> None:

@@ -87,3 +87,56 @@ def test_a_jobs_spec_is_parsed_once_per_version() -> None:
     assert bodies.job_spec(changed).replicas == 4
     look_alike = {**body, "spec": {**spec, "replicas": 3}}  # the same uid and generation, another spec object
     assert bodies.job_spec(look_alike).replicas == 3
+
+
+def test_taints_that_keep_pods_away_are_read_and_preferences_are_not() -> None:
+    node = a_node("n1")
+    node["spec"] = {
+        "taints": [
+            {"key": "nvidia.com/gpu", "effect": "NoSchedule"},
+            {"key": "maintenance", "value": "soon", "effect": "PreferNoSchedule"},
+            {"key": "drain", "value": "now", "effect": "NoExecute"},
+        ]
+    }
+    snap, _p, _g = bodies.build([node], [], [], SETTINGS)
+    assert snap.nodes[0].taints == (("drain", "now", "NoExecute"), ("nvidia.com/gpu", "", "NoSchedule"))
+
+
+def test_a_cordoned_node_and_a_not_ready_node_are_not_ready() -> None:
+    cordoned, silent, fine = a_node("cordoned"), a_node("silent"), a_node("fine")
+    cordoned["spec"] = {"unschedulable": True}
+    silent["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
+    snap, _p, _g = bodies.build([cordoned, silent, fine], [], [], SETTINGS)
+    assert {node.name: node.ready for node in snap.nodes} == {"cordoned": False, "silent": False, "fine": True}
+
+
+def test_finished_foreign_pods_free_their_node_and_limits_stand_in_for_gpu_requests() -> None:
+    done = a_pod("done", node="n1", scheduler="default", gpus=8)
+    done["status"]["phase"] = "Succeeded"
+    limited = a_pod("limited", node="n1", scheduler="default")
+    limited["spec"]["containers"] = [
+        {"resources": {"limits": {"nvidia.com/gpu": "2"}, "requests": {"cpu": "500m", "memory": "1Gi"}}}
+    ]
+    snap, _p, _g = bodies.build([a_node("n1")], [], [done, limited], SETTINGS)
+    node = snap.nodes[0]
+    assert (node.gpus, node.cpu_millis, node.memory_bytes) == (6, 224_000 - 500, 2048 * 2**30 - 2**30)
+
+
+def test_pods_of_a_training_job_that_is_gone_hold_their_nodes() -> None:
+    orphan = a_pod("gone-0", node="n1", job="gone", rank=0, gpus=8)
+    snap, _p, gangs = bodies.build([a_node("n1")], [], [orphan], SETTINGS, [])
+    assert snap.nodes[0].gpus == 0
+    assert snap.jobs == ()
+    assert gangs == {}
+
+
+def test_a_gang_pod_being_deleted_is_terminating_and_one_with_a_broken_rank_holds_its_node() -> None:
+    deleted = a_pod("llm-0", node="n1", job="llm", rank=0, deleting=True)
+    broken = a_pod("llm-x", node="n2", job="llm", gpus=4)
+    broken["metadata"]["labels"][bodies.REPLICA_LABEL] = "x"
+    snap, _p, gangs = bodies.build([a_node("n1"), a_node("n2")], [], [deleted, broken], SETTINGS, [a_training_job()])
+    jobs = {job.key: job for job in snap.jobs}
+    assert jobs["acme/terminating/llm-0"].terminating
+    assert "acme/llm" not in jobs  # neither pod is a replica of the gang: it waits for its pods
+    assert gangs == {}
+    assert {node.name: node.gpus for node in snap.nodes} == {"n1": 8, "n2": 4}
