@@ -12,12 +12,12 @@ import pytest
 from leitstand import locations
 from leitstand.devcluster import cluster
 from leitstand.kube.client import ApiError, Client
+from leitstand.kube.objects import Body
 
 EXAMPLES = Path(locations.PACKAGE_DIR).parent.parent / "deploy" / "examples"
 JOBS = "/apis/leitstand.dev/v1alpha1/namespaces/default/trainingjobs"
 QUOTAS = "/apis/leitstand.dev/v1alpha1/gpuquotas"
 
-Body = dict[str, Any]
 Edit = Callable[[Body], None]
 
 

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,8 +19,6 @@ from leitstand.kube.client import ApiError, Client
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, clean, job, namespace, quota
 from tests.e2e.waiting import until
-
-Body = dict[str, Any]
 
 
 def start(tmp_path_factory: pytest.TempPathFactory, name: str, *apiserver_args: str) -> cluster.LocalCluster:

@@ -13,12 +13,12 @@ import pytest
 from leitstand.devcluster import binaries, cluster
 from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
+from leitstand.kube.objects import Body
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.waiting import until
 
 GROUP = "/apis/leitstand.dev/v1alpha1"
-Body = dict[str, Any]
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,17 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from leitstand.devcluster import cluster
 from leitstand.kube import connection
 from leitstand.kube.client import Client
+from leitstand.kube.objects import Body
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.test_operator import GROUP, clean, job, quota
 from tests.e2e.waiting import until
-
-Body = dict[str, Any]
 
 
 @pytest.fixture(scope="module")

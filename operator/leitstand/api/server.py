@@ -8,7 +8,7 @@ snapshot only with the right to ``list gpuquotas``. ``/healthz``, ``/readyz``
 and ``/metrics`` stay open.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from leitstand.api import ui, views
 from leitstand.core import dumps, model
 
-JobBodies = Callable[[], list[dict[str, Any]]]
+JobBodies = Callable[[], Sequence[Mapping[str, Any]]]
 
 
 class Named(Protocol):

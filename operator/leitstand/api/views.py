@@ -4,7 +4,7 @@ Pure functions from core objects and raw TrainingJob bodies to pydantic
 response models; the routes in ``server`` decide who may see which.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pydantic
@@ -90,7 +90,7 @@ def queues(latest: model.CycleRecord) -> list[QueueView]:
     ]
 
 
-def job(body: dict[str, Any], *, detail: bool = False) -> JobView:
+def job(body: Mapping[str, Any], *, detail: bool = False) -> JobView:
     meta, status = body["metadata"], body.get("status") or {}
     return JobView(
         namespace=meta["namespace"],
@@ -108,7 +108,7 @@ def job(body: dict[str, Any], *, detail: bool = False) -> JobView:
 
 
 def jobs(
-    bodies: Iterable[dict[str, Any]], *, namespace: str | None, queue: str | None, phase: str | None
+    bodies: Iterable[Mapping[str, Any]], *, namespace: str | None, queue: str | None, phase: str | None
 ) -> list[JobView]:
     result = []
     for body in bodies:

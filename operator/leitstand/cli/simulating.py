@@ -13,7 +13,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import pydantic
 import typer
@@ -26,7 +26,7 @@ from leitstand import __version__
 from leitstand.core.model import Node, Policy, Queue
 from leitstand.devcluster import profiles
 from leitstand.errors import UserError, yaml_problem
-from leitstand.kube import bodies, resources
+from leitstand.kube import bodies, objects, resources
 from leitstand.sim import clusters, engine, plots, study, traces
 
 console = Console(stderr=True)
@@ -43,7 +43,8 @@ def load_cluster(spec: str) -> tuple[tuple[Node, ...], Policy, str]:
     profile = profiles.load(spec)
     settings = bodies.Settings()
     nodes = tuple(
-        dataclasses.replace(bodies.to_node(body, (0, 0, 0), settings), ready=True) for body in profiles.nodes(profile)
+        dataclasses.replace(bodies.to_node(cast(objects.Node, body), (0, 0, 0), settings), ready=True)
+        for body in profiles.nodes(profile)
     )
     return nodes, Policy(topology_levels=settings.levels), f"profile {profile.name}"
 
@@ -69,7 +70,7 @@ def load_quotas(path: Path) -> tuple[Queue, ...]:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise UserError(f"{path}: GPUQuota {name}: spec.{where}: {first['msg']}") from None
-        queue = bodies.to_queue(document)
+        queue = bodies.to_queue(cast(objects.GPUQuota, document))
         assert queue is not None  # validated just above
         queues.append(queue)
     if not queues:

@@ -21,8 +21,9 @@ from rich.live import Live
 from rich.table import Table
 
 from leitstand.errors import UserError
-from leitstand.kube import bodies, connection, resources
-from leitstand.kube.client import ApiError, Body, Client
+from leitstand.kube import bodies, connection, objects, quantities, resources
+from leitstand.kube.client import ApiError, Client
+from leitstand.kube.objects import Body, GPUQuota, Node, Pod, TrainingJob, labels, node_status, pod_spec
 
 T = TypeVar("T")
 GROUP = f"/apis/{resources.API_VERSION}"
@@ -121,7 +122,7 @@ def jobs(
 ) -> None:
     """List TrainingJobs: queue, GPUs, phase, why they wait, place in the queue, age."""
 
-    async def work(client: Client) -> list[Body]:
+    async def work(client: Client) -> list[TrainingJob]:
         ns = None if all_namespaces else (namespace or client.connection.namespace)
         path = f"{GROUP}/trainingjobs" if ns is None else f"{GROUP}/namespaces/{ns}/trainingjobs"
         return list((await client.list(path))["items"])
@@ -129,7 +130,7 @@ def jobs(
     rows = []
     connected = connect(kubeconfig, context, as_user, as_groups)
     for body in sorted(call(connected, work), key=lambda b: (b["metadata"]["namespace"], b["metadata"]["name"])):
-        status = body.get("status") or {}
+        status = objects.status(body)
         rows.append({
             "namespace": body["metadata"]["namespace"], "name": body["metadata"]["name"], "queue": status.get("queue"),
             "gpus": status.get("gpus"), "phase": status.get("phase"), "reason": status.get("reason"),
@@ -168,7 +169,7 @@ def explain(
         return body, sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
 
     body, events = call(connect(kubeconfig, context, as_user, as_groups), work)
-    status = body.get("status") or {}
+    status: Body = body.get("status") or {}  # a report of the raw body, every field as sent
     spec = body["spec"]
     report = {
         "job": f"{body['metadata']['namespace']}/{body['metadata']['name']}",
@@ -211,19 +212,19 @@ def queues(
 ) -> None:
     """The GPUQuota tree with guaranteed, limit, fair share, allocated, reclaiming and pending GPUs per type."""
 
-    async def work(client: Client) -> list[Body]:
+    async def work(client: Client) -> list[GPUQuota]:
         return list((await client.list(f"{GROUP}/gpuquotas"))["items"])
 
     quotas = {b["metadata"]["name"]: b for b in call(connect(kubeconfig, context, as_user, as_groups), work)}
     children: dict[str | None, list[str]] = {}
     for name, body in sorted(quotas.items()):
-        parent = (body.get("spec") or {}).get("parent")
+        parent = body.get("spec", {}).get("parent")
         children.setdefault(parent if parent in quotas else None, []).append(name)
     rows: list[dict[str, Any]] = []
 
     def visit(name: str, depth: int) -> None:
         body = quotas[name]
-        spec, status = body.get("spec") or {}, body.get("status") or {}
+        spec, status = body.get("spec", {}), objects.status(body)
         numbers = status.get("gpus") or {}
         for gpu_type in sorted(set(numbers) | set(spec.get("gpus") or {})) or ["-"]:
             share = (spec.get("gpus") or {}).get(gpu_type) or {}
@@ -262,8 +263,8 @@ def top(
     leaf_label = dict(settings.topology).get(settings.levels[-2]) if len(settings.levels) >= 2 else None
 
     async def work(client: Client) -> Table:
-        nodes = (await client.list("/api/v1/nodes"))["items"]
-        pods = (await client.list("/api/v1/pods"))["items"]
+        nodes: list[Node] = (await client.list("/api/v1/nodes"))["items"]
+        pods: list[Pod] = (await client.list("/api/v1/pods"))["items"]
         return leaf_table(nodes, pods, leaf_label or "")
 
     connected = connect(kubeconfig, context, as_user, as_groups)
@@ -279,20 +280,19 @@ def top(
             pass
 
 
-def leaf_table(nodes: list[Body], pods: list[Body], leaf_label: str) -> Table:
+def leaf_table(nodes: list[Node], pods: list[Pod], leaf_label: str) -> Table:
     used: dict[str, int] = {}
     for pod in pods:
-        node = pod.get("spec", {}).get("nodeName")
-        if node and bodies.live(pod):
-            used[node] = used.get(node, 0) + bodies.pod_requests(pod)[0]
+        name = pod_spec(pod).get("nodeName")
+        if name and bodies.live(pod):
+            used[name] = used.get(name, 0) + bodies.pod_requests(pod)[0]
     leaves: dict[str, list[int]] = {}
     for node in nodes:
-        labels = node["metadata"].get("labels") or {}
-        gpus = int((node.get("status", {}).get("allocatable") or {}).get(bodies.GPU_RESOURCE, 0))
+        gpus = quantities.units((node_status(node).get("allocatable") or {}).get(bodies.GPU_RESOURCE))
         if not gpus:
             continue
         held = min(used.get(node["metadata"]["name"], 0), gpus)
-        entry = leaves.setdefault(labels.get(leaf_label, "-"), [0, 0, 0, 0])
+        entry = leaves.setdefault(labels(node).get(leaf_label, "-"), [0, 0, 0, 0])
         entry[0] += 1
         entry[1] += gpus
         entry[2] += held

@@ -15,12 +15,11 @@ evicted gang's pods go away, then Queued again.
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from leitstand.core import model
 from leitstand.kube import bodies, resources
+from leitstand.kube.objects import Body, Node, OwnerReference, Pod, TrainingJob, labels, pod_spec, pod_status, status
 
-Body = dict[str, Any]
 MASTER_PORT = 29500
 FINALIZER = "leitstand.dev/pods"
 CONTAINER = "trainer"
@@ -65,23 +64,23 @@ def pod_name(job: str, rank: int) -> str:
     return f"{job}-{rank}"
 
 
-def pods_by_rank(job: Body, pods: Mapping[str, Body]) -> dict[int, Body]:
+def pods_by_rank(job: TrainingJob, pods: Mapping[str, Pod]) -> dict[int, Pod]:
     """The job's pods (same namespace, job label) by replica rank."""
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
-    result: dict[int, Body] = {}
+    result: dict[int, Pod] = {}
     for pod in pods.values():
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get(bodies.JOB_LABEL) != name or pod["metadata"].get("namespace") != namespace:
+        pod_labels = labels(pod)
+        if pod_labels.get(bodies.JOB_LABEL) != name or pod["metadata"].get("namespace") != namespace:
             continue
         try:
-            rank = int(labels.get(bodies.REPLICA_LABEL, ""))
+            rank = int(pod_labels.get(bodies.REPLICA_LABEL, ""))
         except ValueError:
             continue
         result[rank] = pod
     return result
 
 
-def service_manifest(job: Body) -> Body:
+def service_manifest(job: TrainingJob) -> Body:
     """The headless Service that gives every replica a stable DNS name for rendezvous."""
     meta = job["metadata"]
     return {
@@ -102,7 +101,7 @@ def service_manifest(job: Body) -> Body:
     }
 
 
-def _owner(job: Body) -> Body:
+def _owner(job: TrainingJob) -> OwnerReference:
     return {
         "apiVersion": resources.API_VERSION,
         "kind": "TrainingJob",
@@ -113,7 +112,7 @@ def _owner(job: Body) -> Body:
     }
 
 
-def pod_manifest(job: Body, spec: resources.TrainingJobSpec, rank: int) -> Body:
+def pod_manifest(job: TrainingJob, spec: resources.TrainingJobSpec, rank: int) -> Body:
     """Replica ``rank`` of the job: scheduled by Leitstand, owned by the job, with the torchrun environment."""
     meta = job["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -185,24 +184,24 @@ def _condition(
 
 
 def plan(
-    job: Body,
-    pods: Mapping[int, Body],
+    job: TrainingJob,
+    pods: Mapping[int, Pod],
     verdict: Verdict,
     *,
     now: float,
     eviction_grace_seconds: int,
     settings: bodies.Settings,
-    nodes: Mapping[str, Body],
+    nodes: Mapping[str, Node],
     service_exists: bool,
 ) -> Plan:
     """The writes that reconcile ``job`` with its ``pods`` after this cycle's ``verdict``. Pure."""
     result = Plan()
     meta = job["metadata"]
-    old: Body = dict(job.get("status") or {})
+    old: Body = dict(status(job))
     spec = bodies.job_spec(job)
     live = {rank: pod for rank, pod in pods.items() if not pod["metadata"].get("deletionTimestamp")}
     terminating = len(pods) - len(live)
-    phases = {rank: pod.get("status", {}).get("phase", "Pending") for rank, pod in live.items()}
+    phases = {rank: pod_status(pod).get("phase", "Pending") for rank, pod in live.items()}
     finalizers = meta.get("finalizers") or []
 
     if meta.get("deletionTimestamp"):
@@ -212,12 +211,12 @@ def plan(
     if FINALIZER not in finalizers:
         result.add_finalizer = True
 
-    status: Body = dict(old)
-    status["gpus"] = spec.replicas * spec.gpus_per_replica
-    status["queue"] = verdict.queue
-    status["observedGeneration"] = meta.get("generation", 1)
-    status.setdefault("queuedAt", meta.get("creationTimestamp") or rfc3339(now))
-    status.setdefault("restarts", 0)
+    new: Body = dict(old)
+    new["gpus"] = spec.replicas * spec.gpus_per_replica
+    new["queue"] = verdict.queue
+    new["observedGeneration"] = meta.get("generation", 1)
+    new.setdefault("queuedAt", meta.get("creationTimestamp") or rfc3339(now))
+    new.setdefault("restarts", 0)
     previous_phase = old.get("phase")
     phase = previous_phase or "Queued"
     reason, message = old.get("reason"), old.get("message")
@@ -237,26 +236,26 @@ def plan(
         result.delete = [(pod["metadata"]["name"], grace) for pod in live.values()]
         text = f"{verdict.evicted.reason.value}: {verdict.evicted.message}"
         transition("Preempted", verdict.evicted.reason.value, text, Event("Warning", "Preempted", text))
-        status.pop("startedAt", None)
-        status["placement"] = None
+        new.pop("startedAt", None)
+        new["placement"] = None
     elif any(p == "Failed" for p in phases.values()):
         failed = sorted(rank for rank, p in phases.items() if p == "Failed")
-        if status["restarts"] < spec.backoff_limit:
-            status["restarts"] += 1
-            text = f"replica {failed[0]} failed; restarting the gang ({status['restarts']} of {spec.backoff_limit})"
+        if new["restarts"] < spec.backoff_limit:
+            new["restarts"] += 1
+            text = f"replica {failed[0]} failed; restarting the gang ({new['restarts']} of {spec.backoff_limit})"
             result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
             transition("Queued", "Restarting", text, Event("Warning", "Restarting", text))
-            status.pop("startedAt", None)
-            status["placement"] = None
+            new.pop("startedAt", None)
+            new["placement"] = None
         else:
             text = f"replica {failed[0]} failed and the backoff limit of {spec.backoff_limit} restarts is spent"
             result.delete = [
                 (pod["metadata"]["name"], 0) for rank, pod in live.items() if phases[rank] not in bodies.TERMINAL
             ]
             transition("Failed", "BackoffLimitExceeded", text, Event("Warning", "Failed", text))
-            status["finishedAt"] = rfc3339(now)
+            new["finishedAt"] = rfc3339(now)
     elif verdict.released is not None:
-        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values() if pod.get("spec", {}).get("nodeName")]
+        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values() if pod_spec(pod).get("nodeName")]
         transition(
             "Queued",
             "GangReleased",
@@ -267,12 +266,12 @@ def plan(
         transition(
             "Succeeded", "Completed", "every replica succeeded", Event("Normal", "Succeeded", "every replica succeeded")
         )
-        status["finishedAt"] = rfc3339(now)
+        new["finishedAt"] = rfc3339(now)
     elif len(live) == spec.replicas and all(p in {"Running", "Succeeded"} for p in phases.values()):
-        placed = [live[rank]["spec"].get("nodeName") for rank in range(spec.replicas)]
-        status.setdefault("startedAt", rfc3339(now))
+        placed = [pod_spec(live[rank]).get("nodeName") for rank in range(spec.replicas)]
+        new.setdefault("startedAt", rfc3339(now))
         domains = sorted({_domain(nodes.get(node or ""), spec, settings) for node in placed} - {""})
-        status["placement"] = {"domains": domains, "nodes": placed}
+        new["placement"] = {"domains": domains, "nodes": placed}
         text = f"all {spec.replicas} replicas running on {len(set(placed))} nodes"
         transition("Running", "Running", text, Event("Normal", "Running", text))
     else:
@@ -300,16 +299,16 @@ def plan(
     if not service_exists:
         result.service = service_manifest(job)
 
-    status["phase"] = phase
-    status["reason"] = reason
-    status["message"] = message
-    status["queuePosition"] = verdict.explanation.position if verdict.explanation and phase == "Queued" else None
+    new["phase"] = phase
+    new["reason"] = reason
+    new["message"] = message
+    new["queuePosition"] = verdict.explanation.position if verdict.explanation and phase == "Queued" else None
     stamp = rfc3339(now)
     generation = meta.get("generation", 1)
     conditions = list(old.get("conditions") or [])
     why, what = reason or "Pending", message or ""
     running, finished = phase == "Running", phase in {"Succeeded", "Failed"}
-    status["conditions"] = [
+    new["conditions"] = [
         _condition(
             conditions,
             "Scheduled",
@@ -332,19 +331,19 @@ def plan(
             generation,
         ),
     ]
-    cleaned = {key: value for key, value in status.items() if value is not None}
+    cleaned = {key: value for key, value in new.items() if value is not None}
     if cleaned != {key: value for key, value in old.items() if value is not None}:
         result.status = cleaned
     return result
 
 
-def _domain(node: Body | None, spec: resources.TrainingJobSpec, settings: bodies.Settings) -> str:
+def _domain(node: Node | None, spec: resources.TrainingJobSpec, settings: bodies.Settings) -> str:
     """The domain of ``node`` at the job's required (else preferred, else second-finest) level."""
     if node is None:
         return ""
-    labels = node["metadata"].get("labels") or {}
+    node_labels = labels(node)
     level = (spec.topology.required or spec.topology.preferred) if spec.topology else None
     keys = dict(settings.topology)
     if level is None and len(settings.topology) >= 2:
         level = settings.topology[-2][0]
-    return str(labels.get(keys.get(level or "", ""), ""))
+    return str(node_labels.get(keys.get(level or "", ""), ""))

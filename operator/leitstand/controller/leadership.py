@@ -17,9 +17,11 @@ import contextlib
 import datetime
 import logging
 import time
+from typing import cast
 
 from leitstand.controller.configuration import LeaderElection
-from leitstand.kube.client import ApiError, Body, Client
+from leitstand.kube.client import ApiError, Client
+from leitstand.kube.objects import Lease, LeaseSpec
 
 logger = logging.getLogger("leitstand.leadership")
 
@@ -46,7 +48,7 @@ class Leadership:
         margin = self.config.lease_duration_seconds - self.config.renew_interval_seconds
         return time.monotonic() - self._renewed < margin
 
-    def _spec(self, transitions: int, acquired: str | None) -> Body:
+    def _spec(self, transitions: int, acquired: str | None) -> LeaseSpec:
         now = _microtime(datetime.datetime.now(datetime.UTC))
         return {
             "holderIdentity": self.identity,
@@ -59,18 +61,18 @@ class Leadership:
     async def try_acquire_or_renew(self) -> bool:
         """One round of the election; True when this candidate holds the lease afterwards."""
         try:
-            lease = await self.client.get(self.path)
+            lease = cast(Lease, await self.client.get(self.path))
         except ApiError as error:
             if error.status != 404:
                 raise
-            body = {
+            body: Lease = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
                 "metadata": {"name": self.config.lease_name, "namespace": self.config.namespace},
                 "spec": self._spec(0, None),
             }
             try:
-                await self.client.create(self.path.rsplit("/", 1)[0], body)
+                await self.client.create(self.path.rsplit("/", 1)[0], dict(body))
             except ApiError as conflict:
                 if conflict.status == 409:
                     return False
@@ -88,7 +90,7 @@ class Leadership:
         acquired = spec.get("acquireTime") if holder == self.identity else None
         lease["spec"] = self._spec(transitions, acquired)
         try:
-            await self.client.replace(self.path, lease)
+            await self.client.replace(self.path, dict(lease))
         except ApiError as conflict:
             if conflict.status == 409:
                 return False
@@ -119,9 +121,10 @@ class Leadership:
             return
         self._renewed = float("-inf")
         try:
-            lease = await self.client.get(self.path)
-            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"]["holderIdentity"] = ""
-                await self.client.replace(self.path, lease)
+            lease = cast(Lease, await self.client.get(self.path))
+            spec = lease.get("spec")
+            if spec is not None and spec.get("holderIdentity") == self.identity:
+                spec["holderIdentity"] = ""
+                await self.client.replace(self.path, dict(lease))
         except Exception as error:
             logger.warning("releasing the lease failed: %s", error)

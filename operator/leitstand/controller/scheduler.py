@@ -22,7 +22,20 @@ from leitstand.core import model
 from leitstand.core.scheduling import schedule
 from leitstand.kube import applier, bodies, resources
 from leitstand.kube.applier import Applier, PodBind, Write
-from leitstand.kube.client import Body, Client
+from leitstand.kube.client import Client
+from leitstand.kube.objects import (
+    Body,
+    Condition,
+    GPUQuota,
+    Node,
+    ObjectMeta,
+    Pod,
+    TrainingJob,
+    labels,
+    pod_spec,
+    pod_status,
+    status,
+)
 from leitstand.kube.store import Store
 from leitstand.metrics.observing import SchedulerMetrics
 
@@ -35,11 +48,11 @@ QUOTA_PATH = f"/apis/{resources.API_VERSION}/gpuquotas/{{name}}"
 class View:
     """The store at one instant, pods read through the applier's overlay: everything one cycle decides from."""
 
-    nodes: Mapping[str, Body]
-    pods: Mapping[str, Body]
-    quotas: Mapping[str, Body]
-    jobs: Mapping[str, Body]
-    stored_pods: Mapping[str, Body]  # the pods as the watches reported them, without the overlay
+    nodes: Mapping[str, Node]
+    pods: Mapping[str, Pod]
+    quotas: Mapping[str, GPUQuota]
+    jobs: Mapping[str, TrainingJob]
+    stored_pods: Mapping[str, Pod]  # the pods as the watches reported them, without the overlay
 
 
 @dataclass
@@ -125,7 +138,7 @@ class Scheduler:
             self.metrics.observe_jobs(
                 (
                     decisions.job_queues.get(model.JobKey(key), "none"),
-                    (body.get("status") or {}).get("phase") or "Queued",
+                    status(body).get("phase") or "Queued",
                 )
                 for key, body in view.jobs.items()
             )
@@ -136,8 +149,8 @@ class Scheduler:
     async def _bind(
         self,
         decisions: model.Decisions,
-        pod_of_job: dict[model.JobKey, Body],
-        pods_of_gang: dict[model.JobKey, dict[int, Body]],
+        pod_of_job: dict[model.JobKey, Pod],
+        pods_of_gang: dict[model.JobKey, dict[int, Pod]],
         outcome: Report,
     ) -> list[Write]:
         """Binds the decided gangs; returns the deletions that release a gang whose binding failed part-way."""
@@ -149,7 +162,7 @@ class Scheduler:
                 gangs[bind.job] = [PodBind(meta["namespace"], meta["name"], meta.get("uid"), bind.nodes[0])]
                 continue
             members = pods_of_gang.get(bind.job, {})
-            waiting = [rank for rank in sorted(members) if not members[rank].get("spec", {}).get("nodeName")]
+            waiting = [rank for rank in sorted(members) if not pod_spec(members[rank]).get("nodeName")]
             if len(waiting) != len(bind.nodes):
                 continue  # pods still being created; the next cycle binds the whole gang
             gangs[bind.job] = [
@@ -182,8 +195,8 @@ class Scheduler:
     def _nominations(
         self,
         decisions: model.Decisions,
-        pod_of_job: dict[model.JobKey, Body],
-        pods_of_gang: dict[model.JobKey, dict[int, Body]],
+        pod_of_job: dict[model.JobKey, Pod],
+        pods_of_gang: dict[model.JobKey, dict[int, Pod]],
     ) -> list[tuple[Write, tuple[str, str | None, str | None]]]:
         """The writes that store every waiting job's nomination on its pods' ``status.nominatedNodeName``
         (one node per replica, by rank) and clear the ones that lapsed, so a restarted operator keeps them;
@@ -192,20 +205,20 @@ class Scheduler:
         The patch names the pod's uid, so a pod replaced meanwhile is left alone.
         """
         bound = {bind.job for bind in decisions.binds}
-        wanted: dict[str, tuple[Body, str | None]] = {}
+        wanted: dict[str, tuple[Pod, str | None]] = {}
         for key, pod in pod_of_job.items():
             nodes = decisions.nominations.get(key, ())
             wanted[_pod_key(pod)] = (pod, nodes[0] if nodes else None)
         for key, members in pods_of_gang.items():
             nodes = decisions.nominations.get(key, ())
-            waiting = [rank for rank in sorted(members) if not members[rank].get("spec", {}).get("nodeName")]
+            waiting = [rank for rank in sorted(members) if not pod_spec(members[rank]).get("nodeName")]
             for index, rank in enumerate(waiting):
                 wanted[_pod_key(members[rank])] = (members[rank], nodes[index] if len(nodes) == len(waiting) else None)
         writes: list[tuple[Write, tuple[str, str | None, str | None]]] = []
         for name, (pod, target) in wanted.items():
-            if (pod.get("status") or {}).get("nominatedNodeName") == target:
+            if pod_status(pod).get("nominatedNodeName") == target:
                 continue
-            if target is None and (pod.get("spec", {}).get("nodeName") or _job_key(pod) in bound):
+            if target is None and (pod_spec(pod).get("nodeName") or _job_key(pod) in bound):
                 continue  # bound pods keep what they had; nothing reads it any more
             meta = pod["metadata"]
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
@@ -216,7 +229,7 @@ class Scheduler:
         return writes
 
     def _plain_evictions(
-        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body], now: float
+        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Pod], now: float
     ) -> list[Write]:
         victims = [
             (eviction, pod_of_job[eviction.job]) for eviction in decisions.evictions if eviction.job in pod_of_job
@@ -232,7 +245,7 @@ class Scheduler:
     # -- TrainingJobs ---------------------------------------------------------------------------
 
     def _job_writes(
-        self, view: View, pods: Mapping[str, Body], decisions: model.Decisions, outcome: Report, now: float
+        self, view: View, pods: Mapping[str, Pod], decisions: model.Decisions, outcome: Report, now: float
     ) -> tuple[list[Write], dict[int, str]]:
         """Every TrainingJob's plan as writes, and which of them create a Service (by id, with its job)."""
         explanations = {e.job: e for e in decisions.pending}
@@ -273,18 +286,18 @@ class Scheduler:
             self._observe_start(body, plan, verdict.queue)
         return writes, services
 
-    def _observe_start(self, body: Body, plan: job_control.Plan, queue: str | None) -> None:
+    def _observe_start(self, body: TrainingJob, plan: job_control.Plan, queue: str | None) -> None:
         """Wait time from queued to running, observed once, when the job starts."""
         if self.metrics is None or plan.status is None or plan.status.get("phase") != "Running":
             return
-        if (body.get("status") or {}).get("phase") == "Running":
+        if status(body).get("phase") == "Running":
             return
         queued = bodies.timestamp(plan.status.get("queuedAt"))
         started = bodies.timestamp(plan.status.get("startedAt"))
         if queued is not None and started is not None:
             self.metrics.observe_started(queue or "none", started - queued)
 
-    def _plan_writes(self, body: Body, plan: job_control.Plan, now: float) -> list[Write]:
+    def _plan_writes(self, body: TrainingJob, plan: job_control.Plan, now: float) -> list[Write]:
         """One job's plan as writes; the Service's creation first, when there is one."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -312,7 +325,7 @@ class Scheduler:
     # -- plain pods and queues ---------------------------------------------------------------------
 
     def _plain_pod_conditions(
-        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Body], now: float
+        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Pod], now: float
     ) -> list[Write]:
         """Waiting plain pods get ``PodScheduled=False`` with the reason, as kube-scheduler does."""
         writes = []
@@ -320,8 +333,8 @@ class Scheduler:
             pod = pod_of_job.get(explanation.job)
             if pod is None:
                 continue
-            conditions = pod.get("status", {}).get("conditions") or []
-            current: Body = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
+            conditions = pod_status(pod).get("conditions") or []
+            current: Condition = next((c for c in conditions if c.get("type") == "PodScheduled"), Condition())
             message = f"{explanation.reason.value}: {explanation.message}"
             if current.get("status") == "False" and current.get("message") == message:
                 continue
@@ -338,7 +351,7 @@ class Scheduler:
         for job in view.jobs.values():
             meta = job["metadata"]
             queue = decisions.job_queues.get(model.JobKey(f"{meta['namespace']}/{meta['name']}"))
-            phase = (job.get("status") or {}).get("phase")
+            phase = status(job).get("phase")
             if queue is None:
                 continue
             if phase == "Running":
@@ -363,7 +376,7 @@ class Scheduler:
             def column(field: str, per_type: dict[str, dict[str, int]] = gpus) -> str:
                 return ",".join(f"{t}={v[field]}" for t, v in per_type.items()) or "-"
 
-            old = body.get("status") or {}
+            old = status(body)
             cycle_problem = decisions.queue_problems.get(model.QueueName(name))
             problem = cycle_problem or decisions.namespace_conflicts.get(model.QueueName(name))
             previous = {c.get("type"): c for c in old.get("conditions") or []}
@@ -382,7 +395,7 @@ class Scheduler:
                     "lastTransitionTime": job_control.rfc3339(now),
                     "observedGeneration": body["metadata"].get("generation", 1),
                 }
-            status = {
+            new = {
                 "gpus": gpus,
                 "summary": {
                     "guaranteed": column("guaranteed"),
@@ -395,29 +408,27 @@ class Scheduler:
                 "conditions": [valid],
                 "observedGeneration": body["metadata"].get("generation", 1),
             }
-            if status != old:  # the whole status replaced (a JSON patch), so fields that no longer apply go too
+            if new != old:  # the whole status replaced (a JSON patch), so fields that no longer apply go too
                 path = QUOTA_PATH.format(name=name) + "/status"
-                writes.append(
-                    applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
-                )
+                writes.append(applier.patch(path, [{"op": "add", "path": "/status", "value": new}], patch_type="json"))
         return writes
 
 
-def _pod_key(pod: Body) -> str:
+def _pod_key(pod: Pod) -> str:
     return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
 
-def _job_key(pod: Body) -> str:
+def _job_key(pod: Pod) -> str:
     meta = pod["metadata"]
-    owner = (meta.get("labels") or {}).get(bodies.JOB_LABEL)
+    owner = labels(pod).get(bodies.JOB_LABEL)
     return f"{meta['namespace']}/{owner}" if owner else f"{meta['namespace']}/pods/{meta['name']}"
 
 
-def _delete_pod(pod: Body, grace: int) -> Write:
+def _delete_pod(pod: Pod, grace: int) -> Write:
     meta = pod["metadata"]
     return applier.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", grace_seconds=grace)
 
 
-def _finalizers(path: str, meta: Body, finalizers: list[str]) -> Write:
+def _finalizers(path: str, meta: ObjectMeta, finalizers: list[str]) -> Write:
     """Sets the finalizers, guarded by resourceVersion so a concurrent change is not overwritten."""
     return applier.patch(path, {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}})

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from leitstand.kube.client import ApiError, Body, Client, PatchType, TransportError
+from leitstand.kube.client import ApiError, Client, PatchType, TransportError
+from leitstand.kube.objects import Body, Pod, pod_spec, pod_status
 
 logger = logging.getLogger("leitstand.kube")
 COMPONENT = "leitstand"
@@ -80,7 +81,7 @@ def patch(path: str, body: Any, *, patch_type: PatchType = "merge") -> Write:
     return Write("patch", path, body, patch_type=patch_type, done=SETTLED)
 
 
-def event(involved: Body, event_type: str, reason: str, message: str, *, now: float) -> Write:
+def event(involved: Mapping[str, Any], event_type: str, reason: str, message: str, *, now: float) -> Write:
     """A core/v1 Event about ``involved`` (a full object body with apiVersion and kind)."""
     meta = involved["metadata"]
     namespace = meta.get("namespace") or "default"
@@ -130,31 +131,26 @@ class Overlay:
     def __len__(self) -> int:
         return len(self.nodes) + len(self.nominations)
 
-    def view(self, pods: Mapping[str, Body]) -> dict[str, Body]:
+    def view(self, pods: Mapping[str, Pod]) -> dict[str, Pod]:
         """``pods`` with what was written but not yet seen; forgets what the watches confirmed."""
         result = dict(pods)
         for key, (uid, bound_to) in list(self.nodes.items()):
             pod = pods.get(key)
-            if pod is None or (uid is not None and pod["metadata"].get("uid") != uid) or _spec(pod).get("nodeName"):
+            if pod is None or (uid is not None and pod["metadata"].get("uid") != uid) or pod_spec(pod).get("nodeName"):
                 del self.nodes[key]
                 continue
-            result[key] = {**pod, "spec": {**_spec(pod), "nodeName": bound_to}}
+            result[key] = {**pod, "spec": {**pod_spec(pod), "nodeName": bound_to}}
         for key, (uid, nominee_node) in list(self.nominations.items()):
             pod = result.get(key)
             seen = pods.get(key)
             if pod is None or seen is None or (uid is not None and pod["metadata"].get("uid") != uid):
                 del self.nominations[key]
                 continue
-            if (seen.get("status") or {}).get("nominatedNodeName") == nominee_node:
+            if pod_status(seen).get("nominatedNodeName") == nominee_node:
                 del self.nominations[key]
                 continue
-            result[key] = {**pod, "status": {**(pod.get("status") or {}), "nominatedNodeName": nominee_node}}
+            result[key] = {**pod, "status": {**pod_status(pod), "nominatedNodeName": nominee_node}}
         return result
-
-
-def _spec(pod: Body) -> Body:
-    spec: Body = pod.get("spec") or {}
-    return spec
 
 
 class Applier:

@@ -17,8 +17,21 @@ import pydantic
 
 from leitstand.core import model
 from leitstand.kube import quantities, resources
+from leitstand.kube.objects import (
+    Body,
+    GPUQuota,
+    Node,
+    Pod,
+    TrainingJob,
+    deleting,
+    labels,
+    node_spec,
+    node_status,
+    pod_spec,
+    pod_status,
+    status,
+)
 
-Body = dict[str, Any]
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 SCHEDULER_NAME = "leitstand"
@@ -69,43 +82,43 @@ def timestamp(value: str | None) -> float | None:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def pod_requests(pod: Body) -> tuple[int, int, int]:
+def pod_requests(pod: Pod) -> tuple[int, int, int]:
     """(GPUs, CPU millicores, memory bytes) a pod requests, summed over its containers."""
     gpus = cpu = memory = 0
-    for container in pod.get("spec", {}).get("containers") or []:
-        resources_ = container.get("resources") or {}
-        requests = resources_.get("requests") or {}
-        limits = resources_.get("limits") or {}
+    for container in pod_spec(pod).get("containers") or []:
+        needs = container.get("resources") or {}
+        requests = needs.get("requests") or {}
+        limits = needs.get("limits") or {}
         gpus += quantities.units(requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE)))
         cpu += quantities.millis(requests.get("cpu"))
         memory += quantities.units(requests.get("memory"))
     return gpus, cpu, memory
 
 
-def is_ours(pod: Body) -> bool:
-    return bool(pod.get("spec", {}).get("schedulerName") == SCHEDULER_NAME)
+def is_ours(pod: Pod) -> bool:
+    return pod_spec(pod).get("schedulerName") == SCHEDULER_NAME
 
 
-def live(pod: Body) -> bool:
-    return pod.get("status", {}).get("phase") not in TERMINAL
+def live(pod: Pod) -> bool:
+    return pod_status(pod).get("phase") not in TERMINAL
 
 
-def node_ready(node: Body) -> bool:
-    if node.get("spec", {}).get("unschedulable"):
+def node_ready(node: Node) -> bool:
+    if node_spec(node).get("unschedulable"):
         return False
-    conditions = node.get("status", {}).get("conditions") or []
+    conditions = node_status(node).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 KEEPING_AWAY = frozenset({"NoSchedule", "NoExecute"})
 
 
-def taints(node: Body) -> tuple[model.Taint, ...]:
+def taints(node: Node) -> tuple[model.Taint, ...]:
     """A node's taints that keep pods away (PreferNoSchedule is only a preference)."""
     return tuple(
         sorted(
             (str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect")))
-            for t in node.get("spec", {}).get("taints") or []
+            for t in node_spec(node).get("taints") or []
             if t.get("effect") in KEEPING_AWAY
         )
     )
@@ -124,23 +137,23 @@ def tolerations(items: Iterable[Any] | None) -> tuple[model.Toleration, ...]:
     return tuple(sorted(result))
 
 
-def to_node(body: Body, foreign: tuple[int, int, int], settings: Settings) -> model.Node:
-    allocatable = body.get("status", {}).get("allocatable") or {}
-    labels = body["metadata"].get("labels") or {}
+def to_node(body: Node, foreign: tuple[int, int, int], settings: Settings) -> model.Node:
+    allocatable = node_status(body).get("allocatable") or {}
+    node_labels = labels(body)
     return model.Node(
         name=model.NodeName(body["metadata"]["name"]),
-        gpu_type=settings.gpu_type(labels.get(GPU_PRODUCT_LABEL)),
+        gpu_type=settings.gpu_type(node_labels.get(GPU_PRODUCT_LABEL)),
         gpus=max(quantities.units(allocatable.get(GPU_RESOURCE)) - foreign[0], 0),
         cpu_millis=max(quantities.millis(allocatable.get("cpu")) - foreign[1], 0),
         memory_bytes=max(quantities.units(allocatable.get("memory")) - foreign[2], 0),
-        domains=tuple(labels.get(label, "") for _name, label in settings.topology),
-        labels=model.labels(labels),
+        domains=tuple(node_labels.get(label, "") for _name, label in settings.topology),
+        labels=model.labels(node_labels),
         ready=node_ready(body),
         taints=taints(body),
     )
 
 
-def to_queue(body: Body) -> model.Queue | None:
+def to_queue(body: GPUQuota) -> model.Queue | None:
     """The core queue of a GPUQuota; None when its spec does not parse (the API server validated it)."""
     try:
         spec = resources.GPUQuotaSpec.model_validate(body.get("spec") or {})
@@ -161,16 +174,16 @@ def to_queue(body: Body) -> model.Queue | None:
     )
 
 
-def pod_job(pod: Body) -> model.Job:
+def pod_job(pod: Pod) -> model.Job:
     """A plain pod as a gang of one."""
     meta = pod["metadata"]
-    spec = pod.get("spec", {})
+    spec = pod_spec(pod)
     gpus, cpu, memory = pod_requests(pod)
     node = spec.get("nodeName")
     selector = dict(spec.get("nodeSelector") or {})
     gpu_type = selector.pop("leitstand.dev/gpu-type", None)
-    running_since = timestamp(pod.get("status", {}).get("startTime")) if node else None
-    nominated = pod.get("status", {}).get("nominatedNodeName")
+    running_since = timestamp(pod_status(pod).get("startTime")) if node else None
+    nominated = pod_status(pod).get("nominatedNodeName")
     return model.Job(
         key=model.JobKey(f"{meta['namespace']}/pods/{meta['name']}"),
         namespace=meta["namespace"],
@@ -192,7 +205,7 @@ _SPECS: OrderedDict[tuple[str, int], tuple[Body, resources.TrainingJobSpec]] = O
 SPEC_CACHE_SIZE = 20_000
 
 
-def job_spec(body: Body) -> resources.TrainingJobSpec:
+def job_spec(body: TrainingJob) -> resources.TrainingJobSpec:
     """The TrainingJob's spec, parsed once per version of it (uid and generation; the oldest parses go first).
 
     A cached parse is used only for the very spec object it was made from (the store
@@ -214,14 +227,14 @@ def job_spec(body: Body) -> resources.TrainingJobSpec:
     return parsed
 
 
-def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
+def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
     """The gang of a TrainingJob, with its live pods' nodes by rank; None when there is nothing to schedule.
 
     A job waits for scheduling only when every replica's pod exists; a job with
     some pods bound is included either way, so the core can complete or release it.
     """
-    status = body.get("status") or {}
-    if body["metadata"].get("deletionTimestamp") or status.get("phase") in TERMINAL:
+    current = status(body)
+    if deleting(body) or current.get("phase") in TERMINAL:
         return None
     if any(not live(pod) for pod in pods.values()):
         return None  # a replica ended: the job controller finishes or restarts the gang first
@@ -230,9 +243,7 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
     except pydantic.ValidationError:
         return None
     placement = tuple(
-        model.NodeName(node)
-        if (node := (pods[rank].get("spec", {}).get("nodeName") if rank in pods else None))
-        else None
+        model.NodeName(node) if (node := (pod_spec(pods[rank]).get("nodeName") if rank in pods else None)) else None
         for rank in range(spec.replicas)
     )
     bound = any(placement)
@@ -240,7 +251,7 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
         return None
     meta = body["metadata"]
     topology = spec.topology
-    nominated = [pods[rank].get("status", {}).get("nominatedNodeName") if rank in pods else None
+    nominated = [pod_status(pods[rank]).get("nominatedNodeName") if rank in pods else None
                  for rank in range(spec.replicas)]  # fmt: skip
     return model.Job(
         key=model.JobKey(f"{meta['namespace']}/{meta['name']}"),
@@ -254,20 +265,20 @@ def training_job(body: Body, pods: dict[int, Body]) -> model.Job | None:
         required_level=topology.required if topology else None,
         preferred_level=topology.preferred if topology else None,
         tolerations=tolerations(spec.template.tolerations),
-        submitted=timestamp(status.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
+        submitted=timestamp(current.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
         placement=placement if bound else (),
-        started=timestamp(status.get("startedAt")) if bound else None,
+        started=timestamp(current.get("startedAt")) if bound else None,
         nominated=tuple(model.NodeName(n) for n in nominated if n) if not bound and all(nominated) else (),
     )
 
 
 def build(
-    nodes: Iterable[Body],
-    quotas: Iterable[Body],
-    pods: Iterable[Body],
+    nodes: Iterable[Node],
+    quotas: Iterable[GPUQuota],
+    pods: Iterable[Pod],
     settings: Settings,
-    jobs: Iterable[Body] = (),
-) -> tuple[model.Snapshot, dict[model.JobKey, Body], dict[model.JobKey, dict[int, Body]]]:
+    jobs: Iterable[TrainingJob] = (),
+) -> tuple[model.Snapshot, dict[model.JobKey, Pod], dict[model.JobKey, dict[int, Pod]]]:
     """The snapshot of the store's bodies; the pod behind each plain-pod job; each TrainingJob's pods by rank.
 
     Every live pod bound to a node holds its resources there, whatever becomes of
@@ -277,22 +288,22 @@ def build(
     """
     foreign: dict[str, tuple[int, int, int]] = {}
     core_jobs: list[model.Job] = []
-    pod_of_job: dict[model.JobKey, Body] = {}
-    gang_pods: dict[str, dict[int, Body]] = {}
+    pod_of_job: dict[model.JobKey, Pod] = {}
+    gang_pods: dict[str, dict[int, Pod]] = {}
 
-    def hold_foreign(pod: Body) -> None:
-        node = pod.get("spec", {}).get("nodeName")
+    def hold_foreign(pod: Pod) -> None:
+        node = pod_spec(pod).get("nodeName")
         if node and live(pod):
             held = foreign.get(node, (0, 0, 0))
             foreign[node] = tuple(a + b for a, b in zip(held, pod_requests(pod), strict=True))  # type: ignore[assignment]
 
     for pod in pods:
         meta = pod["metadata"]
-        labels = meta.get("labels") or {}
-        owner = labels.get(JOB_LABEL) if is_ours(pod) else None
+        pod_labels = meta.get("labels") or {}
+        owner = pod_labels.get(JOB_LABEL) if is_ours(pod) else None
         if owner and not meta.get("deletionTimestamp"):
             try:
-                rank = int(labels.get(REPLICA_LABEL, ""))
+                rank = int(pod_labels.get(REPLICA_LABEL, ""))
             except ValueError:
                 hold_foreign(pod)
                 continue
@@ -300,7 +311,7 @@ def build(
             continue
         if not live(pod):
             continue
-        node = pod.get("spec", {}).get("nodeName")
+        node = pod_spec(pod).get("nodeName")
         if not is_ours(pod):
             hold_foreign(pod)
             continue
@@ -323,7 +334,7 @@ def build(
         job = pod_job(pod)
         core_jobs.append(job)
         pod_of_job[job.key] = pod
-    pods_of_gang: dict[model.JobKey, dict[int, Body]] = {}
+    pods_of_gang: dict[model.JobKey, dict[int, Pod]] = {}
     for body in jobs:
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
         members = gang_pods.pop(key, {})

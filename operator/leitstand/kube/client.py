@@ -1,8 +1,9 @@
 """A small typed asyncio client for the Kubernetes API, over aiohttp.
 
-Bodies stay raw JSON dicts (``Body``) at this edge; the store and the core
-convert them. Every call either returns the decoded body or raises ``ApiError``
-with the API's own status, reason and message, so callers can tell a conflict
+Bodies stay raw JSON dicts (``objects.Body``) at this edge; their shapes are
+typed in ``kube/objects.py`` and converted for the core in ``kube/bodies.py``.
+Every call either returns the decoded body or raises ``ApiError`` with the
+API's own status, reason and message, so callers can tell a conflict
 (409) from a missing object (404) from throttling (429). Transient failures are
 not retried here: retry policy belongs to the caller that knows what is safe.
 A request that never got an answer (connection refused or reset, timeout)
@@ -28,8 +29,8 @@ import aiohttp
 from multidict import CIMultiDict
 
 from leitstand.kube.connection import Connection, Credential
+from leitstand.kube.objects import Body
 
-Body = dict[str, Any]
 PatchType = Literal["merge", "strategic", "json", "apply"]
 
 _PATCH_CONTENT_TYPES: dict[PatchType, str] = {

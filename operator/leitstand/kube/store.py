@@ -1,23 +1,18 @@
 """The in-memory store: what the watches last reported, by kind and key.
 
 Fed only by lists and watch events (``reset``, ``apply``); read by the scheduling loop, which turns
-it into a core snapshot (``kube.snapshots``). Holds no API client and writes
+it into a core snapshot (``kube.bodies``). Holds no API client and writes
 nothing: writes are the applier's (``kube.applier``), and what it assumes lives there. Not thread-safe by design:
 ``apply`` must run on the event loop (the informers are coroutines), so a
 snapshot taken between two awaits is consistent.
 """
 
 import asyncio
-from typing import Any
+from typing import cast
 
-Body = dict[str, Any]
+from leitstand.kube.objects import Body, GPUQuota, Node, Pod, TrainingJob, key_of
+
 KINDS = ("Node", "Pod", "GPUQuota", "TrainingJob")
-
-
-def key_of(body: Body) -> str:
-    meta = body["metadata"]
-    namespace = meta.get("namespace")
-    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
 class Store:
@@ -45,18 +40,20 @@ class Store:
         self.generation += 1
         self.changed.set()
 
-    @property
-    def nodes(self) -> dict[str, Body]:
-        return self.objects["Node"]
+    # typed views of the raw bodies (no copies): what each kind's fields are is in ``kube/objects.py``
 
     @property
-    def pods(self) -> dict[str, Body]:
-        return self.objects["Pod"]
+    def nodes(self) -> dict[str, Node]:
+        return cast(dict[str, Node], self.objects["Node"])
 
     @property
-    def quotas(self) -> dict[str, Body]:
-        return self.objects["GPUQuota"]
+    def pods(self) -> dict[str, Pod]:
+        return cast(dict[str, Pod], self.objects["Pod"])
 
     @property
-    def jobs(self) -> dict[str, Body]:
-        return self.objects["TrainingJob"]
+    def quotas(self) -> dict[str, GPUQuota]:
+        return cast(dict[str, GPUQuota], self.objects["GPUQuota"])
+
+    @property
+    def jobs(self) -> dict[str, TrainingJob]:
+        return cast(dict[str, TrainingJob], self.objects["TrainingJob"])

@@ -1,12 +1,10 @@
 """The TrainingJob controller's plans: pods, phases, restarts, preemption, deletion."""
 
-from typing import Any
-
 from leitstand.controller import jobs
 from leitstand.core import model
 from leitstand.kube import bodies
+from leitstand.kube.objects import Body
 
-Body = dict[str, Any]
 NOW = 1_800_000_000.0
 SETTINGS = bodies.Settings()
 

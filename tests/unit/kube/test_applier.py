@@ -6,7 +6,6 @@ e2e suite runs every write against the real one).
 """
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,9 +13,8 @@ from aiohttp import web
 from leitstand.kube import applier
 from leitstand.kube.applier import Applier, Overlay, PodBind
 from leitstand.kube.client import Client
+from leitstand.kube.objects import Body
 from tests.unit import loopback
-
-Body = dict[str, Any]
 
 
 def pod(name: str, uid: str = "u1", node: str | None = None, nominated: str | None = None) -> Body:

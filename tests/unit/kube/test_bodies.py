@@ -1,11 +1,9 @@
 """Raw bodies to the core's snapshot: nominations, terminating pods and foreign pods (no cluster needed)."""
 
-from typing import Any
-
 from leitstand.core import model
 from leitstand.kube import bodies
+from leitstand.kube.objects import Body
 
-Body = dict[str, Any]
 SETTINGS = bodies.Settings()
 
 

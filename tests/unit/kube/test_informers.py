@@ -8,17 +8,15 @@ list and watch protocol (a fake: unit tests start no kube-apiserver; the e2e tes
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp import web
 
 from leitstand.kube import connection, informers
 from leitstand.kube.client import Client
+from leitstand.kube.objects import Body
 from leitstand.kube.reviews import Recent
 from leitstand.kube.store import Store
-
-Body = dict[str, Any]
 
 
 def quota(name: str, version: str) -> Body:
