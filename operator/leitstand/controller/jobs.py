@@ -39,7 +39,7 @@ class Plan:
     create: list[Body] = field(default_factory=list)
     delete: list[tuple[str, int]] = field(default_factory=list)  # (pod name, grace seconds)
     service: Body | None = None
-    status: Body | None = None
+    status: Body | None = None  # the whole new status, when it changed
     events: list[Event] = field(default_factory=list)
     remove_finalizer: bool = False
     add_finalizer: bool = False
@@ -331,10 +331,23 @@ def plan(
             generation,
         ),
     ]
-    cleaned = {key: value for key, value in new.items() if value is not None}
-    if cleaned != {key: value for key, value in old.items() if value is not None}:
-        result.status = cleaned
+    written = _status_body(new)
+    if written != _status_body(old):
+        result.status = written
     return result
+
+
+def _status_body(status: Body) -> Body:
+    """A status as the CRD's model writes it (absent fields left out): what replaces the whole status.
+
+    Built through ``resources.TrainingJobStatus``, the model the CRD is generated
+    from, so what is written is what the schema accepts. The whole status is
+    replaced, never merged: a field that no longer applies (a queue position once
+    running) goes, instead of staying behind and asking for a write every cycle.
+    """
+    present = {key: value for key, value in status.items() if value is not None}
+    parsed = resources.TrainingJobStatus.model_validate(present)
+    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _domain(node: Node | None, spec: resources.TrainingJobSpec, settings: bodies.Settings) -> str:

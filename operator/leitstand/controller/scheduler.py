@@ -317,7 +317,7 @@ class Scheduler:
             for pod, grace in plan.delete
         ]
         if plan.status is not None:
-            writes.append(applier.patch(f"{job_path}/status", {"status": plan.status}))
+            writes.append(_status_write(f"{job_path}/status", plan.status))
         involved = {"apiVersion": resources.API_VERSION, "kind": "TrainingJob", **body}
         writes += [applier.event(involved, e.type, e.reason, e.message, now=now) for e in plan.events]
         return writes
@@ -361,20 +361,20 @@ class Scheduler:
         writes = []
         for name, body in view.quotas.items():
             numbers = decisions.queues.get(model.QueueName(name), {})
-            gpus: dict[str, dict[str, int]] = {
-                t: {
-                    "guaranteed": s.guaranteed,
-                    "allocated": s.allocated,
-                    "fairShare": s.fair_share,
-                    "reclaiming": s.reclaiming,
-                    "pending": s.pending,
-                }
+            gpus: dict[str, resources.GPUUsage] = {
+                str(t): resources.GPUUsage(
+                    guaranteed=s.guaranteed,
+                    allocated=s.allocated,
+                    fair_share=s.fair_share,
+                    reclaiming=s.reclaiming,
+                    pending=s.pending,
+                )
                 for t, s in sorted(numbers.items())
                 if s.guaranteed or s.allocated or s.fair_share or s.pending or s.reclaiming or s.limit is not None
             }
 
-            def column(field: str, per_type: dict[str, dict[str, int]] = gpus) -> str:
-                return ",".join(f"{t}={v[field]}" for t, v in per_type.items()) or "-"
+            def column(field: str, per_type: dict[str, resources.GPUUsage] = gpus) -> str:
+                return ",".join(f"{t}={getattr(v, field)}" for t, v in per_type.items()) or "-"
 
             old = status(body)
             cycle_problem = decisions.queue_problems.get(model.QueueName(name))
@@ -382,6 +382,7 @@ class Scheduler:
             previous = {c.get("type"): c for c in old.get("conditions") or []}
             valid_status = "False" if problem else "True"
             valid = previous.get("Valid")
+            generation = body["metadata"].get("generation", 1)
             if (
                 valid is None
                 or valid.get("status") != valid_status
@@ -393,25 +394,29 @@ class Scheduler:
                     "reason": "ParentCycle" if cycle_problem else "NamespaceConflict" if problem else "Consistent",
                     "message": problem or "consistent",
                     "lastTransitionTime": job_control.rfc3339(now),
-                    "observedGeneration": body["metadata"].get("generation", 1),
+                    "observedGeneration": generation,
                 }
-            new = {
-                "gpus": gpus,
-                "summary": {
-                    "guaranteed": column("guaranteed"),
-                    "allocated": column("allocated"),
-                    "fairShare": column("fairShare"),
-                    "pending": column("pending"),
-                },
-                "runningJobs": running.get(name, 0),
-                "pendingJobs": pending.get(name, 0),
-                "conditions": [valid],
-                "observedGeneration": body["metadata"].get("generation", 1),
-            }
-            if new != old:  # the whole status replaced (a JSON patch), so fields that no longer apply go too
-                path = QUOTA_PATH.format(name=name) + "/status"
-                writes.append(applier.patch(path, [{"op": "add", "path": "/status", "value": new}], patch_type="json"))
+            new = resources.GPUQuotaStatus(
+                gpus=gpus,
+                summary=resources.QuotaSummary(
+                    guaranteed=column("guaranteed"),
+                    allocated=column("allocated"),
+                    fair_share=column("fair_share"),
+                    pending=column("pending"),
+                ),
+                running_jobs=running.get(name, 0),
+                pending_jobs=pending.get(name, 0),
+                conditions=[resources.Condition.model_validate(valid)],
+                observed_generation=generation,
+            ).model_dump(mode="json", by_alias=True, exclude_none=True)  # what the CRD is generated from
+            if new != old:
+                writes.append(_status_write(QUOTA_PATH.format(name=name) + "/status", new))
         return writes
+
+
+def _status_write(path: str, status: Body) -> Write:
+    """Replaces the whole status (a JSON patch), so fields that no longer apply go instead of staying behind."""
+    return applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
 
 
 def _pod_key(pod: Pod) -> str:

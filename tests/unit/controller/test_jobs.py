@@ -2,7 +2,7 @@
 
 from leitstand.controller import jobs
 from leitstand.core import model
-from leitstand.kube import bodies
+from leitstand.kube import bodies, resources
 from leitstand.kube.objects import Body
 
 NOW = 1_800_000_000.0
@@ -110,6 +110,31 @@ def test_all_replicas_running_make_the_job_running_with_its_placement() -> None:
     assert result.status["placement"]["nodes"] == ["b200-0001", "b200-0002"]
     assert result.status["startedAt"] == jobs.rfc3339(NOW)
     assert [e.reason for e in result.events] == ["Running"]
+
+
+def test_a_started_job_drops_its_queue_position_and_its_status_is_written_once() -> None:
+    explanation = model.Explanation(
+        model.JobKey("soofi/llm"), model.Reason.INSUFFICIENT_CAPACITY, "needs 16 b200", model.QueueName("soofi"), 3
+    )
+    queued = plan(a_job(), {0: a_pod(0), 1: a_pod(1)}, jobs.Verdict(explanation, queue="soofi")).status
+    assert queued is not None
+    assert queued["queuePosition"] == 3
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    running = plan(a_job(status=queued), pods).status  # the whole status, as the API server then stores it
+    assert running is not None
+    assert running["phase"] == "Running"
+    assert "queuePosition" not in running
+    assert plan(a_job(status=running), pods).status is None  # nothing changed: nothing to write
+
+
+def test_the_status_is_what_the_crd_model_writes() -> None:
+    status = plan(a_job(), {0: a_pod(0), 1: a_pod(1)}).status
+    assert status is not None
+    assert (
+        resources.TrainingJobStatus.model_validate(status).model_dump(mode="json", by_alias=True, exclude_none=True)
+        == status
+    )
+    assert {c["type"] for c in status["conditions"]} == {"Scheduled", "Running", "Finished"}
 
 
 def test_all_replicas_succeeded_make_the_job_succeeded() -> None:
