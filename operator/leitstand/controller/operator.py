@@ -173,6 +173,9 @@ async def run(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(TimeoutError):  # what the last cycle decided, written while still leading
+                await asyncio.wait_for(scheduler.applier.drain(), timeout=2)
+            await scheduler.applier.close()
             if election is not None:  # let it give the lease up, so a standby takes over at once
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(election, timeout=5)

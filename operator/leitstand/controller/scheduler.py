@@ -119,13 +119,16 @@ class Scheduler:
             *self._plain_pod_conditions(decisions, pod_of_job, now),
             *self._quota_statuses(view, decisions, now),
         ]
-        for result in await self.applier.apply(writes):
+
+        def written(result: applier.Outcome) -> None:
             if not result.ok:
-                continue
+                return
             if id(result.write) in services:
                 self.services.add(services[id(result.write)])
             elif id(result.write) in nominated:  # kept until the watch reports it: the next cycle must not undo it
                 self.applier.overlay.nominated(*nominated[id(result.write)])
+
+        self.applier.submit(writes, written)  # performed in the background: the next cycle need not wait
         outcome.seconds = time.monotonic() - started
         self.last = outcome
         if self.metrics is not None:

@@ -3,9 +3,17 @@
 The scheduling loop decides from one view of the store and says what to write
 (``Write``: binds, pod and Service creation, deletions, finalizers, status
 patches, Events); the ``Applier`` performs the writes concurrently, at most
-``concurrency`` in flight, and returns one ``Outcome`` per write. A failure is
+``concurrency`` in flight, with one ``Outcome`` per write. A failure is
 reported, never raised, so one refused write cannot hide the others; answers
 that mean "already done" (a 409 on create, a 404 on delete) count as done.
+
+Binds are awaited by the cycle that decided them (``bind``): a gang bound
+part-way is released in the same cycle. Every other write is handed over
+(``submit``) and performed in the background, so a slow or failing API server
+never stalls the decision loop, as KAI-Scheduler's binder is apart from its
+scheduler. Writes to the same object with the same verb (``Write.key``) are
+never in flight together, and a newer one waiting replaces the older: a cycle
+that plans again before the watches caught up adds no duplicate requests.
 
 What a write changed but no watch has reported yet (a pod just bound, a
 nomination just stored) lives in the applier's ``Overlay``: the next view is read
@@ -55,6 +63,11 @@ class Write:
     grace_seconds: int | None = None
     done: tuple[int, ...] = ()
     best_effort: bool = False  # an Event: a failure is logged at debug level and never counted
+    key: str = ""  # the object and verb it changes: a newer write with the same key replaces a waiting one
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", f"{self.verb} {self.path}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +83,8 @@ SETTLED = (404, 409)  # gone, already there, or changed meanwhile: nothing to wa
 
 
 def create(path: str, body: Body) -> Write:
-    return Write("create", path, body, done=SETTLED)
+    name = (body.get("metadata") or {}).get("name")
+    return Write("create", path, body, done=SETTLED, key=f"create {path}/{name}" if name else "")
 
 
 def delete(path: str, *, grace_seconds: int | None = None) -> Write:
@@ -108,7 +122,8 @@ def event(involved: Mapping[str, Any], event_type: str, reason: str, message: st
         "lastTimestamp": stamp,
         "count": 1,
     }
-    return Write("create", f"/api/v1/namespaces/{namespace}/events", body, best_effort=True)
+    what = f"event {meta.get('uid') or meta['name']} {event_type} {reason} {message}"  # the same Event once
+    return Write("create", f"/api/v1/namespaces/{namespace}/events", body, best_effort=True, key=what)
 
 
 @dataclass
@@ -153,6 +168,18 @@ class Overlay:
         return result
 
 
+Done = Callable[[Outcome], None]
+
+
+def _same(first: Write, second: Write) -> bool:
+    """Would ``second`` do what ``first`` does? (Events with the same key say the same thing.)"""
+    if first.best_effort and second.best_effort:
+        return first.key == second.key
+    return (first.verb, first.path, first.body, first.patch_type, first.grace_seconds) == (
+        second.verb, second.path, second.body, second.patch_type, second.grace_seconds
+    )  # fmt: skip
+
+
 class Applier:
     """Performs writes for one operator process; ``allowed`` (leadership) is asked before every bind."""
 
@@ -161,6 +188,14 @@ class Applier:
         self.concurrency = concurrency
         self.allowed = allowed
         self.overlay = Overlay()
+        self._waiting: dict[str, tuple[Write, Done | None]] = {}  # submitted, not yet sent, by key (oldest first)
+        self._sending: dict[str, Write] = {}  # in flight, by key
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def bind(self, binds: Iterable[PodBind]) -> list[Outcome]:
         """Binds every pod; one Outcome per bind, in order. What was bound is assumed until the watch says so."""
@@ -169,6 +204,73 @@ class Applier:
             if outcome.ok and isinstance(outcome.write, PodBind):
                 self.overlay.bound(outcome.write)
         return outcomes
+
+    def submit(self, writes: Iterable[Write], done: "Done | None" = None) -> None:
+        """Hands ``writes`` over to be performed in the background; ``done`` gets each one's Outcome.
+
+        A write with the key of one in flight and equal to it is dropped (it is
+        on its way already); a write with the key of one still waiting replaces it.
+        Writes are sent only while ``allowed`` (a deposed leader writes nothing more).
+        """
+        for write in writes:
+            sending = self._sending.get(write.key)
+            if sending is not None and _same(sending, write):
+                continue
+            self._waiting.pop(write.key, None)
+            self._waiting[write.key] = (write, done)
+        if self._waiting:
+            self._idle.clear()
+            self._wake.set()
+            if self._runner is None or self._runner.done():
+                self._runner = asyncio.create_task(self._run(), name="leitstand-writes")
+
+    async def drain(self) -> None:
+        """Returns once every submitted write has been performed (or dropped)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stops writing; what is still waiting is dropped (a new leader plans it again)."""
+        self._waiting.clear()
+        tasks = [*self._tasks, *([self._runner] if self._runner is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sending.clear()
+        self._idle.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for key in [k for k in self._waiting if k not in self._sending]:
+                await self._slots.acquire()
+                if key not in self._waiting:  # dropped meanwhile (close)
+                    self._slots.release()
+                    continue
+                write, done = self._waiting.pop(key)
+                self._sending[key] = write
+                task = asyncio.create_task(self._one(write, done))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not self._waiting and not self._sending:
+                self._idle.set()
+
+    async def _one(self, write: Write, done: "Done | None") -> None:
+        try:
+            if self.allowed():
+                outcome = await self._send(write)
+            else:
+                outcome = Outcome(write, ok=False, reason="not the leader")
+        finally:
+            self._slots.release()
+            if self._sending.get(write.key) is write:
+                del self._sending[write.key]
+            self._wake.set()  # a write waiting behind this one may go; or the runner sees it is idle
+        if done is not None:
+            try:
+                done(outcome)
+            except Exception:  # a callback's bug must not stop the writes
+                logger.exception("handling the outcome of %s %s failed", write.verb, write.path)
 
     async def apply(self, writes: Iterable[Write]) -> list[Outcome]:
         """Performs every write, at most ``concurrency`` at a time; one Outcome per write, in order."""

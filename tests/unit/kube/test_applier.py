@@ -5,7 +5,9 @@ each path with a chosen status (a fake: unit tests start no kube-apiserver; the
 e2e suite runs every write against the real one).
 """
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -98,3 +100,103 @@ async def test_binds_report_each_pod_and_only_the_bound_are_assumed(api: Client)
     assert writer.overlay.nodes == {"t/a": ("u1", "n1")}
     deposed = await Applier(api, allowed=lambda: False).bind(binds)
     assert {o.reason for o in deposed} == {"not the leader"}
+
+
+class GatedServer:
+    """Answers 200 at once, except on ``/gated/...`` paths, which wait until ``gate`` opens; records every request."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self.requests: list[tuple[str, str, Any]] = []
+
+    async def answer(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else None
+        self.requests.append((request.method, request.path, body))
+        if request.path.startswith("/gated/"):
+            self.arrived.set()
+            await self.gate.wait()
+        return web.json_response({"kind": "Status"})
+
+
+class Collected:
+    """The outcomes handed back by the applier, as they come."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[applier.Outcome] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, outcome: applier.Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.changed.set()
+
+    async def reach(self, count: int) -> None:
+        """Waits (at most 10 s, then fails) until ``count`` outcomes came back."""
+        async with asyncio.timeout(10):
+            while len(self.outcomes) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[GatedServer, Client]]:
+    server = GatedServer()
+    async with loopback.serving(server.answer) as client:
+        yield server, client
+        server.gate.set()  # no handler left waiting when the server shuts down
+
+
+async def test_submitted_writes_go_in_the_background_and_a_stuck_one_holds_up_no_other(
+    gated: tuple[GatedServer, Client],
+) -> None:
+    server, client = gated
+    writer = Applier(client)
+    collected = Collected()
+    outcomes = collected.outcomes
+    writer.submit([applier.patch("/gated/a", {"n": 1})], collected)  # returns at once
+    await server.arrived.wait()
+    writer.submit([applier.patch("/fine/b", {"n": 1}), applier.delete("/fine/c")], collected)
+    await collected.reach(2)
+    assert sorted(o.write.path for o in outcomes) == ["/fine/b", "/fine/c"]  # the stuck one still in flight
+    server.gate.set()
+    await writer.drain()
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert outcomes[-1].write.path == "/gated/a"
+
+
+async def test_a_write_already_on_its_way_is_not_sent_twice_and_the_newest_waiting_one_wins(
+    gated: tuple[GatedServer, Client],
+) -> None:
+    server, client = gated
+    writer = Applier(client)
+    writer.submit([applier.patch("/gated/a", {"n": 1})])
+    await server.arrived.wait()
+    writer.submit([applier.patch("/gated/a", {"n": 1})])  # the same write, in flight: dropped
+    writer.submit([applier.patch("/gated/a", {"n": 2})])  # waits behind the one in flight ...
+    writer.submit([applier.patch("/gated/a", {"n": 3})])  # ... and is replaced by a newer one
+    writer.submit([applier.event({"kind": "Pod", **pod("a")}, "Normal", "Queued", "waits", now=0)] * 2)
+    server.gate.set()
+    await writer.drain()
+    patches = [body for method, path, body in server.requests if path == "/gated/a"]
+    assert patches == [{"n": 1}, {"n": 3}]
+    assert sum(1 for _m, path, _b in server.requests if path.endswith("/events")) == 1
+
+
+async def test_a_deposed_leader_sends_nothing_more_and_close_drops_what_waits(
+    gated: tuple[GatedServer, Client],
+) -> None:
+    server, client = gated
+    leading = True
+    writer = Applier(client, allowed=lambda: leading)
+    collected = Collected()
+    outcomes = collected.outcomes
+    writer.submit([applier.patch("/gated/a", {"n": 1})], collected)
+    await server.arrived.wait()
+    writer.submit([applier.patch("/gated/a", {"n": 2})], collected)  # waits behind the first
+    leading = False
+    writer.submit([applier.patch("/fine/b", {"n": 1})], collected)
+    await collected.reach(1)
+    assert [(o.write.path, o.ok, o.reason) for o in outcomes] == [("/fine/b", False, "not the leader")]
+    await writer.close()  # the first is cancelled in flight, the second never sent
+    await writer.drain()
+    assert [path for _m, path, _b in server.requests] == ["/gated/a"]
