@@ -199,12 +199,13 @@ async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_
     )
     assert sum(shares.values()) == 64
     assert now["t-c"] >= 16
-    started = [
-        body["status"]
-        for body in (await api.list(f"{GROUP}/namespaces/t-c/trainingjobs"))["items"]
-        if body.get("status", {}).get("phase") == "Running"
-    ]
-    assert started
+
+    async def running_late() -> list[Body] | None:
+        bodies = (await api.list(f"{GROUP}/namespaces/t-c/trainingjobs"))["items"]
+        statuses = [body.get("status", {}) for body in bodies]
+        return [status for status in statuses if status.get("phase") == "Running"] or None
+
+    started = await until(running_late, what="t-c's jobs to run", within=30)
     assert all("queuePosition" not in status for status in started)  # waited in the queue, then left it
     events = (await api.list("/api/v1/events"))["items"]
     assert any(e["reason"] == "Preempted" and e["involvedObject"]["namespace"] in {"t-a", "t-b"} for e in events)
