@@ -143,7 +143,7 @@ async def test_a_gang_is_bound_whole_runs_and_succeeds(api: Client, operator: Op
     await until(lambda: phase("Succeeded"), what="the job Succeeded", within=30)
 
 
-async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator) -> None:
+async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator, tmp_path: Path) -> None:
     await quota(api, "root", parent=None)
     await quota(api, "t-del", guaranteed=16)
     await job(api, "t-del", "doomed", 2)
@@ -161,7 +161,12 @@ async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator) 
         jobs_left = (await api.list(f"{GROUP}/namespaces/t-del/trainingjobs"))["items"]
         return True if not left and not jobs_left else None
 
-    await until(gone, what="the job and its pods to be gone", within=30)
+    await until(
+        gone,
+        what="the job and its pods to be gone",
+        within=30,
+        context=lambda: state(api, operator, tmp_path / "snapshot.json"),
+    )
 
 
 async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_guarantee(
