@@ -17,7 +17,6 @@ from typing import Annotated, Any, cast
 
 import pydantic
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -25,7 +24,7 @@ from rich.table import Table
 from leitstand import __version__
 from leitstand.core.model import Node, Policy, Queue
 from leitstand.devcluster import profiles
-from leitstand.errors import UserError, yaml_problem
+from leitstand.errors import UserError, read_yaml
 from leitstand.kube import bodies, objects, resources
 from leitstand.sim import clusters, engine, plots, study, traces
 
@@ -51,12 +50,7 @@ def load_cluster(spec: str) -> tuple[tuple[Node, ...], Policy, str]:
 
 def load_quotas(path: Path) -> tuple[Queue, ...]:
     """The GPUQuotas of a YAML file (other kinds are ignored), checked as the API server would."""
-    try:
-        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not YAML: {yaml_problem(error)}") from None
+    documents = read_yaml(path, documents=True)
     queues = []
     for index, document in enumerate(documents, start=1):
         if not isinstance(document, dict) or document.get("kind") != "GPUQuota":

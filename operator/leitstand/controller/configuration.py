@@ -25,11 +25,10 @@ import re
 from pathlib import Path
 
 import pydantic
-import yaml
 from pydantic.alias_generators import to_camel
 
 from leitstand.core import model
-from leitstand.errors import UserError, yaml_problem
+from leitstand.errors import UserError, read_yaml
 from leitstand.kube import bodies
 
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -99,12 +98,7 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> Configurat
     """The configuration from ``path`` (defaults when None) with environment overrides applied."""
     raw: dict[str, object] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as error:
-            raise UserError(f"cannot read configuration {path}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise UserError(f"configuration {path} is not valid YAML: {yaml_problem(error)}") from None
+        loaded = read_yaml(path, "configuration")
         if loaded is not None and not isinstance(loaded, dict):
             raise UserError(f"configuration {path} must be a mapping of settings")
         raw = loaded or {}

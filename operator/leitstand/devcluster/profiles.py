@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from leitstand import locations
-from leitstand.errors import UserError, yaml_problem
+from leitstand.errors import UserError, read_yaml
 
 GPU_RESOURCE = "nvidia.com/gpu"
 SPINE_LABEL = "network.topology.nvidia.com/spine"
@@ -90,11 +89,9 @@ def load(name_or_path: str) -> Profile:
                 f"unknown profile {name_or_path!r}; choose one of {', '.join(available())} "
                 "or give the path of a profile YAML file"
             )
+    raw = read_yaml(path, "profile")
     try:
-        raw = yaml.safe_load(path.read_text())
         return Profile.model_validate(raw)
-    except yaml.YAMLError as error:
-        raise UserError(f"profile {path} is not valid YAML: {yaml_problem(error)}") from None
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"

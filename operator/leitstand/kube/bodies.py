@@ -7,6 +7,7 @@ TrainingJob owns are gangs of one; TrainingJob pods (label
 Nothing here does I/O: the store hands over the bodies.
 """
 
+import dataclasses
 import datetime
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -317,19 +318,8 @@ def build(
             continue
         if meta.get("deletionTimestamp"):
             if node:  # evicted or released: holds its node until gone, and reclaim counts on it
-                gpus, cpu, memory = pod_requests(pod)
-                core_jobs.append(
-                    model.Job(
-                        key=model.JobKey(f"{meta['namespace']}/terminating/{meta['name']}"),
-                        namespace=meta["namespace"],
-                        replicas=1,
-                        gpus_per_replica=gpus,
-                        cpu_millis_per_replica=cpu,
-                        memory_bytes_per_replica=memory,
-                        placement=(model.NodeName(node),),
-                        terminating=True,
-                    )
-                )
+                going = model.JobKey(f"{meta['namespace']}/terminating/{meta['name']}")
+                core_jobs.append(dataclasses.replace(pod_job(pod), key=going, terminating=True, started=None))
             continue
         job = pod_job(pod)
         core_jobs.append(job)

@@ -118,8 +118,8 @@ class Node(TypedDict, total=False):
     status: NodeStatus
 
 
-class TrainingJob(TypedDict, total=False):
-    """A TrainingJob: its spec is parsed by ``resources.TrainingJobSpec``; its status is ours to write."""
+class CustomResource(TypedDict, total=False):
+    """A TrainingJob or GPUQuota: its spec is parsed by the models of ``kube/resources.py``; its status is ours."""
 
     apiVersion: str
     kind: str
@@ -128,14 +128,12 @@ class TrainingJob(TypedDict, total=False):
     status: dict[str, Any]
 
 
-class GPUQuota(TypedDict, total=False):
-    """A GPUQuota: its spec is parsed by ``resources.GPUQuotaSpec``; its status is ours to write."""
+class TrainingJob(CustomResource):
+    """A TrainingJob (spec: ``resources.TrainingJobSpec``, status: ``resources.TrainingJobStatus``)."""
 
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    spec: dict[str, Any]
-    status: dict[str, Any]
+
+class GPUQuota(CustomResource):
+    """A GPUQuota (spec: ``resources.GPUQuotaSpec``, status: ``resources.GPUQuotaStatus``)."""
 
 
 class LeaseSpec(TypedDict, total=False):
@@ -174,7 +172,7 @@ def labels(obj: Mapping[str, Any]) -> dict[str, str]:
     return (obj.get("metadata") or {}).get("labels") or {}
 
 
-def status(obj: TrainingJob | GPUQuota) -> dict[str, Any]:
+def status(obj: CustomResource) -> dict[str, Any]:
     """A custom resource's status; empty before anything was written."""
     return obj.get("status") or {}
 

@@ -75,7 +75,7 @@ def test_a_report_and_plots_for_every_scheduler(tmp_path: Path, trace: Path) -> 
         (QUOTAS.replace("[helix]", "[other]"), "no leaf GPUQuota claims the trace's tenant helix"),
         (QUOTAS.replace("guaranteed: 32}}}", "guaranteed: -1}}}"), "GPUQuota acme: spec.gpus.b200.guaranteed"),
         ("kind: ConfigMap\n", "holds no GPUQuota"),
-        ("{{{", "is not YAML"),
+        ("{{{", "is not valid YAML"),
     ],
 )
 def test_bad_quotas(tmp_path: Path, trace: Path, quotas: str, message: str) -> None:
