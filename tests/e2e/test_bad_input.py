@@ -148,7 +148,7 @@ async def test_accepted_but_unschedulable_jobs_get_a_reason_and_leave_other_tena
             assert set(reasons.values()) <= {
                 "Running", "Scheduled", "Pending", "Completed", "InsufficientCapacity", "TopologyUnsatisfiable",
                 "QuotaExhausted", "OverLimit", "NoMatchingNodes", "Unschedulable", "WaitingForReclaim", "WaitingForOlderJob",
-                "Reclaimed", "Preempted", "ReturnedLentCapacity", "Restarting",
+                "Reclaimed", "Preempted", "ReturnedLentCapacity", "Restarting", "RuntimeLimitExceeded",
             }, reasons  # fmt: skip
             assert operator.process.poll() is None, "the operator crashed"
             assert await steady_running() == before, "another tenant's job was disturbed"

@@ -91,6 +91,8 @@ BAD_JOBS = [
     ("no spec", removing("spec"), "spec: Required value"),
     ("name starting with a digit", setting("metadata.name", "9lives"), "a TrainingJob name must start with a letter"),
     ("name too long for its pods", setting("metadata.name", "x" * 51), "be at most 50 characters"),
+    ("runtime limit in days", setting("spec.runtimeLimit", "3d"), "spec.runtimeLimit in body should match"),
+    ("runtime limit of zero", setting("spec.runtimeLimit", "0s"), "runtimeLimit must be longer than 0s"),
 ]  # fmt: skip
 
 BAD_QUOTAS = [
@@ -105,6 +107,8 @@ BAD_QUOTAS = [
     ("reservation without selector", setting("spec.reservation", {"lendIdle": True}), "spec.reservation.nodeSelector: Required value"),
     ("negative minimum runtime", setting("spec.minRuntimeSeconds", -5), "spec.minRuntimeSeconds in body should be greater than or equal to 0"),
     ("unknown field", setting("spec.quota", 10), 'unknown field "spec.quota"'),
+    ("default runtime limit not a duration", setting("spec.defaultRuntimeLimit", "a week"), "spec.defaultRuntimeLimit in body should match"),
+    ("default longer than the maximum", setting("spec", {"defaultRuntimeLimit": "96h", "maxRuntimeLimit": "72h"}), "defaultRuntimeLimit must not be longer than maxRuntimeLimit"),
 ]  # fmt: skip
 
 

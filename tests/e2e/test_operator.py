@@ -143,6 +143,44 @@ async def test_a_gang_is_bound_whole_runs_and_succeeds(api: Client, operator: Op
     await until(lambda: phase("Succeeded"), what="the job Succeeded", within=30)
 
 
+async def test_a_job_ends_at_its_runtime_limit_and_one_above_its_queues_maximum_never_runs(
+    api: Client, operator: Operator, tmp_path: Path
+) -> None:
+    await quota(api, "root", parent=None, maxRuntimeLimit="1h")
+    await quota(api, "t-limit", guaranteed=16, defaultRuntimeLimit="30m")
+    await job(api, "t-limit", "greedy", 1, runtimeLimit="2h")
+    notebook = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "notebook", "annotations": {"leitstand.dev/runtime-limit": "4s"}},
+                "spec": {"schedulerName": "leitstand", "containers": [{"name": "c", "image": "x",
+                         "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}}]}}  # fmt: skip
+    await api.create("/api/v1/namespaces/t-limit/pods", notebook)
+    await job(
+        api, "t-limit", "capped", 1, runtimeLimit="4s", template={"annotations": {"leitstand.dev/sim-duration": "1h"}}
+    )
+
+    async def phase(name: str, wanted: str) -> Body | None:
+        body = await api.get(f"{GROUP}/namespaces/t-limit/trainingjobs/{name}")
+        return body if (body.get("status") or {}).get("phase") == wanted else None
+
+    context = lambda: state(api, operator, tmp_path / "snapshot.json")  # noqa: E731
+    greedy = await until(lambda: phase("greedy", "Failed"), what="greedy Failed", within=30, context=context)
+    assert greedy["status"]["reason"] == "RuntimeLimitTooLong"
+    assert greedy["status"]["message"].startswith("runtimeLimit 2h is above the maximum of 1h set by queue root")
+    await until(lambda: phase("capped", "Running"), what="capped Running", within=30, context=context)
+    capped = await until(lambda: phase("capped", "Failed"), what="capped Failed", within=30, context=context)
+    assert capped["status"]["reason"] == "RuntimeLimitExceeded"
+
+    async def no_pods() -> bool | None:
+        return True if not (await api.list("/api/v1/namespaces/t-limit/pods"))["items"] else None
+
+    await until(no_pods, what="the pods of both jobs and the notebook gone", within=30, context=context)
+    events = (await api.list("/api/v1/namespaces/t-limit/events"))["items"]
+    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
+    assert {
+        ("greedy", "RuntimeLimitTooLong"), ("capped", "RuntimeLimitExceeded"), ("notebook", "RuntimeLimitExceeded")
+    } <= reasons  # fmt: skip
+
+
 async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator, tmp_path: Path) -> None:
     await quota(api, "root", parent=None)
     await quota(api, "t-del", guaranteed=16)

@@ -54,6 +54,7 @@ class Verdict:
     evicted: model.Eviction | None = None
     released: model.Release | None = None
     queue: str | None = None
+    runtime_limit: float | None = None  # seconds it may run (its own, or its queue's default, at most the maximum)
 
 
 def rfc3339(moment: float) -> str:
@@ -231,7 +232,26 @@ def plan(
         result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
         return result
 
-    if verdict.evicted is not None:
+    started = bodies.timestamp(old.get("startedAt"))
+    explanation = verdict.explanation
+    if explanation is not None and explanation.reason is model.Reason.RUNTIME_LIMIT_TOO_LONG:
+        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
+        text = explanation.message
+        transition("Failed", explanation.reason.value, text, Event("Warning", explanation.reason.value, text))
+        new["finishedAt"] = rfc3339(now)
+    elif (
+        previous_phase == "Running"
+        and verdict.runtime_limit is not None
+        and started is not None
+        and now - started >= verdict.runtime_limit
+        and verdict.evicted is None
+    ):
+        limit = model.duration_text(verdict.runtime_limit)
+        text = f"ran {model.duration_text(now - started)}, its runtime limit is {limit}; its pods were deleted"
+        result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
+        transition("Failed", "RuntimeLimitExceeded", text, Event("Warning", "RuntimeLimitExceeded", text))
+        new["finishedAt"] = rfc3339(now)
+    elif verdict.evicted is not None:
         grace = eviction_grace_seconds
         result.delete = [(pod["metadata"]["name"], grace) for pod in live.values()]
         text = f"{verdict.evicted.reason.value}: {verdict.evicted.message}"

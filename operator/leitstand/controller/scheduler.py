@@ -110,11 +110,13 @@ class Scheduler:
         pods = self.applier.overlay.view(view.stored_pods)  # the same instant, with this cycle's binds
         nominations = self._nominations(decisions, pod_of_job, pods_of_gang)
         nominated = {id(write): pod for write, pod in nominations}
-        job_writes, services = self._job_writes(view, pods, decisions, outcome, now)
+        queues = {queue.name: queue for queue in snapshot.queues}
+        job_writes, services = self._job_writes(view, pods, decisions, queues, outcome, now)
         writes = [
             *released,
             *(write for write, _pod in nominations),
             *self._plain_evictions(decisions, pod_of_job, now),
+            *_plain_limits(snapshot, pod_of_job, now),
             *job_writes,
             *self._plain_pod_conditions(decisions, pod_of_job, now),
             *self._quota_statuses(view, decisions, now),
@@ -248,7 +250,13 @@ class Scheduler:
     # -- TrainingJobs ---------------------------------------------------------------------------
 
     def _job_writes(
-        self, view: View, pods: Mapping[str, Pod], decisions: model.Decisions, outcome: Report, now: float
+        self,
+        view: View,
+        pods: Mapping[str, Pod],
+        decisions: model.Decisions,
+        queues: Mapping[model.QueueName, model.Queue],
+        outcome: Report,
+        now: float,
     ) -> tuple[list[Write], dict[int, str]]:
         """Every TrainingJob's plan as writes, and which of them create a Service (by id, with its job)."""
         explanations = {e.job: e for e in decisions.pending}
@@ -261,16 +269,19 @@ class Scheduler:
             meta = body["metadata"]
             key = model.JobKey(f"{meta['namespace']}/{meta['name']}")
             try:
-                bodies.job_spec(body)
+                spec = bodies.job_spec(body)
             except ValueError as error:  # the API server validated it; only an older schema's leftovers fail
                 logger.warning("skipping TrainingJob %s: %s", key, error)
                 continue
+            queue = decisions.job_queues.get(key)
+            limit, _too_long = model.runtime_limit(resources.duration_seconds(spec.runtime_limit), queue, queues)
             verdict = job_control.Verdict(
                 explanation=explanations.get(key),
                 bound=key in bound and key not in outcome.released_gangs,
                 evicted=evictions.get(key),
                 released=releases.get(key),
-                queue=decisions.job_queues.get(key),
+                queue=queue,
+                runtime_limit=limit,
             )
             plan = job_control.plan(
                 body,
@@ -420,6 +431,25 @@ class Scheduler:
 def _status_write(path: str, status: Body) -> Write:
     """Replaces the whole status (a JSON patch), so fields that no longer apply go instead of staying behind."""
     return applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
+
+
+def _plain_limits(snapshot: model.Snapshot, pod_of_job: dict[model.JobKey, Pod], now: float) -> list[Write]:
+    """Plain pods that have run as long as their runtime limit allows: deleted, with a Warning Event."""
+    writes = []
+    for job in snapshot.jobs:
+        pod = pod_of_job.get(job.key)
+        if pod is None or job.runtime_limit is None or job.started is None or not job.placement:
+            continue
+        ran = now - job.started
+        if ran >= job.runtime_limit:
+            limit = model.duration_text(job.runtime_limit)
+            text = f"ran {model.duration_text(ran)}, its runtime limit is {limit}; deleted"
+            writes.append(_delete_pod(pod, 0))
+            event = applier.event(
+                {"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "RuntimeLimitExceeded", text, now=now
+            )
+            writes.append(event)
+    return writes
 
 
 def _pod_key(pod: Pod) -> str:

@@ -72,6 +72,8 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                     "lendIdle": q.reservation.lend_idle,
                 },
                 "minRuntimeSeconds": q.min_runtime_seconds,
+                "defaultRuntimeLimit": q.default_runtime_limit,
+                "maxRuntimeLimit": q.max_runtime_limit,
             }
             for q in sorted(snapshot.queues, key=lambda q: q.name)
         ],
@@ -94,6 +96,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "started": j.started,
                 "terminating": j.terminating,
                 "nominated": list(j.nominated),
+                "runtimeLimit": j.runtime_limit,
             }
             for j in sorted(snapshot.jobs, key=lambda j: j.key)
         ],
@@ -140,6 +143,8 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             if q["reservation"] is None
             else Reservation(_pairs(q["reservation"]["nodeSelector"]), bool(q["reservation"]["lendIdle"])),
             min_runtime_seconds=float(q["minRuntimeSeconds"]),
+            default_runtime_limit=_seconds(q.get("defaultRuntimeLimit")),  # absent in older dumps
+            max_runtime_limit=_seconds(q.get("maxRuntimeLimit")),
         )
         for q in data["queues"]
     )
@@ -162,6 +167,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             started=None if j["started"] is None else float(j["started"]),
             terminating=bool(j.get("terminating", False)),  # absent in older dumps
             nominated=tuple(NodeName(n) for n in j.get("nominated", [])),
+            runtime_limit=_seconds(j.get("runtimeLimit")),
         )
         for j in data["jobs"]
     )
@@ -199,3 +205,7 @@ def describe(decisions: Decisions) -> dict[str, Any]:
             for name, per_type in decisions.queues.items()
         },
     }
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)

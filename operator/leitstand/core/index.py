@@ -36,6 +36,7 @@ from leitstand.core.model import (
     matches,
     order_key,
     reservation_owners,
+    runtime_limit,
     tolerates,
 )
 from leitstand.core.statements import Statement
@@ -390,6 +391,10 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
             if job.nominated:
                 index.nominees.append(job)
             never = index.never_fits(job, queue)
+            if never is None and job.runtime_limit is not None:
+                _limit, too_long = runtime_limit(job.runtime_limit, queue, index.queues)
+                if too_long is not None:
+                    never = Reason.RUNTIME_LIMIT_TOO_LONG, too_long
             if never is not None:  # no demand: it would take a share it can never use
                 found.waiting[job.key] = Waiting(job, queue, job.gpu_type, *never, tried=True, ranked=False)
                 continue

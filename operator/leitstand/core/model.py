@@ -112,6 +112,8 @@ class Queue:
     shares: Mapping[GPUType, Share] = field(default_factory=dict)
     reservation: Reservation | None = None
     min_runtime_seconds: float = 0.0
+    default_runtime_limit: float | None = None  # seconds, for its jobs that set none (inherited down the tree)
+    max_runtime_limit: float | None = None  # seconds; the smallest on a job's queue path binds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class Job:
     started: float | None = None
     terminating: bool = False  # being deleted: holds its nodes until gone, never scheduled or evicted again
     nominated: tuple[NodeName, ...] = ()  # nodes an eviction freed for this job (one per replica), kept until it binds
+    runtime_limit: float | None = None  # seconds it may run once started, as the job itself says; None: unbounded
 
     @property
     def gpus(self) -> int:
@@ -192,6 +195,7 @@ class Reason(enum.StrEnum):
     WAITING_FOR_RECLAIM = "WaitingForReclaim"
     WAITING_FOR_OLDER_JOB = "WaitingForOlderJob"
     GANG_INCOMPLETE = "GangIncomplete"
+    RUNTIME_LIMIT_TOO_LONG = "RuntimeLimitTooLong"  # asks for more than its queue's maxRuntimeLimit: never runs
     # eviction reasons
     RECLAIMED = "Reclaimed"
     PREEMPTED = "Preempted"
@@ -204,6 +208,47 @@ CAPACITY_REASONS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSA
 def order_key(job: Job) -> tuple[int, float, str]:
     """Within a queue: higher priority first, then earlier submission, then name."""
     return (-int(job.priority), job.submitted, job.key)
+
+
+def runtime_limit(
+    own: float | None, queue: QueueName | None, queues: Mapping[QueueName, Queue]
+) -> tuple[float | None, str | None]:
+    """A job's runtime limit in seconds (None: unbounded), and why the job may not run at all (or None).
+
+    The job's own limit, else the nearest ``default_runtime_limit`` on its queue's
+    path; never more than the smallest ``max_runtime_limit`` there. A job that asks
+    for more than that maximum is refused, not cut short.
+    """
+    default: float | None = None
+    ceiling: tuple[float, QueueName] | None = None
+    seen: set[QueueName] = set()
+    current = queue
+    while current is not None and current in queues and current not in seen:
+        seen.add(current)
+        spec = queues[current]
+        if default is None:
+            default = spec.default_runtime_limit
+        if spec.max_runtime_limit is not None and (ceiling is None or spec.max_runtime_limit < ceiling[0]):
+            ceiling = (spec.max_runtime_limit, current)
+        current = spec.parent
+    if ceiling is not None and own is not None and own > ceiling[0]:
+        return ceiling[0], (
+            f"runtimeLimit {duration_text(own)} is above the maximum of {duration_text(ceiling[0])} "
+            f"set by queue {ceiling[1]}; ask for at most that, or ask the queue's owner to raise maxRuntimeLimit"
+        )
+    limit = own if own is not None else default
+    if ceiling is not None and (limit is None or limit > ceiling[0]):
+        limit = ceiling[0]
+    return limit, None
+
+
+def duration_text(seconds: float) -> str:
+    """``72h``, ``1h30m``, ``90s``: seconds as a duration people write."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"
 
 
 @dataclass(frozen=True, slots=True)

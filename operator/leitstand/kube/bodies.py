@@ -9,6 +9,7 @@ Nothing here does I/O: the store hands over the bodies.
 
 import dataclasses
 import datetime
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 SCHEDULER_NAME = "leitstand"
 JOB_LABEL = "leitstand.dev/job"
 REPLICA_LABEL = "leitstand.dev/replica"
+RUNTIME_LIMIT_ANNOTATION = "leitstand.dev/runtime-limit"
 TERMINAL = frozenset({"Succeeded", "Failed"})
 
 # The defaults of the operator's configuration (and so of the chart's values): NVIDIA Topograph's
@@ -172,6 +174,8 @@ def to_queue(body: GPUQuota) -> model.Queue | None:
         },
         reservation=reservation,
         min_runtime_seconds=float(spec.min_runtime_seconds),
+        default_runtime_limit=resources.duration_seconds(spec.default_runtime_limit),
+        max_runtime_limit=resources.duration_seconds(spec.max_runtime_limit),
     )
 
 
@@ -199,7 +203,22 @@ def pod_job(pod: Pod) -> model.Job:
         placement=(model.NodeName(node),) if node else (),
         started=running_since if node else None,
         nominated=(model.NodeName(nominated),) if nominated and not node else (),
+        runtime_limit=pod_runtime_limit(pod),
     )
+
+
+def pod_runtime_limit(pod: Pod) -> float | None:
+    """A plain pod's runtime limit: the ``leitstand.dev/runtime-limit`` annotation or its own
+    ``activeDeadlineSeconds``, the shorter when both are set; None when neither is (or the annotation
+    is not a duration)."""
+    annotation = ((pod.get("metadata") or {}).get("annotations") or {}).get(RUNTIME_LIMIT_ANNOTATION)
+    limits = []
+    if annotation and re.match(resources.DURATION, annotation):
+        limits.append(resources.duration_seconds(annotation) or 0.0)
+    deadline = pod_spec(pod).get("activeDeadlineSeconds")
+    if isinstance(deadline, int) and deadline > 0:
+        limits.append(float(deadline))
+    return min(limits) if limits else None
 
 
 _SPECS: OrderedDict[tuple[str, int], tuple[Body, resources.TrainingJobSpec]] = OrderedDict()
@@ -269,6 +288,7 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         submitted=timestamp(current.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
         placement=placement if bound else (),
         started=timestamp(current.get("startedAt")) if bound else None,
+        runtime_limit=resources.duration_seconds(spec.runtime_limit),
         nominated=tuple(model.NodeName(n) for n in nominated if n) if not bound and all(nominated) else (),
     )
 

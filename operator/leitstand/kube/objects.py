@@ -82,6 +82,7 @@ class PodSpec(TypedDict, total=False):
     tolerations: list[Toleration]
     containers: list[Container]
     initContainers: list[Container]
+    activeDeadlineSeconds: int
 
 
 class PodStatus(TypedDict, total=False):

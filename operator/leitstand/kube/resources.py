@@ -10,6 +10,7 @@ The same models parse the bodies the operator watches, so Python and the API
 server agree on what a valid object is.
 """
 
+import re
 from typing import Any, Literal
 
 import pydantic
@@ -23,6 +24,9 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 GPU_TYPE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 LEVEL_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY_RULE = "isQuantity(self)"
+
+DURATION = r"^([0-9]+(\.[0-9]+)?[hms])+$"  # 72h, 1h30m, 90s: a Go duration in hours, minutes and seconds
+DURATION_HELP = "a duration such as 72h, 1h30m or 90s"
 
 Priority = Literal["train", "build", "inference"]
 Phase = Literal["Queued", "Running", "Succeeded", "Failed", "Preempted"]
@@ -189,6 +193,16 @@ class TrainingJobSpec(Model):
         le=100,
         description="Restarts of the whole gang after a replica fails, before the job is Failed.",
     )
+    runtime_limit: str | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION,
+        json_schema_extra=cel(("duration(self) > duration('0s')", "runtimeLimit must be longer than 0s")),
+        description=(
+            f"How long the job may run once all replicas run, {DURATION_HELP}; then it ends Failed "
+            "(RuntimeLimitExceeded). Its queue's defaultRuntimeLimit when absent; unbounded when neither is set."
+        ),
+    )
     template: Template = pydantic.Field(description="The pod every replica runs.")
 
 
@@ -307,6 +321,12 @@ class GPUQuotaSpec(Model):
                 "GPU types are short lower-case names such as b200 or rtx-pro-6000",
                 ".gpus",
             ),
+            (
+                "!has(self.defaultRuntimeLimit) || !has(self.maxRuntimeLimit) || "
+                "duration(self.defaultRuntimeLimit) <= duration(self.maxRuntimeLimit)",
+                "defaultRuntimeLimit must not be longer than maxRuntimeLimit",
+                ".defaultRuntimeLimit",
+            ),
         )
     )
 
@@ -336,6 +356,21 @@ class GPUQuotaSpec(Model):
         ge=0,
         le=31_536_000,
         description="A job of this queue younger than this is never evicted to reclaim GPUs.",
+    )
+    default_runtime_limit: str | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION,
+        description=f"runtimeLimit of jobs below this queue that set none, {DURATION_HELP}; the nearest one wins.",
+    )
+    max_runtime_limit: str | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION,
+        description=(
+            f"The longest runtimeLimit a job below this queue may ask for, {DURATION_HELP}; "
+            "a job asking for more is Failed (RuntimeLimitTooLong)."
+        ),
     )
 
 
@@ -375,3 +410,11 @@ class GPUQuotaStatus(Model):
     observed_generation: int | None = pydantic.Field(
         default=None, ge=0, description="The .metadata.generation this status describes."
     )
+
+
+def duration_seconds(text: str | None) -> float | None:
+    """Seconds of a duration such as ``72h`` or ``1h30m`` (as ``DURATION`` accepts); None for None."""
+    if text is None:
+        return None
+    factors = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    return sum(float(number) * factors[unit] for number, unit in re.findall(r"([0-9]+(?:\.[0-9]+)?)([hms])", text))

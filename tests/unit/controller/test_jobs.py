@@ -228,3 +228,36 @@ def test_only_taints_that_keep_pods_away_reach_the_core() -> None:
         {"key": "c", "effect": "NoExecute"},
     ]}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}  # fmt: skip
     assert bodies.to_node(node, (0, 0, 0), SETTINGS).taints == (("a", "1", "NoSchedule"), ("c", "", "NoExecute"))
+
+
+def test_a_job_past_its_runtime_limit_ends_failed_and_its_pods_go() -> None:
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    started = {"phase": "Running", "startedAt": jobs.rfc3339(NOW - 7200)}
+    within = plan(a_job(status=started), pods, jobs.Verdict(queue="soofi", runtime_limit=7201))
+    assert within.delete == []
+    assert within.status is not None
+    assert within.status["phase"] == "Running"
+    over = plan(a_job(status=started), pods, jobs.Verdict(queue="soofi", runtime_limit=7200))
+    assert over.status is not None
+    assert (over.status["phase"], over.status["reason"]) == ("Failed", "RuntimeLimitExceeded")
+    assert over.status["message"] == "ran 2h, its runtime limit is 2h; its pods were deleted"
+    assert over.status["finishedAt"] == jobs.rfc3339(NOW)
+    assert sorted(over.delete) == [("llm-0", 0), ("llm-1", 0)]
+    assert [(e.type, e.reason) for e in over.events] == [("Warning", "RuntimeLimitExceeded")]
+    unbounded = plan(a_job(status=started), pods, jobs.Verdict(queue="soofi"))
+    assert unbounded.delete == []
+
+
+def test_a_job_asking_more_than_its_queue_allows_ends_failed_before_it_runs() -> None:
+    explanation = model.Explanation(
+        model.JobKey("soofi/llm"), model.Reason.RUNTIME_LIMIT_TOO_LONG, "runtimeLimit 96h is above the maximum",
+        model.QueueName("soofi"), None,
+    )  # fmt: skip
+    result = plan(
+        a_job(status={"phase": "Queued"}), {0: a_pod(0), 1: a_pod(1)}, jobs.Verdict(explanation, queue="soofi")
+    )
+    assert result.status is not None
+    assert (result.status["phase"], result.status["reason"]) == ("Failed", "RuntimeLimitTooLong")
+    assert sorted(result.delete) == [("llm-0", 0), ("llm-1", 0)]
+    assert result.create == []
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "RuntimeLimitTooLong")]

@@ -138,3 +138,27 @@ def test_a_gang_pod_being_deleted_is_terminating_and_one_with_a_broken_rank_hold
     assert "acme/llm" not in jobs  # neither pod is a replica of the gang: it waits for its pods
     assert gangs == {}
     assert {node.name: node.gpus for node in snap.nodes} == {"n1": 8, "n2": 4}
+
+
+def test_runtime_limits_come_from_the_job_the_pod_and_the_quota() -> None:
+    limited = a_training_job()
+    limited["spec"]["runtimeLimit"] = "1h30m"
+    annotated = a_pod("annotated")
+    annotated["metadata"]["annotations"] = {bodies.RUNTIME_LIMIT_ANNOTATION: "2h"}
+    deadline = a_pod("deadline")
+    deadline["spec"]["activeDeadlineSeconds"] = 600
+    both = a_pod("both")
+    both["metadata"]["annotations"] = {bodies.RUNTIME_LIMIT_ANNOTATION: "2h"}
+    both["spec"]["activeDeadlineSeconds"] = 60
+    garbled = a_pod("garbled")
+    garbled["metadata"]["annotations"] = {bodies.RUNTIME_LIMIT_ANNOTATION: "two days"}
+    members = [a_pod("llm-0", job="llm", rank=0), a_pod("llm-1", job="llm", rank=1)]
+    jobs = build([annotated, deadline, both, garbled, *members], [limited])
+    assert jobs["acme/llm"].runtime_limit == 5400
+    assert {key: job.runtime_limit for key, job in jobs.items() if "/pods/" in key} == {
+        "acme/pods/annotated": 7200, "acme/pods/deadline": 600, "acme/pods/both": 60, "acme/pods/garbled": None,
+    }  # fmt: skip
+    quota = {"metadata": {"name": "org"}, "spec": {"defaultRuntimeLimit": "24h", "maxRuntimeLimit": "72h"}}
+    queue = bodies.to_queue(quota)
+    assert queue is not None
+    assert (queue.default_runtime_limit, queue.max_runtime_limit) == (86_400, 259_200)
