@@ -2,13 +2,15 @@
 
 A cycle reads the store once (``View``: every kind, through the applier's
 overlay of writes the watches have not reported yet), decides from that view
-alone, and hands every write to the applier (``kube.applier``). The order of
-writes matters for safety: binds first (only while this replica leads), then
-nominations, evictions and releases, then the TrainingJob controller's pods,
-Services and statuses, then GPUQuota statuses. Every write is idempotent, so a
-crash at any point is repaired by the next cycle: a gang left partly bound is
-completed or released by the core, a missing pod is recreated, a status that
-did not land is patched again. Statuses are patched only when they change.
+alone, and hands every write to the applier (``kube.applier``). Binds go
+first and are awaited (only while this replica leads), so a gang bound part-way
+is released in the same cycle; then nominations, evictions and releases, the
+TrainingJob controller's pods, Services and statuses, runtime limits, and
+GPUQuota statuses are submitted to the applier's background writer, and the
+cycle ends without waiting for them. Every write is idempotent, so a crash at
+any point is repaired by the next cycle: a gang left partly bound is completed
+or released by the core, a missing pod is recreated, a status that did not land
+is written again. Statuses are written, whole, only when they change.
 """
 
 import logging
