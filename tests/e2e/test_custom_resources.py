@@ -108,6 +108,7 @@ BAD_QUOTAS = [
     ("negative minimum runtime", setting("spec.minRuntimeSeconds", -5), "spec.minRuntimeSeconds in body should be greater than or equal to 0"),
     ("unknown field", setting("spec.quota", 10), 'unknown field "spec.quota"'),
     ("default runtime limit not a duration", setting("spec.defaultRuntimeLimit", "a week"), "spec.defaultRuntimeLimit in body should match"),
+    ("zero maximum runtime", setting("spec.maxRuntimeLimit", "0s"), "maxRuntimeLimit must be longer than 0s"),
     ("default longer than the maximum", setting("spec", {"defaultRuntimeLimit": "96h", "maxRuntimeLimit": "72h"}), "defaultRuntimeLimit must not be longer than maxRuntimeLimit"),
 ]  # fmt: skip
 

@@ -23,6 +23,7 @@ from leitstand.kube.objects import Body, Node, OwnerReference, Pod, TrainingJob,
 MASTER_PORT = 29500
 FINALIZER = "leitstand.dev/pods"
 CONTAINER = "trainer"
+MESSAGE_LIMIT = 32_768  # a condition's message, as metav1.Condition allows
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,7 @@ def pod_manifest(job: TrainingJob, spec: resources.TrainingJobSpec, rank: int) -
 def _condition(
     previous: list[Body], kind: str, status: bool, reason: str, message: str, now: str, generation: int
 ) -> Body:
+    message = message[:MESSAGE_LIMIT]
     text = "True" if status else "False"
     for old in previous:
         if old.get("type") == kind and old.get("status") == text:
@@ -245,9 +247,10 @@ def plan(
         and started is not None
         and now - started >= verdict.runtime_limit
         and verdict.evicted is None
+        and any(p not in bodies.TERMINAL for p in phases.values())  # a gang that finished in time is not failed
     ):
         limit = model.duration_text(verdict.runtime_limit)
-        text = f"ran {model.duration_text(now - started)}, its runtime limit is {limit}; its pods were deleted"
+        text = f"ran to its runtime limit of {limit}; its pods were deleted"
         result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
         transition("Failed", "RuntimeLimitExceeded", text, Event("Warning", "RuntimeLimitExceeded", text))
         new["finishedAt"] = rfc3339(now)

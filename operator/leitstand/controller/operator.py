@@ -164,7 +164,8 @@ async def run(
 
         scheduler = Scheduler(client, store, config, leading, metrics)
         loop = asyncio.create_task(schedule_forever(scheduler, store, health, config, leadership.changed))
-        election = asyncio.create_task(leadership.run(stop)) if config.leader_election.enabled else None
+        campaign = asyncio.Event()  # set after the last writes: the lease is held until they are sent
+        election = asyncio.create_task(leadership.run(campaign)) if config.leader_election.enabled else None
         try:
             await kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop)
         finally:
@@ -176,6 +177,7 @@ async def run(
             with contextlib.suppress(TimeoutError):  # what the last cycle decided, written while still leading
                 await asyncio.wait_for(scheduler.applier.drain(), timeout=2)
             await scheduler.applier.close()
+            campaign.set()
             if election is not None:  # let it give the lease up, so a standby takes over at once
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(election, timeout=5)

@@ -118,19 +118,20 @@ class Scheduler:
             *released,
             *(write for write, _pod in nominations),
             *self._plain_evictions(decisions, pod_of_job, now),
-            *_plain_limits(snapshot, pod_of_job, now),
+            *_plain_limits(snapshot, pod_of_job, decisions, queues, now),
             *job_writes,
             *self._plain_pod_conditions(decisions, pod_of_job, now),
             *self._quota_statuses(view, decisions, now),
         ]
 
+        for pod_nomination in nominated.values():  # assumed at once: the next cycle may start before it lands
+            self.applier.overlay.nominated(*pod_nomination)
+
         def written(result: applier.Outcome) -> None:
-            if not result.ok:
-                return
-            if id(result.write) in services:
+            if id(result.write) in nominated and not result.ok:
+                self.applier.overlay.not_nominated(*nominated[id(result.write)])
+            elif result.ok and id(result.write) in services:
                 self.services.add(services[id(result.write)])
-            elif id(result.write) in nominated:  # kept until the watch reports it: the next cycle must not undo it
-                self.applier.overlay.nominated(*nominated[id(result.write)])
 
         self.applier.submit(writes, written)  # performed in the background: the next cycle need not wait
         outcome.seconds = time.monotonic() - started
@@ -232,7 +233,7 @@ class Scheduler:
             body: Body = {"status": {"nominatedNodeName": target}}
             if meta.get("uid"):
                 body["metadata"] = {"uid": meta["uid"]}  # a precondition: a replaced pod is left alone
-            writes.append((applier.patch(path, body), (name, meta.get("uid"), target)))
+            writes.append((applier.patch(path, body, purpose="nomination"), (name, meta.get("uid"), target)))
         return writes
 
     def _plain_evictions(
@@ -276,7 +277,9 @@ class Scheduler:
                 logger.warning("skipping TrainingJob %s: %s", key, error)
                 continue
             queue = decisions.job_queues.get(key)
-            limit, _too_long = model.runtime_limit(resources.duration_seconds(spec.runtime_limit), queue, queues)
+            leaf = queue or status(body).get("queue")  # a job out of the snapshot (a replica ended) keeps its queue
+            own = resources.duration_seconds(spec.runtime_limit)
+            limit, _too_long = model.runtime_limit(own, model.QueueName(leaf) if leaf else None, queues)
             verdict = job_control.Verdict(
                 explanation=explanations.get(key),
                 bound=key in bound and key not in outcome.released_gangs,
@@ -285,16 +288,20 @@ class Scheduler:
                 queue=queue,
                 runtime_limit=limit,
             )
-            plan = job_control.plan(
-                body,
-                job_control.pods_by_rank(body, pods),
-                verdict,
-                now=now,
-                eviction_grace_seconds=self.config.eviction_grace_seconds,
-                settings=self.settings,
-                nodes=view.nodes,
-                service_exists=key in self.services,
-            )
+            try:
+                plan = job_control.plan(
+                    body,
+                    job_control.pods_by_rank(body, pods),
+                    verdict,
+                    now=now,
+                    eviction_grace_seconds=self.config.eviction_grace_seconds,
+                    settings=self.settings,
+                    nodes=view.nodes,
+                    service_exists=key in self.services,
+                )
+            except ValueError:  # a status the CRD model refuses: a bug here, and no reason to stop the other jobs
+                logger.exception("planning TrainingJob %s failed; the other jobs go on", key)
+                continue
             planned = self._plan_writes(body, plan, now)
             if plan.service is not None:
                 services[id(planned[0])] = key
@@ -358,7 +365,8 @@ class Scheduler:
                          "lastTransitionTime": job_control.rfc3339(now)}  # fmt: skip
             meta = pod["metadata"]
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-            writes.append(applier.patch(path, {"status": {"conditions": [condition]}}, patch_type="strategic"))
+            body = {"status": {"conditions": [condition]}}
+            writes.append(applier.patch(path, body, patch_type="strategic", purpose="PodScheduled"))
         return writes
 
     def _quota_statuses(self, view: View, decisions: model.Decisions, now: float) -> list[Write]:
@@ -435,22 +443,30 @@ def _status_write(path: str, status: Body) -> Write:
     return applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
 
 
-def _plain_limits(snapshot: model.Snapshot, pod_of_job: dict[model.JobKey, Pod], now: float) -> list[Write]:
-    """Plain pods that have run as long as their runtime limit allows: deleted, with a Warning Event."""
+def _plain_limits(
+    snapshot: model.Snapshot,
+    pod_of_job: dict[model.JobKey, Pod],
+    decisions: model.Decisions,
+    queues: Mapping[model.QueueName, model.Queue],
+    now: float,
+) -> list[Write]:
+    """Plain pods that have run as long as their runtime limit allows (their annotation's, else their queue's
+    default, at most its maximum): deleted, with a Warning Event. ``activeDeadlineSeconds`` is the kubelet's."""
     writes = []
     for job in snapshot.jobs:
         pod = pod_of_job.get(job.key)
-        if pod is None or job.runtime_limit is None or job.started is None or not job.placement:
+        if pod is None or job.started is None or not job.placement:
             continue
-        ran = now - job.started
-        if ran >= job.runtime_limit:
-            limit = model.duration_text(job.runtime_limit)
-            text = f"ran {model.duration_text(ran)}, its runtime limit is {limit}; deleted"
-            writes.append(_delete_pod(pod, 0))
-            event = applier.event(
-                {"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "RuntimeLimitExceeded", text, now=now
-            )
-            writes.append(event)
+        own = bodies.annotated_runtime_limit(pod)
+        limit, _too_long = model.runtime_limit(own, decisions.job_queues.get(job.key), queues)
+        deadline = pod_spec(pod).get("activeDeadlineSeconds")
+        if limit is None or (isinstance(deadline, int) and 0 < deadline <= limit) or now - job.started < limit:
+            continue
+        text = f"ran to its runtime limit of {model.duration_text(limit)}; deleted"
+        writes.append(_delete_pod(pod, 0))
+        writes.append(
+            applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "RuntimeLimitExceeded", text, now=now)
+        )
     return writes
 
 

@@ -91,8 +91,11 @@ def delete(path: str, *, grace_seconds: int | None = None) -> Write:
     return Write("delete", path, grace_seconds=grace_seconds, done=SETTLED)
 
 
-def patch(path: str, body: Any, *, patch_type: PatchType = "merge") -> Write:
-    return Write("patch", path, body, patch_type=patch_type, done=SETTLED)
+def patch(path: str, body: Any, *, patch_type: PatchType = "merge", purpose: str = "") -> Write:
+    """A patch; ``purpose`` tells apart patches of different parts of one object (a pod's nomination and
+    its PodScheduled condition), so that one never replaces the other while waiting."""
+    key = f"patch {path} {purpose}" if purpose else ""
+    return Write("patch", path, body, patch_type=patch_type, done=SETTLED, key=key)
 
 
 def event(involved: Mapping[str, Any], event_type: str, reason: str, message: str, *, now: float) -> Write:
@@ -142,6 +145,11 @@ class Overlay:
 
     def nominated(self, key: str, uid: str | None, node: str | None) -> None:
         self.nominations[key] = (uid, node)
+
+    def not_nominated(self, key: str, uid: str | None, node: str | None) -> None:
+        """Forgets a nomination assumed when its write was handed over, once that write failed."""
+        if self.nominations.get(key) == (uid, node):
+            del self.nominations[key]
 
     def __len__(self) -> int:
         return len(self.nodes) + len(self.nominations)
@@ -215,6 +223,7 @@ class Applier:
         for write in writes:
             sending = self._sending.get(write.key)
             if sending is not None and _same(sending, write):
+                self._waiting.pop(write.key, None)  # an older one waiting behind it would undo the newest word
                 continue
             self._waiting.pop(write.key, None)
             self._waiting[write.key] = (write, done)

@@ -207,14 +207,18 @@ def pod_job(pod: Pod) -> model.Job:
     )
 
 
-def pod_runtime_limit(pod: Pod) -> float | None:
-    """A plain pod's runtime limit: the ``leitstand.dev/runtime-limit`` annotation or its own
-    ``activeDeadlineSeconds``, the shorter when both are set; None when neither is (or the annotation
-    is not a duration)."""
+def annotated_runtime_limit(pod: Pod) -> float | None:
+    """The ``leitstand.dev/runtime-limit`` annotation in seconds; None when absent, not a duration, or zero."""
     annotation = ((pod.get("metadata") or {}).get("annotations") or {}).get(RUNTIME_LIMIT_ANNOTATION)
-    limits = []
-    if annotation and re.match(resources.DURATION, annotation):
-        limits.append(resources.duration_seconds(annotation) or 0.0)
+    if not annotation or not re.match(resources.DURATION, annotation):
+        return None
+    return resources.duration_seconds(annotation) or None
+
+
+def pod_runtime_limit(pod: Pod) -> float | None:
+    """A plain pod's own runtime limit: its annotation or its ``activeDeadlineSeconds``, the shorter when
+    both are set; None when neither is."""
+    limits = [limit] if (limit := annotated_runtime_limit(pod)) is not None else []
     deadline = pod_spec(pod).get("activeDeadlineSeconds")
     if isinstance(deadline, int) and deadline > 0:
         limits.append(float(deadline))

@@ -361,12 +361,14 @@ class GPUQuotaSpec(Model):
         default=None,
         max_length=32,
         pattern=DURATION,
+        json_schema_extra=cel(("duration(self) > duration('0s')", "defaultRuntimeLimit must be longer than 0s")),
         description=f"runtimeLimit of jobs below this queue that set none, {DURATION_HELP}; the nearest one wins.",
     )
     max_runtime_limit: str | None = pydantic.Field(
         default=None,
         max_length=32,
         pattern=DURATION,
+        json_schema_extra=cel(("duration(self) > duration('0s')", "maxRuntimeLimit must be longer than 0s")),
         description=(
             f"The longest runtimeLimit a job below this queue may ask for, {DURATION_HELP}; "
             "a job asking for more is Failed (RuntimeLimitTooLong)."

@@ -240,12 +240,16 @@ def test_a_job_past_its_runtime_limit_ends_failed_and_its_pods_go() -> None:
     over = plan(a_job(status=started), pods, jobs.Verdict(queue="soofi", runtime_limit=7200))
     assert over.status is not None
     assert (over.status["phase"], over.status["reason"]) == ("Failed", "RuntimeLimitExceeded")
-    assert over.status["message"] == "ran 2h, its runtime limit is 2h; its pods were deleted"
+    assert over.status["message"] == "ran to its runtime limit of 2h; its pods were deleted"
     assert over.status["finishedAt"] == jobs.rfc3339(NOW)
     assert sorted(over.delete) == [("llm-0", 0), ("llm-1", 0)]
     assert [(e.type, e.reason) for e in over.events] == [("Warning", "RuntimeLimitExceeded")]
     unbounded = plan(a_job(status=started), pods, jobs.Verdict(queue="soofi"))
     assert unbounded.delete == []
+    done = {0: a_pod(0, "Succeeded", "n1"), 1: a_pod(1, "Succeeded", "n2")}  # finished in time, seen late
+    finished = plan(a_job(status=started), done, jobs.Verdict(queue="soofi", runtime_limit=3600))
+    assert finished.status is not None
+    assert finished.status["phase"] == "Succeeded"
 
 
 def test_a_job_asking_more_than_its_queue_allows_ends_failed_before_it_runs() -> None:

@@ -200,3 +200,19 @@ async def test_a_deposed_leader_sends_nothing_more_and_close_drops_what_waits(
     await writer.close()  # the first is cancelled in flight, the second never sent
     await writer.drain()
     assert [path for _m, path, _b in server.requests] == ["/gated/a"]
+
+
+async def test_patches_of_different_parts_of_one_object_never_replace_each_other(
+    gated: tuple[GatedServer, Client],
+) -> None:
+    server, client = gated
+    writer = Applier(client)
+    writer.submit([applier.patch("/gated/pod/status", {"n": 0})])  # something else in flight on the same path
+    await server.arrived.wait()
+    nomination = applier.patch("/gated/pod/status", {"nominated": "n1"}, purpose="nomination")
+    condition = applier.patch("/gated/pod/status", {"conditions": []}, patch_type="strategic", purpose="PodScheduled")
+    writer.submit([nomination, condition])
+    server.gate.set()
+    await writer.drain()
+    bodies = [body for _method, path, body in server.requests if path == "/gated/pod/status"]
+    assert bodies == [{"n": 0}, {"nominated": "n1"}, {"conditions": []}]
