@@ -91,9 +91,6 @@ class Index:
                 return name
         return None
 
-    def path(self, queue: QueueName | None) -> tuple[QueueName, ...]:
-        return self.paths[queue] if queue is not None else ()
-
     def lent(self, job: Job, queue: QueueName | None) -> bool:
         """May ``job`` use idle reserved nodes that their owner lends out? (Preemptible jobs outside any pool.)"""
         return job.priority.preemptible and self.owner(queue) is None
