@@ -43,6 +43,17 @@ def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": validations}
 
 
+def duration_field(name: str, description: str) -> Any:
+    """An optional duration field (``DURATION``), longer than 0s, named ``name`` on the wire."""
+    return pydantic.Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION,
+        json_schema_extra=cel(("duration(self) > duration('0s')", f"{name} must be longer than 0s")),
+        description=description,
+    )
+
+
 class Model(pydantic.BaseModel):
     """camelCase on the wire, strict about unknown fields, frozen once parsed."""
 
@@ -193,15 +204,10 @@ class TrainingJobSpec(Model):
         le=100,
         description="Restarts of the whole gang after a replica fails, before the job is Failed.",
     )
-    runtime_limit: str | None = pydantic.Field(
-        default=None,
-        max_length=32,
-        pattern=DURATION,
-        json_schema_extra=cel(("duration(self) > duration('0s')", "runtimeLimit must be longer than 0s")),
-        description=(
-            f"How long the job may run once all replicas run, {DURATION_HELP}; then it ends Failed "
-            "(RuntimeLimitExceeded). Its queue's defaultRuntimeLimit when absent; unbounded when neither is set."
-        ),
+    runtime_limit: str | None = duration_field(
+        "runtimeLimit",
+        f"How long the job may run once all replicas run, {DURATION_HELP}; then it ends Failed "
+        "(RuntimeLimitExceeded). Its queue's defaultRuntimeLimit when absent; unbounded when neither is set.",
     )
     template: Template = pydantic.Field(description="The pod every replica runs.")
 
@@ -357,22 +363,14 @@ class GPUQuotaSpec(Model):
         le=31_536_000,
         description="A job of this queue younger than this is never evicted to reclaim GPUs.",
     )
-    default_runtime_limit: str | None = pydantic.Field(
-        default=None,
-        max_length=32,
-        pattern=DURATION,
-        json_schema_extra=cel(("duration(self) > duration('0s')", "defaultRuntimeLimit must be longer than 0s")),
-        description=f"runtimeLimit of jobs below this queue that set none, {DURATION_HELP}; the nearest one wins.",
+    default_runtime_limit: str | None = duration_field(
+        "defaultRuntimeLimit",
+        f"runtimeLimit of jobs below this queue that set none, {DURATION_HELP}; the nearest one wins.",
     )
-    max_runtime_limit: str | None = pydantic.Field(
-        default=None,
-        max_length=32,
-        pattern=DURATION,
-        json_schema_extra=cel(("duration(self) > duration('0s')", "maxRuntimeLimit must be longer than 0s")),
-        description=(
-            f"The longest runtimeLimit a job below this queue may ask for, {DURATION_HELP}; "
-            "a job asking for more is Failed (RuntimeLimitTooLong)."
-        ),
+    max_runtime_limit: str | None = duration_field(
+        "maxRuntimeLimit",
+        f"The longest runtimeLimit a job below this queue may ask for, {DURATION_HELP}; "
+        "a job asking for more is Failed (RuntimeLimitTooLong).",
     )
 
 
