@@ -298,7 +298,7 @@ def plan(
         text = f"all {spec.replicas} replicas running on {len(set(placed))} nodes"
         transition("Running", "Running", text, Event("Normal", "Running", text))
     else:
-        if not terminating:
+        if not terminating and FINALIZER in finalizers:  # pods only once deleting the job must wait for them
             existing = set(live)
             result.create = [pod_manifest(job, spec, rank) for rank in range(spec.replicas) if rank not in existing]
         if phase == "Preempted" and (terminating or not live):

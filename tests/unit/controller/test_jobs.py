@@ -59,8 +59,11 @@ def plan(job: Body, pods: dict[int, Body], verdict: jobs.Verdict | None = None) 
 
 
 def test_a_new_job_gets_its_pods_with_the_torchrun_environment_and_a_finalizer() -> None:
-    result = plan(a_job(finalized=False), {})
-    assert result.add_finalizer
+    first = plan(a_job(finalized=False), {})
+    assert first.add_finalizer
+    assert first.create == []  # no pods before the finalizer: a job deleted now leaves none behind
+    result = plan(a_job(), {})
+    assert not result.add_finalizer
     assert [pod["metadata"]["name"] for pod in result.create] == ["llm-0", "llm-1"]
     pod = result.create[1]
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
