@@ -12,6 +12,7 @@ from leitstand.kube import connection
 from leitstand.kube.client import Client
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator, account
+from tests.e2e.test_faults import wait_running
 from tests.e2e.test_operator import GROUP, clean, job, quota
 from tests.e2e.waiting import until
 
@@ -37,7 +38,6 @@ async def api(dev: cluster.LocalCluster, tmp_path: Path, tokens: dict[str, str])
         await quota(admin, "t-alice", guaranteed=16)
         await quota(admin, "t-bob", guaranteed=16)
         await job(admin, "t-alice", "vision", 1)
-        await job(admin, "t-alice", "wide", 8)  # the whole cluster: it fits only when nothing runs
         await job(admin, "t-bob", "speech", 2)
         if not tokens:
             tokens["alice"] = await account(admin, "t-alice", "alice", JOB_READER)
@@ -46,6 +46,10 @@ async def api(dev: cluster.LocalCluster, tmp_path: Path, tokens: dict[str, str])
         operator = Operator(dev.kubeconfig, tmp_path / "operator.log")
         operator.wait_ready()
         try:
+            # the whole cluster: it fits only when nothing runs, so it comes once the others run (jobs submitted
+            # together start in the order their pods appear, which is not always the order of submission)
+            await wait_running(admin, "t-alice", "vision")
+            await job(admin, "t-alice", "wide", 8)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{operator.port}", timeout=30) as http:
 
                 async def explained() -> bool | None:

@@ -7,12 +7,27 @@ it decided itself; ``scheduling.schedule`` runs them in that order, then
 """
 
 import heapq
+import math
 
 from leitstand.core.decided import Decided, Waiting
 from leitstand.core.index import Index
-from leitstand.core.model import CAPACITY_REASONS, Bind, GPUType, Job, Node, NodeName, QueueName, Reason, Release
+from leitstand.core.model import (
+    CAPACITY_REASONS,
+    Bind,
+    GPUType,
+    Job,
+    Node,
+    NodeName,
+    QueueName,
+    Reason,
+    Release,
+    duration_text,
+    order_key,
+)
 from leitstand.core.places import Places, quota_block, served, within_share
+from leitstand.core.reservations import Book, describe, when
 from leitstand.core.statements import Statement
+from leitstand.core.timeline import Never
 
 
 def nominate(index: Index, statement: Statement, before: Decided) -> Decided:
@@ -148,10 +163,16 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
     by how well served the queue is for that type: a job of a type the queue
     has plenty of never lets the queue jump ahead for another type. Within a
     lane, jobs go by priority, then submission time, each gang placed in full
-    or not at all. A job waiting longer than ``Policy.starvation_seconds`` that
-    its queue's fair share entitles to run, and that could fit its nodes were
-    they empty, holds its GPU type: later jobs may use only nodes it could
-    never use (``_around_holder``), so a stream of smaller jobs cannot starve it.
+    or not at all.
+
+    A stream of smaller jobs must not starve a large one. With
+    ``Policy.backfill`` (the default), a job waiting longer than
+    ``Policy.starvation_seconds`` that its queue's fair share entitles to run,
+    and that could fit its nodes were they empty, gets a reservation: nodes from
+    the moment the running jobs' limits free them (``reservations.Book``); the
+    jobs after it start now wherever that does not delay it (``_serve``).
+    Without backfill, such a job holds its whole GPU type: later jobs may use
+    only nodes it could never use (``_around_holder``).
     """
     mine = Decided()
     places = Places(index, statement, mine)
@@ -177,12 +198,19 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
 
     for lane in lanes:
         push(lane)
+    book = Book(index, statement) if index.policy.backfill else None
+    if book is not None:
+        _renew(index, book, before)
     held_types: dict[tuple[QueueName | None, GPUType | None], Job] = {}  # by (reserved pool owner, type)
     while heap:
         *_rank, lane = heapq.heappop(heap)
         queue, guess = lane
         job = lanes[lane][heads[lane]]
         heads[lane] += 1
+        if book is not None:
+            _serve(index, places, book, mine, job, queue)
+            push(lane)
+            continue
         holder = held_types.get((index.owner(queue), guess))
         if holder is not None and job.gpus_per_replica:
             _around_holder(index, places, mine, holder, lane, lanes[lane], heads)
@@ -203,7 +231,100 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
                 ):
                     held_types[(index.owner(queue), outcome.gpu_type)] = job
         push(lane)
+    if book is not None:
+        mine.reserved = dict(book.booked)
     return mine
+
+
+_MAYBE_RESERVED = CAPACITY_REASONS | {Reason.NO_MATCHING_NODES}  # every node it may use can be reserved
+_MAY_BOOK = CAPACITY_REASONS | {Reason.WAITING_FOR_OLDER_JOB}
+
+
+def _renew(index: Index, book: Book, before: Decided) -> None:
+    """Books again, first, the reservations the last cycle made for jobs that still wait (``Job.reserved``),
+    in queue order, so that jobs served before them in this cycle cannot take their nodes."""
+    carried = [
+        job
+        for queue in sorted(index.waiting_by_queue)
+        for job in index.waiting_by_queue[queue]
+        if job.reserved and job.key not in before.waiting and job.key not in before.settled
+    ]
+    for job in sorted(carried, key=order_key)[: index.policy.reservations]:
+        queue = index.job_queue[job.key]
+        node = book.statement.nodes.get(job.reserved[0])
+        if node is not None and node.gpu_type is not None and index.fits_empty(job, queue, node.gpu_type):
+            book.book(job, queue, node.gpu_type)
+
+
+def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, queue: QueueName) -> None:
+    """Places ``job`` around the reservations of others (on their nodes only if it ends before they start),
+    or has it wait, booking a reservation for it when it is among the first that may have one."""
+    statement = places.statement
+    exclude = book.exclude_for(job)
+    outcome = places.attempt(job, queue, job.replicas, exclude=exclude)
+    if isinstance(outcome, tuple):
+        mine.binds.append(Bind(job.key, outcome))
+        statement.commit()
+        gpu_type = statement.nodes[outcome[0]].gpu_type if outcome else None
+        if any(k != job.key and statement.nodes[r.nodes[0]].gpu_type == gpu_type for k, r in book.booked.items()):
+            mine.backfilled.add(job.key)
+        book.bound(job, outcome)
+        return
+    gpu_type = outcome.gpu_type
+    if exclude and gpu_type is not None and outcome.reason in _MAYBE_RESERVED:
+        probe = places.try_place(job, queue, job.replicas, gpu_type)  # the same, were nothing reserved
+        if probe.nodes is not None:  # it would start now but for reservations
+            outcome.reason = Reason.WAITING_FOR_OLDER_JOB
+            outcome.message = _blocked_message(index, book, job, probe.nodes)
+        elif probe.reason is not None:
+            outcome.reason, outcome.message = probe.reason, probe.message
+    if outcome.reason not in _MAY_BOOK or not job.gpus_per_replica or gpu_type is None:
+        book.cancel(job.key)
+        mine.waiting[job.key] = outcome
+        return
+    reserved = book.booked.get(job.key)
+    if reserved is None and _may_reserve(index, statement, book, job, queue, gpu_type):
+        planned = book.book(job, queue, gpu_type)
+        if isinstance(planned, Never):
+            outcome.message += f"; {_never_message(planned)}"
+        reserved = book.booked.get(job.key)
+    if reserved is not None:
+        outcome.message += f"; {describe(reserved, index.now, job.required_level)}"
+    mine.waiting[job.key] = outcome
+
+
+def _may_reserve(index: Index, statement: Statement, book: Book, job: Job, queue: QueueName, gpu_type: GPUType) -> bool:
+    """May ``job`` have a reservation? One of the first ``Policy.reservations``, waiting at least
+    ``Policy.starvation_seconds``, its queue within its fair share, and it fits its nodes were they empty."""
+    return (
+        len(book.booked) < index.policy.reservations
+        and index.now - job.submitted >= index.policy.starvation_seconds
+        and within_share(index, statement, job, queue, gpu_type)
+        and index.fits_empty(job, queue, gpu_type)
+    )
+
+
+def _blocked_message(index: Index, book: Book, job: Job, nodes: tuple[NodeName, ...]) -> str:
+    """Why a job that would start now on ``nodes`` waits: they are reserved, and what limit would let it in."""
+    blocking = book.blocking(nodes, job)
+    if not blocking:
+        return "the nodes it could use now are reserved for other jobs"
+    key, first = blocking[0]
+    others = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+    start = when(first.start, index.now, first.blockers)
+    message = f"the nodes it could use now are reserved for {key}{others}, starting {start}"
+    gap = first.start - index.now
+    if first.start == math.inf:
+        message += "; with a runtimeLimit it could start now"
+    elif gap >= 60:
+        limit = index.limit_of(job)
+        has = f"it has {duration_text(limit)}" if limit is not None else "it has none"
+        message += f"; with a runtimeLimit of at most {duration_text(gap // 60 * 60)} it could start now ({has})"
+    return message
+
+
+def _never_message(never: Never) -> str:
+    return "no start can be planned for it: the nodes it could use are reserved for other jobs"
 
 
 def _around_holder(

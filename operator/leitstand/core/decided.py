@@ -8,7 +8,7 @@ what it decided itself, as a ``Decided``; ``schedule`` adds them up, and
 
 from dataclasses import dataclass, field
 
-from leitstand.core.model import Bind, Eviction, GPUType, Job, JobKey, NodeName, QueueName, Reason, Release
+from leitstand.core.model import Bind, Eviction, GPUType, Job, JobKey, NodeName, QueueName, Reason, Release, Reserved
 
 
 @dataclass(slots=True)
@@ -37,6 +37,8 @@ class Decided:
     settled: set[JobKey] = field(default_factory=set)  # bound before the queues are served
     spoken_for: set[JobKey] = field(default_factory=set)  # terminating jobs whose capacity a nominee waits for
     freed: set[NodeName] = field(default_factory=set)  # nodes of jobs evicted
+    reserved: dict[JobKey, Reserved] = field(default_factory=dict)  # waiting gangs' reservations
+    backfilled: set[JobKey] = field(default_factory=set)  # bound behind a reserved gang
 
     def add(self, later: "Decided") -> None:
         """Adds what a later action decided; its word on a job's waiting and type wins."""
@@ -49,3 +51,5 @@ class Decided:
         self.settled |= later.settled
         self.spoken_for |= later.spoken_for
         self.freed |= later.freed
+        self.reserved.update(later.reserved)
+        self.backfilled |= later.backfilled

@@ -6,6 +6,7 @@ hence the same decisions and explanations. Pure: building dicts, not writing
 files.
 """
 
+import math
 from typing import Any
 
 from leitstand.core.model import (
@@ -41,6 +42,8 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
             "defaultPreferredLevel": policy.default_preferred_level,
             "starvationSeconds": policy.starvation_seconds,
             "preemption": policy.preemption,
+            "backfill": policy.backfill,
+            "reservations": policy.reservations,
         },
         "nodes": [
             {
@@ -97,6 +100,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "terminating": j.terminating,
                 "nominated": list(j.nominated),
                 "runtimeLimit": j.runtime_limit,
+                "reserved": list(j.reserved),
             }
             for j in sorted(snapshot.jobs, key=lambda j: j.key)
         ],
@@ -113,6 +117,8 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
         default_preferred_level=p["defaultPreferredLevel"],
         starvation_seconds=float(p["starvationSeconds"]),
         preemption=bool(p["preemption"]),
+        backfill=bool(p.get("backfill", True)),  # absent in older dumps
+        reservations=int(p.get("reservations", Policy().reservations)),
     )
     nodes = tuple(
         Node(
@@ -168,6 +174,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             terminating=bool(j.get("terminating", False)),  # absent in older dumps
             nominated=tuple(NodeName(n) for n in j.get("nominated", [])),
             runtime_limit=_seconds(j.get("runtimeLimit")),
+            reserved=tuple(NodeName(n) for n in j.get("reserved", [])),
         )
         for j in data["jobs"]
     )
@@ -188,6 +195,11 @@ def describe(decisions: Decisions) -> dict[str, Any]:
             for e in decisions.pending
         ],
         "nominations": {job: list(nodes) for job, nodes in decisions.nominations.items()},
+        "reserved": {
+            job: {"start": _finite(r.start), "nodes": list(r.nodes), "domain": r.domain, "blockers": list(r.blockers)}
+            for job, r in decisions.reserved.items()
+        },
+        "backfilled": list(decisions.backfilled),
         "queueProblems": dict(decisions.queue_problems),
         "namespaceConflicts": dict(decisions.namespace_conflicts),
         "queues": {
@@ -209,3 +221,8 @@ def describe(decisions: Decisions) -> dict[str, Any]:
 
 def _seconds(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: a start that waits for jobs without a limit is null."""
+    return None if value == math.inf else value

@@ -85,6 +85,8 @@ def explain(index: Index, statement: Statement, decided: Decided) -> Decisions:
         nominations=dict(sorted(decided.nominations.items())),
         queue_problems=dict(sorted(index.queue_problems.items())),
         namespace_conflicts=index.namespace_conflicts(),
+        reserved={k: r for k, r in sorted(decided.reserved.items()) if k not in decided.nominations},
+        backfilled=tuple(sorted(decided.backfilled)),
     )
 
 

@@ -79,6 +79,7 @@ class Index:
     _never_fits: dict[tuple[object, ...], tuple[Reason, str] | None] = field(default_factory=dict)
     _rooms: dict[tuple[object, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
     _default_types: dict[QueueName, GPUType | None] = field(default_factory=dict)
+    _limits: dict[tuple[float | None, QueueName | None], float | None] = field(default_factory=dict)
 
     # -- the queue tree ---------------------------------------------------------------------
 
@@ -270,6 +271,25 @@ class Index:
         return bool(nodes) and self.room_when_empty(job, gpu_type, nodes) is None
 
     # -- running work -----------------------------------------------------------------------
+
+    def limit_of(self, job: Job) -> float | None:
+        """``job``'s runtime limit in seconds, its own or its queue's (None: unbounded)."""
+        key = (job.runtime_limit, self.job_queue.get(job.key))
+        if key not in self._limits:
+            self._limits[key] = runtime_limit(job.runtime_limit, key[1], self.queues)[0]
+        return self._limits[key]
+
+    def expected_end(self, job: Job) -> float | None:
+        """When ``job``, holding resources now, gives them back at the latest: at its runtime limit counted
+        from its start (now, for a job not yet running), or now when it is terminating or overdue;
+        None when it has no limit."""
+        if job.terminating:
+            return self.now
+        limit = self.limit_of(job)
+        if limit is None:
+            return None
+        started = job.started if job.running and job.started is not None else self.now
+        return max(started + limit, self.now)
 
     def leaving_on(self, nodes: set[NodeName], evicted: Iterable[JobKey] = ()) -> list[Job]:
         """Jobs on ``nodes`` that are terminating or in ``evicted`` (their capacity is on its way)."""

@@ -144,6 +144,7 @@ class Job:
     terminating: bool = False  # being deleted: holds its nodes until gone, never scheduled or evicted again
     nominated: tuple[NodeName, ...] = ()  # nodes an eviction freed for this job (one per replica), kept until it binds
     runtime_limit: float | None = None  # seconds it may run once started, as the job itself says; None: unbounded
+    reserved: tuple[NodeName, ...] = ()  # nodes the last cycle reserved for it (one per replica); kept where it can
 
     @property
     def gpus(self) -> int:
@@ -161,8 +162,10 @@ class Policy:
 
     topology_levels: tuple[str, ...] = TOPOLOGY_LEVELS
     default_preferred_level: str | None = "leaf"
-    starvation_seconds: float = 900.0
+    starvation_seconds: float = 900.0  # a gang waiting this long gets a reservation (or, without backfill, a hold)
     preemption: bool = True
+    backfill: bool = True  # reservations with backfill; False: a starving job holds its whole GPU type (round 1)
+    reservations: int = 4  # at most this many waiting gangs hold reservations at once
 
     def level_index(self, name: str | None) -> int | None:
         """The index of topology level ``name`` (0 the coarsest); None for no level or an unknown one."""
@@ -278,6 +281,17 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
+class Reserved:
+    """Nodes reserved for a waiting gang from ``start`` on (one per replica), in ``domain`` of its required
+    level; until then, jobs that end by ``start`` may use them (backfill)."""
+
+    start: float  # math.inf: once ``blockers`` end
+    nodes: tuple[NodeName, ...]
+    domain: str | None = None
+    blockers: tuple[JobKey, ...] = ()  # jobs without a runtime limit on ``nodes`` that must end first
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
     """Why ``job`` waits: a reason code, a message with numbers, its queue and place."""
 
@@ -326,6 +340,8 @@ class Decisions:
     nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # every waiting job's, kept or new
     queue_problems: Mapping[QueueName, str] = field(default_factory=dict)  # e.g. a parent cycle, for GPUQuota status
     namespace_conflicts: Mapping[QueueName, str] = field(default_factory=dict)  # leaves claiming a namespace together
+    reserved: Mapping[JobKey, Reserved] = field(default_factory=dict)  # waiting gangs' reservations, kept or new
+    backfilled: tuple[JobKey, ...] = ()  # binds of jobs that started behind a reserved gang, around its reservation
 
 
 @dataclass(frozen=True, slots=True)

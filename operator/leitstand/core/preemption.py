@@ -325,6 +325,10 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
     statement = run.statement
     nodes = run.index.candidates(job, queue, gpu_type, lent=False)
     eligible = run.index.names_of(nodes)
+    reserved = {name for key, booked in run.before.reserved.items() if key != job.key for name in booked.nodes}
+    if reserved:  # nodes reserved for other gangs are not this job's to free
+        nodes = [node for node in nodes if node.name not in reserved]
+        eligible = frozenset(node.name for node in nodes)
     candidates = _victims(run, waiting, eligible)  # none at all: this cycle's evictions may have made room
     victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
     if waiting.reason is Reason.WAITING_FOR_OLDER_JOB:  # free capacity is held for an older job

@@ -150,6 +150,11 @@ class JobBuilder:
     cpu_millis: int = 0
     selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[tuple[str, str, str, str], ...] = ()
+    runtime_limit: float | None = None
+
+    def limited(self, seconds: float) -> Self:
+        self.runtime_limit = seconds
+        return self
 
     def tolerating(self, key: str, value: str = "", effect: str = "", *, exists: bool = False) -> Self:
         self.tolerations = (*self.tolerations, (key, "Exists" if exists else "Equal", value, effect))
@@ -203,6 +208,7 @@ class JobBuilder:
             submitted=self.submitted,
             placement=tuple(NodeName(n) if n else None for n in self.placement),
             started=self.started,
+            runtime_limit=self.runtime_limit,
         )
 
 
@@ -235,7 +241,8 @@ def evicted(decisions: Decisions) -> dict[str, str]:
 
 
 def apply(snap: Snapshot, decisions: Decisions, *, now: float) -> Snapshot:
-    """The next snapshot: binds start running, evicted and released jobs wait again."""
+    """The next snapshot: binds start running, evicted and released jobs wait again, waiting jobs keep
+    their reservations."""
     by_job = {b.job: b for b in decisions.binds}
     gone = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
     jobs = []
@@ -251,5 +258,6 @@ def apply(snap: Snapshot, decisions: Decisions, *, now: float) -> Snapshot:
                 placement = by_job[job.key].nodes
             jobs.append(replace(job, placement=placement, started=now))
         else:
-            jobs.append(job)
+            reserved = decisions.reserved.get(job.key)
+            jobs.append(replace(job, reserved=reserved.nodes if reserved is not None else ()))
     return replace(snap, jobs=tuple(jobs))

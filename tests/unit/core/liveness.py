@@ -18,6 +18,7 @@ tries a few greedy orders of whole victim gangs. It can miss a possible reclaim
 (then nothing is reported) but never reports one that is not possible.
 """
 
+import math
 import random
 import re
 from collections import Counter
@@ -42,6 +43,7 @@ from leitstand.core.model import (
     Snapshot,
     labels,
     matches,
+    runtime_limit,
     tolerates,
 )
 from leitstand.core.scheduling import schedule
@@ -149,6 +151,10 @@ def generate(seed: int) -> Scenario:
             )
             if rng.random() < 0.3:
                 durations[key] = rng.randint(2, 10)
+            if rng.random() < 0.5:  # a runtime limit: at or above its duration (the operator ends it there)
+                least = durations.get(key, rng.randint(2, 10))
+                limit = rng.choice([least, least, least + rng.randint(1, 5)]) * SECONDS_PER_CYCLE
+                arrivals[cycle][-1] = replace(arrivals[cycle][-1], runtime_limit=limit)
     return Scenario(seed, tuple(nodes), tuple(queues), arrivals, durations, rng.randint(1, 3))
 
 
@@ -181,6 +187,7 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
     terminating: dict[JobKey, int] = {}  # cycles left until an evicted job's pods are gone
     started_cycle: dict[JobKey, int] = {}
     nominations: dict[JobKey, tuple[NodeName, ...]] = {}
+    reservations: dict[JobKey, tuple[NodeName, ...]] = {}
     last_event = 0
     last_arrival = max(scenario.arrivals)
     evicted_since_event: set[tuple[JobKey, Reason]] = set()
@@ -196,7 +203,11 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
             jobs[key] = replace(jobs[key], placement=(), started=None, terminating=False)
         for key, started in list(started_cycle.items()):
             duration = scenario.durations.get(key)
-            if duration is not None and cycle - started >= duration and key not in terminating:
+            limit = jobs[key].runtime_limit
+            ended = duration is not None and cycle - started >= duration
+            if limit is not None and (cycle - started) * SECONDS_PER_CYCLE >= limit:
+                ended = True  # the operator ends a job at its runtime limit
+            if ended and key not in terminating:
                 del jobs[key], started_cycle[key]
                 events = True
         if events:
@@ -206,11 +217,15 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
             wanted = nominations.get(key, ())
             if jobs[key].nominated != wanted:
                 jobs[key] = replace(jobs[key], nominated=wanted)
+            kept = reservations.get(key, ())
+            if jobs[key].reserved != kept:
+                jobs[key] = replace(jobs[key], reserved=kept)
         snap = Snapshot(scenario.nodes, scenario.queues, tuple(jobs.values()))
         decisions = schedule(snap, POLICY, now=now)
         result.cycles = cycle + 1
         check_cycle(result, cycle, snap, decisions, now)
         nominations = dict(decisions.nominations)
+        reservations = {key: reserved.nodes for key, reserved in decisions.reserved.items()}
         for eviction in decisions.evictions:
             if (eviction.job, eviction.reason) in evicted_since_event:
                 result.fail(cycle, f"{eviction.job} evicted twice ({eviction.reason}) with no event in between")
@@ -251,6 +266,12 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
     return result
 
 
+def _limit_of(scenario: Scenario, job: Job) -> float | None:
+    queue = _queue_of(scenario, job)
+    queues = {q.name: q for q in scenario.queues}
+    return runtime_limit(job.runtime_limit, queue.name if queue else None, queues)[0]
+
+
 def _queue_of(scenario: Scenario, job: Job) -> Queue | None:
     for queue in scenario.queues:
         if job.namespace in queue.namespaces:
@@ -278,6 +299,7 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
     for job in snap.jobs:
         take(job, job.placement)
     bound = {bind.job for bind in decisions.binds}
+    evicted_now = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
     for bind in decisions.binds:
         job = jobs[bind.job]
         waiting = sum(1 for n in job.placement if n is None) + job.replicas - len(job.placement)
@@ -306,6 +328,40 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
                 result.fail(cycle, f"{bind.job} bound to {name} of a pool reserved for {owner.name}")
             if owner is not None and not mine and not job.priority.preemptible:
                 result.fail(cycle, f"non-preemptible {bind.job} bound to lent node {name}")
+    # backfill never delays a reservation: at its start the gang fits its nodes beside what still runs there
+    placed_now = {b.job: b.nodes for b in decisions.binds}
+    for key, reserved in decisions.reserved.items():
+        if key in placed_now:
+            result.fail(cycle, f"{key} bound and still reserved")
+        left = {name: [nodes[name].gpus, nodes[name].cpu_millis, nodes[name].memory_bytes] for name in reserved.nodes}
+        for job in snap.jobs:
+            if job.key in evicted_now:
+                continue
+            names = [n for n in job.placement if n is not None] + list(placed_now.get(job.key, ()))
+            if not names or job.terminating:
+                continue
+            limit = _limit_of(result.scenario, job)
+            started = job.started if job.running and job.started is not None else now
+            end = math.inf if limit is None else max(started + limit, now)  # a start at inf: once they end
+            if end <= reserved.start:
+                continue
+            for name in names:
+                if name in left:
+                    left[name][0] -= job.gpus_per_replica
+                    left[name][1] -= job.cpu_millis_per_replica
+                    left[name][2] -= job.memory_bytes_per_replica
+        gang = jobs[key]
+        for name in reserved.nodes:
+            left[name][0] -= gang.gpus_per_replica
+            left[name][1] -= gang.cpu_millis_per_replica
+            left[name][2] -= gang.memory_bytes_per_replica
+        short = sorted(name for name, free in left.items() if min(free) < 0)
+        if short:
+            result.fail(cycle, f"{key} reserved from {reserved.start} on {short}, which will not have room then")
+    for key, reserved in decisions.reserved.items():
+        job = jobs[key]
+        if job.running or len(reserved.nodes) != job.replicas or reserved.start < now:
+            result.fail(cycle, f"reservation of {key} is not for a waiting whole gang from now on: {reserved}")
     for name, (gpus, cpu, memory) in used.items():
         node = nodes[name]
         if gpus > node.gpus or cpu > node.cpu_millis or memory > node.memory_bytes:
@@ -508,6 +564,8 @@ def _reclaimable(
     """Victims (whole gangs) whose eviction the rules allow and that make room for ``job``; None if no
     greedy order finds any."""
     candidates = _candidates(queues, snap.nodes, job, queue, gpu_type)
+    reserved = {n for key, booked in decisions.reserved.items() if key != job.key for n in booked.nodes}
+    candidates = [node for node in candidates if node.name not in reserved]  # another gang's, from its start
     if not candidates:
         return None
     own_path = set(_path(queues, queue))

@@ -111,6 +111,8 @@ def every_field(draw: st.DrawFn) -> Snapshot:
                 started=draw(st.one_of(st.none(), TIMES)),
                 terminating=draw(st.booleans()),
                 nominated=tuple(draw(st.lists(st.sampled_from([NodeName(n) for n in node_names]), max_size=replicas))),
+                runtime_limit=draw(st.one_of(st.none(), TIMES)),
+                reserved=tuple(draw(st.lists(st.sampled_from([NodeName(n) for n in node_names]), max_size=replicas))),
             )
         )
     return Snapshot(nodes, queues, tuple(jobs))
@@ -127,7 +129,13 @@ def _sorted(snap: Snapshot) -> Snapshot:
 @settings(max_examples=200, deadline=None, database=None)
 @given(every_field())
 def test_load_of_a_dump_is_exactly_the_snapshot_for_every_field(snap: Snapshot) -> None:
-    policy = Policy(topology_levels=("spine", "leaf", "node"), default_preferred_level=None, starvation_seconds=7)
+    policy = Policy(
+        topology_levels=("spine", "leaf", "node"),
+        default_preferred_level=None,
+        starvation_seconds=7,
+        backfill=False,
+        reservations=2,
+    )
     loaded, loaded_policy, now = dumps.load(json.loads(json.dumps(dumps.dump(snap, policy, now=NOW))))
     assert loaded == _sorted(snap)
     assert (loaded_policy, now) == (policy, NOW)

@@ -170,7 +170,8 @@ def test_queue_positions_count_the_jobs_ahead() -> None:
     assert messages(decisions)["acme/j2"].endswith("2 jobs ahead in queue acme")
 
 
-def test_a_job_waiting_long_holds_its_gpu_type_against_a_stream_of_small_jobs() -> None:
+def test_without_backfill_a_job_waiting_long_holds_its_gpu_type_against_a_stream_of_small_jobs() -> None:
+    """Round 1's whole-type hold, kept (``Policy.backfill=False``) to compare with reservations."""
     nodes = nodes_in_leaf("su-1", 4)
     queues = [a_root(), a_queue("acme").with_share(32), a_queue("other")]
     jobs = [
@@ -178,11 +179,12 @@ def test_a_job_waiting_long_holds_its_gpu_type_against_a_stream_of_small_jobs() 
         a_job("acme/big").of(4, 8).submitted_at(0),
         a_job("acme/small").of(1, 8).submitted_at(NOW - 1),
     ]
-    aged = schedule(snapshot(nodes, queues, jobs), Policy(starvation_seconds=600, preemption=False), now=NOW)
+    hold = Policy(starvation_seconds=600, preemption=False, backfill=False)
+    aged = schedule(snapshot(nodes, queues, jobs), hold, now=NOW)
     assert bound(aged) == {}
     assert reasons(aged) == {"acme/big": "InsufficientCapacity", "acme/small": "WaitingForOlderJob"}
     assert "b200 is held for acme/big, which has waited 167 min" in messages(aged)["acme/small"]
-    fresh = schedule(snapshot(nodes, queues, jobs), Policy(starvation_seconds=NOW * 2, preemption=False), now=NOW)
+    fresh = schedule(snapshot(nodes, queues, jobs), replace(hold, starvation_seconds=NOW * 2), now=NOW)
     assert bound(fresh) == {"acme/small": ("su-1-n3",)}
 
 

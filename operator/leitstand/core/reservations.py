@@ -1,0 +1,139 @@
+"""Reservations with backfill: a waiting gang that cannot start now is given nodes from a planned moment on.
+
+``allocate`` books a reservation for the first ``Policy.reservations`` gangs
+(in the order it serves them) that cannot start now but could on their empty
+nodes: the ``Timeline`` of the running jobs' expected ends says when the gang
+could start at the earliest and on which nodes, in one domain of its required
+level. Those nodes are blocked in the timeline until the gang would end, so
+later reservations plan around them. Until the start, any other job may use a
+reserved node only if it ends by then (``exclude_for``): a backfilled job
+never delays a reserved one, as long as jobs end by their limits (the
+operator enforces them).
+
+A reservation is recomputed every cycle from the nodes the last one chose
+(``Job.reserved``): it keeps them unless other nodes would start the gang
+earlier (stability beats optimality), and reservations kept from the last
+cycle are booked first, so a job that arrives later never takes them. Pure.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from leitstand.core.index import Index
+from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reserved, duration_text
+from leitstand.core.statements import Statement
+from leitstand.core.timeline import Never, Start, Timeline
+
+
+@dataclass(slots=True)
+class Book:
+    """The reservations of one cycle, in booking order, and the timeline they were planned on."""
+
+    index: Index
+    statement: Statement
+    booked: dict[JobKey, Reserved] = field(default_factory=dict)
+    _timeline: Timeline | None = None
+    _excludes: dict[tuple[JobKey, ...], frozenset[NodeName]] = field(default_factory=dict)
+
+    @property
+    def timeline(self) -> Timeline:
+        """Built on first use from what the statement holds then; every later bind is taken into it."""
+        if self._timeline is None:
+            index = self.index
+            holders = (index.jobs_by_key[key] for key in self.statement.holdings if key in index.jobs_by_key)
+            ends = ((job, index.expected_end(job)) for job in holders)
+            self._timeline = Timeline.of(self.statement, ends, index.now, index.policy)
+        return self._timeline
+
+    def exclude_for(self, job: Job) -> frozenset[NodeName]:
+        """Reserved nodes ``job`` may not use: those of every other reservation that starts before it would
+        end (all of them, for a job without a runtime limit)."""
+        if not self.booked:
+            return frozenset()
+        limit = self.index.limit_of(job)
+        end = None if limit is None else self.index.now + limit
+        keys = tuple(
+            key for key, booked in self.booked.items() if key != job.key and (end is None or booked.start < end)
+        )
+        cached = self._excludes.get(keys)
+        if cached is None:
+            cached = self._excludes[keys] = frozenset(name for key in keys for name in self.booked[key].nodes)
+        return cached
+
+    def book(self, job: Job, queue: QueueName, gpu_type: GPUType) -> Reserved | Never:
+        """Reserves nodes for ``job`` from its earliest start, keeping the nodes it had where they start it
+        as early; Never when no start can be planned (a job without a limit is in the way)."""
+        index = self.index
+        taken = frozenset(name for key, booked in self.booked.items() if key != job.key for name in booked.nodes)
+        candidates = [n for n in index.candidates(job, queue, gpu_type, lent=False) if n.name not in taken]
+        timeline = self.timeline
+        best = timeline.earliest(job, candidates, gpu_type)
+        chosen: Start | Never = best
+        if job.reserved and len(job.reserved) == job.replicas:
+            names = {node.name for node in candidates}
+            if all(name in names for name in job.reserved):
+                kept = timeline.fits_on(job, job.reserved)
+                if kept is not None and (isinstance(best, Never) or kept <= best.at):
+                    domain = self._domain(job, job.reserved)
+                    if index.policy.level_index(job.required_level) is None or domain is not None:
+                        blockers = timeline.blockers(job.reserved) if kept == math.inf else ()
+                        chosen = Start(kept, job.reserved, domain, blockers)
+        if isinstance(chosen, Never):
+            return chosen
+        limit = index.limit_of(job)
+        timeline.block(chosen.nodes, None if limit is None else chosen.at + limit)
+        reserved = Reserved(chosen.at, chosen.nodes, chosen.domain, chosen.blockers)
+        self.booked[job.key] = reserved
+        return reserved
+
+    def _domain(self, job: Job, nodes: tuple[NodeName, ...]) -> str | None:
+        """The one domain of ``job``'s required level that holds all of ``nodes`` (None: none, or no level)."""
+        level = self.index.policy.level_index(job.required_level)
+        if level is None:
+            return None
+        found = set()
+        for name in nodes:
+            domains = self.statement.nodes[name].domains
+            found.add(domains[level] if level < len(domains) else "")
+        return (found.pop() or None) if len(found) == 1 else None
+
+    def cancel(self, key: JobKey) -> None:
+        """Drops ``key``'s reservation (it started, or may not wait for one any longer).
+
+        Its nodes stay blocked in this cycle's timeline: later plans are only more cautious.
+        """
+        self.booked.pop(key, None)
+
+    def bound(self, job: Job, nodes: tuple[NodeName, ...]) -> None:
+        """``job`` was bound to ``nodes`` this cycle: its reservation is done and its resources are taken."""
+        self.cancel(job.key)
+        if self._timeline is not None:
+            self._timeline.take(job, nodes, self.index.expected_end(job))
+
+    def blocking(self, nodes: tuple[NodeName, ...], job: Job) -> list[tuple[JobKey, Reserved]]:
+        """The reservations (of others) on ``nodes``, earliest start first."""
+        names = set(nodes)
+        found = [(k, r) for k, r in self.booked.items() if k != job.key and not names.isdisjoint(r.nodes)]
+        return sorted(found, key=lambda item: (item[1].start, item[0]))
+
+
+def when(start: float, now: float, blockers: tuple[JobKey, ...] = ()) -> str:
+    """``now``, ``in 2h10m`` (whole minutes from a minute up) or ``once a/x ends``: a start for messages."""
+    if start == math.inf:
+        names = ", ".join(blockers[:3]) + (f" and {len(blockers) - 3} more" if len(blockers) > 3 else "")
+        return f"once {names or 'jobs without a runtime limit'} end{'s' if len(blockers) == 1 else ''} (no limit)"
+    ahead = start - now
+    if ahead <= 0:
+        return "now"
+    return f"in {duration_text(ahead if ahead < 60 else round(ahead / 60) * 60)}"
+
+
+def describe(reserved: Reserved, now: float, level: str | None) -> str:
+    """``reserved 16 nodes in leaf su-3 from in 2h10m; jobs that end by then may use them meanwhile``."""
+    count = len(set(reserved.nodes))
+    where = f" in {level} {reserved.domain}" if level and reserved.domain else ""
+    start = when(reserved.start, now, reserved.blockers)
+    meanwhile = "" if start == "now" else "; jobs that end by then may use them meanwhile"
+    if reserved.start == math.inf:
+        meanwhile = "; jobs with a runtime limit may use them meanwhile"
+    return f"reserved {count} node{'s' if count != 1 else ''}{where}, starting {start}{meanwhile}"

@@ -1,0 +1,204 @@
+"""When nodes free up: each node's free resources over time, from the running jobs' expected ends.
+
+A ``Timeline`` starts from a statement (what is free now) and the expected end
+of every job holding resources: a running job ends at ``started`` plus its
+runtime limit, a job bound this cycle at ``now`` plus its limit, a terminating
+job now; a job without a limit never ends (and is named when it blocks a plan).
+Each node's profile is a step function that never decreases: resources only
+come back (what jobs without a limit hold comes back at ``math.inf``, so a plan
+can still say which nodes, and which jobs must end first). Planning keeps it so, conservatively: a planned job takes its
+resources from now (not from its start) until its end, and a reservation
+blocks its nodes whole until its job would end. So "fits from ``t`` on" is
+"fits at ``t``", and the earliest start of a gang is one sweep over the
+moments its candidate nodes free up (``earliest``).
+
+Pure: times are numbers on the caller's clock; nothing here reads one.
+"""
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from leitstand.core import placement
+from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, Policy
+from leitstand.core.statements import Free, Statement, replicas_in
+
+Point = list[float]  # [from time, free GPUs, free CPU millis, free memory bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where and when a gang can start: ``nodes`` (one per replica) from ``at`` on, in ``domain``
+    (the domain of its required level; None without one)."""
+
+    at: float  # math.inf: once ``blockers`` end
+    nodes: tuple[NodeName, ...]
+    domain: str | None
+    blockers: tuple[JobKey, ...] = ()  # jobs without a runtime limit on ``nodes`` that must end first
+
+
+@dataclass(frozen=True, slots=True)
+class Never:
+    """No start can be planned: even once every job on the candidates ended, the gang would not fit."""
+
+
+class Timeline:
+    """Free resources of nodes over time; see the module docstring."""
+
+    def __init__(self, now: float, nodes: Mapping[NodeName, Node], policy: Policy) -> None:
+        self.now = now
+        self.nodes = nodes
+        self.policy = policy
+        self._points: dict[NodeName, list[Point]] = {}
+        self.unbounded: dict[NodeName, list[JobKey]] = {}  # jobs with no limit, by node they hold
+
+    @classmethod
+    def of(
+        cls, statement: Statement, ends: Iterable[tuple[Job, float | None]], now: float, policy: Policy
+    ) -> "Timeline":
+        """The timeline of ``statement``, whose holdings end as ``ends`` says: (job, end; None: never)."""
+        timeline = cls(now, statement.nodes, policy)
+        changes: dict[NodeName, dict[float, list[int]]] = {}
+        for job, end in ends:
+            holding = statement.holdings.get(job.key)
+            if holding is None:
+                continue
+            if end is None:
+                for name in dict.fromkeys(holding.nodes):
+                    timeline.unbounded.setdefault(name, []).append(job.key)
+                end = math.inf
+            end = max(end, now)
+            for name in holding.nodes:
+                delta = changes.setdefault(name, {}).setdefault(end, [0, 0, 0])
+                delta[0] += job.gpus_per_replica
+                delta[1] += job.cpu_millis_per_replica
+                delta[2] += job.memory_bytes_per_replica
+        for name, free in statement.free.items():
+            points: list[Point] = [[now, free.gpus, free.cpu_millis, free.memory_bytes]]
+            for at in sorted(changes.get(name, {})):
+                gpus, cpu, memory = changes[name][at]
+                last = points[-1]
+                if at <= now:
+                    last[1] += gpus
+                    last[2] += cpu
+                    last[3] += memory
+                else:
+                    points.append([at, last[1] + gpus, last[2] + cpu, last[3] + memory])
+            timeline._points[name] = points
+        return timeline
+
+    # -- questions ----------------------------------------------------------------------------
+
+    def free_at(self, name: NodeName, at: float) -> Point:
+        points = self._points[name]
+        return points[max(bisect.bisect_right(points, at, key=lambda p: p[0]) - 1, 0)]
+
+    def fits_on(self, job: Job, nodes: Sequence[NodeName]) -> float | None:
+        """From when the replicas of ``job`` fit on ``nodes`` (one per replica); None: never."""
+        counts: dict[NodeName, int] = {}
+        for name in nodes:
+            counts[name] = counts.get(name, 0) + 1
+        latest = self.now
+        for name, count in counts.items():
+            if name not in self._points:
+                return None
+            at = next(
+                (p[0] for p in self._points[name] if replicas_in(job, int(p[1]), int(p[2]), int(p[3]), count) >= count),
+                None,
+            )
+            if at is None:
+                return None
+            latest = max(latest, at)
+        return latest
+
+    def earliest(self, job: Job, candidates: Sequence[Node], gpu_type: GPUType | None) -> Start | Never:
+        """The earliest start of ``job``'s whole gang on ``candidates``, in one domain of its required level.
+
+        One sweep: each node adds room (replicas that fit) at the moments it frees
+        up; the first moment a domain (or, without a required level, all the
+        candidates together) has room for every replica is the start, and
+        ``placement.place`` picks the nodes as it would were that moment now.
+        """
+        replicas = job.replicas
+        level = self.policy.level_index(job.required_level)
+        gains: dict[float, list[tuple[str, int]]] = {}  # moment -> (domain, replicas that fit from then on)
+        for node in candidates:
+            if level is not None and (level >= len(node.domains) or not node.domains[level]):
+                continue
+            domain = node.domains[level] if level is not None else ""
+            before = 0
+            for at, gpus, cpu, memory in self._points.get(node.name, ()):
+                fit = replicas_in(job, int(gpus), int(cpu), int(memory), replicas)
+                if fit > before:
+                    gains.setdefault(at, []).append((domain, fit - before))
+                    before = fit
+                if fit >= replicas:
+                    break
+        room: dict[str, int] = {}
+        for at in sorted(gains):
+            for domain, gain in gains[at]:
+                room[domain] = room.get(domain, 0) + gain
+            if any(room[domain] >= replicas for domain, _gain in gains[at]):
+                start = self._place_at(job, candidates, gpu_type, at)
+                if start is not None:
+                    return start
+        return Never()
+
+    def _place_at(self, job: Job, candidates: Sequence[Node], gpu_type: GPUType | None, at: float) -> Start | None:
+        """Nodes for ``job`` at ``at``, chosen by the placement rules on what is free then."""
+        then = Statement(candidates)
+        for node in candidates:
+            _at, gpus, cpu, memory = self.free_at(node.name, at)
+            then.free[node.name] = Free(int(gpus), int(cpu), int(memory))
+        outcome = placement.place(job, job.replicas, then, candidates, self.policy, gpu_type=gpu_type)
+        if outcome.nodes is None:
+            return None
+        level = self.policy.level_index(job.required_level)
+        domain = None
+        if level is not None:
+            first = self.nodes[outcome.nodes[0]]
+            domain = first.domains[level] if level < len(first.domains) else None
+        return Start(at, outcome.nodes, domain, self.blockers(outcome.nodes) if at == math.inf else ())
+
+    def blockers(self, nodes: Iterable[NodeName]) -> tuple[JobKey, ...]:
+        """The jobs without a runtime limit on ``nodes``, by key."""
+        return tuple(sorted({key for name in nodes for key in self.unbounded.get(name, ())}))
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def take(self, job: Job, nodes: Sequence[NodeName], until: float | None) -> None:
+        """``job`` holds one replica on each of ``nodes`` from now until ``until`` (None: no limit)."""
+        counts: dict[NodeName, int] = {}
+        for name in nodes:
+            counts[name] = counts.get(name, 0) + 1
+        for name, count in counts.items():
+            gpus, cpu, memory = (
+                count * job.gpus_per_replica, count * job.cpu_millis_per_replica, count * job.memory_bytes_per_replica
+            )  # fmt: skip
+
+            def less(point: Point, gpus: int = gpus, cpu: int = cpu, memory: int = memory) -> Point:
+                return [point[0], point[1] - gpus, point[2] - cpu, point[3] - memory]
+
+            self._lower(name, until, less)
+            if until is None:
+                self.unbounded.setdefault(name, []).append(job.key)
+
+    def block(self, nodes: Iterable[NodeName], until: float | None) -> None:
+        """Nothing else may use ``nodes`` from now until ``until`` (None: no limit)."""
+        for name in dict.fromkeys(nodes):
+            self._lower(name, until, lambda point: [point[0], min(point[1], 0), min(point[2], 0), min(point[3], 0)])
+
+    def _lower(self, name: NodeName, until: float | None, lowered: Callable[[Point], Point]) -> None:
+        """Lowers ``name``'s profile before ``until`` (None: ``math.inf``, when jobs without a limit end)."""
+        points = self._points.get(name)
+        until = math.inf if until is None else until
+        if points is None or until <= self.now:
+            return
+        index = bisect.bisect_right(points, until, key=lambda p: p[0])
+        if points[index - 1][0] != until:  # from ``until`` on, the node has what it had before
+            points.insert(index, [until, *points[index - 1][1:]])
+        for i, point in enumerate(points):
+            if point[0] >= until:
+                break
+            points[i] = lowered(point)
