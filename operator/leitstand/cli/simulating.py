@@ -110,6 +110,13 @@ def simulate(
         bool,
         typer.Option(help="Fill experiment: arrivals only, one per cycle, stop at the first job that does not fit."),
     ] = False,
+    runtime_limit_factor: Annotated[
+        float,
+        typer.Option(
+            help="A job's runtime limit is F x its duration (users over-estimate), unless the trace's "
+            "runtime_limit_seconds column gives one; 0: no limits."
+        ),
+    ] = 2.0,
 ) -> None:
     """Replay a job trace on a simulated cluster under Leitstand and the baselines, side by side."""
     names = scheduler or list(study.SCHEDULERS)
@@ -118,6 +125,8 @@ def simulate(
         raise UserError(f"unknown scheduler {unknown[0]!r}; choose from {', '.join(study.SCHEDULERS)}")
     if interval < 0 or (limit is not None and limit < 1):
         raise UserError("--interval must be at least 0 and --limit at least 1")
+    if runtime_limit_factor != 0 and not 1 <= runtime_limit_factor <= 1000:
+        raise UserError("--runtime-limit-factor must be 0 (no limits) or between 1 and 1000")
     nodes, policy, cluster_name = load_cluster(cluster)
     try:
         jobs = traces.load(trace)
@@ -140,7 +149,12 @@ def simulate(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create {out}: {error.strerror}") from None
-    options = engine.Options(interval=interval, until=until if until is not None else math.inf, fill=fill)
+    options = engine.Options(
+        interval=interval,
+        until=until if until is not None else math.inf,
+        fill=fill,
+        runtime_limit_factor=runtime_limit_factor or None,
+    )
     setup = {
         "leitstand": __version__,
         "cluster": cluster_name,
@@ -154,6 +168,7 @@ def simulate(
         "intervalSeconds": interval,
         "fill": fill,
         "untilSeconds": until,
+        "runtimeLimitFactor": runtime_limit_factor or None,
     }
     started = time.monotonic()
     with Progress(

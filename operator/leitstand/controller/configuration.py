@@ -64,7 +64,9 @@ class Configuration(_Model):
     debounce_seconds: float = pydantic.Field(default=0.2, ge=0, le=10)
     bind_concurrency: int = pydantic.Field(default=64, ge=1, le=1024)
     eviction_grace_seconds: int = pydantic.Field(default=30, ge=0, le=3600)
-    starvation_seconds: float = pydantic.Field(default=model.Policy().starvation_seconds, gt=0)
+    starvation_seconds: float = pydantic.Field(default=model.Policy().starvation_seconds, ge=0)
+    backfill: bool = model.Policy().backfill
+    reservations: int = pydantic.Field(default=model.Policy().reservations, ge=0, le=64)
     leader_election: LeaderElection = LeaderElection()
 
     @pydantic.model_validator(mode="after")

@@ -13,6 +13,7 @@ evicted gang's pods go away, then Queued again.
 """
 
 import datetime
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -56,6 +57,7 @@ class Verdict:
     released: model.Release | None = None
     queue: str | None = None
     runtime_limit: float | None = None  # seconds it may run (its own, or its queue's default, at most the maximum)
+    reserved: model.Reserved | None = None  # the nodes reserved for it, and from when
 
 
 def rfc3339(moment: float) -> str:
@@ -326,6 +328,9 @@ def plan(
     new["reason"] = reason
     new["message"] = message
     new["queuePosition"] = verdict.explanation.position if verdict.explanation and phase == "Queued" else None
+    planned = verdict.reserved  # to the minute, up: a start planned for "now" changes the status once a minute
+    known = planned is not None and planned.start != math.inf and phase == "Queued"
+    new["estimatedStartTime"] = rfc3339(math.ceil(max(planned.start, now) / 60) * 60) if planned and known else None
     stamp = rfc3339(now)
     generation = meta.get("generation", 1)
     conditions = list(old.get("conditions") or [])

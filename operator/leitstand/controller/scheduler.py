@@ -83,7 +83,13 @@ class Scheduler:
         self.store = store
         self.config = config
         self.settings = config.settings()
-        self.policy = model.Policy(topology_levels=self.settings.levels, starvation_seconds=config.starvation_seconds)
+        self.policy = model.Policy(
+            topology_levels=self.settings.levels,
+            starvation_seconds=config.starvation_seconds,
+            backfill=config.backfill,
+            reservations=config.reservations,
+        )
+        self.reserved: dict[model.JobKey, model.Reserved] = {}  # the last cycle's, for the next (this replica's)
         self.leading = leading
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
@@ -106,7 +112,9 @@ class Scheduler:
             view.nodes.values(), view.quotas.values(), view.pods.values(), self.settings, view.jobs.values()
         )
         now = time.time()
+        snapshot = model.with_reserved(snapshot, self.reserved)
         decisions = schedule(snapshot, self.policy, now=now)
+        self.reserved = dict(decisions.reserved)
         outcome = Report(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
         released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
         pods = self.applier.overlay.view(view.stored_pods)  # the same instant, with this cycle's binds
@@ -287,6 +295,7 @@ class Scheduler:
                 released=releases.get(key),
                 queue=queue,
                 runtime_limit=limit,
+                reserved=decisions.reserved.get(key),
             )
             try:
                 plan = job_control.plan(

@@ -305,21 +305,21 @@ def _may_reserve(index: Index, statement: Statement, book: Book, job: Job, queue
 
 
 def _blocked_message(index: Index, book: Book, job: Job, nodes: tuple[NodeName, ...]) -> str:
-    """Why a job that would start now on ``nodes`` waits: they are reserved, and what limit would let it in."""
+    """Why a job that would start now on ``nodes`` waits: they are reserved, and what would let it in."""
     blocking = book.blocking(nodes, job)
     if not blocking:
         return "the nodes it could use now are reserved for other jobs"
     key, first = blocking[0]
     others = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
     start = when(first.start, index.now, first.blockers)
-    message = f"the nodes it could use now are reserved for {key}{others}, starting {start}"
-    gap = first.start - index.now
+    start = start if start.startswith(("now", "once")) else f"from {start}"
+    message = f"the nodes it could use now are reserved for {key}{others} {start}"
     if first.start == math.inf:
-        message += "; with a runtimeLimit it could start now"
-    elif gap >= 60:
+        return message + "; with a runtimeLimit it could start now"
+    if first.start > index.now:
         limit = index.limit_of(job)
         has = f"it has {duration_text(limit)}" if limit is not None else "it has none"
-        message += f"; with a runtimeLimit of at most {duration_text(gap // 60 * 60)} it could start now ({has})"
+        message += f"; with a runtimeLimit that ends by then it could start now ({has})"
     return message
 
 

@@ -8,7 +8,7 @@ simulator build these; nothing in the core mutates them.
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NewType
 
 NodeName = NewType("NodeName", str)
@@ -364,6 +364,19 @@ def reservation_owners(snapshot: Snapshot) -> dict[NodeName, QueueName]:
                 owners[node.name] = queue.name
                 break
     return owners
+
+
+def with_reserved(snapshot: Snapshot, reserved: Mapping[JobKey, Reserved]) -> Snapshot:
+    """``snapshot`` with the last cycle's reservations on their waiting jobs (``Job.reserved``), as the caller
+    carries them from one cycle to the next (the core keeps nothing between cycles)."""
+    if not reserved and not any(job.reserved for job in snapshot.jobs):
+        return snapshot
+    jobs = []
+    for job in snapshot.jobs:
+        kept = reserved.get(job.key)
+        nodes = kept.nodes if kept is not None and not job.placement else ()
+        jobs.append(job if job.reserved == nodes else replace(job, reserved=nodes))
+    return replace(snapshot, jobs=tuple(jobs))
 
 
 def held_after(snapshot: Snapshot, decisions: Decisions) -> list[tuple[Job, NodeName]]:

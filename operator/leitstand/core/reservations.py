@@ -16,11 +16,12 @@ earlier (stability beats optimality), and reservations kept from the last
 cycle are booked first, so a job that arrives later never takes them. Pure.
 """
 
+import datetime
 import math
 from dataclasses import dataclass, field
 
 from leitstand.core.index import Index
-from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reserved, duration_text
+from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reserved
 from leitstand.core.statements import Statement
 from leitstand.core.timeline import Never, Start, Timeline
 
@@ -118,22 +119,23 @@ class Book:
 
 
 def when(start: float, now: float, blockers: tuple[JobKey, ...] = ()) -> str:
-    """``now``, ``in 2h10m`` (whole minutes from a minute up) or ``once a/x ends``: a start for messages."""
+    """``now``, ``2026-12-01 14:20 UTC`` (to the minute, so a message changes rarely) or ``once a/x ends``."""
     if start == math.inf:
         names = ", ".join(blockers[:3]) + (f" and {len(blockers) - 3} more" if len(blockers) > 3 else "")
         return f"once {names or 'jobs without a runtime limit'} end{'s' if len(blockers) == 1 else ''} (no limit)"
-    ahead = start - now
-    if ahead <= 0:
+    if start <= now:
         return "now"
-    return f"in {duration_text(ahead if ahead < 60 else round(ahead / 60) * 60)}"
+    return datetime.datetime.fromtimestamp(start, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def describe(reserved: Reserved, now: float, level: str | None) -> str:
-    """``reserved 16 nodes in leaf su-3 from in 2h10m; jobs that end by then may use them meanwhile``."""
+    """``reserved 16 nodes in leaf su-3 from 2026-12-01 14:20 UTC; jobs that end by then may use them
+    meanwhile``."""
     count = len(set(reserved.nodes))
     where = f" in {level} {reserved.domain}" if level and reserved.domain else ""
     start = when(reserved.start, now, reserved.blockers)
+    start = start if start.startswith(("now", "once")) else f"from {start}"
     meanwhile = "" if start == "now" else "; jobs that end by then may use them meanwhile"
     if reserved.start == math.inf:
         meanwhile = "; jobs with a runtime limit may use them meanwhile"
-    return f"reserved {count} node{'s' if count != 1 else ''}{where}, starting {start}{meanwhile}"
+    return f"reserved {count} node{'s' if count != 1 else ''}{where} {start}{meanwhile}"

@@ -254,6 +254,11 @@ class TrainingJobStatus(Model):
     reason: str | None = pydantic.Field(default=None, description="Why the job waits, in CamelCase.")
     message: str | None = pydantic.Field(default=None, description="Why the job waits, with the numbers.")
     restarts: int | None = pydantic.Field(default=None, ge=0, description="Gang restarts so far.")
+    estimated_start_time: str | None = pydantic.Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the job is planned to start: the start of the nodes reserved for it.",
+    )
     queued_at: str | None = pydantic.Field(
         default=None, json_schema_extra={"format": "date-time"}, description="When the job entered its queue."
     )

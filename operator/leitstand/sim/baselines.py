@@ -49,6 +49,8 @@ class Leitstand:
             fair_shares={q: {t: s.fair_share for t, s in per.items()} for q, per in decisions.queues.items()},
             job_queues=decisions.job_queues,
             nominations=decisions.nominations,
+            reserved={key: reserved.nodes for key, reserved in decisions.reserved.items()},
+            backfilled=decisions.backfilled,
         )
 
 

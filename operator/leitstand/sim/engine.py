@@ -37,6 +37,8 @@ class Step:
     fair_shares: Mapping[QueueName, Mapping[GPUType, int]] | None = None
     job_queues: Mapping[JobKey, QueueName] | None = None
     nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # kept with the jobs
+    reserved: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # kept with the jobs too
+    backfilled: tuple[JobKey, ...] = ()
 
 
 class Scheduler(Protocol):
@@ -107,6 +109,7 @@ class Options:
     interval: float = 10.0
     until: float = math.inf
     fill: bool = False
+    runtime_limit_factor: float | None = None  # a job without a limit of its own asks for this x its duration
 
 
 Progress = Callable[[float, int, int], None]  # (simulated time, jobs done or placed, jobs in all)
@@ -160,8 +163,17 @@ class Simulation:
             gpu_type=trace.gpu_type,
             priority=trace.priority,
             submitted=trace.submit,
+            runtime_limit=self._limit(trace),
         )
         self.generation[key] = 0
+
+    def _limit(self, trace: TraceJob) -> float | None:
+        factor = self.options.runtime_limit_factor
+        if trace.runtime_limit is not None:
+            return trace.runtime_limit
+        if factor is None or not math.isfinite(trace.duration):
+            return None
+        return max(factor * trace.duration, 1.0)
 
     def _finish(self, key: JobKey, now: float) -> None:
         self.records[key].finish = now
@@ -179,6 +191,8 @@ class Simulation:
                 if self.options.fill:
                     self.done += 1
             duration = self.trace[key].duration
+            if job.runtime_limit is not None:
+                duration = min(duration, job.runtime_limit)  # the operator ends a job at its limit
             if not self.options.fill and math.isfinite(duration):
                 self._push(now + duration, FINISH, key, self.generation[key])
         self.jobs[key] = placed
@@ -247,8 +261,9 @@ class Simulation:
             self._place(key, nodes, now)
         for key, job in list(self.jobs.items()):  # nominations live with the jobs, as on the pods in a cluster
             nominated = step.nominations.get(key, ())
-            if job.nominated != nominated:
-                self.jobs[key] = replace(job, nominated=nominated)
+            reserved = step.reserved.get(key, ())  # and reservations, as the operator carries them
+            if job.nominated != nominated or job.reserved != reserved:
+                self.jobs[key] = replace(job, nominated=nominated, reserved=reserved)
         allocated = sum(job.gpus_per_replica * _placed(job) for job in self.jobs.values())
         working = sum(job.gpus for job in self.jobs.values() if job.running)
         if step.failed and self.first_failure is None:

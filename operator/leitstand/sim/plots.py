@@ -9,7 +9,13 @@
 from pathlib import Path
 from typing import Any
 
-COLOURS = {"leitstand": "#0b6e4f", "kube-scheduler-like": "#c84c09", "fifo-gang": "#6c757d", "best-fit": "#3a86ff"}
+COLOURS = {
+    "leitstand": "#0b6e4f",
+    "leitstand-hold": "#8fd3b6",
+    "kube-scheduler-like": "#c84c09",
+    "fifo-gang": "#6c757d",
+    "best-fit": "#3a86ff",
+}
 
 
 class PlotsUnavailable(RuntimeError):

@@ -1,19 +1,23 @@
 """A study: the same cluster, quotas and trace under Leitstand and each baseline, into one report."""
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from leitstand.core.model import Node, Policy, Queue, QueueName
 from leitstand.sim import baselines, engine, report
 from leitstand.sim.traces import TraceJob
 
-SCHEDULERS = ("leitstand", *baselines.BASELINES)
+SCHEDULERS = ("leitstand", "leitstand-hold", *baselines.BASELINES)
 
 
 def scheduler(name: str, policy: Policy) -> engine.Scheduler:
-    """The scheduler called ``name`` (one of ``SCHEDULERS``)."""
+    """The scheduler called ``name`` (one of ``SCHEDULERS``); ``leitstand-hold`` is Leitstand with round 1's
+    whole-type starvation hold instead of reservations with backfill, to compare the two."""
     if name == "leitstand":
         return baselines.Leitstand(policy)
+    if name == "leitstand-hold":
+        return baselines.Leitstand(replace(policy, backfill=False), name="leitstand-hold")
     chosen: engine.Scheduler = baselines.BASELINES[name]()
     return chosen
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from leitstand.core.model import GPUType, Priority
 
+LIMIT_COLUMN = "runtime_limit_seconds"  # optional, last, in the generic header; empty: no limit of its own
 GENERIC_HEADER = ("submit_seconds", "tenant", "replicas", "gpus_per_replica", "duration_seconds", "priority")
 ALIBABA_COLUMNS = frozenset({"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"})
 ITP_COLUMNS = frozenset({"job_id", "submission_time", "duration", "num_gpu"})
@@ -39,6 +40,7 @@ class TraceJob:
     cpu_millis_per_replica: int = 0
     memory_bytes_per_replica: int = 0
     gpu_type: GPUType | None = None
+    runtime_limit: float | None = None  # seconds, as the user asked (the trace's own column)
 
     @property
     def gpus(self) -> int:
@@ -64,7 +66,7 @@ def load(paths: Sequence[Path]) -> list[TraceJob]:
     jobs: list[TraceJob] = []
     for path in paths:
         header, rows = _read(path)
-        if tuple(header) == GENERIC_HEADER:
+        if tuple(header) in (GENERIC_HEADER, (*GENERIC_HEADER, LIMIT_COLUMN)):
             jobs.extend(_generic(path, rows))
         elif set(header) >= ALIBABA_COLUMNS:
             jobs.extend(_alibaba(path, rows, set(header)))
@@ -133,6 +135,9 @@ def _generic(path: Path, rows: Iterable[tuple[int, dict[str, str]]]) -> Iterable
             gpus_per_replica=gpus,
             duration=_number(path, line, row, "duration_seconds"),
             priority=PRIORITIES[priority],
+            runtime_limit=_number(path, line, row, LIMIT_COLUMN, minimum=1)
+            if (row.get(LIMIT_COLUMN) or "").strip()
+            else None,
         )
 
 

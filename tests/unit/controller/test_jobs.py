@@ -130,6 +130,23 @@ def test_a_started_job_drops_its_queue_position_and_its_status_is_written_once()
     assert plan(a_job(status=running), pods).status is None  # nothing changed: nothing to write
 
 
+def test_a_reserved_job_shows_when_it_is_planned_to_start_and_drops_it_once_running() -> None:
+    explanation = model.Explanation(
+        model.JobKey("soofi/llm"), model.Reason.INSUFFICIENT_CAPACITY, "reserved 2 nodes", model.QueueName("soofi"), 1
+    )
+    reserved = model.Reserved(NOW + 3 * 3600 + 10, (model.NodeName("n1"), model.NodeName("n2")))
+    verdict = jobs.Verdict(explanation, queue="soofi", reserved=reserved)
+    queued = plan(a_job(), {0: a_pod(0), 1: a_pod(1)}, verdict).status
+    assert queued is not None
+    assert queued["estimatedStartTime"] == jobs.rfc3339(NOW + 3 * 3600 + 60)  # to the minute, up
+    unknown = jobs.Verdict(explanation, queue="soofi", reserved=model.Reserved(float("inf"), reserved.nodes))
+    assert "estimatedStartTime" not in (plan(a_job(), {0: a_pod(0), 1: a_pod(1)}, unknown).status or {})
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    running = plan(a_job(status=queued), pods).status
+    assert running is not None
+    assert "estimatedStartTime" not in running
+
+
 def test_the_status_is_what_the_crd_model_writes() -> None:
     status = plan(a_job(), {0: a_pod(0), 1: a_pod(1)}).status
     assert status is not None

@@ -34,7 +34,10 @@ def test_a_gang_that_cannot_start_gets_the_leaf_that_frees_first_and_short_jobs_
     reserved = decisions.reserved[JobKey("hero/big")]
     assert (reserved.start, reserved.domain) == (NOW + HOUR, "su-1")
     assert set(reserved.nodes) == {"su-1-n1", "su-1-n2", "su-1-n3", "su-1-n4"}
-    assert "reserved 4 nodes in leaf su-1, starting in 1h; jobs that end by then" in messages(decisions)["hero/big"]
+    assert (
+        "reserved 4 nodes in leaf su-1 from 1970-01-02 04:46 UTC; jobs that end by then"
+        in messages(decisions)["hero/big"]
+    )
     placed = bound(decisions)
     assert placed["small/short"][0].startswith("su-1-")  # backfilled: it ends before the reservation starts
     assert placed["small/long"][0].startswith("su-2-")
@@ -54,8 +57,8 @@ def test_a_job_that_would_start_now_but_for_a_reservation_is_told_what_limit_wou
     assert bound(decisions) == {}
     assert reasons(decisions)["small/long"] == "WaitingForOlderJob"
     assert messages(decisions)["small/long"].startswith(
-        "the nodes it could use now are reserved for hero/big, starting in 2h; "
-        "with a runtimeLimit of at most 2h it could start now (it has 3h)"
+        "the nodes it could use now are reserved for hero/big from 1970-01-02 05:46 UTC; "
+        "with a runtimeLimit that ends by then it could start now (it has 3h)"
     )
 
 
@@ -72,7 +75,7 @@ def test_an_unbounded_running_job_makes_the_plan_say_which_job_must_end_first() 
     reserved = decisions.reserved[JobKey("hero/big")]
     assert reserved.start == math.inf
     assert reserved.blockers == ("small/forever",)
-    assert "starting once small/forever ends (no limit)" in messages(decisions)["hero/big"]
+    assert "reserved 2 nodes once small/forever ends (no limit)" in messages(decisions)["hero/big"]
     assert bound(decisions) == {"small/limited": ("su-1-n2",)}  # a limited job may use it until then
     assert reasons(decisions)["small/open"] == "WaitingForOlderJob"
 

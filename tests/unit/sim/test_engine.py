@@ -38,6 +38,24 @@ def test_a_job_starts_on_arrival_and_finishes_after_its_duration() -> None:
         assert summary["completionTimeSeconds"]["mean"] == 100
 
 
+def test_jobs_ask_for_a_multiple_of_their_duration_and_end_at_their_own_limit() -> None:
+    from dataclasses import replace
+
+    over = replace(job("over", 0, 8, 500), runtime_limit=200.0)  # asked for less than it needs: ended at 200
+    result = run(baselines.Leitstand(POLICY), [job("x", 0, 8, 100), over], nodes(2), interval=0, runtime_limit_factor=2)
+    assert result.records["a/x"].finish == 100  # type: ignore[index]
+    assert result.records["a/over"].finish == 200  # type: ignore[index]
+
+
+def test_with_limits_a_hero_gang_reserves_and_a_short_job_backfills_without_delaying_it() -> None:
+    # n0 busy until 100; the 2-node gang waits for it; a short job (limit 2 x 30 = 60) fits before then
+    trace = [job("busy", 0, 8, 100), job("hero", 1, 8, 100, replicas=2), job("short", 2, 8, 30)]
+    policy = Policy(topology_levels=("node",), default_preferred_level=None, starvation_seconds=0)
+    backfill = run(baselines.Leitstand(policy), trace, nodes(2), interval=0, runtime_limit_factor=2)
+    assert backfill.records["a/short"].first_start == 2  # type: ignore[index]
+    assert backfill.records["a/hero"].first_start == 100  # type: ignore[index]  # not delayed
+
+
 def test_cycles_are_debounced_by_the_interval() -> None:
     result = run(baselines.Leitstand(POLICY), [job("x", 0, 8), job("y", 3, 8)], nodes(2), interval=10)
     assert result.records["a/y"].first_start == 10  # type: ignore[index]

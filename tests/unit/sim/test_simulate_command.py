@@ -54,6 +54,7 @@ def test_a_report_and_plots_for_every_scheduler(tmp_path: Path, trace: Path) -> 
     report = json.loads((out / "report.json").read_text())
     assert [s["scheduler"] for s in report["schedulers"]] == [
         "leitstand",
+        "leitstand-hold",
         "kube-scheduler-like",
         "fifo-gang",
         "best-fit",
@@ -64,7 +65,8 @@ def test_a_report_and_plots_for_every_scheduler(tmp_path: Path, trace: Path) -> 
     ours = report["schedulers"][0]
     assert set(ours["tenants"]) == {"acme", "helix"}
     assert ours["evictions"] >= 1  # helix reclaims its guarantee from acme
-    assert set(report["leitstandVersus"]) == {"kube-scheduler-like", "fifo-gang", "best-fit"}
+    assert set(report["leitstandVersus"]) == {"leitstand-hold", "kube-scheduler-like", "fifo-gang", "best-fit"}
+    assert report["setup"]["runtimeLimitFactor"] == 2
     for name in ("allocation.png", "queueing.png", "fragmentation.png", "fairshare.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
 
