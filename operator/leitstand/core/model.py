@@ -254,6 +254,22 @@ def duration_text(seconds: float) -> str:
     return text or "0s"
 
 
+def utc_text(seconds: float) -> str:
+    """``2026-12-01 14:20 UTC``: seconds since the epoch, to the minute (arithmetic: the core imports no
+    clock modules, ``datetime`` included)."""
+    minutes = int(seconds // 60)
+    days, minute_of_day = divmod(minutes, 24 * 60)
+    era, day_of_era = divmod(days + 719_468, 146_097)  # civil date from days (proleptic Gregorian)
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
+    hour, minute = divmod(minute_of_day, 60)
+    return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d} UTC"
+
+
 @dataclass(frozen=True, slots=True)
 class Bind:
     """Place every waiting replica of ``job``: ``nodes[i]`` for replica ``i``."""
@@ -289,6 +305,17 @@ class Reserved:
     nodes: tuple[NodeName, ...]
     domain: str | None = None
     blockers: tuple[JobKey, ...] = ()  # jobs without a runtime limit on ``nodes`` that must end first
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """When a waiting job is expected to start (``math.inf``: once ``blockers``, jobs without a runtime limit,
+    end), and where: ``nodes`` (one per replica), in ``domain`` of its required level."""
+
+    start: float
+    nodes: tuple[NodeName, ...] = ()
+    domain: str | None = None
+    blockers: tuple[JobKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +369,7 @@ class Decisions:
     namespace_conflicts: Mapping[QueueName, str] = field(default_factory=dict)  # leaves claiming a namespace together
     reserved: Mapping[JobKey, Reserved] = field(default_factory=dict)  # waiting gangs' reservations, kept or new
     backfilled: tuple[JobKey, ...] = ()  # binds of jobs that started behind a reserved gang, around its reservation
+    estimates: Mapping[JobKey, Estimate] = field(default_factory=dict)  # when asked for (``schedule(estimate=...)``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,11 @@ earlier (stability beats optimality), and reservations kept from the last
 cycle are booked first, so a job that arrives later never takes them. Pure.
 """
 
-import datetime
 import math
 from dataclasses import dataclass, field
 
 from leitstand.core.index import Index
-from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reserved
+from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reserved, utc_text
 from leitstand.core.statements import Statement
 from leitstand.core.timeline import Never, Start, Timeline
 
@@ -125,7 +124,7 @@ def when(start: float, now: float, blockers: tuple[JobKey, ...] = ()) -> str:
         return f"once {names or 'jobs without a runtime limit'} end{'s' if len(blockers) == 1 else ''} (no limit)"
     if start <= now:
         return "now"
-    return datetime.datetime.fromtimestamp(start, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_text(start)
 
 
 def describe(reserved: Reserved, now: float, level: str | None) -> str:

@@ -33,8 +33,9 @@ by names, every output sorted.
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from leitstand.core import actions, explain, index, preemption
+from leitstand.core import actions, explain, forecast, index, preemption
 from leitstand.core.decided import Decided
 from leitstand.core.model import Decisions, Policy, Snapshot
 from leitstand.core.statements import Statement
@@ -44,8 +45,9 @@ Action = Callable[[index.Index, Statement, Decided], Decided]
 DEFAULT_POLICY = Policy()
 
 
-def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float) -> Decisions:
-    """One scheduling cycle: binds, evictions, releases and explanations for ``snapshot``.
+def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float, estimate: bool = False) -> Decisions:
+    """One scheduling cycle: binds, evictions, releases and explanations for ``snapshot``; with ``estimate``,
+    also when each waiting job is expected to start (``forecast.estimate``, planned after the cycle).
 
     Idempotent for the same inputs; the order of the snapshot's tuples does not
     change the result.
@@ -56,4 +58,7 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float)
         steps.append(preemption.reclaim)
     for action in steps:
         decided.add(action(facts, statement, decided))
-    return explain.explain(facts, statement, decided)
+    decisions = explain.explain(facts, statement, decided)
+    if estimate:
+        decisions = replace(decisions, estimates=forecast.estimate(facts, statement, decided))
+    return decisions

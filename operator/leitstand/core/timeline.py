@@ -4,13 +4,14 @@ A ``Timeline`` starts from a statement (what is free now) and the expected end
 of every job holding resources: a running job ends at ``started`` plus its
 runtime limit, a job bound this cycle at ``now`` plus its limit, a terminating
 job now; a job without a limit never ends (and is named when it blocks a plan).
-Each node's profile is a step function that never decreases: resources only
-come back (what jobs without a limit hold comes back at ``math.inf``, so a plan
-can still say which nodes, and which jobs must end first). Planning keeps it so, conservatively: a planned job takes its
-resources from now (not from its start) until its end, and a reservation
-blocks its nodes whole until its job would end. So "fits from ``t`` on" is
-"fits at ``t``", and the earliest start of a gang is one sweep over the
-moments its candidate nodes free up (``earliest``).
+Each node's profile is a step function over time. What jobs without a limit
+hold comes back at ``math.inf``, so a plan can still say which nodes, and which
+jobs must end first. Reservations keep profiles from ever decreasing: a
+reservation blocks its nodes whole from now until its job would end. A forecast
+takes each planned job's resources from its start to its end only, so
+``earliest`` asks for room over the job's whole runtime: one sweep over the
+moments the candidates' free resources change, each moment checked by
+placement on what stays free from then on.
 
 Pure: times are numbers on the caller's clock; nothing here reads one.
 """
@@ -51,6 +52,7 @@ class Timeline:
         self.nodes = nodes
         self.policy = policy
         self._points: dict[NodeName, list[Point]] = {}
+        self.versions: dict[NodeName, int] = {}  # bumped whenever a node's profile changes
         self.unbounded: dict[NodeName, list[JobKey]] = {}  # jobs with no limit, by node they hold
 
     @classmethod
@@ -112,45 +114,83 @@ class Timeline:
             latest = max(latest, at)
         return latest
 
-    def earliest(self, job: Job, candidates: Sequence[Node], gpu_type: GPUType | None) -> Start | Never:
-        """The earliest start of ``job``'s whole gang on ``candidates``, in one domain of its required level.
+    def earliest(
+        self,
+        job: Job,
+        candidates: Sequence[Node],
+        gpu_type: GPUType | None,
+        *,
+        length: float | None = None,
+        not_before: float | None = None,
+    ) -> Start | Never:
+        """The earliest start of ``job``'s whole gang on ``candidates``, in one domain of its required level,
+        with room for ``length`` seconds from then (None: for good), never before ``not_before``.
 
-        One sweep: each node adds room (replicas that fit) at the moments it frees
-        up; the first moment a domain (or, without a required level, all the
-        candidates together) has room for every replica is the start, and
-        ``placement.place`` picks the nodes as it would were that moment now.
+        One sweep over the moments the candidates' free resources change: each
+        node's room (replicas that fit) changes the room of its domain (or, without
+        a required level, of all the candidates together); at the first moment a
+        domain has room for every replica, ``placement.place`` picks the nodes as
+        it would were that moment now, on what stays free for ``length``.
         """
         replicas = job.replicas
         level = self.policy.level_index(job.required_level)
-        gains: dict[float, list[tuple[str, int]]] = {}  # moment -> (domain, replicas that fit from then on)
+        since = self.now if not_before is None else max(not_before, self.now)
+        changes: dict[float, list[tuple[str, int, Node]]] = {}  # moment -> (domain, change of room, node)
         for node in candidates:
             if level is not None and (level >= len(node.domains) or not node.domains[level]):
                 continue
             domain = node.domains[level] if level is not None else ""
+            points = self._points.get(node.name)
+            if not points:
+                continue
+            first = max(bisect.bisect_right(points, since, key=lambda p: p[0]) - 1, 0)
             before = 0
-            for at, gpus, cpu, memory in self._points.get(node.name, ()):
+            for at, gpus, cpu, memory in points[first:]:
                 fit = replicas_in(job, int(gpus), int(cpu), int(memory), replicas)
-                if fit > before:
-                    gains.setdefault(at, []).append((domain, fit - before))
+                if fit != before:
+                    changes.setdefault(max(at, since), []).append((domain, fit - before, node))
                     before = fit
-                if fit >= replicas:
-                    break
         room: dict[str, int] = {}
-        for at in sorted(gains):
-            for domain, gain in gains[at]:
-                room[domain] = room.get(domain, 0) + gain
-            if any(room[domain] >= replicas for domain, _gain in gains[at]):
-                start = self._place_at(job, candidates, gpu_type, at)
+        fit_of: dict[NodeName, int] = {}
+        roomy: dict[str, dict[NodeName, Node]] = {}  # per domain, the nodes with room at the moment
+        for at in sorted(changes):
+            for domain, change, node in changes[at]:
+                room[domain] = room.get(domain, 0) + change
+                fit = fit_of[node.name] = fit_of.get(node.name, 0) + change
+                if fit > 0:
+                    roomy.setdefault(domain, {})[node.name] = node
+                else:
+                    roomy.get(domain, {}).pop(node.name, None)
+            if any(room[d] >= replicas for d, change, _node in changes[at] if change > 0 or at == since):
+                until = math.inf if length is None else at + length
+                ready = [node for d in sorted(room) if room[d] >= replicas for node in roomy[d].values()]
+                start = self._place_at(job, sorted(ready, key=lambda n: n.name), gpu_type, at, until)
                 if start is not None:
                     return start
         return Never()
 
-    def _place_at(self, job: Job, candidates: Sequence[Node], gpu_type: GPUType | None, at: float) -> Start | None:
-        """Nodes for ``job`` at ``at``, chosen by the placement rules on what is free then."""
+    def first_fit(self, job: Job, name: NodeName, length: float | None, since: float) -> float | None:
+        """The first moment from ``since`` at which one replica of ``job`` fits ``name`` for ``length``
+        seconds (None: for good); None when it never does."""
+        points = self._points.get(name)
+        if not points:
+            return None
+        first = max(bisect.bisect_right(points, since, key=lambda p: p[0]) - 1, 0)
+        for index in range(first, len(points)):
+            at = max(points[index][0], since)
+            until = math.inf if length is None else at + length
+            if replicas_in(job, *self.free_during(name, at, until), 1) > 0:
+                return at
+        return None
+
+    def _place_at(
+        self, job: Job, candidates: Sequence[Node], gpu_type: GPUType | None, at: float, until: float
+    ) -> Start | None:
+        """Nodes for ``job`` from ``at`` to ``until``, chosen by the placement rules on what stays free then."""
         then = Statement(candidates)
         for node in candidates:
-            _at, gpus, cpu, memory = self.free_at(node.name, at)
-            then.free[node.name] = Free(int(gpus), int(cpu), int(memory))
+            gpus, cpu, memory = self.free_during(node.name, at, until)
+            then.free[node.name] = Free(gpus, cpu, memory)
         outcome = placement.place(job, job.replicas, then, candidates, self.policy, gpu_type=gpu_type)
         if outcome.nodes is None:
             return None
@@ -161,14 +201,29 @@ class Timeline:
             domain = first.domains[level] if level < len(first.domains) else None
         return Start(at, outcome.nodes, domain, self.blockers(outcome.nodes) if at == math.inf else ())
 
+    def free_during(self, name: NodeName, at: float, until: float) -> tuple[int, int, int]:
+        """What stays free on ``name`` from ``at`` until ``until``: the least of each resource."""
+        points = self._points.get(name)
+        if not points:
+            return 0, 0, 0
+        index = max(bisect.bisect_right(points, at, key=lambda p: p[0]) - 1, 0)
+        gpus, cpu, memory = points[index][1], points[index][2], points[index][3]
+        for point in points[index + 1 :]:
+            if point[0] >= until:
+                break
+            gpus, cpu, memory = min(gpus, point[1]), min(cpu, point[2]), min(memory, point[3])
+        return int(gpus), int(cpu), int(memory)
+
     def blockers(self, nodes: Iterable[NodeName]) -> tuple[JobKey, ...]:
         """The jobs without a runtime limit on ``nodes``, by key."""
         return tuple(sorted({key for name in nodes for key in self.unbounded.get(name, ())}))
 
     # -- planning -----------------------------------------------------------------------------
 
-    def take(self, job: Job, nodes: Sequence[NodeName], until: float | None) -> None:
-        """``job`` holds one replica on each of ``nodes`` from now until ``until`` (None: no limit)."""
+    def take(self, job: Job, nodes: Sequence[NodeName], until: float | None, *, since: float | None = None) -> None:
+        """``job`` holds one replica on each of ``nodes`` from ``since`` (None: now) until ``until`` (None: no
+        limit). Taking from later than now may make a profile decrease: only ``earliest`` with a ``length``
+        plans on such a timeline."""
         counts: dict[NodeName, int] = {}
         for name in nodes:
             counts[name] = counts.get(name, 0) + 1
@@ -180,7 +235,7 @@ class Timeline:
             def less(point: Point, gpus: int = gpus, cpu: int = cpu, memory: int = memory) -> Point:
                 return [point[0], point[1] - gpus, point[2] - cpu, point[3] - memory]
 
-            self._lower(name, until, less)
+            self._lower(name, until, less, since=since)
             if until is None:
                 self.unbounded.setdefault(name, []).append(job.key)
 
@@ -189,16 +244,24 @@ class Timeline:
         for name in dict.fromkeys(nodes):
             self._lower(name, until, lambda point: [point[0], min(point[1], 0), min(point[2], 0), min(point[3], 0)])
 
-    def _lower(self, name: NodeName, until: float | None, lowered: Callable[[Point], Point]) -> None:
-        """Lowers ``name``'s profile before ``until`` (None: ``math.inf``, when jobs without a limit end)."""
+    def _lower(
+        self, name: NodeName, until: float | None, lowered: Callable[[Point], Point], *, since: float | None = None
+    ) -> None:
+        """Lowers ``name``'s profile from ``since`` (None: now) until ``until`` (None: ``math.inf``, when jobs
+        without a limit end)."""
         points = self._points.get(name)
         until = math.inf if until is None else until
         if points is None or until <= self.now:
             return
-        index = bisect.bisect_right(points, until, key=lambda p: p[0])
-        if points[index - 1][0] != until:  # from ``until`` on, the node has what it had before
-            points.insert(index, [until, *points[index - 1][1:]])
+        self.versions[name] = self.versions.get(name, 0) + 1
+        for moment in (until, since):
+            if moment is None or moment <= self.now:
+                continue
+            index = bisect.bisect_right(points, moment, key=lambda p: p[0])
+            if points[index - 1][0] != moment:  # a step of its own, holding what the node had then
+                points.insert(index, [moment, *points[index - 1][1:]])
         for i, point in enumerate(points):
             if point[0] >= until:
                 break
-            points[i] = lowered(point)
+            if since is None or point[0] >= since:
+                points[i] = lowered(point)

@@ -182,3 +182,15 @@ def _run_until_started(jobs: dict, nodes: list, queues: list, arrivals: dict, se
             break
         now = min(upcoming)
     raise AssertionError(f"seed {seed}: hero/big did not start (first estimate {first})")
+
+
+def test_start_times_are_written_in_utc_to_the_minute_without_a_clock_module() -> None:
+    import datetime
+
+    from leitstand.core.model import utc_text
+
+    rng = random.Random(5)
+    moments = [0.0, 59.9, 951_782_400.0, 4_107_542_400.0, *(rng.uniform(-1e10, 1e10) for _ in range(2000))]
+    for moment in moments:
+        expected = datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        assert utc_text(moment) == expected, moment

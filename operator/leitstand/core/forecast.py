@@ -1,0 +1,135 @@
+"""When each waiting job is expected to start: a forward plan of the queues, continuing a cycle.
+
+``estimate`` takes what a cycle decided and plans on: a ``Timeline`` of the
+statement as the cycle left it (every holding ending at its runtime limit),
+the reserved nodes blocked until their gangs would end, then every other job
+that waits for capacity in the order ``allocate`` serves them (priority, then
+the least served queue for the type, with the planned starts counted as
+served), each at the earliest moment its gang has room for its whole runtime
+limit (``Timeline.earliest``), taking that room from then to its end. No new
+arrivals are assumed and runtime limits stand in for runtimes, so an estimate
+is the start if every job runs to its limit: jobs that end early start later
+ones earlier.
+
+A reserved gang's estimate is its reservation's start; a nominated job's is
+now (it starts once its victims are gone). A job waiting for quota (its
+queue's limit or guarantee) gets none: it waits for its own queue's jobs, not
+for capacity. A start at ``math.inf`` waits for jobs without a runtime limit
+(``Estimate.blockers``). Pure.
+"""
+
+import heapq
+import math
+
+from leitstand.core.decided import Decided
+from leitstand.core.index import Index
+from leitstand.core.model import CAPACITY_REASONS, Estimate, GPUType, Job, JobKey, Node, NodeName, QueueName, Reason
+from leitstand.core.statements import Statement
+from leitstand.core.timeline import Never, Start, Timeline
+
+PLANNED = CAPACITY_REASONS | {Reason.WAITING_FOR_OLDER_JOB, Reason.GANG_INCOMPLETE}  # waits for capacity
+
+
+def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKey, Estimate]:
+    """Each waiting job's expected start (those waiting for capacity); see the module docstring."""
+    now = index.now
+    holders = (index.jobs_by_key[key] for key in statement.holdings if key in index.jobs_by_key)
+    timeline = Timeline.of(statement, ((job, index.expected_end(job)) for job in holders), now, index.policy)
+    estimates: dict[JobKey, Estimate] = {}
+    for key, nodes in decided.nominations.items():
+        estimates[key] = Estimate(now, nodes)
+    for key, reserved in decided.reserved.items():
+        if key in estimates:
+            continue
+        limit = index.limit_of(index.jobs_by_key[key])
+        timeline.block(reserved.nodes, None if limit is None or reserved.start == math.inf else reserved.start + limit)
+        estimates[key] = Estimate(reserved.start, reserved.nodes, reserved.domain, reserved.blockers)
+    lanes: dict[tuple[QueueName, GPUType | None], list[Job]] = {}
+    for queue in sorted(index.waiting_by_queue):
+        for job in index.waiting_by_queue[queue]:
+            waiting = decided.waiting.get(job.key)
+            if waiting is None or job.key in estimates or waiting.reason not in PLANNED or not waiting.ranked:
+                continue
+            lane_type = job.gpu_type or (index.default_type(queue) if job.gpus_per_replica else None)
+            lanes.setdefault((queue, lane_type), []).append(job)
+    planned: dict[tuple[QueueName, GPUType], int] = {}
+    heads = dict.fromkeys(lanes, 0)
+    heap: list[tuple[int, tuple[int, float], QueueName, str]] = []
+
+    def push(lane: tuple[QueueName, GPUType | None]) -> None:
+        if heads[lane] < len(lanes[lane]):
+            queue, lane_type = lane
+            rank: tuple[int, float] = (0, 0.0)
+            if lane_type is not None:
+                held = statement.queue_allocated(queue, lane_type) + planned.get((queue, lane_type), 0)
+                share = index.shares.get(queue, {}).get(lane_type, 0)
+                rank = (0, held / share) if share else (1, float(held))
+            head = lanes[lane][heads[lane]]
+            heapq.heappush(heap, (-int(head.priority), rank, queue, lane_type or ""))
+
+    for lane in lanes:
+        push(lane)
+    floors: dict[tuple[object, ...], float] = {}  # the same shape never starts before the one planned before it
+    singles: dict[tuple[object, ...], _Singles] = {}
+    while heap:
+        _priority, _rank, queue, type_name = heapq.heappop(heap)
+        lane = (queue, GPUType(type_name) if type_name else None)
+        job = lanes[lane][heads[lane]]
+        heads[lane] += 1
+        limit = index.limit_of(job)
+        best: tuple[Start, GPUType | None] | None = None
+        for gpu_type in index.types_for(job):
+            candidates = index.candidates(job, queue, gpu_type, lent=False)
+            shape = (id(candidates), job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
+                     job.memory_bytes_per_replica, job.required_level, job.preferred_level, limit)  # fmt: skip
+            floor = floors.get(shape)
+            if job.replicas == 1 and job.required_level is None:  # most jobs: one pod, anywhere
+                if shape not in singles:
+                    singles[shape] = _Singles(timeline, job, candidates, limit)
+                start = singles[shape].earliest(floor)
+            else:
+                start = timeline.earliest(job, candidates, gpu_type, length=limit, not_before=floor)
+            if isinstance(start, Never):
+                continue
+            floors[shape] = start.at
+            if best is None or start.at < best[0].at:
+                best = (start, gpu_type)
+        if best is not None:
+            start, gpu_type = best
+            timeline.take(job, start.nodes, None if limit is None else start.at + limit, since=start.at)
+            estimates[job.key] = Estimate(start.at, start.nodes, start.domain, start.blockers)
+            if gpu_type is not None:
+                for name in index.paths[queue]:
+                    planned[(name, gpu_type)] = planned.get((name, gpu_type), 0) + job.gpus
+        push(lane)
+    return dict(sorted(estimates.items()))
+
+
+class _Singles:
+    """The candidate nodes of one single-pod shape, by the first moment the pod fits each (and, at the same
+    moment, the fewest free GPUs first), kept current lazily: a node whose profile changed since is looked at
+    again when it comes up."""
+
+    def __init__(self, timeline: Timeline, job: Job, candidates: list[Node], length: float | None) -> None:
+        self.timeline, self.job, self.length = timeline, job, length
+        self.heap: list[tuple[float, int, NodeName, int]] = []
+        for node in candidates:
+            self._push(node.name, timeline.now)
+        heapq.heapify(self.heap)
+
+    def _push(self, name: NodeName, since: float) -> None:
+        at = self.timeline.first_fit(self.job, name, self.length, since)
+        if at is not None:
+            free = int(self.timeline.free_at(name, at)[1])
+            entry = (at, free, name, self.timeline.versions.get(name, 0))
+            heapq.heappush(self.heap, entry)
+
+    def earliest(self, floor: float | None) -> Start | Never:
+        since = self.timeline.now if floor is None else max(floor, self.timeline.now)
+        while self.heap:
+            at, _free, name, version = self.heap[0]
+            if version == self.timeline.versions.get(name, 0) and at >= since:
+                return Start(at, (name,), None, self.timeline.blockers((name,)) if at == math.inf else ())
+            heapq.heappop(self.heap)
+            self._push(name, since)
+        return Never()

@@ -1,0 +1,65 @@
+"""Estimates: when each waiting job is expected to start, planned on from what a cycle decided."""
+
+import math
+
+from leitstand.core.model import JobKey, Policy
+from leitstand.core.scheduling import schedule
+from tests.unit.core.builders import a_job, a_queue, a_root, nodes_in_leaf, snapshot
+
+NOW = 100_000.0
+HOUR = 3600.0
+POLICY = Policy(starvation_seconds=0, preemption=False)
+
+
+def starts(decisions) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    return {key: estimate.start for key, estimate in decisions.estimates.items()}
+
+
+def test_jobs_queued_behind_running_ones_are_planned_one_after_another_at_the_running_jobs_limits() -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    queues = [a_root(), a_queue("team").with_share(16)]
+    jobs = [
+        a_job("team/r1").of(1, 8).running_on("su-1-n1", since=NOW - HOUR).limited(2 * HOUR),  # ends in 1 h
+        a_job("team/r2").of(1, 8).running_on("su-1-n2", since=NOW - HOUR).limited(4 * HOUR),  # ends in 3 h
+        a_job("team/a").of(1, 8).submitted_at(NOW - 30).limited(HOUR),
+        a_job("team/b").of(1, 8).submitted_at(NOW - 20).limited(HOUR),
+        a_job("team/c").of(1, 8).submitted_at(NOW - 10).limited(HOUR),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), POLICY, now=NOW, estimate=True)
+    # a on n1 when r1 ends (1 h), b on n1 after a (2 h), c when r2 ends or b ends (3 h)
+    assert starts(decisions) == {"team/a": NOW + HOUR, "team/b": NOW + 2 * HOUR, "team/c": NOW + 3 * HOUR}
+    assert schedule(snapshot(nodes, queues, jobs), POLICY, now=NOW).estimates == {}  # only when asked for
+
+
+def test_a_gang_is_planned_where_its_whole_domain_frees_and_a_reserved_one_at_its_reservation() -> None:
+    nodes = nodes_in_leaf("su-1", 2) + nodes_in_leaf("su-2", 2)
+    queues = [a_root(), a_queue("team").with_share(32), a_queue("other")]
+    jobs = [
+        a_job("other/r1").of(1, 8).running_on("su-1-n1", since=NOW).limited(HOUR),
+        a_job("other/r2").of(1, 8).running_on("su-2-n1", since=NOW).limited(3 * HOUR),
+        a_job("other/r3").of(1, 8).running_on("su-1-n2", since=NOW).limited(2 * HOUR),
+        a_job("other/r4").of(1, 8).running_on("su-2-n2", since=NOW).limited(2 * HOUR),
+        a_job("team/big").of(2, 8).requiring("leaf").submitted_at(NOW - 60).limited(HOUR),
+        a_job("team/next").of(2, 8).requiring("leaf").submitted_at(NOW - 30).limited(HOUR),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), POLICY, now=NOW, estimate=True)
+    assert decisions.reserved[JobKey("team/big")].start == NOW + 2 * HOUR  # su-1 frees at 2 h
+    big = decisions.estimates[JobKey("team/big")]
+    assert (big.start, big.domain) == (NOW + 2 * HOUR, "su-1")
+    nxt = decisions.estimates[JobKey("team/next")]
+    assert (nxt.start, nxt.domain) == (NOW + 3 * HOUR, "su-2")  # su-2 frees at 3 h, before su-1 again
+
+
+def test_a_job_behind_one_without_a_limit_is_told_which_job_must_end_and_quota_waits_get_no_estimate() -> None:
+    nodes = nodes_in_leaf("su-1", 1)
+    queues = [a_root(), a_queue("team").with_share(8), a_queue("capped").with_share(8, limit=0)]
+    jobs = [
+        a_job("team/forever").of(1, 8).running_on("su-1-n1", since=NOW),
+        a_job("team/next").of(1, 8).submitted_at(NOW - 10).limited(HOUR),
+        a_job("capped/job").of(1, 8).submitted_at(NOW - 10).limited(HOUR),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), POLICY, now=NOW, estimate=True)
+    estimate = decisions.estimates[JobKey("team/next")]
+    assert estimate.start == math.inf
+    assert estimate.blockers == ("team/forever",)
+    assert JobKey("capped/job") not in decisions.estimates
