@@ -217,7 +217,7 @@ def test_every_example_applies_and_kubectl_shows_the_columns(
     assert "trainingjob.leitstand.dev/llm-100b-pretrain" in applied
     assert "gpuquota.leitstand.dev/soofi" in applied
     jobs = kubectl_run(kubectl, control_plane, "get", "tj", "-A")
-    assert jobs.splitlines()[0].split() == ["NAMESPACE", "NAME", "QUEUE", "GPUS", "PHASE", "REASON", "AGE"]
+    assert jobs.splitlines()[0].split() == ["NAMESPACE", "NAME", "QUEUE", "GPUS", "PHASE", "REASON", "ETA", "AGE"]
     assert "llm-100b-pretrain" in jobs
     quotas = kubectl_run(kubectl, control_plane, "get", "gq")
     assert quotas.splitlines()[0].split() == ["NAME", "PARENT", "GUARANTEED", "ALLOCATED", "FAIR", "SHARE", "PENDING", "AGE"]  # fmt: skip

@@ -1,6 +1,8 @@
 """SOOFI's 128 x 8 B200 pretraining on the soofi profile (130 DGX B200), and a crash mid-binding."""
 
+import asyncio
 import random
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +16,7 @@ from leitstand.kube.client import Client
 from leitstand.kube.objects import Body
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
+from tests.e2e.test_faults import wait_running
 from tests.e2e.test_operator import GROUP, clean, job, quota
 from tests.e2e.waiting import until
 
@@ -122,3 +125,76 @@ async def test_twenty_crashes_mid_binding_leave_no_partial_gang_no_double_bindin
     requests = [b for b in soofi.bindings() if b.pod.startswith("t-soofi/crashy-")]
     accepted = Counter(b.pod for b in requests if b.code == 201)
     assert set(accepted.values()) == {1}, "a pod was bound twice"
+
+
+async def test_a_hero_job_is_reserved_short_jobs_backfill_long_ones_wait_and_it_starts_when_its_nodes_free(
+    api: Client, soofi: cluster.LocalCluster, tmp_path: Path, kubectl: Path
+) -> None:
+    """The pool partly busy with jobs whose limits end them in 40 s: the 128 x 8 gang cannot start, gets a
+    reservation and an ETA; a 10 s job backfills a reserved node, 2 h jobs use only the unreserved nodes or
+    wait; the busy jobs end at their limit (RuntimeLimitExceeded) and the gang starts on its nodes."""
+    operator = Operator(soofi.kubeconfig, tmp_path / "operator.log", env={"LEITSTAND_STARVATION_SECONDS": "0"})
+    operator.wait_ready()
+    busy = {"runtimeLimit": "40s", "template": {"annotations": {"leitstand.dev/sim-duration": "10m"}}}
+    try:
+        for i in range(4):
+            await job(api, "t-soofi", f"busy-{i}", 1, **busy)
+        await wait_running(api, "t-soofi", *(f"busy-{i}" for i in range(4)))
+        await job(api, "t-soofi", "hero", 128, topology={"required": "spine", "preferred": "leaf"},
+                  runtimeLimit="1h", template={"annotations": {"leitstand.dev/sim-duration": "10s"}})  # fmt: skip
+
+        async def status_of(name: str) -> Body:
+            return (await api.get(f"{GROUP}/namespaces/t-soofi/trainingjobs/{name}")).get("status") or {}
+
+        async def reserved() -> Body | None:
+            status = await status_of("hero")
+            return status if status.get("estimatedStartTime") else None
+
+        hero = await until(reserved, what="the hero job reserved, with an ETA", within=60)
+        assert "reserved 128 nodes in spine b200-spine-1 from " in hero["message"], hero["message"]
+        table = await asyncio.to_thread(
+            subprocess.run,
+            [str(kubectl), "--kubeconfig", str(soofi.kubeconfig), "get", "tj", "-n", "t-soofi", "hero"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        table = table.stdout
+        assert "ETA" in table.splitlines()[0]
+        assert hero["estimatedStartTime"] in table
+
+        await job(api, "t-soofi", "short", 1, runtimeLimit="10s",
+                  template={"annotations": {"leitstand.dev/sim-duration": "5s"}})  # fmt: skip
+        for i in range(3):
+            await job(api, "t-soofi", f"long-{i}", 1, runtimeLimit="2h")
+
+        async def settled() -> dict[str, Body] | None:
+            statuses = {name: await status_of(name) for name in ("short", "long-0", "long-1", "long-2")}
+            waiting = [s for s in statuses.values() if s.get("reason") == "WaitingForOlderJob"]
+            started = statuses["short"].get("phase") in {"Running", "Succeeded"}
+            return statuses if started and waiting else None
+
+        statuses = await until(settled, what="short to backfill and a long job to wait", within=60)
+        waiting = [s for s in statuses.values() if s.get("reason") == "WaitingForOlderJob"]
+        assert "reserved for t-soofi/hero" in waiting[0]["message"]
+        assert "with a runtimeLimit that ends by then it could start now (it has 2h)" in waiting[0]["message"]
+        busy_nodes = {p["spec"]["nodeName"] for i in range(4) for p in await pods_of(api, f"busy-{i}")}
+        hero_status = await status_of("hero")
+        assert hero_status.get("phase") == "Queued"
+
+        async def ended(name: str) -> Body | None:
+            status = await status_of(name)
+            return status if status.get("phase") == "Failed" else None
+
+        for i in range(4):
+            failed = await until(lambda i=i: ended(f"busy-{i}"), what=f"busy-{i} ended at its limit", within=90)
+            assert failed["reason"] == "RuntimeLimitExceeded"
+
+        async def hero_running() -> list[Body] | None:
+            pods = await pods_of(api, "hero")
+            return pods if len(pods) == 128 and all(p["spec"].get("nodeName") for p in pods) else None
+
+        pods = await until(hero_running, what="the hero gang bound once its nodes freed", within=90)
+        nodes = {p["spec"]["nodeName"] for p in pods}
+        assert len(nodes) == 128
+        assert busy_nodes <= nodes  # the reservation took the busy nodes: the gang waited for them, not for others
+    finally:
+        operator.stop()

@@ -37,6 +37,7 @@ class JobView(pydantic.BaseModel):
     reason: str | None
     message: str | None
     position: int | None
+    estimated_start_time: str | None = pydantic.Field(default=None, serialization_alias="estimatedStartTime")
     created: str | None
     placement: dict[str, Any] | None = None
     conditions: list[dict[str, Any]] | None = None
@@ -101,6 +102,7 @@ def job(body: Mapping[str, Any], *, detail: bool = False) -> JobView:
         reason=status.get("reason"),
         message=status.get("message"),
         position=status.get("queuePosition"),
+        estimated_start_time=status.get("estimatedStartTime"),
         created=meta.get("creationTimestamp"),
         placement=status.get("placement") if detail else None,
         conditions=status.get("conditions") if detail else None,

@@ -134,10 +134,10 @@ def jobs(
         rows.append({
             "namespace": body["metadata"]["namespace"], "name": body["metadata"]["name"], "queue": status.get("queue"),
             "gpus": status.get("gpus"), "phase": status.get("phase"), "reason": status.get("reason"),
-            "position": status.get("queuePosition"), "age": age(body["metadata"].get("creationTimestamp")),
-            "message": status.get("message"),
+            "position": status.get("queuePosition"), "eta": status.get("estimatedStartTime"),
+            "age": age(body["metadata"].get("creationTimestamp")), "message": status.get("message"),
         })  # fmt: skip
-    columns = ["name", "queue", "gpus", "phase", "reason", "position", "age"]
+    columns = ["name", "queue", "gpus", "phase", "reason", "position", "eta", "age"]
     emit(rows, output, ["namespace", *columns] if all_namespaces else columns)
 
 
@@ -178,6 +178,7 @@ def explain(
         "reason": status.get("reason"),
         "message": status.get("message"),
         "position": status.get("queuePosition"),
+        "eta": status.get("estimatedStartTime"),
         "gang": f"{spec['replicas']} x {spec['gpusPerReplica']} {spec.get('gpuType') or 'any GPU'}",
         "priority": spec.get("priority"),
         "topology": spec.get("topology"),
@@ -189,10 +190,12 @@ def explain(
         emit([report], output, [])
         return
     out = console()
-    for key in ("job", "queue", "phase", "reason", "message", "position", "gang", "priority", "topology", "restarts"):
+    keys = ("job", "queue", "phase", "reason", "message", "position", "eta", "gang", "priority", "topology", "restarts")
+    for key in keys:
         value = report[key]
         if value is not None:
-            out.print(f"[bold]{key.capitalize() + ':':<10}[/] {value}")
+            label = "ETA:" if key == "eta" else key.capitalize() + ":"
+            out.print(f"[bold]{label:<10}[/] {value}")
     placement = report["placement"]
     if placement:
         nodes = placement.get("nodes") or []

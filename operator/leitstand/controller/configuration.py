@@ -17,6 +17,7 @@ leaderElection: {enabled: true, namespace: leitstand-system, leaseName: leitstan
 ```
 
 Environment overrides: ``LEITSTAND_CYCLE_INTERVAL_SECONDS``, ``LEITSTAND_BIND_CONCURRENCY``,
+``LEITSTAND_STARVATION_SECONDS``, ``LEITSTAND_ESTIMATE_INTERVAL_SECONDS``,
 ``LEITSTAND_LEADER_ELECTION`` (true/false), ``LEITSTAND_LEASE_NAMESPACE``, ``LEITSTAND_LEASE_NAME``.
 """
 
@@ -67,6 +68,7 @@ class Configuration(_Model):
     starvation_seconds: float = pydantic.Field(default=model.Policy().starvation_seconds, ge=0)
     backfill: bool = model.Policy().backfill
     reservations: int = pydantic.Field(default=model.Policy().reservations, ge=0, le=64)
+    estimate_interval_seconds: float = pydantic.Field(default=30.0, ge=0, le=3600)
     leader_election: LeaderElection = LeaderElection()
 
     @pydantic.model_validator(mode="after")
@@ -90,6 +92,8 @@ class Configuration(_Model):
 _ENVIRONMENT = {
     "LEITSTAND_CYCLE_INTERVAL_SECONDS": ("cycleIntervalSeconds",),
     "LEITSTAND_BIND_CONCURRENCY": ("bindConcurrency",),
+    "LEITSTAND_STARVATION_SECONDS": ("starvationSeconds",),
+    "LEITSTAND_ESTIMATE_INTERVAL_SECONDS": ("estimateIntervalSeconds",),
     "LEITSTAND_LEADER_ELECTION": ("leaderElection", "enabled"),
     "LEITSTAND_LEASE_NAMESPACE": ("leaderElection", "namespace"),
     "LEITSTAND_LEASE_NAME": ("leaderElection", "leaseName"),

@@ -23,6 +23,7 @@ from leitstand.kube.objects import Body, Node, OwnerReference, Pod, TrainingJob,
 
 MASTER_PORT = 29500
 FINALIZER = "leitstand.dev/pods"
+ESTIMATE_SLACK = 0.1  # an estimated start moves in the status only by more than this part of the wait left
 CONTAINER = "trainer"
 MESSAGE_LIMIT = 32_768  # a condition's message, as metav1.Condition allows
 
@@ -57,11 +58,23 @@ class Verdict:
     released: model.Release | None = None
     queue: str | None = None
     runtime_limit: float | None = None  # seconds it may run (its own, or its queue's default, at most the maximum)
-    reserved: model.Reserved | None = None  # the nodes reserved for it, and from when
+    estimate: model.Estimate | None = None  # when it is expected to start (its reservation's, or the forecast's)
 
 
 def rfc3339(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _estimated_start(estimate: model.Estimate | None, shown: str | None, now: float) -> str | None:
+    """The start to show, to the minute (rounded up): the one shown stays while the new one is within
+    ``ESTIMATE_SLACK`` of it (at least two minutes), so a moving plan does not rewrite statuses all the time."""
+    if estimate is None or estimate.start == math.inf:
+        return None
+    start = math.ceil(max(estimate.start, now) / 60) * 60
+    before = bodies.timestamp(shown)
+    if before is not None and abs(start - before) <= max(120.0, ESTIMATE_SLACK * max(before - now, 0.0)):
+        return shown
+    return rfc3339(start)
 
 
 def pod_name(job: str, rank: int) -> str:
@@ -328,9 +341,9 @@ def plan(
     new["reason"] = reason
     new["message"] = message
     new["queuePosition"] = verdict.explanation.position if verdict.explanation and phase == "Queued" else None
-    planned = verdict.reserved  # to the minute, up: a start planned for "now" changes the status once a minute
-    known = planned is not None and planned.start != math.inf and phase == "Queued"
-    new["estimatedStartTime"] = rfc3339(math.ceil(max(planned.start, now) / 60) * 60) if planned and known else None
+    new["estimatedStartTime"] = (
+        _estimated_start(verdict.estimate, old.get("estimatedStartTime"), now) if (phase == "Queued") else None
+    )
     stamp = rfc3339(now)
     generation = meta.get("generation", 1)
     conditions = list(old.get("conditions") or [])

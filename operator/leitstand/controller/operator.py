@@ -177,6 +177,7 @@ async def run(
             with contextlib.suppress(TimeoutError):  # what the last cycle decided, written while still leading
                 await asyncio.wait_for(scheduler.applier.drain(), timeout=2)
             await scheduler.applier.close()
+            scheduler.forecaster.close()
             campaign.set()
             if election is not None:  # let it give the lease up, so a standby takes over at once
                 with contextlib.suppress(Exception):

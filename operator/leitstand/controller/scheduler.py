@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from leitstand.controller import jobs as job_control
 from leitstand.controller.configuration import Configuration
+from leitstand.controller.forecasting import Forecaster
 from leitstand.core import model
 from leitstand.core.scheduling import schedule
 from leitstand.kube import applier, bodies, resources
@@ -90,6 +91,7 @@ class Scheduler:
             reservations=config.reservations,
         )
         self.reserved: dict[model.JobKey, model.Reserved] = {}  # the last cycle's, for the next (this replica's)
+        self.forecaster = Forecaster(config.estimate_interval_seconds)
         self.leading = leading
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
@@ -115,6 +117,7 @@ class Scheduler:
         snapshot = model.with_reserved(snapshot, self.reserved)
         decisions = schedule(snapshot, self.policy, now=now)
         self.reserved = dict(decisions.reserved)
+        self.forecaster.after_cycle(snapshot, self.policy, now)
         outcome = Report(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
         released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
         pods = self.applier.overlay.view(view.stored_pods)  # the same instant, with this cycle's binds
@@ -151,6 +154,8 @@ class Scheduler:
                 level=levels[-2] if len(levels) >= 2 else None, levels=levels,
             )  # fmt: skip
             self.metrics.observe_binds(bound=outcome.bound_pods, failed=outcome.bind_failures)
+            if self.forecaster.seconds is not None:
+                self.metrics.observe_planning(self.forecaster.seconds)
             self.metrics.observe_jobs(
                 (
                     decisions.job_queues.get(model.JobKey(key), "none"),
@@ -295,7 +300,7 @@ class Scheduler:
                 released=releases.get(key),
                 queue=queue,
                 runtime_limit=limit,
-                reserved=decisions.reserved.get(key),
+                estimate=self._estimate(decisions, key),
             )
             try:
                 plan = job_control.plan(
@@ -318,6 +323,13 @@ class Scheduler:
             self._observe_start(body, plan, verdict.queue)
         return writes, services
 
+    def _estimate(self, decisions: model.Decisions, key: model.JobKey) -> model.Estimate | None:
+        """A reserved gang's start from this cycle; any other waiting job's from the latest forecast."""
+        reserved = decisions.reserved.get(key)
+        if reserved is not None:
+            return model.Estimate(reserved.start, reserved.nodes, reserved.domain, reserved.blockers)
+        return self.forecaster.estimates.get(key)
+
     def _observe_start(self, body: TrainingJob, plan: job_control.Plan, queue: str | None) -> None:
         """Wait time from queued to running, observed once, when the job starts."""
         if self.metrics is None or plan.status is None or plan.status.get("phase") != "Running":
@@ -328,6 +340,9 @@ class Scheduler:
         started = bodies.timestamp(plan.status.get("startedAt"))
         if queued is not None and started is not None:
             self.metrics.observe_started(queue or "none", started - queued)
+        estimated = bodies.timestamp(status(body).get("estimatedStartTime"))
+        if estimated is not None and started is not None:
+            self.metrics.observe_estimate_error(queue or "none", started - estimated)
 
     def _plan_writes(self, body: TrainingJob, plan: job_control.Plan, now: float) -> list[Write]:
         """One job's plan as writes; the Service's creation first, when there is one."""

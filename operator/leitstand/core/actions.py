@@ -283,9 +283,10 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
         mine.waiting[job.key] = outcome
         return
     reserved = book.booked.get(job.key)
-    if reserved is None and _may_reserve(index, statement, book, job, queue, gpu_type):
-        planned = book.book(job, queue, gpu_type)
-        if isinstance(planned, Never):
+    share = index.shares.get(queue, {}).get(gpu_type, 0)
+    if reserved is None and _may_reserve(index, book, job, queue, gpu_type, share):
+        planned = book.book(job, queue, gpu_type, share=share)
+        if isinstance(planned, Never) and not planned.over_share:
             outcome.message += f"; {_never_message(planned)}"
         reserved = book.booked.get(job.key)
     if reserved is not None:
@@ -293,13 +294,14 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
     mine.waiting[job.key] = outcome
 
 
-def _may_reserve(index: Index, statement: Statement, book: Book, job: Job, queue: QueueName, gpu_type: GPUType) -> bool:
-    """May ``job`` have a reservation? One of the first ``Policy.reservations``, waiting at least
-    ``Policy.starvation_seconds``, its queue within its fair share, and it fits its nodes were they empty."""
+def _may_reserve(index: Index, book: Book, job: Job, queue: QueueName, gpu_type: GPUType, share: int) -> bool:
+    """May ``job`` try for a reservation? One of the first ``Policy.reservations``, waiting at least
+    ``Policy.starvation_seconds``, no larger than its queue's fair share, and it fits its nodes were they
+    empty (``Book.book`` then checks the share at the start it plans)."""
     return (
         len(book.booked) < index.policy.reservations
         and index.now - job.submitted >= index.policy.starvation_seconds
-        and within_share(index, statement, job, queue, gpu_type)
+        and job.gpus <= share
         and index.fits_empty(job, queue, gpu_type)
     )
 

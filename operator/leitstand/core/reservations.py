@@ -34,6 +34,7 @@ class Book:
     booked: dict[JobKey, Reserved] = field(default_factory=dict)
     _timeline: Timeline | None = None
     _excludes: dict[tuple[JobKey, ...], frozenset[NodeName]] = field(default_factory=dict)
+    _held: dict[tuple[QueueName, GPUType], list[tuple[float, int]]] = field(default_factory=dict)
 
     @property
     def timeline(self) -> Timeline:
@@ -60,12 +61,17 @@ class Book:
             cached = self._excludes[keys] = frozenset(name for key in keys for name in self.booked[key].nodes)
         return cached
 
-    def book(self, job: Job, queue: QueueName, gpu_type: GPUType) -> Reserved | Never:
+    def book(self, job: Job, queue: QueueName, gpu_type: GPUType, *, share: int | None = None) -> Reserved | Never:
         """Reserves nodes for ``job`` from its earliest start, keeping the nodes it had where they start it
-        as early; Never when no start can be planned (a job without a limit is in the way)."""
+        as early; Never when no start can be planned on the nodes not reserved yet.
+
+        With ``share``, only if the job keeps its queue within that many GPUs at the
+        start: the queue's own jobs that will have ended by then do not count, so a
+        queue that waits for its own jobs may reserve, and one that would run above
+        its fair share may not (None then, and nothing is booked).
+        """
         index = self.index
-        taken = frozenset(name for key, booked in self.booked.items() if key != job.key for name in booked.nodes)
-        candidates = [n for n in index.candidates(job, queue, gpu_type, lent=False) if n.name not in taken]
+        candidates = index.candidates(job, queue, gpu_type, lent=False)  # others' reserved nodes: blocked in time
         timeline = self.timeline
         best = timeline.earliest(job, candidates, gpu_type)
         chosen: Start | Never = best
@@ -80,11 +86,28 @@ class Book:
                         chosen = Start(kept, job.reserved, domain, blockers)
         if isinstance(chosen, Never):
             return chosen
+        if share is not None and self.held_at(queue, gpu_type, chosen.at) + job.gpus > share:
+            return Never(over_share=True)
         limit = index.limit_of(job)
         timeline.block(chosen.nodes, None if limit is None else chosen.at + limit)
         reserved = Reserved(chosen.at, chosen.nodes, chosen.domain, chosen.blockers)
         self.booked[job.key] = reserved
         return reserved
+
+    def held_at(self, queue: QueueName, gpu_type: GPUType, at: float) -> int:
+        """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``."""
+        ends = self._held.get((queue, gpu_type))
+        if ends is None:
+            ends = []
+            for key, holding in self.statement.holdings.items():
+                job = self.index.jobs_by_key.get(key)
+                if job is None or holding.gpu_type != gpu_type or queue not in holding.queues:
+                    continue
+                end = self.index.expected_end(job)
+                ends.append((math.inf if end is None else end, len(holding.nodes) * job.gpus_per_replica))
+            ends.sort()
+            self._held[(queue, gpu_type)] = ends
+        return sum(gpus for end, gpus in ends if end > at or end == math.inf)
 
     def _domain(self, job: Job, nodes: tuple[NodeName, ...]) -> str | None:
         """The one domain of ``job``'s required level that holds all of ``nodes`` (None: none, or no level)."""

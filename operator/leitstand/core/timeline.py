@@ -41,7 +41,10 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Never:
-    """No start can be planned: even once every job on the candidates ended, the gang would not fit."""
+    """No start can be planned: even once every job on the candidates ended, the gang would not fit (or,
+    ``over_share``, it would start with its queue above its fair share)."""
+
+    over_share: bool = False
 
 
 class Timeline:

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from leitstand import __version__
 from leitstand.core import model
 
+ERROR_BUCKETS = (-86400, -14400, -3600, -600, -60, 0, 60, 600, 3600, 14400, 86400)
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 STATES = ("free", "allocated", "reserved", "lent")
@@ -64,6 +65,20 @@ class SchedulerMetrics:
             "leitstand_evictions_total", "Jobs evicted, by reason.", ("reason",), registry=registry
         )
         self.cycles = Counter("leitstand_scheduling_cycles_total", "Scheduling cycles run.", registry=registry)
+        self.backfilled = Counter(
+            "leitstand_backfilled_binds_total",
+            "Jobs started behind a reserved gang, on nodes it does not need or that they leave by its start.",
+            registry=registry,
+        )
+        self.reserved = gauge(
+            "leitstand_reserved_gpus", "GPUs on nodes reserved for waiting gangs, by state.", ("state",)
+        )
+        self.estimate_error = Histogram(
+            "leitstand_start_estimate_error_seconds",
+            "Actual minus estimated start of each job when it starts, per queue (negative: it started earlier).",
+            ("queue",), buckets=ERROR_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.planning = gauge("leitstand_forecast_duration_seconds", "Time the last plan of start estimates took.")
 
     def observe_cycle(
         self,
@@ -97,6 +112,7 @@ class SchedulerMetrics:
             self.waiting.labels(queue=queue_name, reason=reason).set(count)
         for eviction in decisions.evictions:
             self.evictions.labels(reason=eviction.reason.value).inc()
+        self.backfilled.inc(len(decisions.backfilled))
         self._cluster(snapshot, decisions, level, levels)
 
     def _cluster(
@@ -134,6 +150,12 @@ class SchedulerMetrics:
         self.domains.clear()
         for (domain, state), gpus in domains.items():
             self.domains.labels(level=level or "", domain=domain, state=state).set(gpus)
+        reserved = {name for booked in decisions.reserved.values() for name in booked.nodes}
+        nodes = {node.name: node for node in snapshot.nodes}
+        idle = sum(max(nodes[name].gpus - used.get(name, 0), 0) for name in reserved if name in nodes)
+        total = sum(nodes[name].gpus for name in reserved if name in nodes)
+        self.reserved.labels(state="idle").set(idle)  # free now, kept for the gang (backfill may still use them)
+        self.reserved.labels(state="in_use").set(total - idle)
 
     def observe_binds(self, *, bound: int, failed: int) -> None:
         self.binds.inc(bound)
@@ -141,6 +163,12 @@ class SchedulerMetrics:
 
     def observe_started(self, queue: str, waited_seconds: float) -> None:
         self.wait_seconds.labels(queue=queue).observe(max(waited_seconds, 0.0))
+
+    def observe_estimate_error(self, queue: str, seconds: float) -> None:
+        self.estimate_error.labels(queue=queue).observe(seconds)
+
+    def observe_planning(self, seconds: float) -> None:
+        self.planning.set(seconds)
 
     def observe_jobs(self, phases: Iterable[tuple[str, str]]) -> None:
         """Sets the job gauge from (queue, phase) pairs, one per TrainingJob."""

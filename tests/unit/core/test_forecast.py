@@ -39,7 +39,7 @@ def test_a_gang_is_planned_where_its_whole_domain_frees_and_a_reserved_one_at_it
         a_job("other/r2").of(1, 8).running_on("su-2-n1", since=NOW).limited(3 * HOUR),
         a_job("other/r3").of(1, 8).running_on("su-1-n2", since=NOW).limited(2 * HOUR),
         a_job("other/r4").of(1, 8).running_on("su-2-n2", since=NOW).limited(2 * HOUR),
-        a_job("team/big").of(2, 8).requiring("leaf").submitted_at(NOW - 60).limited(HOUR),
+        a_job("team/big").of(2, 8).requiring("leaf").submitted_at(NOW - 60).limited(2 * HOUR),
         a_job("team/next").of(2, 8).requiring("leaf").submitted_at(NOW - 30).limited(HOUR),
     ]
     decisions = schedule(snapshot(nodes, queues, jobs), POLICY, now=NOW, estimate=True)
@@ -47,7 +47,7 @@ def test_a_gang_is_planned_where_its_whole_domain_frees_and_a_reserved_one_at_it
     big = decisions.estimates[JobKey("team/big")]
     assert (big.start, big.domain) == (NOW + 2 * HOUR, "su-1")
     nxt = decisions.estimates[JobKey("team/next")]
-    assert (nxt.start, nxt.domain) == (NOW + 3 * HOUR, "su-2")  # su-2 frees at 3 h, before su-1 again
+    assert (nxt.start, nxt.domain) == (NOW + 3 * HOUR, "su-2")  # su-2 frees at 3 h, su-1 again at 4 h
 
 
 def test_a_job_behind_one_without_a_limit_is_told_which_job_must_end_and_quota_waits_get_no_estimate() -> None:

@@ -54,3 +54,30 @@ def test_wait_times_and_jobs_by_phase() -> None:
     metrics.observe_jobs([("acme", "Running"), ("acme", "Running"), ("soofi", "Queued")])
     assert registry.get_sample_value("leitstand_job_wait_seconds_count", {"queue": "acme"}) == 1
     assert registry.get_sample_value("leitstand_jobs", {"queue": "acme", "phase": "Running"}) == 2
+
+
+def test_reservations_backfill_and_estimates_are_measured() -> None:
+    nodes = nodes_in_leaf("su-1", 4)
+    queues = [a_root(), a_queue("hero").with_share(32), a_queue("small")]
+    jobs = [
+        a_job("small/a").of(1, 8).running_on("su-1-n1", since=NOW).limited(7200),
+        a_job("hero/big").of(4, 8).submitted_at(0),
+        a_job("small/short").of(1, 4).submitted_at(NOW - 5).limited(600),  # ends before the reservation starts
+    ]
+    snap = snapshot(nodes, queues, jobs)
+    decisions = schedule(snap, now=NOW)
+    assert decisions.backfilled == ("small/short",)
+    registry = CollectorRegistry()
+    metrics = SchedulerMetrics(registry)
+    metrics.observe_cycle(snap, decisions, seconds=0.02, ended=NOW, level="leaf", levels=("spine", "leaf", "node"))
+    metrics.observe_estimate_error("hero", -300.0)
+    metrics.observe_planning(0.5)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("leitstand_backfilled_binds_total") == 1
+    assert value("leitstand_reserved_gpus", state="idle") == 20  # 32 reserved: 8 run until the start, 4 backfilled
+    assert value("leitstand_reserved_gpus", state="in_use") == 12
+    assert value("leitstand_start_estimate_error_seconds_bucket", queue="hero", le="-60.0") == 1
+    assert value("leitstand_forecast_duration_seconds") == 0.5
