@@ -14,6 +14,7 @@ scheduler and experiment, then the ratios; ``--out DIR`` also keeps report.json 
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -35,11 +36,48 @@ def fragmentation(out: Path) -> dict[str, object]:
                   engine.Options(interval=0, fill=True), out)  # fmt: skip
 
 
-def queueing(out: Path) -> dict[str, object]:
+def queueing(out: Path, factor: float = 2.0) -> dict[str, object]:
     nodes, policy, _name = simulating.load_cluster("dev")
     jobs = traces.load([DATA / "microsoft-itp-2021" / "cluster03.csv", DATA / "microsoft-itp-2021" / "cluster06.csv"])
     jobs, _dropped = study.fitting(jobs[:1000], nodes)
-    return _study("itp-dev", nodes, simulating.load_quotas(QUOTAS), jobs, policy, engine.Options(interval=10), out)
+    options = engine.Options(interval=10, runtime_limit_factor=factor)
+    name = "itp-dev" if factor == 2 else f"itp-dev-factor-{factor:g}"
+    schedulers = study.SCHEDULERS if factor == 2 else ("leitstand",)
+    return _study(name, nodes, simulating.load_quotas(QUOTAS), jobs, policy, options, out, schedulers)
+
+
+HERO_SUBMIT = 12 * 3600.0  # the hero gang arrives once the cluster is busy
+HERO = "hero/llm-100b"
+
+
+def hero(out: Path, factor: float = 1.0, hours: float = 48.0) -> dict[str, object]:
+    """The shared B200 part of industrial-ai-cloud (1,120 DGX B200, spines of 256) busy with ITP-sized jobs of
+    six tenants at about 90 % load, and a 128 x 8 ``required: spine`` gang of a seventh arriving at 12 h."""
+    nodes, policy, _name = simulating.load_cluster("industrial-ai-cloud")
+    nodes = tuple(n for n in nodes if n.gpu_type == "b200" and not dict(n.labels).get("leitstand.dev/pool"))
+    sizes = []
+    for name in ("cluster03.csv", "cluster06.csv"):
+        sizes += [
+            (job.replicas, job.gpus_per_replica, job.duration)
+            for job in traces.load([DATA / "microsoft-itp-2021" / name])
+        ]
+    rng = random.Random(14)
+    capacity = sum(n.gpus for n in nodes)
+    mean_work = sum(r * g * d for r, g, d in sizes) / len(sizes)
+    rate = 0.9 * capacity / mean_work  # arrivals per second
+    jobs, moment, count = [], 0.0, 0
+    while moment < hours * 3600:
+        moment += rng.expovariate(rate)
+        replicas, per_replica, duration = rng.choice(sizes)
+        tenant = f"t{rng.randrange(6)}"
+        jobs.append(TraceJob(f"{tenant}/j{count}", tenant, moment, replicas, per_replica, max(duration, 60.0)))
+        count += 1
+    jobs.append(TraceJob(HERO, "hero", HERO_SUBMIT, 128, 8, 24 * 3600.0, required_level="spine"))
+    jobs.sort(key=lambda job: job.submit)
+    options = engine.Options(interval=60, until=hours * 3600, runtime_limit_factor=factor)
+    queues = study.default_queues(sorted({job.tenant for job in jobs}))
+    return _study(f"hero-industrial-factor-{factor:g}", nodes, queues, jobs, policy, options, out,
+                  ("leitstand", "leitstand-hold"))  # fmt: skip
 
 
 def _study(
@@ -50,9 +88,10 @@ def _study(
     policy: Policy,
     options: engine.Options,
     out: Path,
+    schedulers: tuple[str, ...] = study.SCHEDULERS,
 ) -> dict[str, object]:
     started = time.monotonic()
-    document = study.run(study.SCHEDULERS, nodes, queues, jobs, policy, options, setup={"experiment": name})
+    document = study.run(schedulers, nodes, queues, jobs, policy, options, setup={"experiment": name})
     document["setup"]["wallSeconds"] = round(time.monotonic() - started, 1)
     directory = out / name
     directory.mkdir(parents=True, exist_ok=True)
@@ -73,11 +112,20 @@ def _study(
             if summary["meanWorkingAllocation"] is None
             else round(summary["meanWorkingAllocation"], 3),
             "evictions": summary["evictions"],
+            "heroJobs": _rounded(summary["heroJobs"]),
         }
         print(json.dumps(line), flush=True)
     print(json.dumps({"experiment": name, "leitstandVersus": document["leitstandVersus"],
                       "wallSeconds": document["setup"]["wallSeconds"]}), flush=True)  # fmt: skip
     return document
+
+
+def _rounded(value: object) -> object:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return value
 
 
 def _hours(seconds: float | None) -> float | None:
@@ -90,6 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="leitstand-sim-bench-"))
     queueing(out)
+    queueing(out, factor=1.0)
+    hero(out)
     fragmentation(out)
     print(f"reports and plots in {out}")
 

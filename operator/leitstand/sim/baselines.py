@@ -14,8 +14,9 @@ The baselines see the same nodes and jobs as Leitstand and honour the same
 constraints (GPU type, GPU count, CPU and memory per pod, node readiness).
 """
 
+import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from leitstand.core.model import Job, JobKey, Node, NodeName, Policy, Reason, Snapshot
 from leitstand.core.scheduling import schedule
@@ -24,15 +25,21 @@ from leitstand.sim.engine import Step
 CAPACITY_REASONS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Leitstand:
-    """The real scheduling core under ``policy``."""
+    """The real scheduling core under ``policy``; every ``estimate_every`` simulated seconds a cycle also
+    plans every waiting job's start (as the operator's worker does)."""
 
     policy: Policy
     name: str = "leitstand"
+    estimate_every: float | None = None
+    _next_estimate: float = field(default=-math.inf, init=False)
 
     def __call__(self, snapshot: Snapshot, now: float) -> Step:
-        decisions = schedule(snapshot, self.policy, now=now)
+        estimate = self.estimate_every is not None and now >= self._next_estimate
+        if estimate and self.estimate_every is not None:
+            self._next_estimate = now + self.estimate_every
+        decisions = schedule(snapshot, self.policy, now=now, estimate=estimate)
         jobs = {job.key: job for job in snapshot.jobs}
         placements: dict[JobKey, tuple[NodeName | None, ...]] = {}
         for release in decisions.releases:
@@ -50,7 +57,9 @@ class Leitstand:
             job_queues=decisions.job_queues,
             nominations=decisions.nominations,
             reserved={key: reserved.nodes for key, reserved in decisions.reserved.items()},
+            reserved_starts={key: reserved.start for key, reserved in decisions.reserved.items()},
             backfilled=decisions.backfilled,
+            estimates={key: estimate.start for key, estimate in decisions.estimates.items()},
         )
 
 

@@ -38,7 +38,9 @@ class Step:
     job_queues: Mapping[JobKey, QueueName] | None = None
     nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # kept with the jobs
     reserved: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # kept with the jobs too
+    reserved_starts: Mapping[JobKey, float] = field(default_factory=dict)  # each reservation's planned start
     backfilled: tuple[JobKey, ...] = ()
+    estimates: Mapping[JobKey, float] = field(default_factory=dict)  # expected starts, on the cycles that plan them
 
 
 class Scheduler(Protocol):
@@ -59,6 +61,10 @@ class Record:
     finish: float | None = None
     preemptions: int = 0
     lost_gpu_seconds: float = 0.0
+    first_estimate: float | None = None  # the first expected start planned for it (near its submission)
+    last_estimate: float | None = None  # the last one before it started
+    first_reserved: float | None = None  # the start its first reservation planned
+    backfilled: bool = False  # it started behind a reserved gang, around the reservation
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class Sample:
     by_queue: Mapping[QueueName, int]
     fair_share: Mapping[QueueName, int]
     working: int = 0  # GPUs of complete gangs: what a half-placed gang holds does no work
+    reservations: int = 0  # gangs holding a reservation after the cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,7 @@ class Simulation:
             priority=trace.priority,
             submitted=trace.submit,
             runtime_limit=self._limit(trace),
+            required_level=trace.required_level,
         )
         self.generation[key] = 0
 
@@ -264,6 +272,17 @@ class Simulation:
             reserved = step.reserved.get(key, ())  # and reservations, as the operator carries them
             if job.nominated != nominated or job.reserved != reserved:
                 self.jobs[key] = replace(job, nominated=nominated, reserved=reserved)
+        for key, start in step.estimates.items():
+            record = self.records[key]
+            if record.first_start is None and math.isfinite(start):
+                record.first_estimate = start if record.first_estimate is None else record.first_estimate
+                record.last_estimate = start
+        for key, start in step.reserved_starts.items():
+            record = self.records[key]
+            if record.first_reserved is None and math.isfinite(start):
+                record.first_reserved = start
+        for key in step.backfilled:
+            self.records[key].backfilled = True
         allocated = sum(job.gpus_per_replica * _placed(job) for job in self.jobs.values())
         working = sum(job.gpus for job in self.jobs.values() if job.running)
         if step.failed and self.first_failure is None:
@@ -291,7 +310,7 @@ class Simulation:
             shares = {queue: sum(per_type.values()) for queue, per_type in step.fair_shares.items()}
         else:
             shares = self._fair_shares(demand)
-        return Sample(now, allocated, pending, by_queue, shares, working)
+        return Sample(now, allocated, pending, by_queue, shares, working, len(step.reserved))
 
     def _fair_shares(self, demand: dict[QueueName, dict[GPUType, int]]) -> dict[QueueName, int]:
         """Fair shares from the core's water-filling, for schedulers that do not compute them.

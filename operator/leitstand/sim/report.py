@@ -20,6 +20,10 @@ from leitstand.sim.engine import Result, Sample
 MAX_POINTS = 400  # per time series in report.json
 
 
+LARGEST = 3  # the largest jobs, followed one by one
+SLACK_SECONDS = 60.0  # a start within a cycle or so of the planned one is on time
+
+
 def percentile(values: Sequence[float], fraction: float) -> float | None:
     """The nearest-rank percentile (``fraction`` in 0-1) of ``values``; None when there are none."""
     if not values:
@@ -65,6 +69,7 @@ def series(result: Result, tenants: Sequence[QueueName]) -> dict[str, Any]:
         "time": [s.time for s in picked],
         "allocated": [s.allocated for s in picked],
         "pending": [s.pending for s in picked],
+        "reservations": [s.reservations for s in picked],
         "tenants": {
             t: {
                 "allocated": [s.by_queue.get(t, 0) for s in picked],
@@ -132,6 +137,46 @@ def summarise(result: Result) -> dict[str, Any]:
         "simulatedSeconds": end,
         "stoppedEarly": result.stopped_early,
         "series": series(result, tenants),
+        "heroJobs": hero_jobs(result),
+    }
+
+
+def hero_jobs(result: Result) -> dict[str, Any]:
+    """Reservations and estimates: allocation while gangs hold reservations, reserved jobs' starts against
+    their first reservation, backfilled jobs, and the error of start estimates (at submission and at the
+    last estimate before the start), as ``|actual - estimated| / actual wait``."""
+    records = list(result.records.values())
+    capacity = max(result.capacity, 1)
+    reserved_samples = [s for s in result.samples if s.reservations]
+    reserved = [r for r in records if r.first_reserved is not None and r.first_start is not None]
+    late = [r for r in reserved if r.first_start is not None and r.first_reserved is not None
+            and r.first_start > r.first_reserved + SLACK_SECONDS]  # fmt: skip
+
+    def errors(pick: str) -> dict[str, float | int | None]:
+        ratios = []
+        for record in records:
+            estimated = getattr(record, pick)
+            if record.first_start is None or estimated is None:
+                continue
+            waited = record.first_start - record.trace.submit
+            if waited > 0:
+                ratios.append(abs(record.first_start - estimated) / waited)
+        ratios.sort()
+        return {"jobs": len(ratios), "median": percentile(ratios, 0.5), "p90": percentile(ratios, 0.9)}
+
+    largest = sorted(records, key=lambda r: (-r.trace.gpus, r.trace.submit))[:LARGEST]
+    return {
+        "largestJobs": [_largest(result, record) for record in largest],
+        "reservedJobs": len(reserved),
+        "startedAfterFirstReservation": len(late),
+        "meanStartMinusFirstReservationSeconds": mean(
+            [r.first_start - r.first_reserved for r in reserved if r.first_start is not None and r.first_reserved]
+        ),
+        "backfilledJobs": sum(1 for r in records if r.backfilled),
+        "minAllocationWhileReserved": min((s.allocated / capacity for s in reserved_samples), default=None),
+        "meanAllocationWhileReserved": mean([s.allocated / capacity for s in reserved_samples]),
+        "estimateErrorAtSubmission": errors("first_estimate"),
+        "estimateErrorAtLastEstimate": errors("last_estimate"),
     }
 
 
@@ -165,3 +210,22 @@ def _ratio(ours: dict[str, Any], other: dict[str, Any], path: tuple[str, ...]) -
     if a is None or b is None or b == 0:
         return None
     return float(a) / float(b)
+
+
+def _largest(result: Result, record: Any) -> dict[str, Any]:
+    """One large job: when it came, was first estimated and reserved for, and started, and the allocation of
+    everything else while it waited."""
+    submit, start = record.trace.submit, record.first_start
+    until = start if start is not None else result.end
+    waiting = [s for s in result.samples if submit <= s.time < until]
+    capacity = max(result.capacity, 1)
+    return {
+        "job": record.trace.name,
+        "gpus": record.trace.gpus,
+        "submit": submit,
+        "firstEstimate": record.first_estimate,
+        "firstReserved": record.first_reserved,
+        "start": start,
+        "minAllocationWhileWaiting": min((s.allocated / capacity for s in waiting), default=None),
+        "meanAllocationWhileWaiting": mean([s.allocated / capacity for s in waiting]),
+    }

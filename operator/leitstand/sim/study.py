@@ -11,11 +11,14 @@ from leitstand.sim.traces import TraceJob
 SCHEDULERS = ("leitstand", "leitstand-hold", *baselines.BASELINES)
 
 
+ESTIMATE_EVERY = 600.0  # simulated seconds between Leitstand's plans of start estimates
+
+
 def scheduler(name: str, policy: Policy) -> engine.Scheduler:
     """The scheduler called ``name`` (one of ``SCHEDULERS``); ``leitstand-hold`` is Leitstand with round 1's
     whole-type starvation hold instead of reservations with backfill, to compare the two."""
     if name == "leitstand":
-        return baselines.Leitstand(policy)
+        return baselines.Leitstand(policy, estimate_every=ESTIMATE_EVERY)
     if name == "leitstand-hold":
         return baselines.Leitstand(replace(policy, backfill=False), name="leitstand-hold")
     chosen: engine.Scheduler = baselines.BASELINES[name]()

@@ -41,6 +41,7 @@ class TraceJob:
     memory_bytes_per_replica: int = 0
     gpu_type: GPUType | None = None
     runtime_limit: float | None = None  # seconds, as the user asked (the trace's own column)
+    required_level: str | None = None  # a topology level all its pods must share (scenarios; no trace has it)
 
     @property
     def gpus(self) -> int:
