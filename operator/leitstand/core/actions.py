@@ -249,11 +249,17 @@ def _renew(index: Index, book: Book, before: Decided) -> None:
         for job in index.waiting_by_queue[queue]
         if job.reserved and job.key not in before.waiting and job.key not in before.settled
     ]
-    for job in sorted(carried, key=order_key)[: index.policy.reservations]:
+    kept = sorted(carried, key=order_key)[: index.policy.reservations]
+    held: dict[NodeName, int] = {}  # how many of the carried reservations hold each node
+    for job in kept:
+        for name in set(job.reserved):
+            held[name] = held.get(name, 0) + 1
+    for job in kept:
         queue = index.job_queue[job.key]
         node = book.statement.nodes.get(job.reserved[0])
         if node is not None and node.gpu_type is not None and index.fits_empty(job, queue, node.gpu_type):
-            book.book(job, queue, node.gpu_type)
+            others = frozenset(name for name, count in held.items() if count > (name in job.reserved))
+            book.book(job, queue, node.gpu_type, avoid=others)
 
 
 def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, queue: QueueName) -> None:

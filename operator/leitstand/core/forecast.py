@@ -42,7 +42,8 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
         if key in estimates:
             continue
         limit = index.limit_of(index.jobs_by_key[key])
-        timeline.block(reserved.nodes, None if limit is None or reserved.start == math.inf else reserved.start + limit)
+        end = None if limit is None or reserved.start == math.inf else reserved.start + limit
+        timeline.block(reserved.nodes, end, since=reserved.start if reserved.start != math.inf else None)
         estimates[key] = Estimate(reserved.start, reserved.nodes, reserved.domain, reserved.blockers)
     lanes: dict[tuple[QueueName, GPUType | None], list[Job]] = {}
     for queue in sorted(index.waiting_by_queue):

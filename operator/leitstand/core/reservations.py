@@ -61,24 +61,37 @@ class Book:
             cached = self._excludes[keys] = frozenset(name for key in keys for name in self.booked[key].nodes)
         return cached
 
-    def book(self, job: Job, queue: QueueName, gpu_type: GPUType, *, share: int | None = None) -> Reserved | Never:
+    def book(
+        self,
+        job: Job,
+        queue: QueueName,
+        gpu_type: GPUType,
+        *,
+        share: int | None = None,
+        avoid: frozenset[NodeName] = frozenset(),
+    ) -> Reserved | Never:
         """Reserves nodes for ``job`` from its earliest start, keeping the nodes it had where they start it
         as early; Never when no start can be planned on the nodes not reserved yet.
 
         With ``share``, only if the job keeps its queue within that many GPUs at the
         start: the queue's own jobs that will have ended by then do not count, so a
         queue that waits for its own jobs may reserve, and one that would run above
-        its fair share may not (None then, and nothing is booked).
+        its fair share may not (None then, and nothing is booked). Nodes in ``avoid``
+        (what other gangs held reserved last cycle) are never taken: a reservation
+        planned again moves only where it delays nobody else's.
         """
         index = self.index
         candidates = index.candidates(job, queue, gpu_type, lent=False)  # others' reserved nodes: blocked in time
+        if avoid:
+            candidates = [node for node in candidates if node.name not in avoid or node.name in job.reserved]
         timeline = self.timeline
-        best = timeline.earliest(job, candidates, gpu_type)
+        limit = index.limit_of(job)
+        best = timeline.earliest(job, candidates, gpu_type, length=limit)
         chosen: Start | Never = best
         if job.reserved and len(job.reserved) == job.replicas:
             names = {node.name for node in candidates}
             if all(name in names for name in job.reserved):
-                kept = timeline.fits_on(job, job.reserved)
+                kept = timeline.fits_on(job, job.reserved, limit)
                 if kept is not None and (isinstance(best, Never) or kept <= best.at):
                     domain = self._domain(job, job.reserved)
                     if index.policy.level_index(job.required_level) is None or domain is not None:
@@ -88,8 +101,7 @@ class Book:
             return chosen
         if share is not None and self.held_at(queue, gpu_type, chosen.at) + job.gpus > share:
             return Never(over_share=True)
-        limit = index.limit_of(job)
-        timeline.block(chosen.nodes, None if limit is None else chosen.at + limit)
+        timeline.block(chosen.nodes, None if limit is None else chosen.at + limit, since=chosen.at)
         reserved = Reserved(chosen.at, chosen.nodes, chosen.domain, chosen.blockers)
         self.booked[job.key] = reserved
         return reserved

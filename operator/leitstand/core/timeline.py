@@ -6,12 +6,11 @@ runtime limit, a job bound this cycle at ``now`` plus its limit, a terminating
 job now; a job without a limit never ends (and is named when it blocks a plan).
 Each node's profile is a step function over time. What jobs without a limit
 hold comes back at ``math.inf``, so a plan can still say which nodes, and which
-jobs must end first. Reservations keep profiles from ever decreasing: a
-reservation blocks its nodes whole from now until its job would end. A forecast
-takes each planned job's resources from its start to its end only, so
-``earliest`` asks for room over the job's whole runtime: one sweep over the
-moments the candidates' free resources change, each moment checked by
-placement on what stays free from then on.
+jobs must end first. A reservation blocks its nodes whole from its start until
+its job would end, and a forecast takes each planned job's resources from its
+start to its end, so profiles may dip: ``earliest`` asks for room over the
+job's whole runtime, one sweep over the moments the candidates' free resources
+change, each moment checked by placement on what stays free from then on.
 
 Pure: times are numbers on the caller's clock; nothing here reads one.
 """
@@ -99,23 +98,22 @@ class Timeline:
         points = self._points[name]
         return points[max(bisect.bisect_right(points, at, key=lambda p: p[0]) - 1, 0)]
 
-    def fits_on(self, job: Job, nodes: Sequence[NodeName]) -> float | None:
-        """From when the replicas of ``job`` fit on ``nodes`` (one per replica); None: never."""
+    def fits_on(self, job: Job, nodes: Sequence[NodeName], length: float | None = None) -> float | None:
+        """The first moment from which the replicas of ``job`` fit on ``nodes`` (one per replica) for
+        ``length`` seconds (None: for good); None: never."""
         counts: dict[NodeName, int] = {}
         for name in nodes:
             counts[name] = counts.get(name, 0) + 1
-        latest = self.now
-        for name, count in counts.items():
-            if name not in self._points:
-                return None
-            at = next(
-                (p[0] for p in self._points[name] if replicas_in(job, int(p[1]), int(p[2]), int(p[3]), count) >= count),
-                None,
-            )
-            if at is None:
-                return None
-            latest = max(latest, at)
-        return latest
+        if any(name not in self._points for name in counts):
+            return None
+        moments = sorted({max(p[0], self.now) for name in counts for p in self._points[name]})
+        for at in moments:
+            until = math.inf if length is None else at + length
+            if all(
+                replicas_in(job, *self.free_during(name, at, until), count) >= count for name, count in counts.items()
+            ):
+                return at
+        return None
 
     def earliest(
         self,
@@ -242,10 +240,12 @@ class Timeline:
             if until is None:
                 self.unbounded.setdefault(name, []).append(job.key)
 
-    def block(self, nodes: Iterable[NodeName], until: float | None) -> None:
-        """Nothing else may use ``nodes`` from now until ``until`` (None: no limit)."""
+    def block(self, nodes: Iterable[NodeName], until: float | None, *, since: float | None = None) -> None:
+        """Nothing else may use ``nodes`` from ``since`` (None: now) until ``until`` (None: no limit)."""
         for name in dict.fromkeys(nodes):
-            self._lower(name, until, lambda point: [point[0], min(point[1], 0), min(point[2], 0), min(point[3], 0)])
+            self._lower(
+                name, until, lambda point: [point[0], min(point[1], 0), min(point[2], 0), min(point[3], 0)], since=since
+            )
 
     def _lower(
         self, name: NodeName, until: float | None, lowered: Callable[[Point], Point], *, since: float | None = None
