@@ -156,14 +156,26 @@ def kai_scale() -> model.Snapshot:
     return model.Snapshot(nodes, tuple(queues), tuple(jobs))
 
 
-def measure(name: str, build: Callable[[], model.Snapshot], runs: int) -> str:
+def with_limits(snapshot: model.Snapshot) -> model.Snapshot:
+    """Every job with a runtime limit (1 h to 3 days) and every running one somewhere into it: reservations
+    then plan real starts, and backfill has something to go by."""
+    rng = random.Random(3)
+    jobs = []
+    for job in snapshot.jobs:
+        limit = rng.choice([3600.0, 4 * 3600.0, 24 * 3600.0, 72 * 3600.0])
+        started = NOW - rng.random() * limit if job.placement else job.started
+        jobs.append(replace(job, runtime_limit=limit, started=started, submitted=min(job.submitted, NOW - 3600)))
+    return replace(snapshot, jobs=tuple(jobs))
+
+
+def measure(name: str, build: Callable[[], model.Snapshot], runs: int, *, estimate: bool = False) -> str:
     snapshot = build()
     pods = sum(job.replicas for job in snapshot.jobs)
-    schedule(snapshot, now=NOW)  # warm-up
+    schedule(snapshot, now=NOW, estimate=estimate)  # warm-up
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        decisions = schedule(snapshot, now=NOW)
+        decisions = schedule(snapshot, now=NOW, estimate=estimate)
         times.append(time.perf_counter() - started)
     tracemalloc.start()
     schedule(snapshot, now=NOW)
@@ -174,7 +186,8 @@ def measure(name: str, build: Callable[[], model.Snapshot], runs: int) -> str:
     return (
         f"{name}: median {statistics.median(times) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
         f"peak {peak / 2**20:.0f} MB ({len(snapshot.nodes)} nodes, {len(snapshot.jobs)} jobs, {pods} pods, "
-        f"{len(decisions.binds)} binds, {len(decisions.evictions)} evictions, {runs} runs)"
+        f"{len(decisions.binds)} binds, {len(decisions.evictions)} evictions, {len(decisions.reserved)} reserved, "
+        f"{len(decisions.estimates)} estimates, {runs} runs)"
     )
 
 
@@ -183,6 +196,10 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     print(measure("industrial-ai-cloud", industrial_ai_cloud, runs=21), flush=True)
     print(measure("kai-scale", kai_scale, runs=7), flush=True)
+    limited = lambda: with_limits(industrial_ai_cloud())  # noqa: E731
+    print(measure("industrial-ai-cloud, limits", limited, runs=21), flush=True)
+    print(measure("industrial-ai-cloud, limits, cycle + estimates", limited, runs=5, estimate=True), flush=True)
+    print(measure("kai-scale, limits", lambda: with_limits(kai_scale()), runs=7), flush=True)
 
 
 if __name__ == "__main__":

@@ -130,19 +130,14 @@ def binpack_quick(
     The same choice as sorting every candidate, without reading every node: the
     groups are visited fewest free GPUs first, and within one, by free CPU then name.
     """
-    free = statement.free
     chosen: list[NodeName] = []
     for group in statement.by_free_gpus(job.gpus_per_replica):
-        fitting_here = [
-            (name, fit) for name in group if name in eligible and (fit := statement.replicas_fitting(name, job)) > 0
-        ]
-        if not fitting_here:
-            continue
-        if count - len(chosen) == 1:
-            best = min(fitting_here, key=lambda item: (free[item[0]].cpu_millis, item[0]))
-            chosen.append(best[0])
-            return tuple(chosen)
-        for name, fit in sorted(fitting_here, key=lambda item: (free[item[0]].cpu_millis, item[0])):
+        for _cpu, name in group:
+            if name not in eligible:
+                continue
+            fit = statement.replicas_fitting(name, job)
+            if fit <= 0:
+                continue
             chosen.extend([name] * min(fit, count - len(chosen)))
             if len(chosen) == count:
                 return tuple(chosen)

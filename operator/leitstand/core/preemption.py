@@ -408,6 +408,7 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
         key=lambda w: (served(index, statement, w.queue, w.gpu_type) if w.queue else (2, 0), order_key(w.job))
     )
     attempts = 0
+    hopeless: set[tuple[object, ...]] = set()  # searches that found nothing: evicting for others only makes them harder
     for waiting in candidates:
         if attempts >= MAX_ATTEMPTS_PER_CYCLE:
             break
@@ -427,10 +428,17 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
                     continue
             if attempts >= MAX_ATTEMPTS_PER_CYCLE or not _may_take(run, waiting):
                 continue
+            job = waiting.job
+            search = (waiting.queue, gpu_type, waiting.reason, job.replicas, job.gpus_per_replica,
+                      job.cpu_millis_per_replica, job.memory_bytes_per_replica, job.required_level, job.priority,
+                      job.node_selector, job.tolerations)  # fmt: skip
+            if search in hopeless:  # the same search again: it finds nothing again
+                continue
             attempts += 1
             found = _evict_for(run, waiting)
             if found is not None:
                 break
+            hopeless.add(search)
         if found is None:
             waiting.gpu_type = tried_type
             continue

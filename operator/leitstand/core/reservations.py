@@ -81,6 +81,8 @@ class Book:
         planned again moves only where it delays nobody else's.
         """
         index = self.index
+        if share is not None and self.held_at(queue, gpu_type, math.inf) + job.gpus > share:
+            return Never(over_share=True)  # its queue's jobs without a limit alone leave it no room in its share
         candidates = index.candidates(job, queue, gpu_type, lent=False)  # others' reserved nodes: blocked in time
         if avoid:
             candidates = [node for node in candidates if node.name not in avoid or node.name in job.reserved]

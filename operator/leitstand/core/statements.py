@@ -13,6 +13,7 @@ rollback of allocations), so callers may cache "does not fit" answers between
 changes: allocation alone only ever makes fitting harder.
 """
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ class Statement:
         self.version = 0
         self._log: list[tuple[bool, JobKey, Holding, Job]] = []  # (was a hold, job, holding, job)
         self._committed = 0  # changes made permanent so far: marks count from the first change
-        self._buckets: dict[int, set[NodeName]] | None = None  # nodes by free GPUs, built on first use
+        self._buckets: dict[int, list[tuple[int, NodeName]]] | None = None  # by free GPUs; (free CPU, node) sorted
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -100,9 +101,11 @@ class Statement:
         buckets = self._buckets
         for name in holding.nodes:
             free = self.free[name]
-            if buckets is not None and job.gpus_per_replica:
-                buckets[max(free.gpus, 0)].discard(name)
-                buckets.setdefault(max(free.gpus + sign * job.gpus_per_replica, 0), set()).add(name)
+            if buckets is not None and (job.gpus_per_replica or job.cpu_millis_per_replica):
+                old = buckets[max(free.gpus, 0)]
+                del old[bisect.bisect_left(old, (free.cpu_millis, name))]
+                bucket = buckets.setdefault(max(free.gpus + sign * job.gpus_per_replica, 0), [])
+                bisect.insort(bucket, (free.cpu_millis + sign * job.cpu_millis_per_replica, name))
             free.gpus += sign * job.gpus_per_replica
             free.cpu_millis += sign * job.cpu_millis_per_replica
             free.memory_bytes += sign * job.memory_bytes_per_replica
@@ -206,16 +209,20 @@ class Statement:
         free = self.free[node]
         return replicas_in(job, free.gpus, free.cpu_millis, free.memory_bytes, job.replicas)
 
-    def by_free_gpus(self, at_least: int) -> list[set[NodeName]]:
-        """Nodes grouped by free GPUs, fewest first, from ``at_least`` free GPUs up (kept current as jobs are held).
+    def by_free_gpus(self, at_least: int) -> list[list[tuple[int, NodeName]]]:
+        """Nodes grouped by free GPUs, fewest first, from ``at_least`` free GPUs up, each group as
+        (free CPU, node) pairs in order (kept current as jobs are held).
 
-        Bin packing asks for the fitting node with the fewest free GPUs: the lowest
-        group with a fitting node holds it, so a search rarely reads every node.
+        Bin packing asks for the fitting node with the fewest free GPUs, then the least
+        free CPU: the first fitting node of the lowest group with one, so a search
+        rarely reads more than a few nodes.
         """
         if self._buckets is None:
             self._buckets = {}
             for name, free in self.free.items():
-                self._buckets.setdefault(max(free.gpus, 0), set()).add(name)
+                self._buckets.setdefault(max(free.gpus, 0), []).append((free.cpu_millis, name))
+            for bucket in self._buckets.values():
+                bucket.sort()
         return [self._buckets[level] for level in sorted(self._buckets) if level >= at_least and self._buckets[level]]
 
 
