@@ -267,6 +267,15 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
     or has it wait, booking a reservation for it when it is among the first that may have one."""
     statement = places.statement
     exclude = book.exclude_for(job)
+    shape = (queue, job.gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
+             job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector,
+             job.tolerations, job.priority, id(exclude))  # fmt: skip
+    known = book.failed.get(shape)
+    if known is not None and known[0] == statement.version and job.key not in book.booked:
+        _version, reason, message, failed_type = known  # the same shape, nothing given back since: it fails again
+        waiting = Waiting(job, queue, failed_type, reason, message, tried=True)
+        _wait(index, book, mine, job, queue, waiting)
+        return
     outcome = places.attempt(job, queue, job.replicas, exclude=exclude)
     if isinstance(outcome, tuple):
         mine.binds.append(Bind(job.key, outcome))
@@ -284,6 +293,13 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
             outcome.message = _blocked_message(index, book, job, probe.nodes)
         elif probe.reason is not None:
             outcome.reason, outcome.message = probe.reason, probe.message
+    book.failed[shape] = (statement.version, outcome.reason, outcome.message, gpu_type)
+    _wait(index, book, mine, job, queue, outcome)
+
+
+def _wait(index: Index, book: Book, mine: Decided, job: Job, queue: QueueName, outcome: Waiting) -> None:
+    """``job`` waits; a gang that may have a reservation gets one (or keeps the one it has)."""
+    gpu_type = outcome.gpu_type
     if outcome.reason not in _MAY_BOOK or not job.gpus_per_replica or gpu_type is None:
         book.cancel(job.key)
         mine.waiting[job.key] = outcome
@@ -301,11 +317,13 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
 
 
 def _may_reserve(index: Index, book: Book, job: Job, queue: QueueName, gpu_type: GPUType, share: int) -> bool:
-    """May ``job`` try for a reservation? One of the first ``Policy.reservations``, waiting at least
+    """May ``job`` try for a reservation? A gang or a pod that takes a whole node (smaller pods find room
+    soon enough), one of the first ``Policy.reservations``, waiting at least
     ``Policy.starvation_seconds``, no larger than its queue's fair share, and it fits its nodes were they
     empty (``Book.book`` then checks the share at the start it plans)."""
     return (
         len(book.booked) < index.policy.reservations
+        and (job.replicas > 1 or job.gpus_per_replica >= index.largest_node(gpu_type))  # a gang, or a whole node
         and index.now - job.submitted >= index.policy.starvation_seconds
         and job.gpus <= share
         and index.fits_empty(job, queue, gpu_type)

@@ -80,6 +80,7 @@ class Index:
     _rooms: dict[tuple[object, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
     _default_types: dict[QueueName, GPUType | None] = field(default_factory=dict)
     _limits: dict[tuple[float | None, QueueName | None], float | None] = field(default_factory=dict)
+    _largest: dict[GPUType, int] = field(default_factory=dict)
 
     # -- the queue tree ---------------------------------------------------------------------
 
@@ -271,6 +272,12 @@ class Index:
         return bool(nodes) and self.room_when_empty(job, gpu_type, nodes) is None
 
     # -- running work -----------------------------------------------------------------------
+
+    def largest_node(self, gpu_type: GPUType) -> int:
+        """The most GPUs a ready node of ``gpu_type`` has."""
+        if gpu_type not in self._largest:
+            self._largest[gpu_type] = max((n.gpus for n in self.ready_nodes if n.gpu_type == gpu_type), default=0)
+        return self._largest[gpu_type]
 
     def limit_of(self, job: Job) -> float | None:
         """``job``'s runtime limit in seconds, its own or its queue's (None: unbounded)."""

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from leitstand.core.index import Index
-from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reserved, utc_text
+from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reason, Reserved, utc_text
 from leitstand.core.statements import Statement
 from leitstand.core.timeline import Never, Start, Timeline
 
@@ -34,7 +34,9 @@ class Book:
     booked: dict[JobKey, Reserved] = field(default_factory=dict)
     _timeline: Timeline | None = None
     _excludes: dict[tuple[JobKey, ...], frozenset[NodeName]] = field(default_factory=dict)
-    _held: dict[tuple[QueueName, GPUType], list[tuple[float, int]]] = field(default_factory=dict)
+    _held: dict[tuple[QueueName, GPUType], list[tuple[float, int]]] | None = None
+    # jobs that failed this cycle, by shape: (statement version, reason, message, GPU type)
+    failed: dict[tuple[object, ...], tuple[int, Reason, str, GPUType | None]] = field(default_factory=dict)
 
     @property
     def timeline(self) -> Timeline:
@@ -110,18 +112,17 @@ class Book:
 
     def held_at(self, queue: QueueName, gpu_type: GPUType, at: float) -> int:
         """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``."""
-        ends = self._held.get((queue, gpu_type))
-        if ends is None:
-            ends = []
+        if self._held is None:  # one pass over what is held, for every queue on each holder's path
+            self._held = {}
             for key, holding in self.statement.holdings.items():
                 job = self.index.jobs_by_key.get(key)
-                if job is None or holding.gpu_type != gpu_type or queue not in holding.queues:
+                if job is None or holding.gpu_type is None:
                     continue
                 end = self.index.expected_end(job)
-                ends.append((math.inf if end is None else end, len(holding.nodes) * job.gpus_per_replica))
-            ends.sort()
-            self._held[(queue, gpu_type)] = ends
-        return sum(gpus for end, gpus in ends if end > at or end == math.inf)
+                entry = (math.inf if end is None else end, len(holding.nodes) * job.gpus_per_replica)
+                for name in holding.queues:
+                    self._held.setdefault((name, holding.gpu_type), []).append(entry)
+        return sum(gpus for end, gpus in self._held.get((queue, gpu_type), ()) if end > at or end == math.inf)
 
     def _domain(self, job: Job, nodes: tuple[NodeName, ...]) -> str | None:
         """The one domain of ``job``'s required level that holds all of ``nodes`` (None: none, or no level)."""
