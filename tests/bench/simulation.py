@@ -112,7 +112,7 @@ def _study(
             if summary["meanWorkingAllocation"] is None
             else round(summary["meanWorkingAllocation"], 3),
             "evictions": summary["evictions"],
-            "heroJobs": _rounded(summary["heroJobs"]),
+            "heroJobs": _rounded({k: v for k, v in summary["heroJobs"].items() if k != "estimateErrorRatios"}),
         }
         print(json.dumps(line), flush=True)
     print(json.dumps({"experiment": name, "leitstandVersus": document["leitstandVersus"],

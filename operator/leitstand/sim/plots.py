@@ -3,9 +3,11 @@
 - ``allocation.png``: allocated GPUs over time, every scheduler on one axis;
 - ``queueing.png``: mean and p95 queueing delay and completion time per scheduler;
 - ``fragmentation.png``: unallocated GPUs at the first placement failure per scheduler;
-- ``fairshare.png``: per tenant, Leitstand's allocation against its fair share over time.
+- ``fairshare.png``: per tenant, Leitstand's allocation against its fair share over time;
+- ``reservations.png``: Leitstand's allocation and reservations over time, and its estimate errors.
 """
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +94,37 @@ def draw(report: dict[str, Any], out: Path) -> list[Path]:
         axes.flat[0].legend(loc="upper right")
         figure.suptitle("Leitstand: allocation against fair share per tenant")
         written.append(_save(figure, plt, out / "fairshare.png"))
+    if ours is not None and (ours.get("heroJobs") or {}).get("estimateErrorRatios"):
+        written.append(_hero_jobs(plt, ours, out, hours))
     return written
+
+
+def _hero_jobs(plt: Any, ours: dict[str, Any], out: Path, hours: float) -> Path:
+    """``reservations.png``: Leitstand's allocation with the gangs holding reservations over time, and the
+    error of its start estimates (at submission and at the last estimate) as a share of the actual wait."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    data = ours["series"]
+    time = [t / hours for t in data["time"]]
+    left.step(time, data["allocated"], where="post", color=COLOURS["leitstand"], label="allocated GPUs")
+    left.axhline(ours["capacityGPUs"], color="black", linestyle=":", linewidth=1, label="capacity")
+    reserved = left.twinx()
+    reserved.step(time, data["reservations"], where="post", color="#b5179e", linewidth=0.8, label="reservations")
+    reserved.set(ylabel="gangs holding a reservation")
+    left.set(xlabel="simulated hours", ylabel="GPUs", title="allocation while gangs hold reservations")
+    left.legend(loc="lower left")
+    ratios = ours["heroJobs"]["estimateErrorRatios"]
+    bins = [0, 0.1, 0.25, 0.5, 1, 2, 4, 8, 1e9]
+    labels = ["<0.1", "<0.25", "<0.5", "<1", "<2", "<4", "<8", "8+"]
+    for offset, (key, label, colour) in enumerate(
+        (("atSubmission", "at submission", "#0b6e4f"), ("atLastEstimate", "at the last estimate", "#3a86ff"))
+    ):
+        values = ratios.get(key) or []
+        counts = [sum(1 for v in values if low <= v < high) for low, high in itertools.pairwise(bins)]
+        right.bar([i + offset * 0.4 for i in range(len(counts))], counts, width=0.4, color=colour, label=label)
+    right.set_xticks([i + 0.2 for i in range(len(labels))], labels)
+    right.set(xlabel="|actual - estimated start| / actual wait", ylabel="jobs", title="start estimates")
+    right.legend(loc="upper right")
+    return _save(figure, plt, out / "reservations.png")
 
 
 def _save(figure: Any, plt: Any, path: Path) -> Path:

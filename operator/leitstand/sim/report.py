@@ -152,7 +152,7 @@ def hero_jobs(result: Result) -> dict[str, Any]:
     late = [r for r in reserved if r.first_start is not None and r.first_reserved is not None
             and r.first_start > r.first_reserved + SLACK_SECONDS]  # fmt: skip
 
-    def errors(pick: str) -> dict[str, float | int | None]:
+    def ratios_of(pick: str) -> list[float]:
         ratios = []
         for record in records:
             estimated = getattr(record, pick)
@@ -161,8 +161,12 @@ def hero_jobs(result: Result) -> dict[str, Any]:
             waited = record.first_start - record.trace.submit
             if waited > 0:
                 ratios.append(abs(record.first_start - estimated) / waited)
-        ratios.sort()
+        return sorted(ratios)
+
+    def errors(ratios: list[float]) -> dict[str, float | int | None]:
         return {"jobs": len(ratios), "median": percentile(ratios, 0.5), "p90": percentile(ratios, 0.9)}
+
+    at_submission, at_last = ratios_of("first_estimate"), ratios_of("last_estimate")
 
     largest = sorted(records, key=lambda r: (-r.trace.gpus, r.trace.submit))[:LARGEST]
     return {
@@ -175,8 +179,12 @@ def hero_jobs(result: Result) -> dict[str, Any]:
         "backfilledJobs": sum(1 for r in records if r.backfilled),
         "minAllocationWhileReserved": min((s.allocated / capacity for s in reserved_samples), default=None),
         "meanAllocationWhileReserved": mean([s.allocated / capacity for s in reserved_samples]),
-        "estimateErrorAtSubmission": errors("first_estimate"),
-        "estimateErrorAtLastEstimate": errors("last_estimate"),
+        "estimateErrorAtSubmission": errors(at_submission),
+        "estimateErrorAtLastEstimate": errors(at_last),
+        "estimateErrorRatios": {
+            "atSubmission": [round(r, 3) for r in at_submission],
+            "atLastEstimate": [round(r, 3) for r in at_last],
+        },
     }
 
 

@@ -68,7 +68,7 @@ def test_a_report_and_plots_for_every_scheduler(tmp_path: Path, trace: Path) -> 
     assert set(report["leitstandVersus"]) == {"leitstand-hold", "kube-scheduler-like", "fifo-gang", "best-fit"}
     assert report["setup"]["runtimeLimitFactor"] == 2
     assert {"backfilledJobs", "estimateErrorAtSubmission", "largestJobs"} <= set(ours["heroJobs"])
-    for name in ("allocation.png", "queueing.png", "fragmentation.png", "fairshare.png"):
+    for name in ("allocation.png", "queueing.png", "fragmentation.png", "fairshare.png", "reservations.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
 
 
