@@ -52,7 +52,8 @@ HERO = "hero/llm-100b"
 
 def hero(out: Path, factor: float = 1.0, hours: float = 48.0) -> dict[str, object]:
     """The shared B200 part of industrial-ai-cloud (1,120 DGX B200, spines of 256) busy with ITP-sized jobs of
-    six tenants at about 90 % load, and a 128 x 8 ``required: spine`` gang of a seventh arriving at 12 h."""
+    six tenants (a burst that fills it and queues 30 % more in the first hour, then arrivals at the rate that
+    keeps it full), and a 128 x 8 ``required: spine`` gang of a seventh arriving at 12 h."""
     nodes, policy, _name = simulating.load_cluster("industrial-ai-cloud")
     nodes = tuple(n for n in nodes if n.gpu_type == "b200" and not dict(n.labels).get("leitstand.dev/pool"))
     sizes = []
@@ -64,14 +65,20 @@ def hero(out: Path, factor: float = 1.0, hours: float = 48.0) -> dict[str, objec
     rng = random.Random(14)
     capacity = sum(n.gpus for n in nodes)
     mean_work = sum(r * g * d for r, g, d in sizes) / len(sizes)
-    rate = 0.9 * capacity / mean_work  # arrivals per second
-    jobs, moment, count = [], 0.0, 0
+    rate = capacity / mean_work  # arrivals per second that keep the cluster full
+    jobs: list[TraceJob] = []
+    moment, backlog = 0.0, 0
+    while backlog < 1.3 * capacity:  # a burst in the first hour: the cluster full and a queue waiting
+        replicas, per_replica, duration = rng.choice(sizes)
+        tenant = f"t{rng.randrange(6)}"
+        jobs.append(TraceJob(f"{tenant}/j{len(jobs)}", tenant, rng.uniform(0, 3600), replicas, per_replica,
+                             max(duration, 60.0)))  # fmt: skip
+        backlog += replicas * per_replica
     while moment < hours * 3600:
         moment += rng.expovariate(rate)
         replicas, per_replica, duration = rng.choice(sizes)
         tenant = f"t{rng.randrange(6)}"
-        jobs.append(TraceJob(f"{tenant}/j{count}", tenant, moment, replicas, per_replica, max(duration, 60.0)))
-        count += 1
+        jobs.append(TraceJob(f"{tenant}/j{len(jobs)}", tenant, moment, replicas, per_replica, max(duration, 60.0)))
     jobs.append(TraceJob(HERO, "hero", HERO_SUBMIT, 128, 8, 24 * 3600.0, required_level="spine"))
     jobs.sort(key=lambda job: job.submit)
     options = engine.Options(interval=60, until=hours * 3600, runtime_limit_factor=factor)
