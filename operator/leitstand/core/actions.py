@@ -269,7 +269,7 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
     exclude = book.exclude_for(job)
     shape = (queue, job.gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
              job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector,
-             job.tolerations, job.priority, id(exclude))  # fmt: skip
+             job.tolerations, job.priority, index.limit_of(job), id(exclude))  # fmt: skip
     known = book.failed.get(shape)
     if known is not None and known[0] == statement.version and job.key not in book.booked:
         _version, reason, message, failed_type = known  # the same shape, nothing given back since: it fails again
@@ -337,9 +337,9 @@ def _blocked_message(index: Index, book: Book, job: Job, nodes: tuple[NodeName, 
         return "the nodes it could use now are reserved for other jobs"
     key, first = blocking[0]
     others = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
-    start = when(first.start, index.now, first.blockers)
-    start = start if start.startswith(("now", "once")) else f"from {start}"
-    message = f"the nodes it could use now are reserved for {key}{others} {start}"
+    message = (
+        f"the nodes it could use now are reserved for {key}{others} {when(first.start, index.now, first.blockers)}"
+    )
     if first.start == math.inf:
         return message + "; with a runtimeLimit it could start now"
     if first.start > index.now:

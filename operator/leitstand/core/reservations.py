@@ -4,8 +4,8 @@
 (in the order it serves them) that cannot start now but could on their empty
 nodes: the ``Timeline`` of the running jobs' expected ends says when the gang
 could start at the earliest and on which nodes, in one domain of its required
-level. Those nodes are blocked in the timeline until the gang would end, so
-later reservations plan around them. Until the start, any other job may use a
+level. Those nodes are blocked in the timeline from that start until the gang
+would end, so later reservations plan around them. Until the start, any other job may use a
 reserved node only if it ends by then (``exclude_for``): a backfilled job
 never delays a reserved one, as long as jobs end by their limits (the
 operator enforces them).
@@ -73,7 +73,7 @@ class Book:
         avoid: frozenset[NodeName] = frozenset(),
     ) -> Reserved | Never:
         """Reserves nodes for ``job`` from its earliest start, keeping the nodes it had where they start it
-        as early; Never when no start can be planned on the nodes not reserved yet.
+        as early; Never when no start can be planned (the gang never fits its nodes, even as they free).
 
         With ``share``, only if the job keeps its queue within that many GPUs at the
         start: the queue's own jobs that will have ended by then do not count, so a
@@ -156,13 +156,14 @@ class Book:
 
 
 def when(start: float, now: float, blockers: tuple[JobKey, ...] = ()) -> str:
-    """``now``, ``2026-12-01 14:20 UTC`` (to the minute, so a message changes rarely) or ``once a/x ends``."""
+    """``now``, ``from 2026-12-01 14:20 UTC`` (to the minute, so a message changes rarely) or ``once a/x
+    ends (no limit)``: a reservation's start, for messages."""
     if start == math.inf:
         names = ", ".join(blockers[:3]) + (f" and {len(blockers) - 3} more" if len(blockers) > 3 else "")
         return f"once {names or 'jobs without a runtime limit'} end{'s' if len(blockers) == 1 else ''} (no limit)"
     if start <= now:
         return "now"
-    return utc_text(start)
+    return f"from {utc_text(start)}"
 
 
 def describe(reserved: Reserved, now: float, level: str | None) -> str:
@@ -170,9 +171,10 @@ def describe(reserved: Reserved, now: float, level: str | None) -> str:
     meanwhile``."""
     count = len(set(reserved.nodes))
     where = f" in {level} {reserved.domain}" if level and reserved.domain else ""
-    start = when(reserved.start, now, reserved.blockers)
-    start = start if start.startswith(("now", "once")) else f"from {start}"
-    meanwhile = "" if start == "now" else "; jobs that end by then may use them meanwhile"
+    meanwhile = "; jobs that end by then may use them meanwhile"
     if reserved.start == math.inf:
         meanwhile = "; jobs with a runtime limit may use them meanwhile"
+    elif reserved.start <= now:
+        meanwhile = ""
+    start = when(reserved.start, now, reserved.blockers)
     return f"reserved {count} node{'s' if count != 1 else ''}{where} {start}{meanwhile}"
