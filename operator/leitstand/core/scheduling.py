@@ -19,14 +19,18 @@ allocations with checkpoint, rollback and commit) and returns what it decided
 4. ``actions.allocate``: serve lanes of (queue, GPU type), least served first
    (allocated ÷ fair share for that type; a higher-priority head first), jobs
    within a lane by priority then submission time, each gang placed in full or
-   not at all (``places``, ``placement``); a job waiting longer than
-   ``Policy.starvation_seconds`` that could fit an empty cluster holds its GPU
-   type (the nodes it could use), so a stream of smaller jobs cannot starve it;
+   not at all (``places``, ``placement``); a gang waiting longer than
+   ``Policy.starvation_seconds`` that could fit its empty nodes gets a
+   reservation from the moment the running jobs' limits free them, and other
+   jobs use those nodes only if they end by then (``reservations``), so a stream
+   of smaller jobs cannot starve it (without ``Policy.backfill``: it holds its
+   whole GPU type);
 5. ``preemption.reclaim`` (when ``Policy.preemption``): for jobs still waiting,
    reclaim and preemption, nominating what each eviction frees for the job it
    was freed for;
 6. ``explain.explain``: explain every job that still waits, with its place in
-   its queue, and report each queue's allocated, reclaiming and pending GPUs.
+   its queue, and report each queue's allocated, reclaiming and pending GPUs;
+7. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
 
 Pure and deterministic: no I/O, no clock (``now`` is an argument), ties broken
 by names, every output sorted.
