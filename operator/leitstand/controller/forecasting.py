@@ -22,9 +22,7 @@ from leitstand.core.scheduling import schedule
 logger = logging.getLogger("leitstand.controller")
 
 
-def plan(
-    snapshot: model.Snapshot, policy: model.Policy, now: float
-) -> tuple[dict[model.JobKey, model.Estimate], float]:
+def plan(snapshot: model.Snapshot, policy: model.Policy, now: float) -> tuple[dict[model.JobKey, model.Planned], float]:
     """In the worker: the estimates for ``snapshot`` and the seconds planning took (the cycle included)."""
     started = time.perf_counter()
     estimates = dict(schedule(snapshot, policy, now=now, estimate=True).estimates)
@@ -36,10 +34,10 @@ class Forecaster:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.estimates: Mapping[model.JobKey, model.Estimate] = {}
+        self.estimates: Mapping[model.JobKey, model.Planned] = {}
         self.seconds: float | None = None  # how long the last plan took, in the worker
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._running: asyncio.Future[tuple[dict[model.JobKey, model.Estimate], float]] | None = None
+        self._running: asyncio.Future[tuple[dict[model.JobKey, model.Planned], float]] | None = None
         self._last = -math.inf
 
     def after_cycle(self, snapshot: model.Snapshot, policy: model.Policy, now: float) -> None:
@@ -54,7 +52,7 @@ class Forecaster:
         self._running = asyncio.get_running_loop().run_in_executor(self._pool, plan, snapshot, policy, now)
         self._running.add_done_callback(self._landed)
 
-    def _landed(self, future: "asyncio.Future[tuple[dict[model.JobKey, model.Estimate], float]]") -> None:
+    def _landed(self, future: "asyncio.Future[tuple[dict[model.JobKey, model.Planned], float]]") -> None:
         if future.cancelled():
             return
         error = future.exception()
@@ -62,6 +60,11 @@ class Forecaster:
             logger.warning("planning start estimates failed (%s); the next plan tries again", error)
             return
         self.estimates, self.seconds = future.result()
+
+    async def wait(self) -> None:
+        """Returns once the plan in flight, if any, has landed (or failed)."""
+        if self._running is not None:
+            await asyncio.wait([self._running])
 
     def close(self) -> None:
         """Stops the worker; a plan in flight is dropped."""

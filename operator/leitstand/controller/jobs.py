@@ -58,14 +58,14 @@ class Verdict:
     released: model.Release | None = None
     queue: str | None = None
     runtime_limit: float | None = None  # seconds it may run (its own, or its queue's default, at most the maximum)
-    estimate: model.Estimate | None = None  # when it is expected to start (its reservation's, or the forecast's)
+    estimate: model.Planned | None = None  # when it is expected to start (its reservation's, or the forecast's)
 
 
 def rfc3339(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _estimated_start(estimate: model.Estimate | None, shown: str | None, now: float) -> str | None:
+def _estimated_start(estimate: model.Planned | None, shown: str | None, now: float) -> str | None:
     """The start to show, to the minute (rounded up): the one shown stays while the new one is within
     ``ESTIMATE_SLACK`` of it (at least two minutes), so a moving plan does not rewrite statuses all the time."""
     if estimate is None or estimate.start == math.inf:

@@ -90,7 +90,7 @@ class Scheduler:
             backfill=config.backfill,
             reservations=config.reservations,
         )
-        self.reserved: dict[model.JobKey, model.Reserved] = {}  # the last cycle's, for the next (this replica's)
+        self.reserved: dict[model.JobKey, model.Planned] = {}  # the last cycle's, for the next (this replica's)
         self.forecaster = Forecaster(config.estimate_interval_seconds)
         self.leading = leading
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
@@ -323,12 +323,9 @@ class Scheduler:
             self._observe_start(body, plan, verdict.queue)
         return writes, services
 
-    def _estimate(self, decisions: model.Decisions, key: model.JobKey) -> model.Estimate | None:
+    def _estimate(self, decisions: model.Decisions, key: model.JobKey) -> model.Planned | None:
         """A reserved gang's start from this cycle; any other waiting job's from the latest forecast."""
-        reserved = decisions.reserved.get(key)
-        if reserved is not None:
-            return model.Estimate(reserved.start, reserved.nodes, reserved.domain, reserved.blockers)
-        return self.forecaster.estimates.get(key)
+        return decisions.reserved.get(key) or self.forecaster.estimates.get(key)
 
     def _observe_start(self, body: TrainingJob, plan: job_control.Plan, queue: str | None) -> None:
         """Wait time from queued to running, observed once, when the job starts."""

@@ -8,7 +8,7 @@ what it decided itself, as a ``Decided``; ``schedule`` adds them up, and
 
 from dataclasses import dataclass, field
 
-from leitstand.core.model import Bind, Eviction, GPUType, Job, JobKey, NodeName, QueueName, Reason, Release, Reserved
+from leitstand.core.model import Bind, Eviction, GPUType, Job, JobKey, NodeName, Planned, QueueName, Reason, Release
 
 
 @dataclass(slots=True)
@@ -37,7 +37,7 @@ class Decided:
     settled: set[JobKey] = field(default_factory=set)  # bound before the queues are served
     spoken_for: set[JobKey] = field(default_factory=set)  # terminating jobs whose capacity a nominee waits for
     freed: set[NodeName] = field(default_factory=set)  # nodes of jobs evicted
-    reserved: dict[JobKey, Reserved] = field(default_factory=dict)  # waiting gangs' reservations
+    reserved: dict[JobKey, Planned] = field(default_factory=dict)  # waiting gangs' reservations
     backfilled: set[JobKey] = field(default_factory=set)  # bound behind a reserved gang
 
     def add(self, later: "Decided") -> None:

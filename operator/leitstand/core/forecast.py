@@ -15,7 +15,7 @@ A reserved gang's estimate is its reservation's start; a nominated job's is
 now (it starts once its victims are gone). A job waiting for quota (its
 queue's limit or guarantee) gets none: it waits for its own queue's jobs, not
 for capacity. A start at ``math.inf`` waits for jobs without a runtime limit
-(``Estimate.blockers``). Pure.
+(``Planned.blockers``). Pure.
 """
 
 import heapq
@@ -23,28 +23,25 @@ import math
 
 from leitstand.core.decided import Decided
 from leitstand.core.index import Index
-from leitstand.core.model import CAPACITY_REASONS, Estimate, GPUType, Job, JobKey, Node, NodeName, QueueName, Reason
+from leitstand.core.model import CAPACITY_REASONS, GPUType, Job, JobKey, Node, NodeName, Planned, QueueName, Reason
 from leitstand.core.statements import Statement
-from leitstand.core.timeline import Never, Start, Timeline
+from leitstand.core.timeline import Never, Timeline
 
 PLANNED = CAPACITY_REASONS | {Reason.WAITING_FOR_OLDER_JOB, Reason.GANG_INCOMPLETE}  # waits for capacity
 
 
-def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKey, Estimate]:
+def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKey, Planned]:
     """Each waiting job's expected start (those waiting for capacity); see the module docstring."""
     now = index.now
-    holders = (index.jobs_by_key[key] for key in statement.holdings if key in index.jobs_by_key)
-    timeline = Timeline.of(statement, ((job, index.expected_end(job)) for job in holders), now, index.policy)
-    estimates: dict[JobKey, Estimate] = {}
+    timeline = Timeline.of_cycle(index, statement)
+    estimates: dict[JobKey, Planned] = {}
     for key, nodes in decided.nominations.items():
-        estimates[key] = Estimate(now, nodes)
+        estimates[key] = Planned(now, nodes)
     for key, reserved in decided.reserved.items():
         if key in estimates:
             continue
-        limit = index.limit_of(index.jobs_by_key[key])
-        end = None if limit is None or reserved.start == math.inf else reserved.start + limit
-        timeline.block(reserved.nodes, end, since=reserved.start if reserved.start != math.inf else None)
-        estimates[key] = Estimate(reserved.start, reserved.nodes, reserved.domain, reserved.blockers)
+        timeline.reserve(reserved, index.limit_of(index.jobs_by_key[key]))
+        estimates[key] = reserved
     lanes: dict[tuple[QueueName, GPUType | None], list[Job]] = {}
     for queue in sorted(index.waiting_by_queue):
         for job in index.waiting_by_queue[queue]:
@@ -78,7 +75,7 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
         job = lanes[lane][heads[lane]]
         heads[lane] += 1
         limit = index.limit_of(job)
-        best: tuple[Start, GPUType | None] | None = None
+        best: tuple[Planned, GPUType | None] | None = None
         for gpu_type in index.types_for(job):
             candidates = index.candidates(job, queue, gpu_type, lent=False)
             shape = (id(candidates), job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
@@ -87,18 +84,18 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
             if job.replicas == 1 and job.required_level is None:  # most jobs: one pod, anywhere
                 if shape not in singles:
                     singles[shape] = _Singles(timeline, job, candidates, limit)
-                start = singles[shape].earliest(floor)
+                found = singles[shape].earliest(floor)
             else:
-                start = timeline.earliest(job, candidates, gpu_type, length=limit, not_before=floor)
-            if isinstance(start, Never):
+                found = timeline.earliest(job, candidates, gpu_type, length=limit, not_before=floor)
+            if isinstance(found, Never):
                 continue
-            floors[shape] = start.at
-            if best is None or start.at < best[0].at:
-                best = (start, gpu_type)
+            floors[shape] = found.start
+            if best is None or found.start < best[0].start:
+                best = (found, gpu_type)
         if best is not None:
-            start, gpu_type = best
-            timeline.take(job, start.nodes, None if limit is None else start.at + limit, since=start.at)
-            estimates[job.key] = Estimate(start.at, start.nodes, start.domain, start.blockers)
+            found, gpu_type = best
+            timeline.take(job, found.nodes, None if limit is None else found.start + limit, since=found.start)
+            estimates[job.key] = found
             if gpu_type is not None:
                 for name in index.paths[queue]:
                     planned[(name, gpu_type)] = planned.get((name, gpu_type), 0) + job.gpus
@@ -125,12 +122,12 @@ class _Singles:
             entry = (at, free, name, self.timeline.versions.get(name, 0))
             heapq.heappush(self.heap, entry)
 
-    def earliest(self, floor: float | None) -> Start | Never:
+    def earliest(self, floor: float | None) -> Planned | Never:
         since = self.timeline.now if floor is None else max(floor, self.timeline.now)
         while self.heap:
             at, _free, name, version = self.heap[0]
             if version == self.timeline.versions.get(name, 0) and at >= since:
-                return Start(at, (name,), None, self.timeline.blockers((name,)) if at == math.inf else ())
+                return Planned(at, (name,), None, self.timeline.blockers((name,)) if at == math.inf else ())
             heapq.heappop(self.heap)
             self._push(name, since)
         return Never()

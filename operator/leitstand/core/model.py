@@ -297,20 +297,11 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
-class Reserved:
-    """Nodes reserved for a waiting gang from ``start`` on (one per replica), in ``domain`` of its required
-    level; until then, jobs that end by ``start`` may use them (backfill)."""
-
-    start: float  # math.inf: once ``blockers`` end
-    nodes: tuple[NodeName, ...]
-    domain: str | None = None
-    blockers: tuple[JobKey, ...] = ()  # jobs without a runtime limit on ``nodes`` that must end first
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """When a waiting job is expected to start (``math.inf``: once ``blockers``, jobs without a runtime limit,
-    end), and where: ``nodes`` (one per replica), in ``domain`` of its required level."""
+class Planned:
+    """When and where a waiting gang starts: ``nodes`` (one per replica) from ``start`` on, in ``domain``
+    of its required level. As a reservation, jobs that end by ``start`` may use the nodes meanwhile
+    (backfill); as an estimate, it is the forecast's. ``start`` is ``math.inf`` when ``blockers``, jobs
+    without a runtime limit on those nodes, must end first."""
 
     start: float
     nodes: tuple[NodeName, ...] = ()
@@ -367,9 +358,9 @@ class Decisions:
     nominations: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # every waiting job's, kept or new
     queue_problems: Mapping[QueueName, str] = field(default_factory=dict)  # e.g. a parent cycle, for GPUQuota status
     namespace_conflicts: Mapping[QueueName, str] = field(default_factory=dict)  # leaves claiming a namespace together
-    reserved: Mapping[JobKey, Reserved] = field(default_factory=dict)  # waiting gangs' reservations, kept or new
+    reserved: Mapping[JobKey, Planned] = field(default_factory=dict)  # waiting gangs' reservations, kept or new
     backfilled: tuple[JobKey, ...] = ()  # binds of jobs that started behind a reserved gang, around its reservation
-    estimates: Mapping[JobKey, Estimate] = field(default_factory=dict)  # when asked for (``schedule(estimate=...)``)
+    estimates: Mapping[JobKey, Planned] = field(default_factory=dict)  # when asked for (``schedule(estimate=...)``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +385,7 @@ def reservation_owners(snapshot: Snapshot) -> dict[NodeName, QueueName]:
     return owners
 
 
-def with_reserved(snapshot: Snapshot, reserved: Mapping[JobKey, Reserved]) -> Snapshot:
+def with_reserved(snapshot: Snapshot, reserved: Mapping[JobKey, Planned]) -> Snapshot:
     """``snapshot`` with the last cycle's reservations on their waiting jobs (``Job.reserved``), as the caller
     carries them from one cycle to the next (the core keeps nothing between cycles)."""
     if not reserved and not any(job.reserved for job in snapshot.jobs):

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass, field
 
 from leitstand.core.index import Index
-from leitstand.core.model import GPUType, Job, JobKey, NodeName, QueueName, Reason, Reserved, utc_text
+from leitstand.core.model import GPUType, Job, JobKey, NodeName, Planned, QueueName, Reason, utc_text
 from leitstand.core.statements import Statement
-from leitstand.core.timeline import Never, Start, Timeline
+from leitstand.core.timeline import Never, Timeline
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class Book:
 
     index: Index
     statement: Statement
-    booked: dict[JobKey, Reserved] = field(default_factory=dict)
+    booked: dict[JobKey, Planned] = field(default_factory=dict)
     _timeline: Timeline | None = None
     _excludes: dict[tuple[JobKey, ...], frozenset[NodeName]] = field(default_factory=dict)
     _held: dict[tuple[QueueName, GPUType], list[tuple[float, int]]] | None = None
@@ -42,14 +42,11 @@ class Book:
     def timeline(self) -> Timeline:
         """Built on first use from what the statement holds then; every later bind is taken into it."""
         if self._timeline is None:
-            index = self.index
-            holders = (index.jobs_by_key[key] for key in self.statement.holdings if key in index.jobs_by_key)
-            ends = ((job, index.expected_end(job)) for job in holders)
-            self._timeline = Timeline.of(self.statement, ends, index.now, index.policy)
+            self._timeline = Timeline.of_cycle(self.index, self.statement)
         return self._timeline
 
     def exclude_for(self, job: Job) -> frozenset[NodeName]:
-        """Reserved nodes ``job`` may not use: those of every other reservation that starts before it would
+        """Planned nodes ``job`` may not use: those of every other reservation that starts before it would
         end (all of them, for a job without a runtime limit)."""
         if not self.booked:
             return frozenset()
@@ -71,7 +68,7 @@ class Book:
         *,
         share: int | None = None,
         avoid: frozenset[NodeName] = frozenset(),
-    ) -> Reserved | Never:
+    ) -> Planned | Never:
         """Reserves nodes for ``job`` from its earliest start, keeping the nodes it had where they start it
         as early; Never when no start can be planned (the gang never fits its nodes, even as they free).
 
@@ -91,24 +88,23 @@ class Book:
         timeline = self.timeline
         limit = index.limit_of(job)
         best = timeline.earliest(job, candidates, gpu_type, length=limit)
-        chosen: Start | Never = best
+        chosen: Planned | Never = best
         if job.reserved and len(job.reserved) == job.replicas:
             names = {node.name for node in candidates}
             if all(name in names for name in job.reserved):
                 kept = timeline.fits_on(job, job.reserved, limit)
-                if kept is not None and (isinstance(best, Never) or kept <= best.at):
+                if kept is not None and (isinstance(best, Never) or kept <= best.start):
                     domain = self._domain(job, job.reserved)
                     if index.policy.level_index(job.required_level) is None or domain is not None:
                         blockers = timeline.blockers(job.reserved) if kept == math.inf else ()
-                        chosen = Start(kept, job.reserved, domain, blockers)
+                        chosen = Planned(kept, job.reserved, domain, blockers)
         if isinstance(chosen, Never):
             return chosen
-        if share is not None and self.held_at(queue, gpu_type, chosen.at) + job.gpus > share:
+        if share is not None and self.held_at(queue, gpu_type, chosen.start) + job.gpus > share:
             return Never(over_share=True)
-        timeline.block(chosen.nodes, None if limit is None else chosen.at + limit, since=chosen.at)
-        reserved = Reserved(chosen.at, chosen.nodes, chosen.domain, chosen.blockers)
-        self.booked[job.key] = reserved
-        return reserved
+        timeline.reserve(chosen, limit)
+        self.booked[job.key] = chosen
+        return chosen
 
     def held_at(self, queue: QueueName, gpu_type: GPUType, at: float) -> int:
         """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``."""
@@ -148,7 +144,7 @@ class Book:
         if self._timeline is not None:
             self._timeline.take(job, nodes, self.index.expected_end(job))
 
-    def blocking(self, nodes: tuple[NodeName, ...], job: Job) -> list[tuple[JobKey, Reserved]]:
+    def blocking(self, nodes: tuple[NodeName, ...], job: Job) -> list[tuple[JobKey, Planned]]:
         """The reservations (of others) on ``nodes``, earliest start first."""
         names = set(nodes)
         found = [(k, r) for k, r in self.booked.items() if k != job.key and not names.isdisjoint(r.nodes)]
@@ -166,7 +162,7 @@ def when(start: float, now: float, blockers: tuple[JobKey, ...] = ()) -> str:
     return f"from {utc_text(start)}"
 
 
-def describe(reserved: Reserved, now: float, level: str | None) -> str:
+def describe(reserved: Planned, now: float, level: str | None) -> str:
     """``reserved 16 nodes in leaf su-3 from 2026-12-01 14:20 UTC; jobs that end by then may use them
     meanwhile``."""
     count = len(set(reserved.nodes))

@@ -21,21 +21,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from leitstand.core import placement
-from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, Policy
+from leitstand.core.index import Index
+from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, Planned, Policy
 from leitstand.core.statements import Free, Statement, replicas_in
 
 Point = list[float]  # [from time, free GPUs, free CPU millis, free memory bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Where and when a gang can start: ``nodes`` (one per replica) from ``at`` on, in ``domain``
-    (the domain of its required level; None without one)."""
-
-    at: float  # math.inf: once ``blockers`` end
-    nodes: tuple[NodeName, ...]
-    domain: str | None
-    blockers: tuple[JobKey, ...] = ()  # jobs without a runtime limit on ``nodes`` that must end first
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +82,12 @@ class Timeline:
             timeline._points[name] = points
         return timeline
 
+    @classmethod
+    def of_cycle(cls, index: Index, statement: Statement) -> "Timeline":
+        """The timeline of what ``statement`` holds, each holder ending when ``index`` expects it to."""
+        holders = (index.jobs_by_key[key] for key in statement.holdings if key in index.jobs_by_key)
+        return cls.of(statement, ((job, index.expected_end(job)) for job in holders), index.now, index.policy)
+
     # -- questions ----------------------------------------------------------------------------
 
     def free_at(self, name: NodeName, at: float) -> Point:
@@ -123,7 +119,7 @@ class Timeline:
         *,
         length: float | None = None,
         not_before: float | None = None,
-    ) -> Start | Never:
+    ) -> Planned | Never:
         """The earliest start of ``job``'s whole gang on ``candidates``, in one domain of its required level,
         with room for ``length`` seconds from then (None: for good), never before ``not_before``.
 
@@ -186,7 +182,7 @@ class Timeline:
 
     def _place_at(
         self, job: Job, candidates: Sequence[Node], gpu_type: GPUType | None, at: float, until: float
-    ) -> Start | None:
+    ) -> Planned | None:
         """Nodes for ``job`` from ``at`` to ``until``, chosen by the placement rules on what stays free then."""
         then = Statement(candidates)
         for node in candidates:
@@ -200,7 +196,7 @@ class Timeline:
         if level is not None:
             first = self.nodes[outcome.nodes[0]]
             domain = first.domains[level] if level < len(first.domains) else None
-        return Start(at, outcome.nodes, domain, self.blockers(outcome.nodes) if at == math.inf else ())
+        return Planned(at, outcome.nodes, domain, self.blockers(outcome.nodes) if at == math.inf else ())
 
     def free_during(self, name: NodeName, at: float, until: float) -> tuple[int, int, int]:
         """What stays free on ``name`` from ``at`` until ``until``: the least of each resource."""
@@ -223,8 +219,7 @@ class Timeline:
 
     def take(self, job: Job, nodes: Sequence[NodeName], until: float | None, *, since: float | None = None) -> None:
         """``job`` holds one replica on each of ``nodes`` from ``since`` (None: now) until ``until`` (None: no
-        limit). Taking from later than now may make a profile decrease: only ``earliest`` with a ``length``
-        plans on such a timeline."""
+        limit)."""
         counts: dict[NodeName, int] = {}
         for name in nodes:
             counts[name] = counts.get(name, 0) + 1
@@ -239,6 +234,11 @@ class Timeline:
             self._lower(name, until, less, since=since)
             if until is None:
                 self.unbounded.setdefault(name, []).append(job.key)
+
+    def reserve(self, planned: Planned, limit: float | None) -> None:
+        """Blocks ``planned``'s nodes whole from its start until the gang, running ``limit`` seconds
+        (None: no limit), would end; a start at ``math.inf`` blocks nothing that can be planned."""
+        self.block(planned.nodes, None if limit is None else planned.start + limit, since=planned.start)
 
     def block(self, nodes: Iterable[NodeName], until: float | None, *, since: float | None = None) -> None:
         """Nothing else may use ``nodes`` from ``since`` (None: now) until ``until`` (None: no limit)."""

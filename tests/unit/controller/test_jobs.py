@@ -134,19 +134,19 @@ def test_a_waiting_job_shows_when_it_is_expected_to_start_and_drops_it_once_runn
     explanation = model.Explanation(
         model.JobKey("soofi/llm"), model.Reason.INSUFFICIENT_CAPACITY, "reserved 2 nodes", model.QueueName("soofi"), 1
     )
-    estimate = model.Estimate(NOW + 3 * 3600 + 10, (model.NodeName("n1"), model.NodeName("n2")))
+    estimate = model.Planned(NOW + 3 * 3600 + 10, (model.NodeName("n1"), model.NodeName("n2")))
     verdict = jobs.Verdict(explanation, queue="soofi", estimate=estimate)
     queued = plan(a_job(), {0: a_pod(0), 1: a_pod(1)}, verdict).status
     assert queued is not None
     assert queued["estimatedStartTime"] == jobs.rfc3339(NOW + 3 * 3600 + 60)  # to the minute, up
     # a new plan a little later keeps what is shown; one more than a tenth of the wait away moves it
-    slightly = jobs.Verdict(explanation, queue="soofi", estimate=model.Estimate(NOW + 3 * 3600 + 900))
+    slightly = jobs.Verdict(explanation, queue="soofi", estimate=model.Planned(NOW + 3 * 3600 + 900))
     assert plan(a_job(status=queued), {0: a_pod(0), 1: a_pod(1)}, slightly).status is None
-    later = jobs.Verdict(explanation, queue="soofi", estimate=model.Estimate(NOW + 4 * 3600))
+    later = jobs.Verdict(explanation, queue="soofi", estimate=model.Planned(NOW + 4 * 3600))
     moved = plan(a_job(status=queued), {0: a_pod(0), 1: a_pod(1)}, later).status
     assert moved is not None
     assert moved["estimatedStartTime"] == jobs.rfc3339(NOW + 4 * 3600)
-    unknown = jobs.Verdict(explanation, queue="soofi", estimate=model.Estimate(float("inf")))
+    unknown = jobs.Verdict(explanation, queue="soofi", estimate=model.Planned(float("inf")))
     assert "estimatedStartTime" not in (plan(a_job(), {0: a_pod(0), 1: a_pod(1)}, unknown).status or {})
     pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
     running = plan(a_job(status=queued), pods).status
