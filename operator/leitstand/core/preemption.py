@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from leitstand.core import placement, statements
 from leitstand.core.decided import Decided, Waiting
 from leitstand.core.index import Index
-from leitstand.core.model import Eviction, Job, JobKey, Node, NodeName, Priority, QueueName, Reason, order_key
+from leitstand.core.model import Eviction, GPUType, Job, JobKey, Node, NodeName, Priority, QueueName, Reason, order_key
 from leitstand.core.places import quota_block, served, within_share
 from leitstand.core.statements import Statement
 
@@ -70,6 +70,9 @@ class Pool:
     bound: set[JobKey]
     sorted_by_queue: dict[QueueName, list[Entry]] = field(default_factory=dict)
     lent: list[tuple[Job, QueueName | None]] | None = None  # preemptible jobs on a reserved node
+    by_type: dict[tuple[QueueName, GPUType], list[Entry]] = field(default_factory=dict)
+    soft: dict[NodeName, int] | None = None
+    replicas: dict[JobKey, dict[NodeName, int]] = field(default_factory=dict)
 
     def of_queue(self, queue: QueueName) -> list[Entry]:
         entries = self.sorted_by_queue.get(queue)
@@ -85,6 +88,43 @@ class Pool:
             entries.sort(key=lambda entry: entry[:2])
             self.sorted_by_queue[queue] = entries
         return entries
+
+    def of_type(self, queue: QueueName, gpu_type: GPUType, statement: Statement) -> list[Entry]:
+        """``of_queue`` narrowed to the jobs holding GPUs of ``gpu_type`` (what reclaim for that type may take)."""
+        entries = self.by_type.get((queue, gpu_type))
+        if entries is None:
+            holdings = statement.holdings
+            entries = self.by_type[(queue, gpu_type)] = [
+                entry
+                for entry in self.of_queue(queue)
+                if entry[2].gpus and (held := holdings.get(entry[1])) is not None and held.gpu_type == gpu_type
+            ]
+        return entries
+
+    def counts(self, key: JobKey, statement: Statement) -> dict[NodeName, int]:
+        """Replicas per node of a running job (what evicting it frees where), computed once per cycle."""
+        counts = self.replicas.get(key)
+        if counts is None:
+            counts = self.replicas[key] = {}
+            for name in statement.holdings[key].nodes:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def soft_gpus(self) -> dict[NodeName, int]:
+        """GPUs per node held by jobs that any search could ever evict (terminating or preemptible, not bound
+        this cycle): with the free ones, an upper bound on what a search can free there."""
+        if self.soft is None:
+            index = self.index
+            self.soft = {}
+            running = [*index.terminating_jobs, *index.queueless]
+            for jobs in index.preemptible_by_queue.values():
+                running += jobs
+            for job in running:
+                if job.key not in self.bound and job.gpus_per_replica:
+                    for name in job.placement:
+                        if name is not None:
+                            self.soft[name] = self.soft.get(name, 0) + job.gpus_per_replica
+        return self.soft
 
     def on_reserved_nodes(self) -> list[tuple[Job, QueueName | None]]:
         if self.lent is None:
@@ -164,14 +204,11 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
             )
             if spare <= 0:
                 continue
-            for cost, key, victim, young in pool.of_queue(victim_queue):
-                if (
-                    not young
-                    and victim.gpus <= spare  # its eviction alone keeps its queue at its fair share
-                    and key not in lent_keys
-                    and usable(victim)
-                    and holdings[key].gpu_type == gpu_type
-                ):
+            for cost, key, victim, young in pool.of_type(victim_queue, gpu_type, statement):
+                if young or victim.gpus > spare or key in lent_keys:  # alone, it must keep its queue at its share
+                    continue
+                holding = holdings.get(key)
+                if holding is not None and key != job.key and not eligible.isdisjoint(holding.nodes):
                     reclaim.append((cost, key, victim))
         reclaim.sort(key=lambda entry: entry[:2])
     return (
@@ -182,6 +219,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
     )
 
 
+_Victim = tuple[Job, Reason, dict[NodeName, int]]  # and its replicas per node
 _CLASS = {Reason.GANG_INCOMPLETE: 0, Reason.RETURNED_LENT_CAPACITY: 1, Reason.PREEMPTED: 2, Reason.RECLAIMED: 3}
 
 
@@ -229,11 +267,52 @@ class Plan:
     cost: float
 
 
-def _counts(nodes: Sequence[NodeName]) -> dict[NodeName, int]:
-    counts: dict[NodeName, int] = {}
-    for name in nodes:
-        counts[name] = counts.get(name, 0) + 1
-    return counts
+@dataclass(slots=True)
+class Surplus:
+    """What reclaim may take from each queue for one waiting job: GPUs of its type above fair share, on
+    every queue of a victim's path that the beneficiary does not share. Read once per victim search (the
+    statement does not change while plans are made); each plan counts what it takes in ``taken``."""
+
+    run: _Run
+    waiting: Waiting
+    spare: dict[QueueName, int] = field(default_factory=dict)
+    paths: dict[QueueName, tuple[QueueName, ...]] = field(default_factory=dict)
+
+    def path(self, victim: Job) -> tuple[QueueName, ...]:
+        """The queues of ``victim``'s path that the beneficiary's path does not hold."""
+        queue = self.run.index.job_queue[victim.key]
+        path = self.paths.get(queue)
+        if path is None:
+            assert self.waiting.queue is not None
+            shared = set(self.run.index.paths[self.waiting.queue])
+            path = self.paths[queue] = tuple(name for name in self.run.index.paths[queue] if name not in shared)
+        return path
+
+    def left(self, name: QueueName) -> int:
+        spare = self.spare.get(name)
+        if spare is None:
+            gpu_type = self.waiting.gpu_type
+            assert gpu_type is not None
+            allocated = self.run.statement.queue_allocated(name, gpu_type)
+            spare = self.spare[name] = allocated - self.run.index.shares.get(name, {}).get(gpu_type, 0)
+        return spare
+
+    def allows(self, victims: Sequence[tuple[Job, Reason]], taken: dict[QueueName, int]) -> bool:
+        """Would reclaiming ``victims`` (on top of ``taken``, which it updates when they fit) keep every
+        victim queue, and each ancestor not shared with the beneficiary, at or above its fair share?"""
+        if self.waiting.gpu_type is None:
+            return True
+        extra: dict[QueueName, int] = {}
+        for victim, reason in victims:
+            if reason is Reason.RECLAIMED:
+                for name in self.path(victim):
+                    extra[name] = extra.get(name, 0) + victim.gpus
+        for name, gpus in extra.items():
+            if self.left(name) - taken.get(name, 0) < gpus:
+                return False
+        for name, gpus in extra.items():
+            taken[name] = taken.get(name, 0) + gpus
+        return True
 
 
 def _plan(
@@ -241,7 +320,8 @@ def _plan(
     waiting: Waiting,
     domain: str,
     group: tuple[AbstractSet[NodeName], int],
-    victims: list[tuple[Job, Reason, dict[NodeName, int]]],
+    victims: list[_Victim],
+    surplus: Surplus,
     *,
     fair_first: bool = True,
 ) -> Plan | None:
@@ -259,11 +339,11 @@ def _plan(
     statement = run.statement
     room = Room(job, statement, *group)  # the group's nodes, and the replicas that fit there now
     taken: dict[QueueName, int] = {}
-    chosen: list[tuple[Job, Reason, dict[NodeName, int]]] = []
+    chosen: list[_Victim] = []
     for victim, reason, counts in victims:
         if room.total >= job.replicas:
             break
-        if fair_first and not _within_surplus(run, waiting, [(victim, reason)], taken):
+        if fair_first and not surplus.allows([(victim, reason)], taken):
             continue
         room.change(victim, counts, +1)  # even a victim that frees less than a replica may complete one
         chosen.append((victim, reason, counts))
@@ -278,39 +358,45 @@ def _plan(
         else:
             room.change(victim, counts, +1)
     chosen = [item for item in chosen if item[0].key not in spared]
-    if not fair_first and not _within_surplus(run, waiting, [(v, r) for v, r, _c in chosen], {}):
+    if not fair_first and not surplus.allows([(v, r) for v, r, _c in chosen], {}):
         return None
     return Plan(domain, [(v, r) for v, r, _c in chosen], sum(_cost(v, now) for v, _r, _c in chosen))
 
 
-def _within_surplus(
-    run: _Run, waiting: Waiting, victims: list[tuple[Job, Reason]], taken: dict[QueueName, int]
-) -> bool:
-    """Would reclaiming ``victims`` (on top of ``taken``, which it updates when they fit) keep every victim
-    queue, and each ancestor not shared with the beneficiary, at or above its fair share?"""
-    gpu_type = waiting.gpu_type
-    if gpu_type is None:
-        return True
-    assert waiting.queue is not None
-    shared = set(run.index.paths[waiting.queue])
-    extra: dict[QueueName, int] = {}
-    for victim, reason in victims:
-        if reason is not Reason.RECLAIMED:
-            continue
-        for name in run.index.paths[run.index.job_queue[victim.key]]:
-            if name not in shared:
-                extra[name] = extra.get(name, 0) + victim.gpus
-    for name, gpus in extra.items():
-        allocated = run.statement.queue_allocated(name, gpu_type)
-        if allocated - taken.get(name, 0) - gpus < run.index.shares.get(name, {}).get(gpu_type, 0):
-            return False
-    for name, gpus in extra.items():
-        taken[name] = taken.get(name, 0) + gpus
-    return True
-
-
 def _cost(victim: Job, now: float) -> float:
     return 0.0 if victim.terminating else work_lost(victim, now)
+
+
+def _room_with_all(
+    job: Job, statement: Statement, group: tuple[AbstractSet[NodeName], int], victims: list[_Victim]
+) -> bool:
+    """Would evicting every one of ``victims`` make room for ``job`` in ``group``? (Each alone is within its
+    queue's surplus, ``_victims`` saw to that.)"""
+    room = Room(job, statement, *group)
+    for victim, _reason, counts in victims:
+        room.change(victim, counts, +1)
+    return room.total >= job.replicas
+
+
+def _could_fit(run: _Run, job: Job, nodes: Sequence[Node], level: int | None) -> bool:
+    """Would ``job``'s replicas fit on ``nodes`` (in one domain of its required level) by GPU count alone, if
+    every job that could ever be evicted left? A necessary condition, cheap next to a victim search."""
+    per = job.gpus_per_replica
+    if not per:
+        return True
+    soft, free = run.pool.soft_gpus(), run.statement.free
+    fits: dict[str, int] = {}
+    for node in nodes:
+        if level is None:
+            domain = ""
+        elif level < len(node.domains) and node.domains[level]:
+            domain = node.domains[level]
+        else:
+            continue
+        count = fits[domain] = fits.get(domain, 0) + (free[node.name].gpus + soft.get(node.name, 0)) // per
+        if count >= job.replicas:
+            return True
+    return False
 
 
 def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], tuple[NodeName, ...]] | None:
@@ -329,25 +415,39 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
     if reserved:  # nodes reserved for other gangs are not this job's to free
         nodes = [node for node in nodes if node.name not in reserved]
         eligible = frozenset(node.name for node in nodes)
+    level = run.index.policy.level_index(job.required_level)
+    if not _could_fit(run, job, nodes, level):
+        return None
     candidates = _victims(run, waiting, eligible)  # none at all: this cycle's evictions may have made room
-    victims = [(victim, reason, _counts(statement.holdings[victim.key].nodes)) for victim, reason in candidates]
+    victims = [(victim, reason, run.pool.counts(victim.key, statement)) for victim, reason in candidates]
     if waiting.reason is Reason.WAITING_FOR_OLDER_JOB:  # free capacity is held for an older job
         touched = {name for _victim, _reason, counts in victims for name in counts} | run.mine.freed
         nodes = [node for node in nodes if node.name in touched]
         eligible = frozenset(node.name for node in nodes)  # not names_of: that caches by the list's id
-    level = run.index.policy.level_index(job.required_level)
+    surplus = Surplus(run, waiting)
     groups: dict[str, list[Node]] = {}
+    group_of: dict[NodeName, str] = {}
     for node in nodes:
         if level is None:
-            groups.setdefault("", []).append(node)
+            name = ""
         elif level < len(node.domains) and node.domains[level]:
-            groups.setdefault(node.domains[level], []).append(node)
+            name = node.domains[level]
+        else:
+            continue
+        groups.setdefault(name, []).append(node)
+        group_of[node.name] = name
+    touching_by: dict[str, list[_Victim]] = {}
+    for item in victims:  # each group's victims, in the order they are taken
+        for name in {group_of[n] for n in item[2] if n in group_of}:
+            touching_by.setdefault(name, []).append(item)
     best: Plan | None = None
     for domain in sorted(groups):
         members = groups[domain]
-        names = frozenset(node.name for node in members)
-        group = (names, sum(statement.replicas_fitting(node.name, job) for node in members))
-        touching = [item for item in victims if not names.isdisjoint(item[2])] if level is not None else victims
+        touching = touching_by.get(domain, [])
+        fitting = sum(statement.replicas_fitting(node.name, job) for node in members)
+        if not touching and fitting < job.replicas:
+            continue
+        group = (frozenset(node.name for node in members), fitting)
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
         largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], run.index.now)))
@@ -363,11 +463,13 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
             elif index >= 2 and cheapest is not None:
                 break
             order, fair_first = orders[index]
-            plan = _plan(run, waiting, domain, group, order, fair_first=fair_first)
+            plan = _plan(run, waiting, domain, group, order, surplus, fair_first=fair_first)
             if plan is not None and (cheapest is None or plan.cost < cheapest.cost):
                 cheapest = plan
             if plan is not None and plan.cost == 0:
                 break
+            if index == 0 and plan is None and not _room_with_all(job, statement, group, touching):
+                break  # not even all of them together make room: no other order will
         if cheapest is not None and (best is None or (cheapest.cost, cheapest.domain) < (best.cost, best.domain)):
             best = cheapest
     if best is None:
