@@ -324,8 +324,12 @@ class Scheduler:
         return writes, services
 
     def _estimate(self, decisions: model.Decisions, key: model.JobKey) -> model.Planned | None:
-        """A reserved gang's start from this cycle; any other waiting job's from the latest forecast."""
-        return decisions.reserved.get(key) or self.forecaster.estimates.get(key)
+        """The latest forecast's likely start; for a reserved gang, its reservation's start from this cycle
+        when that is sooner (the reservation holds if every job runs to its limit)."""
+        likely, reserved = self.forecaster.estimates.get(key), decisions.reserved.get(key)
+        if reserved is not None and (likely is None or reserved.start < likely.start):
+            return reserved
+        return likely
 
     def _observe_start(self, body: TrainingJob, plan: job_control.Plan, queue: str | None) -> None:
         """Wait time from queued to running, observed once, when the job starts."""

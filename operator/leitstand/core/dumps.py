@@ -11,6 +11,7 @@ from typing import Any
 
 from leitstand.core.model import (
     Decisions,
+    Finished,
     GPUType,
     Job,
     JobKey,
@@ -104,6 +105,10 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
             }
             for j in sorted(snapshot.jobs, key=lambda j: j.key)
         ],
+        "finished": [
+            {"namespace": f.namespace, "ran": f.ran, "runtimeLimit": f.runtime_limit, "finished": f.finished}
+            for f in sorted(snapshot.finished, key=lambda f: (f.namespace, f.finished, f.ran, f.runtime_limit or -1.0))
+        ],
     }
 
 
@@ -178,7 +183,11 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
         )
         for j in data["jobs"]
     )
-    return Snapshot(nodes, queues, jobs), policy, float(data["now"])
+    finished = tuple(
+        Finished(str(f["namespace"]), float(f["ran"]), _seconds(f.get("runtimeLimit")), float(f["finished"]))
+        for f in data.get("finished", [])  # absent in older dumps
+    )
+    return Snapshot(nodes, queues, jobs, finished), policy, float(data["now"])
 
 
 def describe(decisions: Decisions) -> dict[str, Any]:

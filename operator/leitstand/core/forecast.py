@@ -1,21 +1,22 @@
 """When each waiting job is expected to start: a forward plan of the queues, continuing a cycle.
 
 ``estimate`` takes what a cycle decided and plans on: a ``Timeline`` of the
-statement as the cycle left it (every holding ending at its runtime limit),
-the reserved nodes blocked until their gangs would end, then every other job
-that waits for capacity in the order ``allocate`` serves them (priority, then
-the least served queue for the type, with the planned starts counted as
-served), each at the earliest moment its gang has room for its whole runtime
-limit (``Timeline.earliest``), taking that room from then to its end. No new
-arrivals are assumed and runtime limits stand in for runtimes, so an estimate
-is the start if every job runs to its limit: jobs that end early start later
-ones earlier.
+statement as the cycle left it, every holding ending when it likely will
+(``Index.likely_end``: its queue's runtime fraction, the median share of their
+limits its finished jobs ran, of the time left to its limit); the reserved
+gangs, each at the first moment its reserved nodes are likely free (never
+later than its reservation), blocking them while it would run; then every
+other job that waits for capacity in the order ``allocate`` serves them
+(priority, then the least served queue for the type, with the planned starts
+counted as served), each at the earliest moment its gang has room for as long
+as it likely runs (``Timeline.earliest``), taking that room from then. No new
+arrivals are assumed. With no finished jobs to learn from, runtime limits stand
+in for runtimes and an estimate is the start if every job runs to its limit.
 
-A reserved gang's estimate is its reservation's start; a nominated job's is
-now (it starts once its victims are gone). A job waiting for quota (its
-queue's limit or guarantee) gets none: it waits for its own queue's jobs, not
-for capacity. A start at ``math.inf`` waits for jobs without a runtime limit
-(``Planned.blockers``). Pure.
+A nominated job's estimate is now (it starts once its victims are gone). A job
+waiting for quota (its queue's limit or guarantee) gets none: it waits for its
+own queue's jobs, not for capacity. A start at ``math.inf`` waits for jobs
+without a runtime limit (``Planned.blockers``). Pure.
 """
 
 import heapq
@@ -33,14 +34,19 @@ PLANNED = CAPACITY_REASONS | {Reason.WAITING_FOR_OLDER_JOB, Reason.GANG_INCOMPLE
 def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKey, Planned]:
     """Each waiting job's expected start (those waiting for capacity); see the module docstring."""
     now = index.now
-    timeline = Timeline.of_cycle(index, statement)
+    timeline = Timeline.of_cycle(index, statement, likely=True)
     estimates: dict[JobKey, Planned] = {}
     for key, nodes in decided.nominations.items():
         estimates[key] = Planned(now, nodes)
-    for key, reserved in decided.reserved.items():
+    for key, reserved in sorted(decided.reserved.items(), key=lambda item: (item[1].start, item[0])):
         if key in estimates:
             continue
-        timeline.reserve(reserved, index.limit_of(index.jobs_by_key[key]))
+        job = index.jobs_by_key[key]
+        length = _likely_length(index, job)
+        start = timeline.fits_on(job, reserved.nodes, length) if math.isfinite(reserved.start) else None
+        if start is not None and start < reserved.start:  # its nodes are likely free before the limits say
+            reserved = Planned(start, reserved.nodes, reserved.domain, reserved.blockers)
+        timeline.reserve(reserved, length)
         estimates[key] = reserved
     lanes: dict[tuple[QueueName, GPUType | None], list[Job]] = {}
     for queue in sorted(index.waiting_by_queue):
@@ -74,7 +80,7 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
         lane = (queue, GPUType(type_name) if type_name else None)
         job = lanes[lane][heads[lane]]
         heads[lane] += 1
-        limit = index.limit_of(job)
+        limit = _likely_length(index, job)
         best: tuple[Planned, GPUType | None] | None = None
         for gpu_type in index.types_for(job):
             candidates = index.candidates(job, queue, gpu_type, lent=False)
@@ -101,6 +107,12 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
                     planned[(name, gpu_type)] = planned.get((name, gpu_type), 0) + job.gpus
         push(lane)
     return dict(sorted(estimates.items()))
+
+
+def _likely_length(index: Index, job: Job) -> float | None:
+    """How long ``job`` is likely to run once started: its queue's runtime fraction of its limit."""
+    limit = index.limit_of(job)
+    return None if limit is None else limit * index.runtime_fraction(job)
 
 
 class _Singles:

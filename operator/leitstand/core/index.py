@@ -16,6 +16,7 @@
 Pure.
 """
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -81,6 +82,7 @@ class Index:
     _default_types: dict[QueueName, GPUType | None] = field(default_factory=dict)
     _limits: dict[tuple[float | None, QueueName | None], float | None] = field(default_factory=dict)
     _largest: dict[GPUType, int] = field(default_factory=dict)
+    fractions: dict[QueueName | None, float] = field(default_factory=dict)  # None: the site's, for the rest
 
     # -- the queue tree ---------------------------------------------------------------------
 
@@ -286,6 +288,20 @@ class Index:
             self._limits[key] = runtime_limit(job.runtime_limit, key[1], self.queues)[0]
         return self._limits[key]
 
+    def runtime_fraction(self, job: Job) -> float:
+        """How much of its runtime limit ``job`` is expected to use: the median of what its queue's finished
+        jobs used, else the site's, else all of it (1.0)."""
+        fractions = self.fractions
+        return fractions.get(self.job_queue.get(job.key), fractions.get(None, 1.0))
+
+    def likely_end(self, job: Job) -> float | None:
+        """When ``job`` (holding resources now) is expected to end: now plus its runtime fraction of the time
+        left to its limit (its limit, for a queue whose jobs run to their limits); None: no limit."""
+        end = self.expected_end(job)
+        if end is None or job.terminating:
+            return end
+        return self.now + self.runtime_fraction(job) * (end - self.now)
+
     def expected_end(self, job: Job) -> float | None:
         """When ``job``, holding resources now, gives them back at the latest: at its runtime limit counted
         from its start (now, for a job not yet running), or now when it is terminating or overdue;
@@ -314,7 +330,36 @@ def build(snapshot: Snapshot, policy: Policy, now: float) -> tuple[Index, Statem
     demand = _load_jobs(index, statement, found)
     index.shares = fairshare.fair_shares(snapshot.queues, _shareable_capacity(index, demand), demand)
     index.waiting_by_queue = _collect_waiting(index, found)
+    index.fractions = _runtime_fractions(index)
     return index, statement, found
+
+
+FRACTION_SAMPLES = 50  # the latest finished jobs per queue that its runtime fraction is learned from
+FRACTION_MIN_SAMPLES = 5  # fewer: the site's fraction stands in
+FRACTION_FLOOR = 0.05  # jobs that fail at once do not make every estimate "now"
+
+
+def _runtime_fractions(index: Index) -> dict[QueueName | None, float]:
+    """Per queue, the median share of their runtime limits that its latest finished jobs ran; under None,
+    the same over every queue's (when enough jobs finished)."""
+    latest: dict[QueueName, list[tuple[float, float]]] = {}
+    for done in index.snapshot.finished:
+        queue = index.leaf_of_namespace.get(done.namespace)
+        if queue is None:
+            continue
+        limit = runtime_limit(done.runtime_limit, queue, index.queues)[0]
+        if limit is not None and limit > 0:
+            latest.setdefault(queue, []).append((done.finished, min(max(done.ran, 0.0) / limit, 1.0)))
+    fractions: dict[QueueName | None, float] = {}
+    site: list[float] = []
+    for queue, samples in latest.items():
+        used = [fraction for _finished, fraction in sorted(samples, reverse=True)[:FRACTION_SAMPLES]]
+        site += used
+        if len(used) >= FRACTION_MIN_SAMPLES:
+            fractions[queue] = max(statistics.median(used), FRACTION_FLOOR)
+    if len(site) >= FRACTION_MIN_SAMPLES:
+        fractions[None] = max(statistics.median(site), FRACTION_FLOOR)
+    return fractions
 
 
 def _index_queues(index: Index) -> None:

@@ -175,12 +175,24 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class Finished:
+    """A job that ran to its end, not evicted: how long it ran and the limit it asked for (None: its queue's
+    default). Start estimates learn from these how much of their limits a queue's jobs use."""
+
+    namespace: str
+    ran: float  # seconds
+    runtime_limit: float | None
+    finished: float  # when, on the caller's clock
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything ``schedule`` decides from; order of the tuples does not matter."""
 
     nodes: tuple[Node, ...]
     queues: tuple[Queue, ...]
     jobs: tuple[Job, ...]
+    finished: tuple[Finished, ...] = ()  # recently finished jobs, for start estimates only
 
 
 class Reason(enum.StrEnum):

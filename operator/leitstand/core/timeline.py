@@ -83,10 +83,12 @@ class Timeline:
         return timeline
 
     @classmethod
-    def of_cycle(cls, index: Index, statement: Statement) -> "Timeline":
-        """The timeline of what ``statement`` holds, each holder ending when ``index`` expects it to."""
+    def of_cycle(cls, index: Index, statement: Statement, *, likely: bool = False) -> "Timeline":
+        """The timeline of what ``statement`` holds, each holder ending at its limit (``Index.expected_end``)
+        or, ``likely``, when its queue's history says it will (``Index.likely_end``)."""
         holders = (index.jobs_by_key[key] for key in statement.holdings if key in index.jobs_by_key)
-        return cls.of(statement, ((job, index.expected_end(job)) for job in holders), index.now, index.policy)
+        end = index.likely_end if likely else index.expected_end
+        return cls.of(statement, ((job, end(job)) for job in holders), index.now, index.policy)
 
     # -- questions ----------------------------------------------------------------------------
 

@@ -349,7 +349,11 @@ def build(
         core_jobs.append(job)
         pod_of_job[job.key] = pod
     pods_of_gang: dict[model.JobKey, dict[int, Pod]] = {}
+    finished: dict[str, list[model.Finished]] = {}
     for body in jobs:
+        done = finished_job(body)
+        if done is not None:
+            finished.setdefault(done.namespace, []).append(done)
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
         members = gang_pods.pop(key, {})
         gang = training_job(body, members)
@@ -364,4 +368,27 @@ def build(
             hold_foreign(pod)
     queues = [queue for queue in (to_queue(body) for body in quotas) if queue is not None]
     core_nodes = [to_node(body, foreign.get(body["metadata"]["name"], (0, 0, 0)), settings) for body in nodes]
-    return model.Snapshot(tuple(core_nodes), tuple(queues), tuple(core_jobs)), pod_of_job, pods_of_gang
+    latest = tuple(  # per namespace, the latest that start estimates learn from
+        done
+        for namespace in sorted(finished)
+        for done in sorted(finished[namespace], key=lambda d: -d.finished)[:FINISHED_PER_NAMESPACE]
+    )
+    snapshot = model.Snapshot(tuple(core_nodes), tuple(queues), tuple(core_jobs), latest)
+    return snapshot, pod_of_job, pods_of_gang
+
+
+FINISHED_PER_NAMESPACE = 50
+
+
+def finished_job(body: TrainingJob) -> model.Finished | None:
+    """A TrainingJob that ran and ended (succeeded, failed or ran to its limit): how long it ran, against
+    which limit; None for any other."""
+    current = status(body)
+    started, ended = timestamp(current.get("startedAt")), timestamp(current.get("finishedAt"))
+    if current.get("phase") not in TERMINAL or started is None or ended is None:
+        return None
+    try:
+        limit = resources.duration_seconds(job_spec(body).runtime_limit)
+    except pydantic.ValidationError:
+        return None
+    return model.Finished(body["metadata"]["namespace"], max(ended - started, 0.0), limit, ended)

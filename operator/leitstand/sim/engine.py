@@ -13,6 +13,7 @@ at once, so a cycle that evicted is followed by another at the same instant.
 An evicted job starts over: the work it did is counted as lost.
 """
 
+import collections
 import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from leitstand.core import fairshare
-from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, Queue, QueueName, Share, Snapshot
+from leitstand.core.model import Finished, GPUType, Job, JobKey, Node, NodeName, Queue, QueueName, Share, Snapshot
 from leitstand.sim.traces import TraceJob
 
 ARRIVE, FINISH = 0, 1
+FINISHED_PER_NAMESPACE = 50  # the latest finished jobs each cycle's snapshot carries, per namespace
 MAX_ROUNDS = 4  # cycles at one instant after evictions
 
 
@@ -149,6 +151,7 @@ class Simulation:
         self.cycles = 0
         self.done = 0
         self.queue_of_namespace = {ns: q.name for q in self.queues for ns in q.namespaces}
+        self.finished: dict[str, collections.deque[Finished]] = {}
         for key, job in self.trace.items():
             self._push(job.submit, ARRIVE, key, 0)
 
@@ -185,8 +188,11 @@ class Simulation:
 
     def _finish(self, key: JobKey, now: float) -> None:
         self.records[key].finish = now
-        del self.jobs[key]
+        job = self.jobs.pop(key)
         self.done += 1
+        if job.started is not None:  # what start estimates learn from, as the operator reads finished jobs
+            latest = self.finished.setdefault(job.namespace, collections.deque(maxlen=FINISHED_PER_NAMESPACE))
+            latest.append(Finished(job.namespace, now - job.started, job.runtime_limit, now))
 
     def _place(self, key: JobKey, nodes: tuple[NodeName | None, ...], now: float) -> None:
         job = self.jobs[key]
@@ -260,7 +266,8 @@ class Simulation:
                 self._finish(key, now)
 
     def _cycle(self, now: float) -> Step:
-        snapshot = Snapshot(nodes=self.nodes, queues=self.queues, jobs=tuple(self.jobs.values()))
+        finished = tuple(done for latest in self.finished.values() for done in latest)
+        snapshot = Snapshot(nodes=self.nodes, queues=self.queues, jobs=tuple(self.jobs.values()), finished=finished)
         step = self.scheduler(snapshot, now)
         self.cycles += 1
         for key in step.evictions:

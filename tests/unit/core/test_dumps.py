@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from leitstand.core import dumps
 from leitstand.core.model import (
+    Finished,
     GPUType,
     Job,
     JobKey,
@@ -115,7 +116,19 @@ def every_field(draw: st.DrawFn) -> Snapshot:
                 reserved=tuple(draw(st.lists(st.sampled_from([NodeName(n) for n in node_names]), max_size=replicas))),
             )
         )
-    return Snapshot(nodes, queues, tuple(jobs))
+    finished = draw(
+        st.lists(
+            st.builds(
+                Finished,
+                namespace=st.sampled_from(["a", "b"]),
+                ran=TIMES,
+                runtime_limit=st.one_of(st.none(), TIMES),
+                finished=TIMES,
+            ),
+            max_size=4,
+        )
+    )
+    return Snapshot(nodes, queues, tuple(jobs), tuple(finished))
 
 
 def _sorted(snap: Snapshot) -> Snapshot:
@@ -123,6 +136,7 @@ def _sorted(snap: Snapshot) -> Snapshot:
         tuple(sorted(snap.nodes, key=lambda n: n.name)),
         tuple(sorted(snap.queues, key=lambda q: q.name)),
         tuple(sorted(snap.jobs, key=lambda j: j.key)),
+        tuple(sorted(snap.finished, key=lambda f: (f.namespace, f.finished, f.ran, f.runtime_limit or -1.0))),
     )
 
 

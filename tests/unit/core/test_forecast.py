@@ -1,8 +1,9 @@
 """Estimates: when each waiting job is expected to start, planned on from what a cycle decided."""
 
 import math
+from dataclasses import replace
 
-from leitstand.core.model import JobKey, Policy
+from leitstand.core.model import Finished, JobKey, Policy
 from leitstand.core.scheduling import schedule
 from tests.unit.core.builders import a_job, a_queue, a_root, nodes_in_leaf, snapshot
 
@@ -63,3 +64,33 @@ def test_a_job_behind_one_without_a_limit_is_told_which_job_must_end_and_quota_w
     assert estimate.start == math.inf
     assert estimate.blockers == ("team/forever",)
     assert JobKey("capped/job") not in decisions.estimates
+
+
+def test_estimates_learn_from_finished_jobs_how_much_of_their_limits_a_queue_uses_and_reservations_do_not() -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    queues = [a_root(), a_queue("team").with_share(8), a_queue("other").with_share(8)]
+    jobs = [
+        a_job("team/r1").of(1, 8).running_on("su-1-n1", since=NOW - HOUR).limited(9 * HOUR),  # 8 h to its limit
+        a_job("other/r2").of(1, 8).running_on("su-1-n2", since=NOW - HOUR).limited(21 * HOUR),  # 20 h
+        a_job("team/big").of(2, 8).requiring("leaf").submitted_at(NOW - 60).limited(HOUR),
+        a_job("team/next").of(1, 8).submitted_at(NOW - 30).limited(2 * HOUR),
+    ]
+    base = snapshot(nodes, queues, jobs)
+    decisions = schedule(base, POLICY, now=NOW, estimate=True)
+    # by the limits: next reserved n1 from 8 h (big, above team's share, reserves nothing); big where both
+    # nodes free (20 h)
+    assert decisions.reserved[JobKey("team/next")].start == NOW + 8 * HOUR
+    assert starts(decisions) == {"team/big": NOW + 20 * HOUR, "team/next": NOW + 8 * HOUR}
+
+    def finished(namespace: str, share: float, count: int) -> list[Finished]:
+        return [Finished(namespace, share * 10 * HOUR, 10 * HOUR, NOW - i * HOUR) for i in range(count)]
+
+    # team's jobs use a quarter of their limits, other's half: r1 likely ends in 2 h, r2 in 10 h
+    learned = replace(base, finished=(*finished("team", 0.25, 6), *finished("other", 0.5, 5)))
+    decisions = schedule(learned, POLICY, now=NOW, estimate=True)
+    assert decisions.reserved[JobKey("team/next")].start == NOW + 8 * HOUR  # reservations keep to the limits
+    assert starts(decisions) == {"team/big": NOW + 10 * HOUR, "team/next": NOW + 2 * HOUR}
+
+    # too few of other's jobs finished: the site's median (of all 10) stands in for it
+    few = replace(base, finished=(*finished("team", 0.25, 6), *finished("other", 0.75, 4)))
+    assert schedule(few, POLICY, now=NOW, estimate=True).estimates[JobKey("team/big")].start == NOW + 0.25 * 20 * HOUR

@@ -162,3 +162,17 @@ def test_runtime_limits_come_from_the_job_the_pod_and_the_quota() -> None:
     queue = bodies.to_queue(quota)
     assert queue is not None
     assert (queue.default_runtime_limit, queue.max_runtime_limit) == (86_400, 259_200)
+
+
+def test_finished_training_jobs_are_what_estimates_learn_from_and_the_rest_are_not() -> None:
+    done = a_training_job()
+    done["spec"]["runtimeLimit"] = "4h"
+    done["status"] = {"phase": "Succeeded", "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T09:00:00Z"}
+    running = a_training_job()
+    running["metadata"] = {**running["metadata"], "name": "still"}
+    running["status"] = {"phase": "Running", "startedAt": "2027-01-15T08:00:00Z"}
+    never = a_training_job()
+    never["metadata"] = {**never["metadata"], "name": "never"}
+    never["status"] = {"phase": "Failed", "finishedAt": "2027-01-15T09:00:00Z"}  # refused before it started
+    snap, _pod_of_job, _gang = bodies.build([a_node("n1")], [], [], SETTINGS, [done, running, never])
+    assert snap.finished == (model.Finished("acme", 3600.0, 4 * 3600.0, bodies.timestamp("2027-01-15T09:00:00Z")),)
