@@ -242,7 +242,8 @@ _MAY_BOOK = CAPACITY_REASONS | {Reason.WAITING_FOR_OLDER_JOB}
 
 def _renew(index: Index, book: Book, before: Decided) -> None:
     """Books again, first, the reservations the last cycle made for jobs that still wait (``Job.reserved``),
-    in queue order, so that jobs served before them in this cycle cannot take their nodes."""
+    the first ``Policy.reservations`` of them in queue order, so that jobs served before them in this cycle
+    cannot take their nodes."""
     carried = [
         job
         for queue in sorted(index.waiting_by_queue)
@@ -254,7 +255,9 @@ def _renew(index: Index, book: Book, before: Decided) -> None:
     for job in kept:
         for name in set(job.reserved):
             held[name] = held.get(name, 0) + 1
-    for job in kept:
+    # the earliest planned start first: a gang that shares a node with a later one, one after the other,
+    # keeps its turn even when the node frees before either expected
+    for job in sorted(kept, key=lambda j: (math.inf if j.reserved_start is None else j.reserved_start, order_key(j))):
         queue = index.job_queue[job.key]
         node = book.statement.nodes.get(job.reserved[0])
         if node is not None and node.gpu_type is not None and index.fits_empty(job, queue, node.gpu_type):

@@ -102,6 +102,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "nominated": list(j.nominated),
                 "runtimeLimit": j.runtime_limit,
                 "reserved": list(j.reserved),
+                "reservedStart": None if j.reserved_start is None else _finite(j.reserved_start),
             }
             for j in sorted(snapshot.jobs, key=lambda j: j.key)
         ],
@@ -180,6 +181,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             nominated=tuple(NodeName(n) for n in j.get("nominated", [])),
             runtime_limit=_seconds(j.get("runtimeLimit")),
             reserved=tuple(NodeName(n) for n in j.get("reserved", [])),
+            reserved_start=_start(j.get("reservedStart"), reserved=bool(j.get("reserved"))),
         )
         for j in data["jobs"]
     )
@@ -230,6 +232,13 @@ def describe(decisions: Decisions) -> dict[str, Any]:
 
 def _seconds(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _start(value: float | None, *, reserved: bool) -> float | None:
+    """A carried reservation's start: null is no start, or (for a job with reserved nodes) infinity."""
+    if value is None:
+        return math.inf if reserved else None
+    return float(value)
 
 
 def _finite(value: float) -> float | None:

@@ -145,6 +145,7 @@ class Job:
     nominated: tuple[NodeName, ...] = ()  # nodes an eviction freed for this job (one per replica), kept until it binds
     runtime_limit: float | None = None  # seconds it may run once started, as the job itself says; None: unbounded
     reserved: tuple[NodeName, ...] = ()  # nodes the last cycle reserved for it (one per replica); kept where it can
+    reserved_start: float | None = None  # and from when
 
     @property
     def gpus(self) -> int:
@@ -405,8 +406,9 @@ def with_reserved(snapshot: Snapshot, reserved: Mapping[JobKey, Planned]) -> Sna
     jobs = []
     for job in snapshot.jobs:
         kept = reserved.get(job.key)
-        nodes = kept.nodes if kept is not None and not job.placement else ()
-        jobs.append(job if job.reserved == nodes else replace(job, reserved=nodes))
+        nodes, start = (kept.nodes, kept.start) if kept is not None and not job.placement else ((), None)
+        same = job.reserved == nodes and job.reserved_start == start
+        jobs.append(job if same else replace(job, reserved=nodes, reserved_start=start))
     return replace(snapshot, jobs=tuple(jobs))
 
 

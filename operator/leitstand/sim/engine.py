@@ -277,8 +277,9 @@ class Simulation:
         for key, job in list(self.jobs.items()):  # nominations live with the jobs, as on the pods in a cluster
             nominated = step.nominations.get(key, ())
             reserved = step.reserved.get(key, ())  # and reservations, as the operator carries them
-            if job.nominated != nominated or job.reserved != reserved:
-                self.jobs[key] = replace(job, nominated=nominated, reserved=reserved)
+            start = step.reserved_starts.get(key)
+            if job.nominated != nominated or job.reserved != reserved or job.reserved_start != start:
+                self.jobs[key] = replace(job, nominated=nominated, reserved=reserved, reserved_start=start)
         for key, start in step.estimates.items():
             record = self.records[key]
             if record.first_start is None and math.isfinite(start):

@@ -259,5 +259,6 @@ def apply(snap: Snapshot, decisions: Decisions, *, now: float) -> Snapshot:
             jobs.append(replace(job, placement=placement, started=now))
         else:
             reserved = decisions.reserved.get(job.key)
-            jobs.append(replace(job, reserved=reserved.nodes if reserved is not None else ()))
+            nodes, start = (reserved.nodes, reserved.start) if reserved is not None else ((), None)
+            jobs.append(replace(job, reserved=nodes, reserved_start=start))
     return replace(snap, jobs=tuple(jobs))

@@ -1,6 +1,7 @@
 """A dumped snapshot replays offline into the same decisions and explanations."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,12 @@ def every_field(draw: st.DrawFn) -> Snapshot:
                 terminating=draw(st.booleans()),
                 nominated=tuple(draw(st.lists(st.sampled_from([NodeName(n) for n in node_names]), max_size=replicas))),
                 runtime_limit=draw(st.one_of(st.none(), TIMES)),
-                reserved=tuple(draw(st.lists(st.sampled_from([NodeName(n) for n in node_names]), max_size=replicas))),
+                reserved=(
+                    reserved := tuple(
+                        draw(st.lists(st.sampled_from([NodeName(n) for n in node_names]), max_size=replicas))
+                    )
+                ),
+                reserved_start=draw(st.one_of(TIMES, st.just(math.inf))) if reserved else None,
             )
         )
     finished = draw(

@@ -112,6 +112,21 @@ def test_a_reservation_keeps_its_nodes_across_cycles_unless_a_better_start_appea
     assert later.reserved[JobKey("hero/big")].domain == other
 
 
+def test_gangs_that_reserved_one_node_in_turn_keep_their_turns_when_it_frees_early() -> None:
+    nodes = nodes_in_leaf("su-1", 1)
+    queues = [a_root(), a_queue("team").with_share(8)]
+    # b is ahead in the queue, but the last cycle gave a the node first (1 h, from 2 h) and b after it (from 3 h)
+    b = a_job("team/b").of(1, 8).submitted_at(NOW - 60).limited(10 * HOUR).build()
+    a = a_job("team/a").of(1, 8).submitted_at(NOW - 30).limited(HOUR).build()
+    carried = [
+        replace(a, reserved=("su-1-n1",), reserved_start=NOW + 2 * HOUR),
+        replace(b, reserved=("su-1-n1",), reserved_start=NOW + 3 * HOUR),
+    ]
+    decisions = schedule(snapshot(nodes, queues, carried), POLICY, now=NOW)  # the running job ended early
+    assert bound(decisions) == {"team/a": ("su-1-n1",)}  # not b, which would hold the node for 10 h
+    assert decisions.reserved[JobKey("team/b")].start == NOW + HOUR  # after a, still before its 3 h
+
+
 def _reserved(snap: Snapshot, key: str, nodes: tuple[str, ...]) -> Snapshot:
     jobs = tuple(replace(job, reserved=tuple(nodes)) if job.key == key else job for job in snap.jobs)  # type: ignore[arg-type]
     return replace(snap, jobs=jobs)
