@@ -2,8 +2,8 @@
 
 ``estimate`` takes what a cycle decided and plans on: a ``Timeline`` of the
 statement as the cycle left it, every holding ending when it likely will
-(``Index.likely_end``: its queue's runtime fraction, the median share of their
-limits its finished jobs ran, of the time left to its limit); the reserved
+(``Index.likely_end``: its start plus its queue's runtime fraction, the median
+share of their limits its finished jobs ran, of its limit); the reserved
 gangs, each at the first moment its reserved nodes are likely free (never
 later than its reservation), blocking them while it would run; then every
 other job that waits for capacity in the order ``allocate`` serves them

@@ -295,12 +295,16 @@ class Index:
         return fractions.get(self.job_queue.get(job.key), fractions.get(None, 1.0))
 
     def likely_end(self, job: Job) -> float | None:
-        """When ``job`` (holding resources now) is expected to end: now plus its runtime fraction of the time
-        left to its limit (its limit, for a queue whose jobs run to their limits); None: no limit."""
-        end = self.expected_end(job)
-        if end is None or job.terminating:
+        """When ``job`` (holding resources now) is expected to end: its start plus its runtime fraction of its
+        limit; once past that, now plus that fraction of the time left to its limit. Its limit, for a queue
+        whose jobs run to their limits; None: no limit."""
+        end, limit = self.expected_end(job), self.limit_of(job)
+        if end is None or limit is None or job.terminating:
             return end
-        return self.now + self.runtime_fraction(job) * (end - self.now)
+        fraction = self.runtime_fraction(job)
+        started = job.started if job.running and job.started is not None else self.now
+        typical = started + fraction * limit
+        return typical if typical > self.now else self.now + fraction * (end - self.now)
 
     def expected_end(self, job: Job) -> float | None:
         """When ``job``, holding resources now, gives them back at the latest: at its runtime limit counted

@@ -85,12 +85,19 @@ def test_estimates_learn_from_finished_jobs_how_much_of_their_limits_a_queue_use
     def finished(namespace: str, share: float, count: int) -> list[Finished]:
         return [Finished(namespace, share * 10 * HOUR, 10 * HOUR, NOW - i * HOUR) for i in range(count)]
 
-    # team's jobs use a quarter of their limits, other's half: r1 likely ends in 2 h, r2 in 10 h
+    # team's jobs use a quarter of their limits, other's half: r1 (started an hour ago) likely ends a quarter
+    # of 9 h after its start, in 1.25 h; r2 half of 21 h after, in 9.5 h
     learned = replace(base, finished=(*finished("team", 0.25, 6), *finished("other", 0.5, 5)))
     decisions = schedule(learned, POLICY, now=NOW, estimate=True)
     assert decisions.reserved[JobKey("team/next")].start == NOW + 8 * HOUR  # reservations keep to the limits
-    assert starts(decisions) == {"team/big": NOW + 10 * HOUR, "team/next": NOW + 2 * HOUR}
+    assert starts(decisions) == {"team/big": NOW + 9.5 * HOUR, "team/next": NOW + 1.25 * HOUR}
 
-    # too few of other's jobs finished: the site's median (of all 10) stands in for it
+    # too few of other's jobs finished: the site's median (of all 10) stands in for it, r2 in 4.25 h
     few = replace(base, finished=(*finished("team", 0.25, 6), *finished("other", 0.75, 4)))
-    assert schedule(few, POLICY, now=NOW, estimate=True).estimates[JobKey("team/big")].start == NOW + 0.25 * 20 * HOUR
+    assert schedule(few, POLICY, now=NOW, estimate=True).estimates[JobKey("team/big")].start == NOW + 4.25 * HOUR
+
+    # a job that ran past what is typical for its queue likely ends after a share of what is left to its limit
+    overdue = replace(learned, jobs=tuple(
+        replace(job, started=NOW - 5 * HOUR) if job.key == "team/r1" else job for job in learned.jobs
+    ))  # fmt: skip
+    assert starts(schedule(overdue, POLICY, now=NOW, estimate=True))["team/next"] == NOW + 0.25 * 4 * HOUR
