@@ -80,6 +80,7 @@ class Sample:
     fair_share: Mapping[QueueName, int]
     working: int = 0  # GPUs of complete gangs: what a half-placed gang holds does no work
     reservations: int = 0  # gangs holding a reservation after the cycle
+    reserved_idle: int = 0  # GPUs free on reserved nodes after the cycle (kept for the gangs that reserved them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ class Simulation:
         self.queues = tuple(queues)
         self.options = options
         self.capacity = sum(node.gpus for node in self.nodes if node.gpu_type is not None and node.ready)
+        self.gpus = {node.name: node.gpus for node in self.nodes if node.gpu_type is not None and node.ready}
         self.trace = {JobKey(job.name): job for job in trace}
         self.records = {key: Record(job) for key, job in self.trace.items()}
         self.jobs: dict[JobKey, Job] = {}  # submitted and not finished
@@ -318,7 +320,14 @@ class Simulation:
             shares = {queue: sum(per_type.values()) for queue, per_type in step.fair_shares.items()}
         else:
             shares = self._fair_shares(demand)
-        return Sample(now, allocated, pending, by_queue, shares, working, len(step.reserved))
+        reserved = {name for nodes in step.reserved.values() for name in nodes}
+        used: dict[NodeName, int] = {}
+        for job in self.jobs.values():
+            for name in job.placement:
+                if name in reserved:
+                    used[name] = used.get(name, 0) + job.gpus_per_replica
+        idle = sum(self.gpus[name] - used.get(name, 0) for name in reserved if name in self.gpus)
+        return Sample(now, allocated, pending, by_queue, shares, working, len(step.reserved), idle)
 
     def _fair_shares(self, demand: dict[QueueName, dict[GPUType, int]]) -> dict[QueueName, int]:
         """Fair shares from the core's water-filling, for schedulers that do not compute them.

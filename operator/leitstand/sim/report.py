@@ -236,4 +236,11 @@ def _largest(result: Result, record: Any) -> dict[str, Any]:
         "start": start,
         "minAllocationWhileWaiting": min((s.allocated / capacity for s in waiting), default=None),
         "meanAllocationWhileWaiting": mean([s.allocated / capacity for s in waiting]),
+        # of the GPUs not kept idle for a reservation: what backfill could have used
+        "minAllocationOutsideReservationsWhileWaiting": min(
+            (s.allocated / max(capacity - s.reserved_idle, 1) for s in waiting), default=None
+        ),
+        "meanAllocationOutsideReservationsWhileWaiting": mean(
+            [s.allocated / max(capacity - s.reserved_idle, 1) for s in waiting]
+        ),
     }
