@@ -367,6 +367,20 @@ def _cost(victim: Job, now: float) -> float:
     return 0.0 if victim.terminating else work_lost(victim, now)
 
 
+def _fitting(statement: Statement, job: Job, members: list[Node]) -> int:
+    """Replicas of ``job`` that fit on ``members`` now; for a GPU job, read from the nodes with enough free
+    GPUs only (most are full)."""
+    if not job.gpus_per_replica:
+        return sum(statement.replicas_fitting(node.name, job) for node in members)
+    names = {node.name for node in members}
+    return sum(
+        statement.replicas_fitting(name, job)
+        for bucket in statement.by_free_gpus(job.gpus_per_replica)
+        for _cpu, name in bucket
+        if name in names
+    )
+
+
 def _room_with_all(
     job: Job, statement: Statement, group: tuple[AbstractSet[NodeName], int], victims: list[_Victim]
 ) -> bool:
@@ -436,15 +450,17 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
             continue
         groups.setdefault(name, []).append(node)
         group_of[node.name] = name
-    touching_by: dict[str, list[_Victim]] = {}
-    for item in victims:  # each group's victims, in the order they are taken
-        for name in {group_of[n] for n in item[2] if n in group_of}:
-            touching_by.setdefault(name, []).append(item)
+    touching_by: dict[str, list[_Victim]] = {"": victims}  # each group's victims, in the order they are taken
+    if level is not None:
+        touching_by = {}
+        for item in victims:
+            for name in {group_of[n] for n in item[2] if n in group_of}:
+                touching_by.setdefault(name, []).append(item)
     best: Plan | None = None
     for domain in sorted(groups):
         members = groups[domain]
         touching = touching_by.get(domain, [])
-        fitting = sum(statement.replicas_fitting(node.name, job) for node in members)
+        fitting = _fitting(statement, job, members)
         if not touching and fitting < job.replicas:
             continue
         group = (frozenset(node.name for node in members), fitting)

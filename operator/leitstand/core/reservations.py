@@ -34,7 +34,10 @@ class Book:
     booked: dict[JobKey, Planned] = field(default_factory=dict)
     _timeline: Timeline | None = None
     _excludes: dict[tuple[JobKey, ...], frozenset[NodeName]] = field(default_factory=dict)
+    _asked: dict[tuple[object, ...], frozenset[NodeName]] = field(default_factory=dict)  # (version, limit, own)
+    _version: int = 0  # bumped whenever ``booked`` changes
     _held: dict[tuple[QueueName, GPUType], list[tuple[float, int]]] | None = None
+    _earliest: dict[tuple[object, ...], tuple[int, Planned | Never]] = field(default_factory=dict)
     # jobs that failed this cycle, by shape: (statement version, reason, message, GPU type)
     failed: dict[tuple[object, ...], tuple[int, Reason, str, GPUType | None]] = field(default_factory=dict)
 
@@ -51,6 +54,10 @@ class Book:
         if not self.booked:
             return frozenset()
         limit = self.index.limit_of(job)
+        asked = (self._version, limit, job.key if job.key in self.booked else None)
+        known = self._asked.get(asked)
+        if known is not None:
+            return known
         end = None if limit is None else self.index.now + limit
         keys = tuple(
             key for key, booked in self.booked.items() if key != job.key and (end is None or booked.start < end)
@@ -58,6 +65,7 @@ class Book:
         cached = self._excludes.get(keys)
         if cached is None:
             cached = self._excludes[keys] = frozenset(name for key in keys for name in self.booked[key].nodes)
+        self._asked[asked] = cached
         return cached
 
     def book(
@@ -87,7 +95,15 @@ class Book:
             candidates = [node for node in candidates if node.name not in avoid or node.name in job.reserved]
         timeline = self.timeline
         limit = index.limit_of(job)
-        best = timeline.earliest(job, candidates, gpu_type, length=limit)
+        shape = (id(candidates), job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
+                 job.memory_bytes_per_replica, job.required_level, job.preferred_level, gpu_type, limit)  # fmt: skip
+        known = self._earliest.get(shape) if not avoid else None
+        if known is not None and known[0] == timeline.version:  # the same shape on the same timeline
+            best = known[1]
+        else:
+            best = timeline.earliest(job, candidates, gpu_type, length=limit)
+            if not avoid:
+                self._earliest[shape] = (timeline.version, best)
         chosen: Planned | Never = best
         if job.reserved and len(job.reserved) == job.replicas:
             names = {node.name for node in candidates}
@@ -104,6 +120,7 @@ class Book:
             return Never(over_share=True)
         timeline.reserve(chosen, limit)
         self.booked[job.key] = chosen
+        self._version += 1
         return chosen
 
     def held_at(self, queue: QueueName, gpu_type: GPUType, at: float) -> int:
@@ -136,7 +153,8 @@ class Book:
 
         Its nodes stay blocked in this cycle's timeline: later plans are only more cautious.
         """
-        self.booked.pop(key, None)
+        if self.booked.pop(key, None) is not None:
+            self._version += 1
 
     def bound(self, job: Job, nodes: tuple[NodeName, ...]) -> None:
         """``job`` was bound to ``nodes`` this cycle: its reservation is done and its resources are taken."""

@@ -45,6 +45,7 @@ class Timeline:
         self.policy = policy
         self._points: dict[NodeName, list[Point]] = {}
         self.versions: dict[NodeName, int] = {}  # bumped whenever a node's profile changes
+        self.version = 0  # bumped whenever any node's profile changes
         self.unbounded: dict[NodeName, list[JobKey]] = {}  # jobs with no limit, by node they hold
 
     @classmethod
@@ -256,9 +257,10 @@ class Timeline:
         without a limit end)."""
         points = self._points.get(name)
         until = math.inf if until is None else until
-        if points is None or until <= self.now:
+        if points is None or until <= self.now or since == math.inf:  # nothing to lower before the end of time
             return
         self.versions[name] = self.versions.get(name, 0) + 1
+        self.version += 1
         for moment in (until, since):
             if moment is None or moment <= self.now:
                 continue
