@@ -42,7 +42,7 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
         if key in estimates:
             continue
         job = index.jobs_by_key[key]
-        length = _likely_length(index, job)
+        length = index.likely_runtime(job)
         start = timeline.fits_on(job, reserved.nodes, length) if math.isfinite(reserved.start) else None
         if start is not None and start < reserved.start:  # its nodes are likely free before the limits say
             reserved = Planned(start, reserved.nodes, reserved.domain, reserved.blockers)
@@ -80,7 +80,7 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
         lane = (queue, GPUType(type_name) if type_name else None)
         job = lanes[lane][heads[lane]]
         heads[lane] += 1
-        limit = _likely_length(index, job)
+        limit = index.likely_runtime(job)
         best: tuple[Planned, GPUType | None] | None = None
         for gpu_type in index.types_for(job):
             candidates = index.candidates(job, queue, gpu_type, lent=False)
@@ -107,12 +107,6 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
                     planned[(name, gpu_type)] = planned.get((name, gpu_type), 0) + job.gpus
         push(lane)
     return dict(sorted(estimates.items()))
-
-
-def _likely_length(index: Index, job: Job) -> float | None:
-    """How long ``job`` is likely to run once started: its queue's runtime fraction of its limit."""
-    limit = index.limit_of(job)
-    return None if limit is None else limit * index.runtime_fraction(job)
 
 
 class _Singles:

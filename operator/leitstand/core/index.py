@@ -294,6 +294,11 @@ class Index:
         fractions = self.fractions
         return fractions.get(self.job_queue.get(job.key), fractions.get(None, 1.0))
 
+    def likely_runtime(self, job: Job) -> float | None:
+        """How long ``job`` is likely to run once started: its queue's runtime fraction of its limit."""
+        limit = self.limit_of(job)
+        return None if limit is None else limit * self.runtime_fraction(job)
+
     def likely_end(self, job: Job) -> float | None:
         """When ``job`` (holding resources now) is expected to end: its start plus its runtime fraction of its
         limit; once past that, now plus that fraction of the time left to its limit. Its limit, for a queue
