@@ -1,9 +1,11 @@
 """Snapshots and decisions as plain JSON-ready data, for dump and offline replay.
 
-``dump`` and ``load`` are exact inverses for any snapshot: a snapshot dumped
-from a live operator and loaded elsewhere gives ``schedule`` the same input,
-hence the same decisions and explanations. Pure: building dicts, not writing
-files.
+``dump`` and ``load`` are exact inverses for any snapshot the operator builds
+(one exception: a job with reserved nodes but no reservation start, which no
+caller makes, loads with its start at infinity, where ``schedule`` sorts it
+anyway): a snapshot dumped from a live operator and loaded elsewhere gives
+``schedule`` the same input, hence the same decisions and explanations. Pure:
+building dicts, not writing files.
 """
 
 import math

@@ -8,10 +8,12 @@ gangs, each at the first moment its reserved nodes are likely free (never
 later than its reservation), blocking them while it would run; then every
 other job that waits for capacity in the order ``allocate`` serves them
 (priority, then the least served queue for the type, with the planned starts
-counted as served), each at the earliest moment its gang has room for as long
-as it likely runs (``Timeline.earliest``), taking that room from then. No new
-arrivals are assumed. With no finished jobs to learn from, runtime limits stand
-in for runtimes and an estimate is the start if every job runs to its limit.
+counted as served), each at the earliest moment its gang has room for its
+whole runtime limit (``Timeline.earliest``; the cycle lets a job use reserved
+nodes only if its limit ends before the reservation starts), taking that room
+for as long as it likely runs. No new arrivals are assumed. While fewer than
+five of the site's jobs have finished, runtime limits stand in for runtimes
+and an estimate is the start if every job runs to its limit.
 
 A nominated job's estimate is now (it starts once its victims are gone). A job
 waiting for quota (its queue's limit or guarantee) gets none: it waits for its
@@ -80,7 +82,9 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
         lane = (queue, GPUType(type_name) if type_name else None)
         job = lanes[lane][heads[lane]]
         heads[lane] += 1
-        limit = index.likely_runtime(job)
+        # room for its whole limit, as the cycle asks of a job that starts before a reservation on its nodes;
+        # it then holds that room only as long as it likely runs
+        limit, likely = index.limit_of(job), index.likely_runtime(job)
         best: tuple[Planned, GPUType | None] | None = None
         for gpu_type in index.types_for(job):
             candidates = index.candidates(job, queue, gpu_type, lent=False)
@@ -100,7 +104,7 @@ def estimate(index: Index, statement: Statement, decided: Decided) -> dict[JobKe
                 best = (found, gpu_type)
         if best is not None:
             found, gpu_type = best
-            timeline.take(job, found.nodes, None if limit is None else found.start + limit, since=found.start)
+            timeline.take(job, found.nodes, None if likely is None else found.start + likely, since=found.start)
             estimates[job.key] = found
             if gpu_type is not None:
                 for name in index.paths[queue]:
