@@ -81,6 +81,7 @@ class Index:
     _rooms: dict[tuple[object, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
     _default_types: dict[QueueName, GPUType | None] = field(default_factory=dict)
     _limits: dict[tuple[float | None, QueueName | None], float | None] = field(default_factory=dict)
+    _job_limits: dict[JobKey, float | None] = field(default_factory=dict)
     _largest: dict[GPUType, int] = field(default_factory=dict)
     fractions: dict[QueueName | None, float] = field(default_factory=dict)  # None: the site's, for the rest
 
@@ -283,10 +284,13 @@ class Index:
 
     def limit_of(self, job: Job) -> float | None:
         """``job``'s runtime limit in seconds, its own or its queue's (None: unbounded)."""
+        if job.key in self._job_limits:
+            return self._job_limits[job.key]
         key = (job.runtime_limit, self.job_queue.get(job.key))
         if key not in self._limits:
             self._limits[key] = runtime_limit(job.runtime_limit, key[1], self.queues)[0]
-        return self._limits[key]
+        limit = self._job_limits[job.key] = self._limits[key]
+        return limit
 
     def runtime_fraction(self, job: Job) -> float:
         """How much of its runtime limit ``job`` is expected to use: the median of what its queue's finished

@@ -517,7 +517,7 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
     mine = Decided()
     run = _Run(index, statement, before, mine, Pool(index, {bind.job for bind in before.binds}))
     candidates = [
-        dataclasses.replace(before.waiting[job.key])  # a copy: what came before stays as it was
+        before.waiting[job.key]
         for queue in sorted(index.waiting_by_queue)
         for job in index.waiting_by_queue[queue]
         if job.key in before.waiting and before.waiting[job.key].tried and before.waiting[job.key].reason in _RECLAIMING
@@ -527,9 +527,10 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
     )
     attempts = 0
     hopeless: set[tuple[object, ...]] = set()  # searches that found nothing: evicting for others only makes them harder
-    for waiting in candidates:
+    for candidate in candidates:
         if attempts >= MAX_ATTEMPTS_PER_CYCLE:
             break
+        waiting = dataclasses.replace(candidate)  # a copy: what came before stays as it was
         found = None
         tried_type = waiting.gpu_type
         types = [tried_type]
