@@ -73,6 +73,7 @@ class Pool:
     by_type: dict[tuple[QueueName, GPUType], list[Entry]] = field(default_factory=dict)
     soft: dict[NodeName, int] | None = None
     replicas: dict[JobKey, dict[NodeName, int]] = field(default_factory=dict)
+    costs: dict[JobKey, float] = field(default_factory=dict)
 
     def of_queue(self, queue: QueueName) -> list[Entry]:
         entries = self.sorted_by_queue.get(queue)
@@ -85,7 +86,7 @@ class Pool:
                     continue
                 started = victim.started if victim.started is not None else now
                 entries.append((work_lost(victim, now), victim.key, victim, now - started < protect))
-            entries.sort(key=lambda entry: entry[:2])
+            entries.sort()  # by work lost, then key (unique: jobs are never compared)
             self.sorted_by_queue[queue] = entries
         return entries
 
@@ -100,6 +101,13 @@ class Pool:
                 if entry[2].gpus and (held := holdings.get(entry[1])) is not None and held.gpu_type == gpu_type
             ]
         return entries
+
+    def cost(self, victim: Job) -> float:
+        """What evicting ``victim`` loses (``_cost``), computed once per cycle."""
+        cost = self.costs.get(victim.key)
+        if cost is None:
+            cost = self.costs[victim.key] = _cost(victim, self.index.now)
+        return cost
 
     def counts(self, key: JobKey, statement: Statement) -> dict[NodeName, int]:
         """Replicas per node of a running job (what evicting it frees where), computed once per cycle."""
@@ -182,7 +190,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 and any(run.index.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
             ):
                 lent.append((work_lost(victim, now), victim.key, victim))
-    lent.sort(key=lambda entry: entry[:2])
+    lent.sort()  # by work lost, then key (keys are unique: jobs are never compared)
     lent_keys = {key for _cost, key, _victim in lent}
     within = [
         victim
@@ -210,7 +218,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 holding = holdings.get(key)
                 if holding is not None and key != job.key and not eligible.isdisjoint(holding.nodes):
                     reclaim.append((cost, key, victim))
-        reclaim.sort(key=lambda entry: entry[:2])
+        reclaim.sort()  # by work lost, then key (keys are unique: jobs are never compared)
     return (
         [(v, Reason.GANG_INCOMPLETE) for v in sorted(leaving, key=lambda v: v.key)]  # already going: free of cost
         + [(v, Reason.RETURNED_LENT_CAPACITY) for _c, _k, v in lent]
@@ -466,7 +474,7 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
         group = (frozenset(node.name for node in members), fitting)
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
-        largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, _cost(item[0], run.index.now)))
+        largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, run.pool.cost(item[0])))
         # then the minimal sets of those orders checked as a whole; then starts from each of the cheapest
         orders = [(touching, True), (largest, True), (touching, False), (largest, False)]
         cheapest: Plan | None = None
