@@ -400,6 +400,16 @@ def _room_with_all(
     return room.total >= job.replicas
 
 
+def _group(node: Node, level: int | None) -> str | None:
+    """The domain of ``node`` at the required ``level`` a plan groups it by ("" without a level); None: the
+    node has no domain at that level."""
+    if level is None:
+        return ""
+    if level < len(node.domains) and node.domains[level]:
+        return node.domains[level]
+    return None
+
+
 def _could_fit(run: _Run, job: Job, nodes: Sequence[Node], level: int | None) -> bool:
     """Would ``job``'s replicas fit on ``nodes`` (in one domain of its required level) by GPU count alone, if
     every job that could ever be evicted left? A necessary condition, cheap next to a victim search."""
@@ -409,11 +419,8 @@ def _could_fit(run: _Run, job: Job, nodes: Sequence[Node], level: int | None) ->
     soft, free = run.pool.soft_gpus(), run.statement.free
     fits: dict[str, int] = {}
     for node in nodes:
-        if level is None:
-            domain = ""
-        elif level < len(node.domains) and node.domains[level]:
-            domain = node.domains[level]
-        else:
+        domain = _group(node, level)
+        if domain is None:
             continue
         count = fits[domain] = fits.get(domain, 0) + (free[node.name].gpus + soft.get(node.name, 0)) // per
         if count >= job.replicas:
@@ -450,11 +457,8 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
     groups: dict[str, list[Node]] = {}
     group_of: dict[NodeName, str] = {}
     for node in nodes:
-        if level is None:
-            name = ""
-        elif level < len(node.domains) and node.domains[level]:
-            name = node.domains[level]
-        else:
+        name = _group(node, level)
+        if name is None:
             continue
         groups.setdefault(name, []).append(node)
         group_of[node.name] = name
