@@ -140,8 +140,8 @@ class Simulation:
         self.nodes = tuple(nodes)
         self.queues = tuple(queues)
         self.options = options
-        self.capacity = sum(node.gpus for node in self.nodes if node.gpu_type is not None and node.ready)
         self.gpus = {node.name: node.gpus for node in self.nodes if node.gpu_type is not None and node.ready}
+        self.capacity = sum(self.gpus.values())
         self.trace = {JobKey(job.name): job for job in trace}
         self.records = {key: Record(job) for key, job in self.trace.items()}
         self.jobs: dict[JobKey, Job] = {}  # submitted and not finished

@@ -139,3 +139,27 @@ def test_percentiles_and_time_weighting() -> None:
     assert report.percentile([], 0.5) is None
     samples = [engine.Sample(0, 10, 0, {}, {}), engine.Sample(30, 40, 0, {}, {})]
     assert report.time_weighted(samples, lambda s: s.allocated, 40) == (10 * 30 + 40 * 10) / 40
+
+
+def test_samples_count_the_gpus_kept_idle_for_a_reservation_and_snapshots_carry_finished_jobs() -> None:
+    # n0 busy until 100; the 2-node gang reserves both nodes from 100; n1 idles for it until a job backfills
+    trace = [job("busy", 0, 8, 100), job("hero", 1, 8, 100, replicas=2), job("short", 50, 8, 20)]
+    policy = Policy(topology_levels=("node",), default_preferred_level=None, starvation_seconds=0)
+    seen: list[tuple[float, int]] = []
+    leitstand = baselines.Leitstand(policy)
+
+    def scheduler(snapshot, now):  # type: ignore[no-untyped-def]
+        seen.append((now, len(snapshot.finished)))
+        return leitstand(snapshot, now)
+
+    scheduler.name = "leitstand"  # type: ignore[attr-defined]
+    result = run(scheduler, trace, nodes(2), interval=0, runtime_limit_factor=2)  # type: ignore[arg-type]
+    idle = {sample.time: sample.reserved_idle for sample in result.samples}
+    assert idle[1] == 8  # n1 free and kept for the gang
+    assert idle[50] == 0  # short (limit 40) ends before 100: it backfills n1
+    hero = report.hero_jobs(result)["largestJobs"][0]
+    assert hero["job"] == "a/hero"
+    assert hero["minAllocationWhileWaiting"] == 0.5
+    assert hero["minAllocationOutsideReservationsWhileWaiting"] == 1.0  # all that was not kept for it was in use
+    finished = dict(seen)  # what each cycle's snapshot knows has finished: short at 70, busy at 100
+    assert (finished[50], finished[70], finished[100]) == (0, 1, 2)
