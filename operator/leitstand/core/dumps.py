@@ -80,6 +80,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "minRuntimeSeconds": q.min_runtime_seconds,
                 "defaultRuntimeLimit": q.default_runtime_limit,
                 "maxRuntimeLimit": q.max_runtime_limit,
+                "usage": q.usage,
             }
             for q in sorted(snapshot.queues, key=lambda q: q.name)
         ],
@@ -105,6 +106,8 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "runtimeLimit": j.runtime_limit,
                 "reserved": list(j.reserved),
                 "reservedStart": None if j.reserved_start is None else _finite(j.reserved_start),
+                "checkpointInterval": j.checkpoint_interval,
+                "lastCheckpoint": j.last_checkpoint,
             }
             for j in sorted(snapshot.jobs, key=lambda j: j.key)
         ],
@@ -159,6 +162,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             min_runtime_seconds=float(q["minRuntimeSeconds"]),
             default_runtime_limit=_seconds(q.get("defaultRuntimeLimit")),  # absent in older dumps
             max_runtime_limit=_seconds(q.get("maxRuntimeLimit")),
+            usage=float(q.get("usage", 0.0)),  # absent in older dumps
         )
         for q in data["queues"]
     )
@@ -184,6 +188,8 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             runtime_limit=_seconds(j.get("runtimeLimit")),
             reserved=tuple(NodeName(n) for n in j.get("reserved", [])),
             reserved_start=_start(j.get("reservedStart"), reserved=bool(j.get("reserved"))),
+            checkpoint_interval=_seconds(j.get("checkpointInterval")),  # absent in older dumps
+            last_checkpoint=_seconds(j.get("lastCheckpoint")),
         )
         for j in data["jobs"]
     )

@@ -10,6 +10,13 @@ capacity, for the roots) is divided among its children:
 3. the exact (rational) shares are turned into whole GPUs by largest
    remainder, ties broken by queue name.
 
+Fairness remembers: each queue carries its decayed over-quota usage
+(``Queue.usage``, GPU-seconds above its guarantee, halved every half-life:
+``remember``). Among siblings, a queue whose share of their usage ``u`` is above
+its share of their over-quota weight ``e`` splits the surplus with its weight
+times ``e / u`` (``remembered_weights``): a queue that used twice its share
+of what was shared competes with half its weight. Guarantees never change.
+
 A child's demand is its subtree's demand. Exact fractions keep the result
 independent of input order and free of floating-point drift. Pure.
 """
@@ -31,7 +38,7 @@ class Claim:
     name: QueueName
     guaranteed: int
     limit: int | None
-    weight: int
+    weight: int | Fraction
     demand: int
 
     @property
@@ -112,10 +119,15 @@ def fair_shares(
         stack = [(roots, capacity[gpu_type])]
         while stack:
             names, available = stack.pop()
-            claims = []
-            for name in names:
-                share = by_name[name].shares.get(gpu_type, _DEFAULT_SHARE)
-                claims.append(Claim(name, share.guaranteed, share.limit, share.weight, subtree[name]))
+            given_shares = {name: by_name[name].shares.get(gpu_type, _DEFAULT_SHARE) for name in names}
+            weights = remembered_weights(
+                {name: share.weight for name, share in given_shares.items()},
+                {name: by_name[name].usage for name in names},
+            )
+            claims = [
+                Claim(name, share.guaranteed, share.limit, weights[name], subtree[name])
+                for name, share in given_shares.items()
+            ]
             for name, given in divide(available, claims).items():
                 result[name][gpu_type] = given
                 if children[name]:
@@ -146,3 +158,38 @@ def _subtree_demand(
     for root in roots:
         visit(root)
     return result
+
+
+def remembered_weights(weights: Mapping[QueueName, int], usage: Mapping[QueueName, float]) -> dict[QueueName, Fraction]:
+    """Siblings' over-quota weights, each lowered by how far its share of their decayed usage exceeds its share
+    of their weight: ``w · min(1, (w / Σw) / (U / ΣU))``. Without usage, the weights as given. Exact: usage is
+    taken in whole GPU-seconds."""
+    used = {name: Fraction(round(max(usage.get(name, 0.0), 0.0))) for name in weights}
+    total_used = sum(used.values(), Fraction(0))
+    total_weight = sum(weights.values())
+    result: dict[QueueName, Fraction] = {}
+    for name, weight in weights.items():
+        if not total_used or not used[name] or not weight:
+            result[name] = Fraction(weight)
+        else:
+            result[name] = Fraction(weight) * min(Fraction(1), weight * total_used / (total_weight * used[name]))
+    return result
+
+
+def remember(
+    usage: Mapping[QueueName, float],
+    over_quota: Mapping[QueueName, int],
+    elapsed: float,
+    half_life: float,
+) -> dict[QueueName, float]:
+    """Decayed usage ``elapsed`` seconds later, when each queue held ``over_quota`` GPUs above its guarantee all
+    that time: the old usage halves every ``half_life``, and what was held since adds in, decayed as it went
+    (the exact integral). ``half_life`` 0 keeps no memory: every usage is 0."""
+    if half_life <= 0:
+        return {name: 0.0 for name in {*usage, *over_quota}}
+    elapsed = max(elapsed, 0.0)
+    kept = 0.5 ** (elapsed / half_life)
+    added = half_life / math.log(2) * (1.0 - kept)  # ∫₀^elapsed 2^(-(elapsed - t) / half_life) dt
+    return {
+        name: usage.get(name, 0.0) * kept + max(over_quota.get(name, 0), 0) * added for name in {*usage, *over_quota}
+    }

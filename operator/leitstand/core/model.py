@@ -114,6 +114,7 @@ class Queue:
     min_runtime_seconds: float = 0.0
     default_runtime_limit: float | None = None  # seconds, for its jobs that set none (inherited down the tree)
     max_runtime_limit: float | None = None  # seconds; the smallest on a job's queue path binds it
+    usage: float = 0.0  # decayed over-quota GPU-seconds (``fairshare.remember``): lowers its over-quota weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,8 @@ class Job:
     ``placement`` holds one node name per replica that is bound (None for a
     replica still waiting); it is empty for a job that waits as a whole. A job
     whose replicas are all placed is running. ``started`` is when it started
-    running (for reclaim protection and work lost).
+    running (for reclaim protection); with ``checkpoint_interval`` and
+    ``last_checkpoint`` it says what an eviction would lose (``work_at_risk``).
     """
 
     key: JobKey
@@ -146,6 +148,8 @@ class Job:
     runtime_limit: float | None = None  # seconds it may run once started, as the job itself says; None: unbounded
     reserved: tuple[NodeName, ...] = ()  # nodes the last cycle reserved for it (one per replica); kept where it can
     reserved_start: float | None = None  # and from when
+    checkpoint_interval: float | None = None  # seconds: the job saves its work about this often
+    last_checkpoint: float | None = None  # when it last reported saving its work (on the caller's clock)
 
     @property
     def gpus(self) -> int:
@@ -155,6 +159,23 @@ class Job:
     @property
     def running(self) -> bool:
         return len(self.placement) == self.replicas and all(node is not None for node in self.placement)
+
+
+def work_at_risk(job: Job, now: float) -> float:
+    """GPU-seconds an eviction of ``job`` would throw away: its GPUs times the time since its last checkpoint.
+
+    The last reported checkpoint when there is one since the job started; else,
+    with an interval, the time since the last whole interval of its run; else the
+    whole run. A job that does not run risks nothing.
+    """
+    if job.started is None:
+        return 0.0
+    ran = max(now - job.started, 0.0)
+    if job.last_checkpoint is not None and job.started <= job.last_checkpoint <= now:
+        ran = now - job.last_checkpoint
+    elif job.checkpoint_interval:
+        ran %= job.checkpoint_interval
+    return max(job.gpus, 1) * ran
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,14 @@ Victims, in the order they are taken:
 
 Jobs younger than their queue's ``minRuntimeSeconds`` are never evicted by 2
 or 3; ``build`` and ``inference`` jobs never are. Victims are whole gangs: a
-plan adds them cheapest first (work lost: GPUs times seconds run; the classes
-above first) until the job has room, by arithmetic on free resources, inside one
-domain of its required level (each domain planned on its own, the cheapest
-wins). A reclaim victim that would push its queue below its fair share together
-with those already chosen is skipped; when that leaves no plan, the largest
-gangs first, then plans starting from each of the cheapest victims, repair it.
-Every victim that turns out unnecessary is then spared, and the placement is
-made for real.
+plan adds them cheapest first (work at risk: GPUs times seconds since the last
+checkpoint, ``model.work_at_risk``; the classes above first) until the job has
+room, by arithmetic on free resources, inside one domain of its required level
+(each domain planned on its own, the cheapest wins). A reclaim victim that
+would push its queue below its fair share together with those already chosen
+is skipped; when that leaves no plan, the largest gangs first, then plans
+starting from each of the cheapest victims, repair it. Every victim that turns
+out unnecessary is then spared, and the placement is made for real.
 
 The capacity freed is nominated for the beneficiary (``Decided.nominations``):
 kept for it, cycle after cycle, while the victims terminate. Every reclaim
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from leitstand.core import placement, statements
+from leitstand.core import model, placement, statements
 from leitstand.core.decided import Decided, Waiting
 from leitstand.core.index import Index
 from leitstand.core.model import Eviction, GPUType, Job, JobKey, Node, NodeName, Priority, QueueName, Reason, order_key
@@ -49,20 +49,14 @@ _ANY_TYPE = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIAB
 _RECLAIMING = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE, Reason.WAITING_FOR_OLDER_JOB})
 
 
-def work_lost(job: Job, now: float) -> float:
-    """GPU-seconds an eviction of ``job`` throws away (its GPUs times how long it ran)."""
-    started = job.started if job.started is not None else now
-    return max(job.gpus, 1) * max(now - started, 0.0)
-
-
-Entry = tuple[float, JobKey, Job, bool]  # (work lost if evicted, key, job, protected by minRuntimeSeconds)
+Entry = tuple[float, JobKey, Job, bool]  # (work at risk if evicted, key, job, protected by minRuntimeSeconds)
 
 
 @dataclass(slots=True)
 class Pool:
     """The running jobs reclaim may consider, indexed once per cycle (from what ``index.build`` gathered).
 
-    Each queue's preemptible jobs are sorted by work lost, then key, when first
+    Each queue's preemptible jobs are sorted by work at risk, then key, when first
     asked for; jobs bound this cycle are never victims and are left out.
     """
 
@@ -85,8 +79,8 @@ class Pool:
                 if victim.key in self.bound:
                     continue
                 started = victim.started if victim.started is not None else now
-                entries.append((work_lost(victim, now), victim.key, victim, now - started < protect))
-            entries.sort()  # by work lost, then key (unique: jobs are never compared)
+                entries.append((model.work_at_risk(victim, now), victim.key, victim, now - started < protect))
+            entries.sort()  # by work at risk, then key (unique: jobs are never compared)
             self.sorted_by_queue[queue] = entries
         return entries
 
@@ -189,8 +183,8 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 and usable(victim)
                 and any(run.index.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
             ):
-                lent.append((work_lost(victim, now), victim.key, victim))
-    lent.sort()  # by work lost, then key (keys are unique: jobs are never compared)
+                lent.append((model.work_at_risk(victim, now), victim.key, victim))
+    lent.sort()  # by work at risk, then key (keys are unique: jobs are never compared)
     lent_keys = {key for _cost, key, _victim in lent}
     within = [
         victim
@@ -218,7 +212,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 holding = holdings.get(key)
                 if holding is not None and key != job.key and not eligible.isdisjoint(holding.nodes):
                     reclaim.append((cost, key, victim))
-        reclaim.sort()  # by work lost, then key (keys are unique: jobs are never compared)
+        reclaim.sort()  # by work at risk, then key (keys are unique: jobs are never compared)
     return (
         [(v, Reason.GANG_INCOMPLETE) for v in sorted(leaving, key=lambda v: v.key)]  # already going: free of cost
         + [(v, Reason.RETURNED_LENT_CAPACITY) for _c, _k, v in lent]
@@ -372,7 +366,7 @@ def _plan(
 
 
 def _cost(victim: Job, now: float) -> float:
-    return 0.0 if victim.terminating else work_lost(victim, now)
+    return 0.0 if victim.terminating else model.work_at_risk(victim, now)
 
 
 def _fitting(statement: Statement, job: Job, members: list[Node]) -> int:

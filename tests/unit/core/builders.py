@@ -92,6 +92,12 @@ class QueueBuilder:
     shares: dict[GPUType, Share] = field(default_factory=dict)
     reservation: Reservation | None = None
     min_runtime: float = 0.0
+    usage: float = 0.0
+
+    def having_used(self, gpu_seconds: float) -> Self:
+        """Decayed over-quota usage, as ``fairshare.remember`` keeps it."""
+        self.usage = gpu_seconds
+        return self
 
     def under(self, parent: str) -> Self:
         self.parent = parent
@@ -123,6 +129,7 @@ class QueueBuilder:
             dict(self.shares),
             self.reservation,
             self.min_runtime,
+            usage=self.usage,
         )
 
 
@@ -151,6 +158,12 @@ class JobBuilder:
     selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[tuple[str, str, str, str], ...] = ()
     runtime_limit: float | None = None
+    checkpoint_interval: float | None = None
+    last_checkpoint: float | None = None
+
+    def checkpointing(self, *, every: float | None = None, last: float | None = None) -> Self:
+        self.checkpoint_interval, self.last_checkpoint = every, last
+        return self
 
     def limited(self, seconds: float) -> Self:
         self.runtime_limit = seconds
@@ -209,6 +222,8 @@ class JobBuilder:
             placement=tuple(NodeName(n) if n else None for n in self.placement),
             started=self.started,
             runtime_limit=self.runtime_limit,
+            checkpoint_interval=self.checkpoint_interval,
+            last_checkpoint=self.last_checkpoint,
         )
 
 

@@ -87,6 +87,7 @@ def every_field(draw: st.DrawFn) -> Snapshot:
             },
             reservation=draw(st.one_of(st.none(), st.builds(Reservation, PAIRS, st.booleans()))),
             min_runtime_seconds=draw(st.floats(0, 1e5, allow_nan=False)),
+            usage=draw(st.floats(0, 1e12, allow_nan=False)),
         )
         for name in queue_names
     )
@@ -120,6 +121,8 @@ def every_field(draw: st.DrawFn) -> Snapshot:
                     )
                 ),
                 reserved_start=draw(st.one_of(TIMES, st.just(math.inf))) if reserved else None,
+                checkpoint_interval=draw(st.one_of(st.none(), TIMES)),
+                last_checkpoint=draw(st.one_of(st.none(), TIMES)),
             )
         )
     finished = draw(
