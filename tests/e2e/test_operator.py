@@ -427,3 +427,92 @@ async def test_freed_capacity_is_nominated_for_its_beneficiary_across_an_operato
             if HOLD in (pod["metadata"].get("finalizers") or []):
                 path = f"/api/v1/namespaces/t-greedy/pods/{pod['metadata']['name']}"
                 await api.patch(path, {"metadata": {"finalizers": None}})
+
+
+async def test_a_reclaimed_job_is_told_then_stopped_with_its_grace_and_usage_survives_a_restart(
+    api: Client, dev: cluster.LocalCluster, tmp_path: Path
+) -> None:
+    """Of eight equal victims the one that reported a checkpoint last goes: it gets the Preempting condition and
+    Event, its pods the preempt-at annotation and, once its queue's notice is over, a deletion with its
+    template's grace period; the beneficiary binds to the freed node. The greedy queue's decayed usage is in
+    its GPUQuota status, and a restarted operator carries on from it instead of from zero."""
+    fast = {"LEITSTAND_USAGE_WRITE_INTERVAL_SECONDS": "1"}
+    first = Operator(dev.kubeconfig, tmp_path / "operator.log", env=fast)
+    second: Operator | None = None
+    await quota(api, "root", parent=None)
+    await quota(api, "t-greedy", guaranteed=0, preemptionNoticeSeconds=2)
+    await quota(api, "t-owed", guaranteed=32)
+    try:
+        first.wait_ready()
+        template = {"terminationGracePeriodSeconds": 45}
+        for i in range(8):
+            await job(api, "t-greedy", f"g{i}", 1, template=template, checkpoint={"intervalSeconds": 3600})
+
+        async def running() -> list[Body] | None:
+            bodies = (await api.list(f"{GROUP}/namespaces/t-greedy/trainingjobs"))["items"]
+            ready = [b for b in bodies if (b.get("status") or {}).get("phase") == "Running"]
+            return bodies if len(ready) == 8 else None
+
+        await until(running, what="t-greedy's eight jobs to run", within=60, context=lambda: state(api))
+        await asyncio.sleep(2)  # a checkpoint reported now is later than every start
+        saved = f"{GROUP}/namespaces/t-greedy/trainingjobs/g5"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        await api.patch(saved, {"metadata": {"annotations": {"leitstand.dev/last-checkpoint": stamp}}})
+        for pod in (await api.list("/api/v1/namespaces/t-greedy/pods"))["items"]:  # keep victims Terminating
+            await api.patch(f"/api/v1/namespaces/t-greedy/pods/{pod['metadata']['name']}",
+                            {"metadata": {"finalizers": [HOLD]}})  # fmt: skip
+        await job(api, "t-owed", "owed", 1)
+
+        async def told() -> Body | None:
+            conditions = ((await api.get(saved)).get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Preempting" and c["status"] == "True"), None)
+
+        condition = await until(told, what="g5 told of its preemption", within=60, context=lambda: state(api))
+        assert condition["reason"] == "Reclaimed"
+        assert "for t-owed/owed" in condition["message"]
+
+        async def stopping() -> Body | None:
+            pod = await api.get("/api/v1/namespaces/t-greedy/pods/g5-0")
+            return pod if pod["metadata"].get("deletionTimestamp") else None
+
+        victim = await until(stopping, what="g5's pod deleted after the notice", within=30, context=lambda: state(api))
+        assert victim["metadata"]["deletionGracePeriodSeconds"] == 45
+        assert "leitstand.dev/preempt-at" in victim["metadata"]["annotations"]
+        events = (await api.list("/api/v1/namespaces/t-greedy/events"))["items"]
+        assert any(e["reason"] == "Preempting" and e["involvedObject"]["name"] == "g5" for e in events)
+        for other in (await api.list("/api/v1/namespaces/t-greedy/pods"))["items"]:
+            if other["metadata"]["name"] != "g5-0":
+                assert not other["metadata"].get("deletionTimestamp"), other["metadata"]["name"]
+        await api.patch("/api/v1/namespaces/t-greedy/pods/g5-0", {"metadata": {"finalizers": None}})
+
+        async def bound() -> str | None:
+            return (await api.get("/api/v1/namespaces/t-owed/pods/owed-0"))["spec"].get("nodeName")
+
+        node = await until(bound, what="the beneficiary bound", within=60, context=lambda: state(api))
+        assert node == victim["spec"]["nodeName"]
+
+        async def remembered() -> Body | None:
+            usage = ((await api.get(f"{GROUP}/gpuquotas/t-greedy")).get("status") or {}).get("usage") or {}
+            return usage if usage.get("overQuotaGPUSeconds", 0) > 0 else None
+
+        before = await until(remembered, what="t-greedy's usage in its status", within=30)
+        first.stop()
+        second = Operator(dev.kubeconfig, tmp_path / "restarted.log", env=fast)
+        second.wait_ready()
+
+        async def rewritten() -> Body | None:
+            usage = await remembered()
+            return usage if usage is not None and usage["updatedAt"] > before["updatedAt"] else None
+
+        after = await until(rewritten, what="the restarted operator to write t-greedy's usage", within=60)
+        # it went on from the status (56 GPUs over quota add ~56 GPU-seconds a second): from zero, a second or
+        # two after taking the lead, it would be far below
+        assert after["overQuotaGPUSeconds"] >= before["overQuotaGPUSeconds"] * 0.99
+    finally:
+        for operator in (first, second):
+            if operator is not None:
+                operator.stop()
+        for pod in (await api.list("/api/v1/namespaces/t-greedy/pods"))["items"]:
+            if HOLD in (pod["metadata"].get("finalizers") or []):
+                await api.patch(f"/api/v1/namespaces/t-greedy/pods/{pod['metadata']['name']}",
+                                {"metadata": {"finalizers": None}})  # fmt: skip

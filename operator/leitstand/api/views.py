@@ -26,6 +26,7 @@ class QueueView(pydantic.BaseModel):
     parent: str | None
     namespaces: list[str]
     gpus: dict[str, GPUNumbers]
+    usage_gpu_seconds: float = pydantic.Field(default=0.0, serialization_alias="overQuotaUsageGPUSeconds")
 
 
 class JobView(pydantic.BaseModel):
@@ -86,6 +87,7 @@ def queues(latest: model.CycleRecord) -> list[QueueView]:
                 )
                 for t, s in latest.decisions.queues.get(queue.name, {}).items()
             },
+            usage_gpu_seconds=round(queue.usage),
         )
         for queue in sorted(latest.snapshot.queues, key=lambda q: q.name)
     ]

@@ -213,7 +213,8 @@ def queues(
     as_user: AsOption = None,
     as_groups: AsGroupOption = None,
 ) -> None:
-    """The GPUQuota tree with guaranteed, limit, fair share, allocated, reclaiming and pending GPUs per type."""
+    """The GPUQuota tree with guaranteed, limit, fair share, allocated, reclaiming and pending GPUs per type, and
+    the over-quota GPU-hours the fair share remembers (decayed)."""
 
     async def work(client: Client) -> list[GPUQuota]:
         return list((await client.list(f"{GROUP}/gpuquotas"))["items"])
@@ -237,6 +238,7 @@ def queues(
                 "limit": share.get("limit"), "fair_share": got.get("fairShare"), "allocated": got.get("allocated"),
                 "reclaiming": got.get("reclaiming"), "pending": got.get("pending"),
                 "jobs": f"{status.get('runningJobs', 0)}/{status.get('pendingJobs', 0)}",
+                "used_gpu_h": round((status.get("usage") or {}).get("overQuotaGPUSeconds", 0) / 3600, 1),
             })  # fmt: skip
         for child in children.get(name, []):
             visit(child, depth + 1)
@@ -249,7 +251,18 @@ def queues(
     emit(
         rows,
         output,
-        ["queue", "gpu_type", "guaranteed", "limit", "fair_share", "allocated", "reclaiming", "pending", "jobs"],
+        [
+            "queue",
+            "gpu_type",
+            "guaranteed",
+            "limit",
+            "fair_share",
+            "allocated",
+            "reclaiming",
+            "pending",
+            "jobs",
+            "used_gpu_h",
+        ],
     )
 
 

@@ -69,6 +69,8 @@ class Configuration(_Model):
     backfill: bool = model.Policy().backfill
     reservations: int = pydantic.Field(default=model.Policy().reservations, ge=0, le=64)
     estimate_interval_seconds: float = pydantic.Field(default=30.0, ge=0, le=3600)
+    usage_half_life_seconds: float = pydantic.Field(default=7 * 24 * 3600.0, ge=0, le=366 * 24 * 3600.0)
+    usage_write_interval_seconds: float = pydantic.Field(default=60.0, ge=1, le=3600)
     leader_election: LeaderElection = LeaderElection()
 
     @pydantic.model_validator(mode="after")
@@ -94,6 +96,8 @@ _ENVIRONMENT = {
     "LEITSTAND_BIND_CONCURRENCY": ("bindConcurrency",),
     "LEITSTAND_STARVATION_SECONDS": ("starvationSeconds",),
     "LEITSTAND_ESTIMATE_INTERVAL_SECONDS": ("estimateIntervalSeconds",),
+    "LEITSTAND_USAGE_HALF_LIFE_SECONDS": ("usageHalfLifeSeconds",),
+    "LEITSTAND_USAGE_WRITE_INTERVAL_SECONDS": ("usageWriteIntervalSeconds",),
     "LEITSTAND_LEADER_ELECTION": ("leaderElection", "enabled"),
     "LEITSTAND_LEASE_NAMESPACE": ("leaderElection", "namespace"),
     "LEITSTAND_LEASE_NAME": ("leaderElection", "leaseName"),

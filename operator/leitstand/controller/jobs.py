@@ -10,6 +10,16 @@ Phases: Queued until every replica runs; Running; Succeeded when every replica
 succeeded; a failed replica restarts the whole gang (all pods deleted and
 recreated) up to ``backoffLimit`` times, then Failed; Preempted while an
 evicted gang's pods go away, then Queued again.
+
+Preemption is graceful: an evicted job gets the ``Preempting`` condition and a
+Warning Event naming the reason and the beneficiary, and its pods the
+annotation ``leitstand.dev/preempt-at`` (RFC 3339). When that moment comes (at
+once, unless the queue gives ``preemptionNoticeSeconds``) its pods are deleted
+with the job's grace period (``terminationGracePeriodSeconds`` of its template,
+at most the queue's ``maxPreemptionGraceSeconds``), so a training loop that
+traps SIGTERM can save its work. A job whose pods carry the annotation is
+leaving: the snapshot marks it terminating, so it is never scheduled or evicted
+again meanwhile.
 """
 
 import datetime
@@ -46,6 +56,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     remove_finalizer: bool = False
     add_finalizer: bool = False
+    annotate: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (pod name, annotations to merge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,8 @@ class Verdict:
     queue: str | None = None
     runtime_limit: float | None = None  # seconds it may run (its own, or its queue's default, at most the maximum)
     estimate: model.Planned | None = None  # when it is expected to start (its reservation's, or the forecast's)
+    grace_seconds: int | None = None  # a preempted job's pods' grace period (None: the operator's default)
+    notice_seconds: int = 0  # between the preemption notice and the deletion of its pods
 
 
 def rfc3339(moment: float) -> str:
@@ -172,7 +185,9 @@ def pod_manifest(job: TrainingJob, spec: resources.TrainingJobSpec, rank: int) -
             "restartPolicy": "Never",
             "hostname": pod_name(name, rank),
             "subdomain": name,
-            "terminationGracePeriodSeconds": 30,
+            "terminationGracePeriodSeconds": (
+                30 if template.termination_grace_period_seconds is None else template.termination_grace_period_seconds
+            ),
             "containers": [container],
             **(
                 {"tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in template.tolerations]}
@@ -251,6 +266,11 @@ def plan(
 
     started = bodies.timestamp(old.get("startedAt"))
     explanation = verdict.explanation
+    notice_at = bodies.preempt_at(live.values())  # a preemption already noticed, its pods not yet deleted
+    notified = next((c for c in old.get("conditions") or [] if c.get("type") == "Preempting"), None)
+    preempting: tuple[str, str] | None = None  # (reason, message) of this preemption
+    if notified is not None and notified.get("status") == "True":
+        preempting = (str(notified.get("reason")), str(notified.get("message") or ""))
     if explanation is not None and explanation.reason is model.Reason.RUNTIME_LIMIT_TOO_LONG:
         result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
         text = explanation.message
@@ -269,13 +289,27 @@ def plan(
         result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
         transition("Failed", "RuntimeLimitExceeded", text, Event("Warning", "RuntimeLimitExceeded", text))
         new["finishedAt"] = rfc3339(now)
-    elif verdict.evicted is not None:
-        grace = eviction_grace_seconds
-        result.delete = [(pod["metadata"]["name"], grace) for pod in live.values()]
-        text = f"{verdict.evicted.reason.value}: {verdict.evicted.message}"
-        transition("Preempted", verdict.evicted.reason.value, text, Event("Warning", "Preempted", text))
-        new.pop("startedAt", None)
-        new["placement"] = None
+    elif verdict.evicted is not None or notice_at is not None:
+        grace = verdict.grace_seconds if verdict.grace_seconds is not None else eviction_grace_seconds
+        if notice_at is None and verdict.evicted is not None:
+            notice_at = now + verdict.notice_seconds
+            eviction = verdict.evicted
+            text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
+            preempting = (eviction.reason.value, text)
+            stamp = rfc3339(notice_at)
+            notes = {bodies.PREEMPT_AT_ANNOTATION: stamp}
+            result.annotate = [(pod["metadata"]["name"], notes) for pod in live.values()]
+            when = "now" if notice_at <= now else f"at {stamp}"
+            result.events.append(
+                Event("Warning", "Preempting", f"{text}; its pods stop {when}, with {grace} s to save their work")
+            )
+        if notice_at is not None and notice_at <= now:
+            result.delete = [(pod["metadata"]["name"], grace) for pod in live.values()]
+            why, text = preempting or (model.Reason.PREEMPTED.value, "preempted")
+            said = bool(result.annotate)  # the Preempting Event of this very cycle said it all
+            transition("Preempted", why, text, None if said else Event("Warning", "Preempted", text))
+            new.pop("startedAt", None)
+            new["placement"] = None
     elif any(p == "Failed" for p in phases.values()):
         failed = sorted(rank for rank, p in phases.items() if p == "Failed")
         if new["restarts"] < spec.backoff_limit:
@@ -372,6 +406,10 @@ def plan(
             generation,
         ),
     ]
+    leaving = phase == "Preempted" or notice_at is not None
+    if leaving or notified is not None:
+        reason_of, text_of = preempting if leaving and preempting else ("NotPreempting", "")
+        new["conditions"].append(_condition(conditions, "Preempting", leaving, reason_of, text_of, stamp, generation))
     written = _status_body(new)
     if written != _status_body(old):
         result.status = written

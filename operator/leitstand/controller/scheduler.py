@@ -13,6 +13,7 @@ or released by the core, a missing pod is recreated, a status that did not land
 is written again. Statuses are written, whole, only when they change.
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from leitstand.controller import jobs as job_control
 from leitstand.controller.configuration import Configuration
 from leitstand.controller.forecasting import Forecaster
+from leitstand.controller.usage import Ledger
 from leitstand.core import model
 from leitstand.core.scheduling import schedule
 from leitstand.kube import applier, bodies, resources
@@ -92,6 +94,7 @@ class Scheduler:
         )
         self.reserved: dict[model.JobKey, model.Planned] = {}  # the last cycle's, for the next (this replica's)
         self.forecaster = Forecaster(config.estimate_interval_seconds)
+        self.ledger = Ledger(config.usage_half_life_seconds, config.usage_write_interval_seconds)
         self.leading = leading
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
@@ -107,6 +110,7 @@ class Scheduler:
     async def run_once(self) -> Report | None:
         """One cycle; None when this replica does not lead (a standby never writes)."""
         if not self.leading():
+            self.ledger.forget()
             return None
         started = time.monotonic()
         view = self.view()
@@ -115,7 +119,12 @@ class Scheduler:
         )
         now = time.time()
         snapshot = model.with_reserved(snapshot, self.reserved)
+        usage = self.ledger.advance(view.quotas, now)
+        if usage:
+            remembered = tuple(dataclasses.replace(q, usage=usage.get(q.name, 0.0)) for q in snapshot.queues)
+            snapshot = dataclasses.replace(snapshot, queues=remembered)
         decisions = schedule(snapshot, self.policy, now=now)
+        self.ledger.record(decisions)
         self.reserved = dict(decisions.reserved)
         self.forecaster.after_cycle(snapshot, self.policy, now)
         outcome = Report(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
@@ -293,6 +302,10 @@ class Scheduler:
             leaf = queue or status(body).get("queue")  # a job out of the snapshot (a replica ended) keeps its queue
             own = resources.duration_seconds(spec.runtime_limit)
             limit, _too_long = model.runtime_limit(own, model.QueueName(leaf) if leaf else None, queues)
+            by_rank = job_control.pods_by_rank(body, pods)
+            grace, notice = None, 0
+            if key in evictions or bodies.preempt_at(by_rank.values()) is not None:
+                grace, notice = preemption_terms(spec, leaf, view.quotas, queues, self.config.eviction_grace_seconds)
             verdict = job_control.Verdict(
                 explanation=explanations.get(key),
                 bound=key in bound and key not in outcome.released_gangs,
@@ -301,11 +314,13 @@ class Scheduler:
                 queue=queue,
                 runtime_limit=limit,
                 estimate=self._estimate(decisions, key),
+                grace_seconds=grace,
+                notice_seconds=notice,
             )
             try:
                 plan = job_control.plan(
                     body,
-                    job_control.pods_by_rank(body, pods),
+                    by_rank,
                     verdict,
                     now=now,
                     eviction_grace_seconds=self.config.eviction_grace_seconds,
@@ -360,6 +375,11 @@ class Scheduler:
                 _finalizers(job_path, meta, [f for f in meta.get("finalizers") or [] if f != job_control.FINALIZER])
             )
         writes += [applier.create(f"/api/v1/namespaces/{namespace}/pods", pod) for pod in plan.create]
+        writes += [  # before the deletes: a pod that is told when it stops, then asked to
+            applier.patch(f"/api/v1/namespaces/{namespace}/pods/{pod}", {"metadata": {"annotations": notes}},
+                          purpose="preemption")
+            for pod, notes in plan.annotate
+        ]  # fmt: skip
         writes += [
             applier.delete(f"/api/v1/namespaces/{namespace}/pods/{pod}", grace_seconds=grace)
             for pod, grace in plan.delete
@@ -453,6 +473,7 @@ class Scheduler:
                     fair_share=column("fair_share"),
                     pending=column("pending"),
                 ),
+                usage=self.ledger.status(name, body, now),
                 running_jobs=running.get(name, 0),
                 pending_jobs=pending.get(name, 0),
                 conditions=[resources.Condition.model_validate(valid)],
@@ -461,6 +482,33 @@ class Scheduler:
             if new != old:
                 writes.append(_status_write(QUOTA_PATH.format(name=name) + "/status", new))
         return writes
+
+
+def preemption_terms(
+    spec: resources.TrainingJobSpec,
+    leaf: str | None,
+    quotas: Mapping[str, GPUQuota],
+    queues: Mapping[model.QueueName, model.Queue],
+    default_grace: int,
+) -> tuple[int, int]:
+    """A preempted job's grace period and notice, in seconds: its template's terminationGracePeriodSeconds (else
+    ``default_grace``) capped by the smallest maxPreemptionGraceSeconds on its queue's path; the nearest
+    preemptionNoticeSeconds there (as the core weighs its victims by it)."""
+    grace = spec.template.termination_grace_period_seconds
+    grace = default_grace if grace is None else grace
+    queue = model.QueueName(leaf) if leaf else None
+    notice = round(model.preemption_notice(queue, queues))
+    seen: set[str] = set()
+    while leaf is not None and leaf in quotas and leaf not in seen:
+        seen.add(leaf)
+        try:
+            parsed = resources.GPUQuotaSpec.model_validate(quotas[leaf].get("spec") or {})
+        except ValueError:  # validated by the API server; only an older schema's leftovers fail
+            break
+        if parsed.max_preemption_grace_seconds is not None:
+            grace = min(grace, parsed.max_preemption_grace_seconds)
+        leaf = parsed.parent
+    return grace, notice
 
 
 def _status_write(path: str, status: Body) -> Write:

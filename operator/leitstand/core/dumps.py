@@ -81,6 +81,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "defaultRuntimeLimit": q.default_runtime_limit,
                 "maxRuntimeLimit": q.max_runtime_limit,
                 "usage": q.usage,
+                "preemptionNotice": q.preemption_notice,
             }
             for q in sorted(snapshot.queues, key=lambda q: q.name)
         ],
@@ -163,6 +164,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             default_runtime_limit=_seconds(q.get("defaultRuntimeLimit")),  # absent in older dumps
             max_runtime_limit=_seconds(q.get("maxRuntimeLimit")),
             usage=float(q.get("usage", 0.0)),  # absent in older dumps
+            preemption_notice=float(q.get("preemptionNotice", 0.0)),
         )
         for q in data["queues"]
     )

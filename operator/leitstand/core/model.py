@@ -115,6 +115,7 @@ class Queue:
     default_runtime_limit: float | None = None  # seconds, for its jobs that set none (inherited down the tree)
     max_runtime_limit: float | None = None  # seconds; the smallest on a job's queue path binds it
     usage: float = 0.0  # decayed over-quota GPU-seconds (``fairshare.remember``): lowers its over-quota weight
+    preemption_notice: float = 0.0  # seconds its jobs run on once told of a preemption (0: inherited, or none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,8 @@ class Job:
 
 
 def work_at_risk(job: Job, now: float) -> float:
-    """GPU-seconds an eviction of ``job`` would throw away: its GPUs times the time since its last checkpoint.
+    """GPU-seconds an eviction of ``job`` at ``now`` would throw away: its GPUs times the time since its last
+    checkpoint. (With a preemption notice, ask at the moment its pods stop: a checkpoint due meanwhile saves.)
 
     The last reported checkpoint when there is one since the job started; else,
     with an interval, the time since the last whole interval of its run; else the
@@ -277,6 +279,18 @@ def runtime_limit(
     if ceiling is not None and (limit is None or limit > ceiling[0]):
         limit = ceiling[0]
     return limit, None
+
+
+def preemption_notice(queue: QueueName | None, queues: Mapping[QueueName, Queue]) -> float:
+    """Seconds a job of ``queue`` runs on after its preemption notice: the nearest non-zero
+    ``preemption_notice`` on the queue's path; 0 when none sets one."""
+    seen: set[QueueName] = set()
+    while queue is not None and queue in queues and queue not in seen:
+        seen.add(queue)
+        if queues[queue].preemption_notice > 0:
+            return queues[queue].preemption_notice
+        queue = queues[queue].parent
+    return 0.0
 
 
 def duration_text(seconds: float) -> str:

@@ -14,7 +14,8 @@ Victims, in the order they are taken:
 Jobs younger than their queue's ``minRuntimeSeconds`` are never evicted by 2
 or 3; ``build`` and ``inference`` jobs never are. Victims are whole gangs: a
 plan adds them cheapest first (work at risk: GPUs times seconds since the last
-checkpoint, ``model.work_at_risk``; the classes above first) until the job has
+checkpoint when its pods stop, after its queue's preemption notice,
+``model.work_at_risk``; the classes above first) until the job has
 room, by arithmetic on free resources, inside one domain of its required level
 (each domain planned on its own, the cheapest wins). A reclaim victim that
 would push its queue below its fair share together with those already chosen
@@ -79,7 +80,7 @@ class Pool:
                 if victim.key in self.bound:
                     continue
                 started = victim.started if victim.started is not None else now
-                entries.append((model.work_at_risk(victim, now), victim.key, victim, now - started < protect))
+                entries.append((self.cost(victim), victim.key, victim, now - started < protect))
             entries.sort()  # by work at risk, then key (unique: jobs are never compared)
             self.sorted_by_queue[queue] = entries
         return entries
@@ -97,10 +98,13 @@ class Pool:
         return entries
 
     def cost(self, victim: Job) -> float:
-        """What evicting ``victim`` loses (``_cost``), computed once per cycle."""
+        """What evicting ``victim`` loses, computed once per cycle: nothing when it is already terminating,
+        else its work at risk when its pods stop (after its queue's preemption notice)."""
         cost = self.costs.get(victim.key)
         if cost is None:
-            cost = self.costs[victim.key] = _cost(victim, self.index.now)
+            index = self.index
+            stop = index.now + model.preemption_notice(index.job_queue.get(victim.key), index.queues)
+            cost = self.costs[victim.key] = 0.0 if victim.terminating else model.work_at_risk(victim, stop)
         return cost
 
     def counts(self, key: JobKey, statement: Statement) -> dict[NodeName, int]:
@@ -161,7 +165,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
     """Whole gangs ``waiting`` may evict and that hold one of ``eligible``, in the order they are taken."""
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     assert queue is not None
-    statement, now = run.statement, run.index.now
+    statement = run.statement
     owner = run.index.owner(queue)
     may_reclaim = within_share(run.index, statement, job, queue, gpu_type)
     may_preempt = job.priority > min(Priority)
@@ -183,7 +187,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 and usable(victim)
                 and any(run.index.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
             ):
-                lent.append((model.work_at_risk(victim, now), victim.key, victim))
+                lent.append((pool.cost(victim), victim.key, victim))
     lent.sort()  # by work at risk, then key (keys are unique: jobs are never compared)
     lent_keys = {key for _cost, key, _victim in lent}
     within = [
@@ -351,9 +355,8 @@ def _plan(
         chosen.append((victim, reason, counts))
     if room.total < job.replicas:
         return None
-    now = run.index.now
     spared: set[JobKey] = set()
-    for victim, _reason, counts in sorted(chosen, key=lambda c: (-_cost(c[0], now), c[0].key)):
+    for victim, _reason, counts in sorted(chosen, key=lambda c: (-run.pool.cost(c[0]), c[0].key)):
         room.change(victim, counts, -1)
         if room.total >= job.replicas:
             spared.add(victim.key)
@@ -362,11 +365,7 @@ def _plan(
     chosen = [item for item in chosen if item[0].key not in spared]
     if not fair_first and not surplus.allows([(v, r) for v, r, _c in chosen], {}):
         return None
-    return Plan(domain, [(v, r) for v, r, _c in chosen], sum(_cost(v, now) for v, _r, _c in chosen))
-
-
-def _cost(victim: Job, now: float) -> float:
-    return 0.0 if victim.terminating else model.work_at_risk(victim, now)
+    return Plan(domain, [(v, r) for v, r, _c in chosen], sum(run.pool.cost(v) for v, _r, _c in chosen))
 
 
 def _fitting(statement: Statement, job: Job, members: list[Node]) -> int:

@@ -40,6 +40,8 @@ SCHEDULER_NAME = "leitstand"
 JOB_LABEL = "leitstand.dev/job"
 REPLICA_LABEL = "leitstand.dev/replica"
 RUNTIME_LIMIT_ANNOTATION = "leitstand.dev/runtime-limit"
+PREEMPT_AT_ANNOTATION = "leitstand.dev/preempt-at"  # on the pods of a job being preempted: when they stop
+LAST_CHECKPOINT_ANNOTATION = "leitstand.dev/last-checkpoint"  # on a TrainingJob or pod: when it last saved its work
 TERMINAL = frozenset({"Succeeded", "Failed"})
 
 # The defaults of the operator's configuration (and so of the chart's values): NVIDIA Topograph's
@@ -176,6 +178,7 @@ def to_queue(body: GPUQuota) -> model.Queue | None:
         min_runtime_seconds=float(spec.min_runtime_seconds),
         default_runtime_limit=resources.duration_seconds(spec.default_runtime_limit),
         max_runtime_limit=resources.duration_seconds(spec.max_runtime_limit),
+        preemption_notice=float(spec.preemption_notice_seconds),
     )
 
 
@@ -204,6 +207,7 @@ def pod_job(pod: Pod) -> model.Job:
         started=running_since if node else None,
         nominated=(model.NodeName(nominated),) if nominated and not node else (),
         runtime_limit=pod_runtime_limit(pod),
+        last_checkpoint=last_checkpoint(pod),
     )
 
 
@@ -213,6 +217,31 @@ def annotated_runtime_limit(pod: Pod) -> float | None:
     if not annotation or not re.match(resources.DURATION, annotation):
         return None
     return resources.duration_seconds(annotation) or None
+
+
+def annotated_time(body: Pod | TrainingJob, annotation: str) -> float | None:
+    """The RFC 3339 time in ``annotation`` of ``body``; None when absent or not a time (users write these)."""
+    value = ((body.get("metadata") or {}).get("annotations") or {}).get(annotation)
+    if not isinstance(value, str):
+        return None
+    try:
+        return timestamp(value)
+    except ValueError:
+        return None
+
+
+def preempt_at(pods: Iterable[Pod]) -> float | None:
+    """The earliest ``leitstand.dev/preempt-at`` of ``pods`` (a preemption noticed, the pods not yet deleted);
+    None when none carries one."""
+    moments = [moment for pod in pods if (moment := annotated_time(pod, PREEMPT_AT_ANNOTATION)) is not None]
+    return min(moments) if moments else None
+
+
+def last_checkpoint(*reporting: Pod | TrainingJob) -> float | None:
+    """The latest ``leitstand.dev/last-checkpoint`` among ``reporting`` (a TrainingJob, its pods); None when
+    none reports a time."""
+    moments = [m for body in reporting if (m := annotated_time(body, LAST_CHECKPOINT_ANNOTATION)) is not None]
+    return max(moments) if moments else None
 
 
 def pod_runtime_limit(pod: Pod) -> float | None:
@@ -294,6 +323,11 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         started=timestamp(current.get("startedAt")) if bound else None,
         runtime_limit=resources.duration_seconds(spec.runtime_limit),
         nominated=tuple(model.NodeName(n) for n in nominated if n) if not bound and all(nominated) else (),
+        terminating=bound and preempt_at(pods.values()) is not None,  # noticed of its preemption: leaving
+        checkpoint_interval=float(spec.checkpoint.interval_seconds)
+        if spec.checkpoint is not None and spec.checkpoint.interval_seconds
+        else None,
+        last_checkpoint=last_checkpoint(body, *pods.values()),
     )
 
 

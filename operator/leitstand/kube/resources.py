@@ -122,6 +122,16 @@ class Template(Model):
         max_length=64,
         description="Tolerations of every pod: Leitstand places replicas only on nodes whose taints they tolerate.",
     )
+    termination_grace_period_seconds: int | None = pydantic.Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        description=(
+            "Seconds a replica has to save its work and exit after SIGTERM when the job is stopped (preempted, "
+            "restarted); the operator's evictionGraceSeconds when absent. A queue's maxPreemptionGraceSeconds "
+            "caps it for preemption."
+        ),
+    )
 
 
 class Topology(Model):
@@ -151,6 +161,21 @@ class Topology(Model):
         max_length=63,
         pattern=LEVEL_NAME,
         description="Topology level to pack into as few domains as possible, when the job fits.",
+    )
+
+
+class Checkpoint(Model):
+    """How the job saves its work, so that preemption chooses the victims that lose the least."""
+
+    interval_seconds: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=31_536_000,
+        description=(
+            "The job saves its work about this often. Without a reported time (the annotation "
+            "leitstand.dev/last-checkpoint, RFC 3339, patched on the TrainingJob), the work at risk is taken "
+            "as the time since the last whole interval of the run."
+        ),
     )
 
 
@@ -209,6 +234,13 @@ class TrainingJobSpec(Model):
         f"How long the job may run once all replicas run, {DURATION_HELP}; then it ends Failed "
         "(RuntimeLimitExceeded). Its queue's defaultRuntimeLimit when absent; unbounded when neither is set.",
     )
+    checkpoint: Checkpoint | None = pydantic.Field(
+        default=None,
+        description=(
+            "How often the job saves its work. Reclaim evicts the jobs with the least GPU-hours since their "
+            "last checkpoint; the annotation leitstand.dev/last-checkpoint (RFC 3339) reports one."
+        ),
+    )
     template: Template = pydantic.Field(description="The pod every replica runs.")
 
 
@@ -242,7 +274,7 @@ class TrainingJobStatus(Model):
     phase: Phase | None = pydantic.Field(default=None, description="Queued, Running, Succeeded, Failed or Preempted.")
     conditions: list[Condition] | None = pydantic.Field(
         default=None,
-        description="Latest observations: Scheduled, Running, Finished.",
+        description="Latest observations: Scheduled, Running, Preempting, Finished.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     queue: str | None = pydantic.Field(default=None, description="The GPUQuota whose queue holds the job.")
@@ -377,6 +409,25 @@ class GPUQuotaSpec(Model):
         f"The longest runtimeLimit a job below this queue may ask for, {DURATION_HELP}; "
         "a job asking for more is Failed (RuntimeLimitTooLong).",
     )
+    max_preemption_grace_seconds: int | None = pydantic.Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        description=(
+            "The longest a preempted job below this queue may take to exit (its pods' grace period); the job's "
+            "own terminationGracePeriodSeconds otherwise. The smallest on a job's queue path binds it."
+        ),
+    )
+    preemption_notice_seconds: int = pydantic.Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds between the preemption notice of a TrainingJob below this queue (the Preempting "
+            "condition, an Event and its pods' leitstand.dev/preempt-at annotation) and the deletion of its "
+            "pods; the nearest queue that sets one wins. 0: deleted at once, with their grace period."
+        ),
+    )
 
 
 class GPUUsage(Model):
@@ -400,11 +451,26 @@ class QuotaSummary(Model):
     pending: str = pydantic.Field(default="", description="Pending GPU demand per type.")
 
 
+class Usage(Model):
+    """What the queue used over time, remembered by the fair share."""
+
+    over_quota_gpu_seconds: int = pydantic.Field(
+        default=0,
+        alias="overQuotaGPUSeconds",
+        ge=0,
+        description="GPU-seconds held above the guarantees, halved every half-life (usageHalfLifeSeconds).",
+    )
+    updated_at: str = pydantic.Field(json_schema_extra={"format": "date-time"}, description="As of when.")
+
+
 class GPUQuotaStatus(Model):
     """What the queue holds and deserves."""
 
     gpus: dict[str, GPUUsage] | None = pydantic.Field(default=None, description="Numbers per GPU type.")
     summary: QuotaSummary | None = pydantic.Field(default=None, description="The numbers as column text.")
+    usage: Usage | None = pydantic.Field(
+        default=None, description="Decayed over-quota usage; kept here so that it survives operator restarts."
+    )
     running_jobs: int | None = pydantic.Field(default=None, ge=0, description="Running jobs.")
     pending_jobs: int | None = pydantic.Field(default=None, ge=0, description="Waiting jobs.")
     conditions: list[Condition] | None = pydantic.Field(

@@ -85,6 +85,13 @@ def queues() -> dashboard.Dashboard:
         .with_panel(_series("Served ratio", "Allocated divided by fair share (1 = exactly served).", "percentunit",
                             _query("sum by (queue) (leitstand_queue_allocated_gpus) / clamp_min(sum by (queue) "
                                    "(leitstand_queue_fair_share_gpus), 1)", "{{queue}}")))
+        .with_panel(_series("Remembered usage", "Over-quota GPU-hours each queue used, halved every half-life: "
+                            "a queue above its share of this competes for spare GPUs with less weight.", "none",
+                            _query("sum by (queue) (leitstand_queue_usage_gpu_seconds) / 3600", "{{queue}}")))
+        .with_panel(_series("Work lost to preemption", "GPU-hours since their last checkpoint of the jobs evicted, "
+                            "per victim queue.", "none",
+                            _query(f"sum by (queue) (increase(leitstand_evicted_work_gpu_seconds_total[{RATE}])) / 3600",
+                                   "{{queue}}")))
         .with_panel(_series("Waiting jobs by reason", "Why jobs wait, per queue.", "none",
                             _query("sum by (queue, reason) (leitstand_waiting_jobs)", "{{queue}} {{reason}}"), width=24))
     )  # fmt: skip

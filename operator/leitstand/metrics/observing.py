@@ -38,6 +38,11 @@ class SchedulerMetrics:
             "leitstand_queue_reclaiming_gpus", "GPUs being freed for the queue's nominated jobs.", queue
         )
         self.pending = gauge("leitstand_queue_pending_gpus", "GPUs the queue's other waiting jobs ask for.", queue)
+        self.usage = gauge(
+            "leitstand_queue_usage_gpu_seconds",
+            "The queue's over-quota usage, decayed by the half-life: what lowers its over-quota weight.",
+            ("queue",),
+        )
         self.jobs = gauge("leitstand_jobs", "TrainingJobs by queue and phase.", ("queue", "phase"))
         self.waiting = gauge("leitstand_waiting_jobs", "Jobs waiting, by why they wait.", ("queue", "reason"))
         self.cluster = gauge("leitstand_cluster_gpus", "The cluster's GPUs by type and state.", ("gpu_type", "state"))
@@ -64,6 +69,11 @@ class SchedulerMetrics:
         self.evictions = Counter(
             "leitstand_evictions_total", "Jobs evicted, by reason.", ("reason",), registry=registry
         )
+        self.evicted_work = Counter(
+            "leitstand_evicted_work_gpu_seconds_total",
+            "Work at risk of the jobs evicted (GPUs times the time since their last checkpoint), by victim queue.",
+            ("queue",), registry=registry,
+        )  # fmt: skip
         self.cycles = Counter("leitstand_scheduling_cycles_total", "Scheduling cycles run.", registry=registry)
         self.backfilled = Counter(
             "leitstand_backfilled_binds_total",
@@ -110,8 +120,15 @@ class SchedulerMetrics:
         waiting = Tally((str(e.queue or "none"), e.reason.value) for e in decisions.pending)
         for (queue_name, reason), count in waiting.items():
             self.waiting.labels(queue=queue_name, reason=reason).set(count)
+        self.usage.clear()
+        for queue_spec in snapshot.queues:
+            self.usage.labels(queue=queue_spec.name).set(queue_spec.usage)
+        jobs = {job.key: job for job in snapshot.jobs} if decisions.evictions else {}
         for eviction in decisions.evictions:
             self.evictions.labels(reason=eviction.reason.value).inc()
+            if eviction.job in jobs:
+                victim_queue = decisions.job_queues.get(eviction.job, "none")
+                self.evicted_work.labels(queue=victim_queue).inc(model.work_at_risk(jobs[eviction.job], ended))
         self.backfilled.inc(len(decisions.backfilled))
         self._cluster(snapshot, decisions, level, levels)
 

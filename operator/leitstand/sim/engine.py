@@ -8,9 +8,15 @@ itself (``baselines.leitstand``); the baselines live beside it.
 
 Time moves from event to event. Before each cycle every event due by then is
 applied; a cycle runs at the next event, but no sooner than ``interval``
-seconds after the previous one (the operator's debounce). Evicted pods vanish
-at once, so a cycle that evicted is followed by another at the same instant.
-An evicted job starts over: the work it did is counted as lost.
+seconds after the previous one (the operator's debounce). An evicted job runs
+on through its queue's preemption notice, then its pods take ``grace_seconds``
+to terminate, holding their nodes all the while (at once when both are 0: then
+a cycle that evicted is followed by another at the same instant). An
+evicted job resumes from its last checkpoint (every ``checkpoint_interval``
+seconds of its run; without one it starts over): the work since then is
+counted as lost, as ``model.work_at_risk`` counts it. Each queue's decayed
+over-quota usage (``fairshare.remember``) goes into every snapshot, as the
+operator keeps it in GPUQuota statuses.
 """
 
 import collections
@@ -21,10 +27,22 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from leitstand.core import fairshare
-from leitstand.core.model import Finished, GPUType, Job, JobKey, Node, NodeName, Queue, QueueName, Share, Snapshot
+from leitstand.core.model import (
+    Finished,
+    GPUType,
+    Job,
+    JobKey,
+    Node,
+    NodeName,
+    Queue,
+    QueueName,
+    Share,
+    Snapshot,
+    preemption_notice,
+)
 from leitstand.sim.traces import TraceJob
 
-ARRIVE, FINISH = 0, 1
+ARRIVE, FINISH, GONE = 0, 1, 2  # GONE: an evicted job's pods have terminated
 FINISHED_PER_NAMESPACE = 50  # the latest finished jobs each cycle's snapshot carries, per namespace
 MAX_ROUNDS = 4  # cycles at one instant after evictions
 
@@ -105,6 +123,7 @@ class Result:
     cycles: int
     end: float
     stopped_early: bool
+    usage_half_life: float = 0.0  # the run's, for the report's fairness over time
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +139,11 @@ class Options:
     until: float = math.inf
     fill: bool = False
     runtime_limit_factor: float | None = None  # a job without a limit of its own asks for this x its duration
+    checkpoint_interval: float | None = None  # every job saves its work this often (None: never; evictions lose all)
+    checkpoints_known: bool = True  # the scheduler is told the interval (False: it chooses victims blind to it)
+    grace_seconds: float = 0.0  # an evicted job's pods terminate this long after they stop, holding their nodes
+    preemption_notice: float | None = None  # seconds every queue's jobs run on once evicted (None: the queues')
+    usage_half_life: float = 7 * 24 * 3600.0  # of each queue's decayed over-quota usage; 0 keeps none
 
 
 Progress = Callable[[float, int, int], None]  # (simulated time, jobs done or placed, jobs in all)
@@ -139,8 +163,12 @@ class Simulation:
         self.scheduler = scheduler
         self.nodes = tuple(nodes)
         self.queues = tuple(queues)
+        if options.preemption_notice is not None:
+            self.queues = tuple(replace(q, preemption_notice=options.preemption_notice) for q in self.queues)
+        self.queue_by_name = {q.name: q for q in self.queues}
         self.options = options
         self.gpus = {node.name: node.gpus for node in self.nodes if node.gpu_type is not None and node.ready}
+        self.gpu_types = {node.name: node.gpu_type for node in self.nodes}
         self.capacity = sum(self.gpus.values())
         self.trace = {JobKey(job.name): job for job in trace}
         self.records = {key: Record(job) for key, job in self.trace.items()}
@@ -154,6 +182,10 @@ class Simulation:
         self.done = 0
         self.queue_of_namespace = {ns: q.name for q in self.queues for ns in q.namespaces}
         self.finished: dict[str, collections.deque[Finished]] = {}
+        self.saved: dict[JobKey, float] = {}  # seconds of its work each evicted job had saved (resumed from there)
+        self.usage: dict[QueueName, float] = {}  # decayed over-quota GPU-seconds per queue
+        self.over_quota: dict[QueueName, int] = {}  # GPUs each queue held above its guarantees after the last cycle
+        self.usage_time = 0.0
         for key, job in self.trace.items():
             self._push(job.submit, ARRIVE, key, 0)
 
@@ -177,6 +209,7 @@ class Simulation:
             submitted=trace.submit,
             runtime_limit=self._limit(trace),
             required_level=trace.required_level,
+            checkpoint_interval=self.options.checkpoint_interval if self.options.checkpoints_known else None,
         )
         self.generation[key] = 0
 
@@ -206,7 +239,7 @@ class Simulation:
                 record.first_start = now
                 if self.options.fill:
                     self.done += 1
-            duration = self.trace[key].duration
+            duration = self.trace[key].duration - self.saved.get(key, 0.0)  # resumed from its last checkpoint
             if job.runtime_limit is not None:
                 duration = min(duration, job.runtime_limit)  # the operator ends a job at its limit
             if not self.options.fill and math.isfinite(duration):
@@ -217,10 +250,23 @@ class Simulation:
         job = self.jobs[key]
         record = self.records[key]
         record.preemptions += 1
-        if job.started is not None:
-            record.lost_gpu_seconds += job.gpus * (now - job.started)
+        queue = self.queue_of_namespace.get(job.namespace)
+        notice = preemption_notice(queue, self.queue_by_name)  # it runs on, and may save, until its pods stop
+        if job.started is not None and job.running:
+            ran = max(now + notice - job.started, 0.0)
+            interval = self.options.checkpoint_interval
+            kept = ran - ran % interval if interval else 0.0  # up to its last checkpoint: resumed from there
+            self.saved[key] = self.saved.get(key, 0.0) + kept
+            record.lost_gpu_seconds += job.gpus * (ran - kept)
         self.generation[key] += 1
-        self.jobs[key] = replace(job, placement=(), started=None)
+        if notice + self.options.grace_seconds > 0 and job.placement:
+            self.jobs[key] = replace(job, terminating=True)
+            self._push(now + notice + self.options.grace_seconds, GONE, key, self.generation[key])
+        else:
+            self._gone(key)
+
+    def _gone(self, key: JobKey) -> None:
+        self.jobs[key] = replace(self.jobs[key], placement=(), started=None, terminating=False)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -253,6 +299,7 @@ class Simulation:
             cycles=self.cycles,
             end=now,
             stopped_early=stopped,
+            usage_half_life=self.options.usage_half_life,
         )
 
     def _apply_due(self, now: float) -> None:
@@ -265,11 +312,21 @@ class Simulation:
                 self._arrive(key)
                 arrived += 1
             elif key in self.jobs and generation == self.generation[key]:
-                self._finish(key, now)
+                if kind == GONE:
+                    self._gone(key)
+                else:
+                    self._finish(key, now)
 
     def _cycle(self, now: float) -> Step:
         finished = tuple(done for latest in self.finished.values() for done in latest)
-        snapshot = Snapshot(nodes=self.nodes, queues=self.queues, jobs=tuple(self.jobs.values()), finished=finished)
+        queues = self.queues
+        if self.options.usage_half_life > 0:
+            self.usage = fairshare.remember(
+                self.usage, self.over_quota, now - self.usage_time, self.options.usage_half_life
+            )
+            self.usage_time = now
+            queues = tuple(replace(q, usage=self.usage.get(q.name, 0.0)) for q in self.queues)
+        snapshot = Snapshot(nodes=self.nodes, queues=queues, jobs=tuple(self.jobs.values()), finished=finished)
         step = self.scheduler(snapshot, now)
         self.cycles += 1
         for key in step.evictions:
@@ -299,7 +356,31 @@ class Simulation:
             key = step.failed[0]
             self.first_failure = FirstFailure(now, key, self.jobs[key].gpus, self.capacity - allocated)
         self.samples.append(self._sample(now, allocated, working, step))
+        if self.options.usage_half_life > 0:
+            self.over_quota = self._over_quota(step)
         return step
+
+    def _over_quota(self, step: Step) -> dict[QueueName, int]:
+        """GPUs each queue (an inner one by its subtree) holds above its guarantees, summed over GPU types."""
+        held: dict[tuple[QueueName, GPUType | None], int] = {}
+        parents = {q.name: q.parent for q in self.queues}
+        for job in self.jobs.values():
+            queue = (step.job_queues or {}).get(job.key) or self.queue_of_namespace.get(job.namespace)
+            seen: set[QueueName] = set()
+            while queue is not None and queue not in seen:  # a parent cycle ends the walk
+                seen.add(queue)
+                for name in job.placement:
+                    if name is not None:
+                        slot = (queue, self.gpu_types.get(name))
+                        held[slot] = held.get(slot, 0) + job.gpus_per_replica
+                queue = parents.get(queue)
+        guaranteed: dict[tuple[QueueName, GPUType | None], int] = {
+            (q.name, t): share.guaranteed for q in self.queues for t, share in q.shares.items()
+        }
+        over: dict[QueueName, int] = {}
+        for (queue, gpu_type), gpus in held.items():
+            over[queue] = over.get(queue, 0) + max(gpus - guaranteed.get((queue, gpu_type), 0), 0)
+        return over
 
     def _sample(self, now: float, allocated: int, working: int, step: Step) -> Sample:
         by_queue: dict[QueueName, int] = {}

@@ -6,8 +6,9 @@ do no work); queueing
 delay (submission to first start) and job completion time (submission to
 finish), mean and p95; the unallocated GPUs at the first placement failure
 (the fragmentation measure of "Beware of Fragmentation", ATC '23); evictions
-and the GPU-hours they threw away; and per tenant, allocation against fair
-share over time, with the mean distance between the two.
+and the GPU-hours they threw away (in all and per tenant); and per tenant,
+allocation against fair share over time, with the mean distance between the
+two, now and remembered (both decayed with the run's usage half-life).
 """
 
 import math
@@ -48,6 +49,31 @@ def time_weighted(samples: Sequence[Sample], value: Any, end: float) -> float | 
         total += value(current) * span
         weight += span
     return total / weight if weight > 0 else float(value(samples[-1]))
+
+
+def remembered_distance(result: Result, tenants: Sequence[QueueName]) -> float | None:
+    """The time-weighted mean of sum |U - F| / sum F over tenants, where U and F are each tenant's allocation and
+    fair share decayed with the run's half-life (the usage the core remembers, and what it would be had every
+    tenant held its fair share all along). None without a half-life."""
+    half_life = result.usage_half_life
+    if half_life <= 0 or not result.samples:
+        return None
+    used = dict.fromkeys(tenants, 0.0)
+    fair = dict.fromkeys(tenants, 0.0)
+    distances: list[float] = []
+    previous: Sample | None = None
+    for sample in result.samples:
+        if previous is not None:
+            kept = 0.5 ** ((sample.time - previous.time) / half_life)
+            added = half_life / math.log(2) * (1.0 - kept)
+            for t in tenants:
+                used[t] = used[t] * kept + previous.by_queue.get(t, 0) * added
+                fair[t] = fair[t] * kept + previous.fair_share.get(t, 0) * added
+        total = sum(fair.values())
+        distances.append(sum(abs(used[t] - fair[t]) for t in tenants) / total if total > 0 else 0.0)
+        previous = sample
+    by_time = {id(sample): distance for sample, distance in zip(result.samples, distances, strict=True)}
+    return time_weighted(result.samples, lambda s: by_time[id(s)], result.end)
 
 
 def leaf_queues(result: Result) -> list[QueueName]:
@@ -131,6 +157,11 @@ def summarise(result: Result) -> dict[str, Any]:
         },
         "evictions": sum(r.preemptions for r in records),
         "lostGPUHours": sum(r.lost_gpu_seconds for r in records) / 3600,
+        "lostGPUHoursByTenant": {
+            tenant: sum(r.lost_gpu_seconds for r in records if r.trace.tenant == tenant) / 3600
+            for tenant in sorted({r.trace.tenant for r in records})
+        },
+        "rememberedDistanceFromFairShare": remembered_distance(result, tenants),
         "meanDistanceFromFairShare": unfair,
         "tenants": per_tenant,
         "cycles": result.cycles,

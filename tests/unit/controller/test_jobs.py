@@ -1,6 +1,6 @@
 """The TrainingJob controller's plans: pods, phases, restarts, preemption, deletion."""
 
-from leitstand.controller import jobs
+from leitstand.controller import jobs, scheduler
 from leitstand.core import model
 from leitstand.kube import bodies, resources
 from leitstand.kube.objects import Body
@@ -184,21 +184,81 @@ def test_a_failed_replica_restarts_the_whole_gang_then_the_job_fails() -> None:
     assert (spent.status["phase"], spent.status["reason"]) == ("Failed", "BackoffLimitExceeded")
 
 
-def test_an_evicted_job_is_preempted_with_a_grace_period_and_requeued_later() -> None:
-    eviction = model.Eviction(
-        model.JobKey("soofi/llm"), model.Reason.RECLAIMED, model.JobKey("acme/x"), "reclaimed by queue acme"
-    )
+RECLAIMED = model.Eviction(
+    model.JobKey("soofi/llm"), model.Reason.RECLAIMED, model.JobKey("acme/x"), "queue acme is below its fair share"
+)
+
+
+def conditions(result: jobs.Plan) -> dict[str, tuple[str, str, str]]:
+    assert result.status is not None
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in result.status["conditions"]}
+
+
+def test_an_evicted_job_is_told_then_preempted_with_its_grace_period_and_requeued_later() -> None:
     pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
-    evicted = plan(a_job(status={"phase": "Running"}), pods, jobs.Verdict(evicted=eviction, queue="soofi"))
-    assert sorted(evicted.delete) == [("llm-0", 30), ("llm-1", 30)]
+    verdict = jobs.Verdict(evicted=RECLAIMED, queue="soofi", grace_seconds=120)
+    evicted = plan(a_job(status={"phase": "Running"}), pods, verdict)
+    stamp = jobs.rfc3339(NOW)
+    assert evicted.annotate == [
+        ("llm-0", {"leitstand.dev/preempt-at": stamp}),
+        ("llm-1", {"leitstand.dev/preempt-at": stamp}),
+    ]
+    assert sorted(evicted.delete) == [("llm-0", 120), ("llm-1", 120)]
     assert evicted.status is not None
     assert evicted.status["phase"] == "Preempted"
-    assert [e.reason for e in evicted.events] == ["Preempted"]
-    waiting = plan(a_job(status=evicted.status), {0: a_pod(0, "Running", "n1", deleting=True)})
+    message = "Reclaimed for acme/x: queue acme is below its fair share"
+    assert conditions(evicted)["Preempting"] == ("True", "Reclaimed", message)
+    assert [(e.reason, e.message) for e in evicted.events] == [
+        ("Preempting", f"{message}; its pods stop now, with 120 s to save their work")
+    ]
+    deleting = {0: a_pod(0, "Running", "n1", deleting=True)}
+    waiting = plan(a_job(status=evicted.status), deleting)
     assert waiting.create == []
     assert waiting.status is None or waiting.status["phase"] == "Preempted"
     requeued = plan(a_job(status=evicted.status), {})
     assert [pod["metadata"]["name"] for pod in requeued.create] == ["llm-0", "llm-1"]
+    assert requeued.status is None  # Preempted until its new pods exist
+    why = model.Explanation(
+        model.JobKey("soofi/llm"), model.Reason.WAITING_FOR_RECLAIM, "soon", model.QueueName("soofi"), 1
+    )
+    queued = plan(
+        a_job(status=evicted.status), {0: a_pod(0), 1: a_pod(1)}, jobs.Verdict(explanation=why, queue="soofi")
+    )
+    assert queued.status is not None
+    assert queued.status["phase"] == "Queued"
+    assert conditions(queued)["Preempting"] == ("False", "NotPreempting", "")
+
+
+def test_a_queue_with_a_notice_lets_the_job_run_until_its_preempt_at_then_deletes_its_pods() -> None:
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    verdict = jobs.Verdict(evicted=RECLAIMED, queue="soofi", grace_seconds=60, notice_seconds=300)
+    told = plan(a_job(status={"phase": "Running"}), pods, verdict)
+    at = jobs.rfc3339(NOW + 300)
+    assert [notes for _pod, notes in told.annotate] == [{"leitstand.dev/preempt-at": at}] * 2
+    assert told.delete == []
+    assert told.status is not None
+    assert told.status["phase"] == "Running"
+    assert conditions(told)["Preempting"][0] == "True"
+    assert [e.message.endswith(f"stop at {at}, with 60 s to save their work") for e in told.events] == [True]
+    for pod in pods.values():
+        pod["metadata"]["annotations"] = {"leitstand.dev/preempt-at": at}
+    noticed = jobs.Verdict(queue="soofi", grace_seconds=60, notice_seconds=300)  # the core no longer evicts it
+    during = jobs.plan(a_job(status=told.status), pods, noticed, now=NOW + 200, eviction_grace_seconds=30,
+                       settings=SETTINGS, nodes={}, service_exists=True)  # fmt: skip
+    assert (during.delete, during.annotate, during.events) == ([], [], [])
+    after = jobs.plan(a_job(status=told.status), pods, noticed, now=NOW + 301, eviction_grace_seconds=30,
+                      settings=SETTINGS, nodes={}, service_exists=True)  # fmt: skip
+    assert sorted(after.delete) == [("llm-0", 60), ("llm-1", 60)]
+    assert after.status is not None
+    assert after.status["phase"] == "Preempted"
+    assert [e.reason for e in after.events] == ["Preempted"]
+
+
+def test_a_template_grace_period_reaches_the_pods() -> None:
+    job = a_job()
+    job["spec"]["template"]["terminationGracePeriodSeconds"] = 600
+    assert {pod["spec"]["terminationGracePeriodSeconds"] for pod in plan(job, {}).create} == {600}
+    assert {pod["spec"]["terminationGracePeriodSeconds"] for pod in plan(a_job(), {}).create} == {30}
 
 
 def test_deleting_a_job_deletes_its_pods_then_lets_it_go() -> None:
@@ -292,3 +352,24 @@ def test_a_job_asking_more_than_its_queue_allows_ends_failed_before_it_runs() ->
     assert sorted(result.delete) == [("llm-0", 0), ("llm-1", 0)]
     assert result.create == []
     assert [(e.type, e.reason) for e in result.events] == [("Warning", "RuntimeLimitTooLong")]
+
+
+def test_a_preempted_jobs_grace_is_its_templates_capped_on_its_queue_path_and_the_nearest_notice_wins() -> None:
+    def quota(name: str, parent: str | None = None, **spec: int) -> Body:
+        return {"metadata": {"name": name}, "spec": {**({"parent": parent} if parent else {}), **spec}}
+
+    quotas = {
+        "root": quota("root", maxPreemptionGraceSeconds=300, preemptionNoticeSeconds=60),
+        "soofi": quota("soofi", "root", preemptionNoticeSeconds=600),
+        "lab": quota("lab", "root"),
+    }
+    queues = {model.QueueName(name): q for name, body in quotas.items() if (q := bodies.to_queue(body)) is not None}
+    job = a_job()
+    spec = bodies.job_spec(job)
+    assert scheduler.preemption_terms(spec, "soofi", quotas, queues, 30) == (30, 600)  # the operator's default grace
+    job["spec"]["template"]["terminationGracePeriodSeconds"] = 900
+    job["metadata"]["generation"] = 2
+    spec = bodies.job_spec(job)
+    assert scheduler.preemption_terms(spec, "soofi", quotas, queues, 30) == (300, 600)  # capped by root
+    assert scheduler.preemption_terms(spec, "lab", quotas, queues, 30) == (300, 60)  # root's notice
+    assert scheduler.preemption_terms(spec, None, quotas, queues, 30) == (900, 0)

@@ -93,6 +93,12 @@ class QueueBuilder:
     reservation: Reservation | None = None
     min_runtime: float = 0.0
     usage: float = 0.0
+    notice: float = 0.0
+
+    def noticing(self, seconds: float) -> Self:
+        """Jobs run on this long after their preemption notice."""
+        self.notice = seconds
+        return self
 
     def having_used(self, gpu_seconds: float) -> Self:
         """Decayed over-quota usage, as ``fairshare.remember`` keeps it."""
@@ -130,6 +136,7 @@ class QueueBuilder:
             self.reservation,
             self.min_runtime,
             usage=self.usage,
+            preemption_notice=self.notice,
         )
 
 

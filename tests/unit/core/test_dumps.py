@@ -88,6 +88,7 @@ def every_field(draw: st.DrawFn) -> Snapshot:
             reservation=draw(st.one_of(st.none(), st.builds(Reservation, PAIRS, st.booleans()))),
             min_runtime_seconds=draw(st.floats(0, 1e5, allow_nan=False)),
             usage=draw(st.floats(0, 1e12, allow_nan=False)),
+            preemption_notice=draw(st.floats(0, 3600, allow_nan=False)),
         )
         for name in queue_names
     )

@@ -60,6 +60,20 @@ def test_a_younger_job_goes_before_one_that_saved_its_work_more_recently_only_wh
     assert evicted(schedule(snapshot(nodes, queues, jobs), now=NOW)) == {"a/old": "Reclaimed"}
 
 
+@pytest.mark.parametrize(("notice", "victim"), [(0.0, "a/y"), (600.0, "a/x")])
+def test_with_a_notice_the_victim_is_the_one_that_saves_its_work_before_its_pods_stop(
+    notice: float, victim: str
+) -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    queues = [a_root(), a_queue("a").with_share(8).noticing(notice), a_queue("b").with_share(8)]
+    jobs = [  # both save hourly; x is 50 min past its last save (10 min before the next), y 20 min
+        a_job("a/x").of(1, 8).running_on("su-1-n1", since=NOW - 5 * HOUR - 50 * 60).checkpointing(every=HOUR),
+        a_job("a/y").of(1, 8).running_on("su-1-n2", since=NOW - 5 * HOUR - 20 * 60).checkpointing(every=HOUR),
+        a_job("b/wants").of(1, 8).submitted_at(NOW - 10),
+    ]
+    assert evicted(schedule(snapshot(nodes, queues, jobs), now=NOW)) == {victim: "Reclaimed"}
+
+
 def test_a_leaf_requiring_gang_takes_all_its_victims_in_one_leaf_the_one_with_least_at_risk() -> None:
     nodes = nodes_in_leaf("su-1", 2) + nodes_in_leaf("su-2", 2)
     queues = [a_root(), a_queue("a").with_share(0), a_queue("b").with_share(16)]

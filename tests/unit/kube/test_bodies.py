@@ -176,3 +176,29 @@ def test_finished_training_jobs_are_what_estimates_learn_from_and_the_rest_are_n
     never["status"] = {"phase": "Failed", "finishedAt": "2027-01-15T09:00:00Z"}  # refused before it started
     snap, _pod_of_job, _gang = bodies.build([a_node("n1")], [], [], SETTINGS, [done, running, never])
     assert snap.finished == (model.Finished("acme", 3600.0, 4 * 3600.0, bodies.timestamp("2027-01-15T09:00:00Z")),)
+
+
+def test_checkpoints_come_from_the_spec_and_the_latest_report_on_the_job_or_its_pods() -> None:
+    job = a_training_job()
+    job["spec"]["checkpoint"] = {"intervalSeconds": 1800}
+    job["metadata"]["annotations"] = {bodies.LAST_CHECKPOINT_ANNOTATION: "2027-01-15T10:00:00Z"}
+    pods = [a_pod("llm-0", job="llm", rank=0, node="n1"), a_pod("llm-1", job="llm", rank=1, node="n2")]
+    pods[1]["metadata"]["annotations"] = {bodies.LAST_CHECKPOINT_ANNOTATION: "2027-01-15T10:05:00Z"}
+    gang = build(pods, [job])["acme/llm"]
+    assert gang.checkpoint_interval == 1800.0
+    assert gang.last_checkpoint == bodies.timestamp("2027-01-15T10:05:00Z")
+    job["metadata"]["annotations"] = {bodies.LAST_CHECKPOINT_ANNOTATION: "yesterday at noon"}  # users write these
+    del pods[1]["metadata"]["annotations"]
+    assert build(pods, [job])["acme/llm"].last_checkpoint is None
+    plain = a_pod("solo", node="n1")
+    plain["metadata"]["annotations"] = {bodies.LAST_CHECKPOINT_ANNOTATION: "2027-01-15T10:00:00+01:00"}
+    assert build([plain])["acme/pods/solo"].last_checkpoint == bodies.timestamp("2027-01-15T09:00:00Z")
+
+
+def test_a_gang_told_of_its_preemption_is_leaving() -> None:
+    pods = [a_pod("llm-0", job="llm", rank=0, node="n1"), a_pod("llm-1", job="llm", rank=1, node="n2")]
+    assert not build(pods, [a_training_job()])["acme/llm"].terminating
+    pods[0]["metadata"]["annotations"] = {bodies.PREEMPT_AT_ANNOTATION: "2027-01-15T10:00:00Z"}
+    gang = build(pods, [a_training_job()])["acme/llm"]
+    assert gang.terminating
+    assert gang.placement == ("n1", "n2")
