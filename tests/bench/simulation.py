@@ -9,6 +9,10 @@
    queueing delay, completion time, allocation, evictions; runtime limits at 2x and 1x
    the durations; and the next 1,000 jobs, a window nothing was tuned on.
 3. **A hero job** on ``industrial-ai-cloud`` (``hero``).
+4. **Preemption that respects work** (``preemption``): the ITP study's two windows with Leitstand alone, as
+   today (jobs never save: an eviction loses the whole run), then with jobs that save hourly and resume
+   from their last save, Leitstand blind to the checkpoints, told them, and told them with a 10-minute
+   preemption notice: evictions and the GPU-hours they lose, per tenant, beside queueing and fairness.
 
 Run: ``make bench`` (or ``python -m tests.bench.simulation``). Prints one line per
 scheduler and experiment, then the ratios; ``--out DIR`` also keeps report.json and plots.
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from leitstand.cli import simulating
 from leitstand.core.model import Node, Policy, Queue
-from leitstand.sim import clusters, engine, plots, study, traces
+from leitstand.sim import clusters, engine, plots, report, study, traces
 from leitstand.sim.traces import TraceJob
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
@@ -93,6 +97,47 @@ def hero(out: Path, factor: float = 1.0, hours: float = 48.0) -> dict[str, objec
                   ("leitstand", "leitstand-hold"))  # fmt: skip
 
 
+CHECKPOINTS = 3600.0  # the preemption study's jobs save hourly
+VARIANTS = {  # name: (options beyond the study's, what Leitstand is told)
+    "today": {},
+    "checkpoints-blind": {"checkpoint_interval": CHECKPOINTS, "checkpoints_known": False, "grace_seconds": 30.0},
+    "checkpoints-known": {"checkpoint_interval": CHECKPOINTS, "grace_seconds": 30.0},
+    "checkpoints-known-notice-600": {"checkpoint_interval": CHECKPOINTS, "grace_seconds": 30.0,
+                                     "preemption_notice": 600.0},
+}  # fmt: skip
+
+
+def preemption(out: Path, first: int = 0, variants: tuple[str, ...] = tuple(VARIANTS)) -> list[dict[str, object]]:
+    """Leitstand alone on one ITP window under each variant of what jobs save and what it is told."""
+    nodes, policy, _name = simulating.load_cluster("dev")
+    jobs = traces.load([DATA / "microsoft-itp-2021" / "cluster03.csv", DATA / "microsoft-itp-2021" / "cluster06.csv"])
+    jobs, _dropped = study.fitting(jobs[first : first + 1000], nodes)
+    name = "itp-dev-preemption" + (f"-from-{first}" if first else "")
+    lines = []
+    for variant in variants:
+        started = time.monotonic()
+        options = engine.Options(interval=10, runtime_limit_factor=2.0, **VARIANTS[variant])  # type: ignore[arg-type]
+        simulation = engine.Simulation(study.scheduler("leitstand", policy), nodes, simulating.load_quotas(QUOTAS),
+                                       jobs, options)  # fmt: skip
+        summary = report.summarise(simulation.run())
+        line = {
+            "experiment": name,
+            "variant": variant,
+            "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
+            "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
+            "distanceFromFairShare": _rounded(summary["meanDistanceFromFairShare"]),
+            "evictions": summary["evictions"],
+            "lostGPUHours": round(summary["lostGPUHours"], 1),
+            "lostGPUHoursByTenant": _rounded(summary["lostGPUHoursByTenant"]),
+            "wallSeconds": round(time.monotonic() - started, 1),
+        }
+        print(json.dumps(line), flush=True)
+        lines.append(line)
+    (out / name).mkdir(parents=True, exist_ok=True)
+    (out / name / "lines.json").write_text(json.dumps(lines, indent=1))
+    return lines
+
+
 def _study(
     name: str,
     nodes: tuple[Node, ...],
@@ -125,6 +170,8 @@ def _study(
             if summary["meanWorkingAllocation"] is None
             else round(summary["meanWorkingAllocation"], 3),
             "evictions": summary["evictions"],
+            "lostGPUHours": round(summary["lostGPUHours"], 1),
+            "distanceFromFairShare": _rounded(summary["meanDistanceFromFairShare"]),
             "heroJobs": _rounded({k: v for k, v in summary["heroJobs"].items() if k != "estimateErrorRatios"}),
         }
         print(json.dumps(line), flush=True)
@@ -154,6 +201,8 @@ def main() -> None:
     queueing(out, factor=1.0)
     queueing(out, first=1000)
     hero(out)
+    preemption(out)
+    preemption(out, first=1000, variants=("today", "checkpoints-blind", "checkpoints-known-notice-600"))
     fragmentation(out)
     print(f"reports and plots in {out}")
 

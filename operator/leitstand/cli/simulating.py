@@ -117,6 +117,24 @@ def simulate(
             "runtime_limit_seconds column gives one; 0: no limits."
         ),
     ] = 2.0,
+    checkpoint_interval: Annotated[
+        float,
+        typer.Option(
+            help="Every job saves its work this often (seconds): an evicted job resumes from its last save and "
+            "loses the rest; Leitstand is told the interval. 0: jobs never save and lose their whole run."
+        ),
+    ] = 0.0,
+    grace_seconds: Annotated[
+        float, typer.Option(help="Seconds an evicted job's pods take to terminate, holding their nodes.")
+    ] = 30.0,
+    preemption_notice: Annotated[
+        float | None,
+        typer.Option(help="Seconds every queue's evicted jobs run on before their pods stop (default: the quotas')."),
+    ] = None,
+    usage_half_life: Annotated[
+        float,
+        typer.Option(help="Half-life (seconds) of the over-quota usage the fair share remembers; 0 forgets."),
+    ] = 7 * 24 * 3600.0,
 ) -> None:
     """Replay a job trace on a simulated cluster under Leitstand and the baselines, side by side."""
     names = scheduler or list(study.SCHEDULERS)
@@ -127,6 +145,11 @@ def simulate(
         raise UserError("--interval must be at least 0 and --limit at least 1")
     if runtime_limit_factor != 0 and not 1 <= runtime_limit_factor <= 1000:
         raise UserError("--runtime-limit-factor must be 0 (no limits) or between 1 and 1000")
+    negative = [flag for flag, value in (("--checkpoint-interval", checkpoint_interval),
+                ("--grace-seconds", grace_seconds), ("--preemption-notice", preemption_notice or 0.0),
+                ("--usage-half-life", usage_half_life)) if value < 0]  # fmt: skip
+    if negative:
+        raise UserError(f"{negative[0]} must be 0 or more seconds")
     nodes, policy, cluster_name = load_cluster(cluster)
     try:
         jobs = traces.load(trace)
@@ -154,6 +177,10 @@ def simulate(
         until=until if until is not None else math.inf,
         fill=fill,
         runtime_limit_factor=runtime_limit_factor or None,
+        checkpoint_interval=checkpoint_interval or None,
+        grace_seconds=grace_seconds,
+        preemption_notice=preemption_notice,
+        usage_half_life=usage_half_life,
     )
     setup = {
         "leitstand": __version__,
@@ -169,6 +196,10 @@ def simulate(
         "fill": fill,
         "untilSeconds": until,
         "runtimeLimitFactor": runtime_limit_factor or None,
+        "checkpointIntervalSeconds": checkpoint_interval or None,
+        "graceSeconds": grace_seconds,
+        "preemptionNoticeSeconds": preemption_notice,
+        "usageHalfLifeSeconds": usage_half_life,
     }
     started = time.monotonic()
     with Progress(

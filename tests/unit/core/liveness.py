@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from leitstand.core import placement
+from leitstand.core import fairshare, placement
 from leitstand.core.model import (
     Decisions,
     GPUType,
@@ -64,6 +64,7 @@ class Scenario:
     arrivals: dict[int, list[Job]]  # cycle -> jobs arriving then
     durations: dict[JobKey, int]  # cycles a job runs before it finishes (absent: forever)
     termination_cycles: int
+    half_life: float = 0.0  # of the queues' remembered usage, which moves their fair shares as the run goes (0: off)
 
     def describe(self) -> str:
         jobs = [job for batch in self.arrivals.values() for job in batch]
@@ -120,6 +121,7 @@ def generate(seed: int) -> Scenario:
                 shares=_shares(rng, capacity, 1 if overcommit else len(tenants)),
                 reservation=reservation,
                 min_runtime_seconds=rng.choice([0.0, 0.0, 30.0]),
+                preemption_notice=rng.choice([0.0, 0.0, 20.0]),  # victims weighed at the moment they stop
             )
         )
     arrivals: dict[int, list[Job]] = {}
@@ -147,6 +149,7 @@ def generate(seed: int) -> Scenario:
                     preferred_level=rng.choice([None, None, "leaf"]),
                     tolerations=(("gpu", "Exists", "", ""),) if rng.random() < 0.2 else (),
                     submitted=cycle * SECONDS_PER_CYCLE - (2 * POLICY.starvation_seconds if aged else 0),
+                    checkpoint_interval=rng.choice([None, None, 30.0, 70.0]),
                 )
             )
             if rng.random() < 0.3:
@@ -155,7 +158,8 @@ def generate(seed: int) -> Scenario:
                 least = durations.get(key, rng.randint(2, 10))
                 limit = rng.choice([least, least, least + rng.randint(1, 5)]) * SECONDS_PER_CYCLE
                 arrivals[cycle][-1] = replace(arrivals[cycle][-1], runtime_limit=limit)
-    return Scenario(seed, tuple(nodes), tuple(queues), arrivals, durations, rng.randint(1, 3))
+    half_life = rng.choice([0.0, 0.0, 5.0, 20.0, 200.0]) * SECONDS_PER_CYCLE  # short: shares move within the run
+    return Scenario(seed, tuple(nodes), tuple(queues), arrivals, durations, rng.randint(1, 3), half_life)
 
 
 def _shares(rng: random.Random, capacity: Counter[GPUType], tenants: int) -> dict[GPUType, Share]:
@@ -192,6 +196,9 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
     last_arrival = max(scenario.arrivals)
     evicted_since_event: set[tuple[JobKey, Reason]] = set()
     quiet = 0
+    queues = scenario.queues
+    usage: dict[QueueName, float] = {}
+    over_quota: dict[QueueName, int] = {}
     for cycle in range(max_cycles):
         now = cycle * SECONDS_PER_CYCLE
         events = False
@@ -220,8 +227,15 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
             kept = reservations.get(key, ())
             if jobs[key].reserved != kept:
                 jobs[key] = replace(jobs[key], reserved=kept)
-        snap = Snapshot(scenario.nodes, scenario.queues, tuple(jobs.values()))
+        if scenario.half_life:  # the usage of the cycles so far, as the operator keeps it
+            usage = fairshare.remember(usage, over_quota, SECONDS_PER_CYCLE if cycle else 0.0, scenario.half_life)
+            queues = tuple(replace(q, usage=usage.get(q.name, 0.0)) for q in scenario.queues)
+        snap = Snapshot(scenario.nodes, queues, tuple(jobs.values()))
         decisions = schedule(snap, POLICY, now=now)
+        over_quota = {
+            name: sum(max(n.allocated - n.guaranteed, 0) for n in per_type.values())
+            for name, per_type in decisions.queues.items()
+        }
         result.cycles = cycle + 1
         check_cycle(result, cycle, snap, decisions, now)
         nominations = dict(decisions.nominations)
@@ -257,7 +271,7 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
         finishing = any(key in scenario.durations for key in started_cycle)
         quiet = 0 if active else quiet + 1
         if cycle >= last_arrival and quiet >= 2 and not protected and not finishing:
-            check_complete(result, cycle, Snapshot(scenario.nodes, scenario.queues, tuple(jobs.values())), now)
+            check_complete(result, cycle, Snapshot(scenario.nodes, queues, tuple(jobs.values())), now)
             return result
         if cycle - max(last_event, last_arrival) > SETTLE_CYCLES and active:
             result.fail(cycle, f"no fixpoint {SETTLE_CYCLES} cycles after the last event")

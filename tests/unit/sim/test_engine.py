@@ -1,6 +1,10 @@
 """The simulator on small clusters: time, gangs, fragmentation, head-of-line blocking and reclaim."""
 
-from leitstand.core.model import GPUType, Node, NodeName, Policy, Priority, Queue, QueueName, Share
+import math
+
+import pytest
+
+from leitstand.core.model import GPUType, Node, NodeName, Policy, Priority, Queue, QueueName, Share, Snapshot
 from leitstand.sim import baselines, engine, report
 from leitstand.sim.traces import TraceJob
 
@@ -117,6 +121,50 @@ def test_leitstand_reclaims_a_late_tenants_guarantee_and_counts_the_work_lost() 
     assert fifo.records["b/b0"].first_start == 10_000  # type: ignore[index]
 
 
+def test_an_evicted_job_resumes_from_its_last_checkpoint_after_its_notice_and_grace() -> None:
+    queues = (
+        Queue(QueueName("root")),
+        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=16)}),
+        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=16)}),
+    )
+    # a's four jobs save every 200 s; b arrives at 500 and reclaims two of them: with a 50 s notice they
+    # stop at 550 (150 s past the save at 400), their pods take 30 s more, and they resume with 400 s done
+    trace = [job(f"a{i}", 0, 8, 1_000) for i in range(4)] + [job(f"b{i}", 500, 8, 100, tenant="b") for i in range(2)]
+    options = engine.Options(interval=0, checkpoint_interval=200, grace_seconds=30, preemption_notice=50)
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), queues, trace, options).run()
+    assert [result.records[f"b/b{i}"].first_start for i in range(2)] == [580, 580]  # type: ignore[index]
+    evicted = [r for r in result.records.values() if r.preemptions]
+    assert len(evicted) == 2
+    assert all(r.lost_gpu_seconds == 8 * 150 for r in evicted)
+    assert sorted(r.finish for r in evicted) == [680 + 600, 680 + 600]  # restarted when b ended: 600 s left
+    summary = report.summarise(result)
+    assert summary["lostGPUHoursByTenant"] == {"a": 2 * 8 * 150 / 3600, "b": 0.0}
+
+
+def test_without_checkpoints_an_evicted_job_starts_over_and_with_them_the_scheduler_may_be_blind() -> None:
+    queues = (
+        Queue(QueueName("root")),
+        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}),
+        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
+    )
+    # a0 ran 500 s, a1 450 s; with saves every 300 s a0 risks 200 s and a1 150 s
+    trace = [job("a0", 0, 8, 1_000), job("a1", 50, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
+
+    def victim(**options: object) -> tuple[str, float]:
+        simulation = engine.Simulation(baselines.Leitstand(POLICY), nodes(2), queues, trace,
+                                       engine.Options(interval=0, **options))  # type: ignore[arg-type]  # fmt: skip
+        (record,) = [r for r in simulation.run().records.values() if r.preemptions]
+        return record.trace.name, record.lost_gpu_seconds
+
+    assert victim() == ("a/a1", 8 * 450)  # the least run, all of it lost
+    assert victim(checkpoint_interval=300, checkpoints_known=False) == ("a/a1", 8 * 150)
+    assert victim(checkpoint_interval=300) == ("a/a1", 8 * 150)
+    # a0 ran 310 s (10 s since its save at 300), a1 290 s (never saved): blind, the least run goes; told, a0
+    trace[:2] = [job("a0", 190, 8, 1_000), job("a1", 210, 8, 1_000)]
+    assert victim(checkpoint_interval=300, checkpoints_known=False) == ("a/a1", 8 * 290)
+    assert victim(checkpoint_interval=300) == ("a/a0", 8 * 10)
+
+
 def test_priorities_reach_the_core() -> None:
     trace = [job("train", 0, 8, 1000), TraceJob("a/serve", "a", 1, 1, 8, 100, priority=Priority.INFERENCE)]
     queues = (Queue(QueueName("root")), Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}))
@@ -163,3 +211,28 @@ def test_samples_count_the_gpus_kept_idle_for_a_reservation_and_snapshots_carry_
     assert hero["minAllocationOutsideReservationsWhileWaiting"] == 1.0  # all that was not kept for it was in use
     finished = dict(seen)  # what each cycle's snapshot knows has finished: short at 70, busy at 100
     assert (finished[50], finished[70], finished[100]) == (0, 1, 2)
+
+
+def test_each_cycle_sees_the_over_quota_usage_so_far_and_the_report_remembers_fairness() -> None:
+    seen: list[tuple[float, float]] = []
+    leitstand = baselines.Leitstand(POLICY)
+
+    class Watching:
+        name = "watching"
+
+        def __call__(self, snapshot: Snapshot, now: float) -> engine.Step:
+            seen.append((now, {q.name: q.usage for q in snapshot.queues}[QueueName("a")]))
+            return leitstand(snapshot, now)
+
+    queues = (Queue(QueueName("root")), Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}))
+    trace = [job("x", 0, 8, 1_000, replicas=2), job("y", 500, 8, 10)]  # 8 GPUs over the guarantee from 0 on
+    options = engine.Options(interval=0, usage_half_life=3600)
+    result = engine.Simulation(Watching(), nodes(2), queues, trace, options).run()
+    at = dict(seen)
+    assert at[0] == 0.0
+    assert at[500] == pytest.approx(8 * 3600 / math.log(2) * (1 - 0.5 ** (500 / 3600)))
+    assert report.summarise(result)["rememberedDistanceFromFairShare"] == pytest.approx(0.0)
+    forgetting = engine.Simulation(Watching(), nodes(2), queues, trace, engine.Options(interval=0, usage_half_life=0))
+    seen.clear()
+    assert report.summarise(forgetting.run())["rememberedDistanceFromFairShare"] is None
+    assert {usage for _now, usage in seen} == {0.0}
