@@ -163,7 +163,9 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
     by how well served the queue is for that type: a job of a type the queue
     has plenty of never lets the queue jump ahead for another type. Within a
     lane, jobs go by priority, then submission time, each gang placed in full
-    or not at all.
+    or not at all. Lanes of queues that own a reserved pool go first: their jobs
+    run only there, so this decides only that idle reserved nodes are lent to
+    other queues once the owners' waiting jobs have had them.
 
     A stream of smaller jobs must not starve a large one. With
     ``Policy.backfill`` (the default), a job waiting longer than
@@ -185,7 +187,7 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
             if lane_type is None and job.gpus_per_replica:
                 lane_type = index.default_type(queue)
             lanes.setdefault((queue, lane_type), []).append(job)
-    heap: list[tuple[int, tuple[int, float], QueueName, str, Lane]] = []
+    heap: list[tuple[bool, int, tuple[int, float], QueueName, str, Lane]] = []
     heads = dict.fromkeys(lanes, 0)
 
     def push(lane: Lane) -> None:
@@ -194,7 +196,8 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
             head = jobs[heads[lane]]
             queue, lane_type = lane
             rank = served(index, statement, queue, lane_type)
-            heapq.heappush(heap, (-int(head.priority), rank, queue, lane_type or "", lane))
+            borrower = index.owner(queue) is None  # owners first: their pools are lent only once they are served
+            heapq.heappush(heap, (borrower, -int(head.priority), rank, queue, lane_type or "", lane))
 
     for lane in lanes:
         push(lane)

@@ -224,6 +224,27 @@ def test_idle_reserved_gpus_are_lent_to_preemptible_jobs_and_taken_back_first() 
     assert reasons(owner_back) == {"soofi/s": "WaitingForReclaim"}
 
 
+def test_idle_reserved_gpus_are_lent_only_once_the_owners_waiting_jobs_had_them() -> None:
+    # found by the liveness harness: a less served borrower took the freed pool node in the same cycle the
+    # owner's job waited for it, and the owner evicted it again the next cycle
+    nodes = nodes_in_leaf("su-1", 2, pool="soofi") + nodes_in_leaf("su-2", 1)
+    queues = [
+        a_root(),
+        a_queue("soofi").with_share(16).reserving(pool="soofi", lend=True),
+        a_queue("acme"),
+        a_queue("other"),
+    ]
+    jobs = [
+        a_job("soofi/run").of(1, 8).running_on("su-1-n1", since=NOW - 50),
+        a_job("other/busy").of(1, 8).running_on("su-2-n1", since=NOW - 50),
+        a_job("acme/b").of(1, 8).submitted_at(NOW - 100),  # older, and its queue holds nothing yet
+        a_job("soofi/s").of(1, 8).submitted_at(NOW - 10),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
+    assert bound(decisions) == {"soofi/s": ("su-1-n2",)}
+    assert evicted(decisions) == {}
+
+
 def test_a_queue_below_its_fair_share_reclaims_from_queues_above_theirs() -> None:
     nodes = nodes_in_leaf("su-1", 4)  # 32 GPUs; fair shares 16 / 16
     queues = [a_root(), a_queue("a").with_share(16), a_queue("b").with_share(16)]
