@@ -251,7 +251,7 @@ async def test_three_tenants_share_by_fair_share_and_a_late_tenant_reclaims_its_
     started = await until(running_late, what="t-c's jobs to run", within=30)
     assert all("queuePosition" not in status for status in started)  # waited in the queue, then left it
     events = (await api.list("/api/v1/events"))["items"]
-    assert any(e["reason"] == "Preempted" and e["involvedObject"]["namespace"] in {"t-a", "t-b"} for e in events)
+    assert any(e["reason"] == "Preempting" and e["involvedObject"]["namespace"] in {"t-a", "t-b"} for e in events)
 
 
 async def test_a_gang_no_leaf_could_ever_hold_is_unschedulable_with_numbers_and_events(

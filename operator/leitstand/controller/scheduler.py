@@ -137,7 +137,7 @@ class Scheduler:
         writes = [
             *released,
             *(write for write, _pod in nominations),
-            *self._plain_evictions(decisions, pod_of_job, now),
+            *self._plain_evictions(view, decisions, pod_of_job, now),
             *_plain_limits(snapshot, pod_of_job, decisions, queues, now),
             *job_writes,
             *self._plain_pod_conditions(decisions, pod_of_job, now),
@@ -259,17 +259,28 @@ class Scheduler:
         return writes
 
     def _plain_evictions(
-        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Pod], now: float
+        self, view: View, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Pod], now: float
     ) -> list[Write]:
-        victims = [
-            (eviction, pod_of_job[eviction.job]) for eviction in decisions.evictions if eviction.job in pod_of_job
-        ]
-        grace = self.config.eviction_grace_seconds
-        writes = [_delete_pod(pod, grace) for _eviction, pod in victims]
-        writes += [
-            applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "Preempted", e.message, now=now)
-            for e, pod in victims
-        ]
+        """Evicted plain pods: told when they stop (at once: a notice is for TrainingJobs), an Event naming the
+        job they make room for, and deleted with their own grace period, at most their queues' cap."""
+        writes: list[Write] = []
+        for eviction in decisions.evictions:
+            pod = pod_of_job.get(eviction.job)
+            if pod is None:
+                continue
+            meta = pod["metadata"]
+            own = pod_spec(pod).get("terminationGracePeriodSeconds")
+            grace = own if isinstance(own, int) and own >= 0 else self.config.eviction_grace_seconds
+            grace = min(grace, _grace_cap(decisions.job_queues.get(eviction.job), view.quotas))
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+            notes = {"metadata": {"annotations": {bodies.PREEMPT_AT_ANNOTATION: job_control.rfc3339(now)}}}
+            text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
+            writes += [
+                applier.patch(path, notes, purpose="preemption"),
+                _delete_pod(pod, grace),
+                applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "Preempting",
+                              f"{text}; it stops now, with {grace} s to save its work", now=now),
+            ]  # fmt: skip
         return writes
 
     # -- TrainingJobs ---------------------------------------------------------------------------
@@ -497,7 +508,12 @@ def preemption_terms(
     grace = spec.template.termination_grace_period_seconds
     grace = default_grace if grace is None else grace
     queue = model.QueueName(leaf) if leaf else None
-    notice = round(model.preemption_notice(queue, queues))
+    return min(grace, _grace_cap(leaf, quotas)), round(model.preemption_notice(queue, queues))
+
+
+def _grace_cap(leaf: str | None, quotas: Mapping[str, GPUQuota]) -> int:
+    """The smallest maxPreemptionGraceSeconds on the path of queue ``leaf`` (a day when none sets one)."""
+    cap = 86_400
     seen: set[str] = set()
     while leaf is not None and leaf in quotas and leaf not in seen:
         seen.add(leaf)
@@ -506,9 +522,9 @@ def preemption_terms(
         except ValueError:  # validated by the API server; only an older schema's leftovers fail
             break
         if parsed.max_preemption_grace_seconds is not None:
-            grace = min(grace, parsed.max_preemption_grace_seconds)
+            cap = min(cap, parsed.max_preemption_grace_seconds)
         leaf = parsed.parent
-    return grace, notice
+    return cap
 
 
 def _status_write(path: str, status: Body) -> Write:
