@@ -267,6 +267,7 @@ def plan(
     started = bodies.timestamp(old.get("startedAt"))
     explanation = verdict.explanation
     notice_at = bodies.preempt_at(live.values())  # a preemption already noticed, its pods not yet deleted
+    succeeded = len(live) == spec.replicas and all(p == "Succeeded" for p in phases.values())  # even if told
     notified = next((c for c in old.get("conditions") or [] if c.get("type") == "Preempting"), None)
     preempting: tuple[str, str] | None = None  # (reason, message) of this preemption
     if notified is not None and notified.get("status") == "True":
@@ -289,7 +290,7 @@ def plan(
         result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
         transition("Failed", "RuntimeLimitExceeded", text, Event("Warning", "RuntimeLimitExceeded", text))
         new["finishedAt"] = rfc3339(now)
-    elif verdict.evicted is not None or notice_at is not None:
+    elif (verdict.evicted is not None or notice_at is not None) and not succeeded:
         grace = verdict.grace_seconds if verdict.grace_seconds is not None else eviction_grace_seconds
         if notice_at is None and verdict.evicted is not None:
             notice_at = now + verdict.notice_seconds
@@ -334,7 +335,7 @@ def plan(
             verdict.released.message,
             Event("Warning", "GangReleased", verdict.released.message),
         )
-    elif len(live) == spec.replicas and all(p == "Succeeded" for p in phases.values()):
+    elif succeeded:
         transition(
             "Succeeded", "Completed", "every replica succeeded", Event("Normal", "Succeeded", "every replica succeeded")
         )
@@ -406,7 +407,7 @@ def plan(
             generation,
         ),
     ]
-    leaving = phase == "Preempted" or notice_at is not None
+    leaving = phase == "Preempted" or (notice_at is not None and phase not in {"Succeeded", "Failed"})
     if leaving or notified is not None:
         reason_of, text_of = preempting if leaving and preempting else ("NotPreempting", "")
         new["conditions"].append(_condition(conditions, "Preempting", leaving, reason_of, text_of, stamp, generation))

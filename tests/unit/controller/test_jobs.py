@@ -254,6 +254,20 @@ def test_a_queue_with_a_notice_lets_the_job_run_until_its_preempt_at_then_delete
     assert [e.reason for e in after.events] == ["Preempted"]
 
 
+def test_a_job_that_succeeds_during_its_notice_succeeded() -> None:
+    at = jobs.rfc3339(NOW - 1)
+    pods = {rank: a_pod(rank, "Succeeded", f"n{rank}") for rank in (0, 1)}
+    for pod in pods.values():
+        pod["metadata"]["annotations"] = {"leitstand.dev/preempt-at": at}
+    told = {"phase": "Running", "conditions": [{"type": "Preempting", "status": "True", "reason": "Reclaimed",
+            "message": "Reclaimed for acme/x", "lastTransitionTime": at}]}  # fmt: skip
+    result = plan(a_job(status=told), pods)
+    assert result.status is not None
+    assert result.status["phase"] == "Succeeded"
+    assert result.delete == []
+    assert conditions(result)["Preempting"] == ("False", "NotPreempting", "")
+
+
 def test_a_template_grace_period_reaches_the_pods() -> None:
     job = a_job()
     job["spec"]["template"]["terminationGracePeriodSeconds"] = 600
