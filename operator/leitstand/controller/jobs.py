@@ -14,7 +14,9 @@ evicted gang's pods go away, then Queued again.
 Preemption is graceful: an evicted job gets the ``Preempting`` condition and a
 Warning Event naming the reason and the beneficiary, and its pods the
 annotation ``leitstand.dev/preempt-at`` (RFC 3339). When that moment comes (at
-once, unless the queue gives ``preemptionNoticeSeconds``) its pods are deleted
+once, unless the queue gives ``preemptionNoticeSeconds``; within a notice, at
+the job's next checkpoint by its interval, or as soon as it reports one) its
+pods are deleted
 with the job's grace period (``terminationGracePeriodSeconds`` of its template,
 at most the queue's ``maxPreemptionGraceSeconds``), so a training loop that
 traps SIGTERM can save its work. A job whose pods carry the annotation is
@@ -71,7 +73,7 @@ class Verdict:
     runtime_limit: float | None = None  # seconds it may run (its own, or its queue's default, at most the maximum)
     estimate: model.Planned | None = None  # when it is expected to start (its reservation's, or the forecast's)
     grace_seconds: int | None = None  # a preempted job's pods' grace period (None: the operator's default)
-    notice_seconds: int = 0  # between the preemption notice and the deletion of its pods
+    stops_at: float | None = None  # when an evicted job's pods are deleted (None: now): after its notice
 
 
 def rfc3339(moment: float) -> str:
@@ -293,7 +295,7 @@ def plan(
     elif (verdict.evicted is not None or notice_at is not None) and not succeeded:
         grace = verdict.grace_seconds if verdict.grace_seconds is not None else eviction_grace_seconds
         if notice_at is None and verdict.evicted is not None:
-            notice_at = now + verdict.notice_seconds
+            notice_at = max(now, verdict.stops_at if verdict.stops_at is not None else now)
             eviction = verdict.evicted
             text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
             preempting = (eviction.reason.value, text)
@@ -304,6 +306,10 @@ def plan(
             result.events.append(
                 Event("Warning", "Preempting", f"{text}; its pods stop {when}, with {grace} s to save their work")
             )
+        told = bodies.timestamp(notified.get("lastTransitionTime")) if notified and preempting else None
+        saved = bodies.last_checkpoint(job, *live.values())
+        if notice_at is not None and told is not None and saved is not None and saved > told:
+            notice_at = now  # it reported a checkpoint since it was told: nothing more to wait for
         if notice_at is not None and notice_at <= now:
             result.delete = [(pod["metadata"]["name"], grace) for pod in live.values()]
             why, text = preempting or (model.Reason.PREEMPTED.value, "preempted")

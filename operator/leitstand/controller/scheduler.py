@@ -299,6 +299,7 @@ class Scheduler:
         bound = {b.job for b in decisions.binds}
         evictions = {e.job: e for e in decisions.evictions}
         releases = {r.job: r for r in decisions.releases}
+        jobs_by_key: dict[model.JobKey, model.Job] = {}  # the snapshot's, read only for preempted jobs
         writes: list[Write] = []
         services: dict[int, str] = {}
         for body in view.jobs.values():
@@ -314,9 +315,13 @@ class Scheduler:
             own = resources.duration_seconds(spec.runtime_limit)
             limit, _too_long = model.runtime_limit(own, model.QueueName(leaf) if leaf else None, queues)
             by_rank = job_control.pods_by_rank(body, pods)
-            grace, notice = None, 0
+            grace, stops = None, None
             if key in evictions or bodies.preempt_at(by_rank.values()) is not None:
                 grace, notice = preemption_terms(spec, leaf, view.quotas, queues, self.config.eviction_grace_seconds)
+                if not jobs_by_key:
+                    jobs_by_key = {job.key: job for job in outcome.latest.snapshot.jobs}
+                running = jobs_by_key.get(key)
+                stops = model.stop_time(running, now, notice) if running is not None else now + notice
             verdict = job_control.Verdict(
                 explanation=explanations.get(key),
                 bound=key in bound and key not in outcome.released_gangs,
@@ -326,7 +331,7 @@ class Scheduler:
                 runtime_limit=limit,
                 estimate=self._estimate(decisions, key),
                 grace_seconds=grace,
-                notice_seconds=notice,
+                stops_at=stops,
             )
             try:
                 plan = job_control.plan(

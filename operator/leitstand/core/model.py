@@ -7,6 +7,7 @@ simulator build these; nothing in the core mutates them.
 """
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import NewType
@@ -164,20 +165,38 @@ class Job:
 
 def work_at_risk(job: Job, now: float) -> float:
     """GPU-seconds an eviction of ``job`` at ``now`` would throw away: its GPUs times the time since its last
-    checkpoint. (With a preemption notice, ask at the moment its pods stop: a checkpoint due meanwhile saves.)
-
-    The last reported checkpoint when there is one since the job started; else,
-    with an interval, the time since the last whole interval of its run; else the
-    whole run. A job that does not run risks nothing.
-    """
-    if job.started is None:
+    checkpoint (``saved_since``). A job that does not run risks nothing."""
+    base = saved_since(job, now)
+    if base is None:
         return 0.0
-    ran = max(now - job.started, 0.0)
-    if job.last_checkpoint is not None and job.started <= job.last_checkpoint <= now:
-        ran = now - job.last_checkpoint
-    elif job.checkpoint_interval:
+    ran = now - base
+    if job.checkpoint_interval:
         ran %= job.checkpoint_interval
     return max(job.gpus, 1) * ran
+
+
+def saved_since(job: Job, now: float) -> float | None:
+    """What the job's saves count from: its last reported checkpoint when there is one since it started, else its
+    start (with an interval, it saved every ``checkpoint_interval`` since then); None when it does not run."""
+    if job.started is None:
+        return None
+    if job.last_checkpoint is not None and job.started <= job.last_checkpoint <= now:
+        return job.last_checkpoint
+    return min(job.started, now)
+
+
+def stop_time(job: Job, now: float, notice: float) -> float:
+    """When an eviction decided at ``now`` stops ``job``'s pods: at the end of its ``notice``, or right after its
+    next checkpoint when that comes sooner (a job that saves every ``checkpoint_interval`` loses nothing)."""
+    if notice <= 0:
+        return now
+    base = saved_since(job, now)
+    interval = job.checkpoint_interval
+    if base is not None and interval:
+        following = base + math.ceil((now - base) / interval) * interval
+        if following <= now + notice:
+            return following
+    return now + notice
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,11 +99,13 @@ class Pool:
 
     def cost(self, victim: Job) -> float:
         """What evicting ``victim`` loses, computed once per cycle: nothing when it is already terminating,
-        else its work at risk when its pods stop (after its queue's preemption notice)."""
+        else its work at risk when its pods stop (``model.stop_time``: after its queue's preemption notice, or
+        at its next checkpoint within it)."""
         cost = self.costs.get(victim.key)
         if cost is None:
             index = self.index
-            stop = index.now + model.preemption_notice(index.job_queue.get(victim.key), index.queues)
+            notice = model.preemption_notice(index.job_queue.get(victim.key), index.queues)
+            stop = model.stop_time(victim, index.now, notice)
             cost = self.costs[victim.key] = 0.0 if victim.terminating else model.work_at_risk(victim, stop)
         return cost
 

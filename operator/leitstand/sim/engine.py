@@ -9,7 +9,8 @@ itself (``baselines.leitstand``); the baselines live beside it.
 Time moves from event to event. Before each cycle every event due by then is
 applied; a cycle runs at the next event, but no sooner than ``interval``
 seconds after the previous one (the operator's debounce). An evicted job runs
-on through its queue's preemption notice, then its pods take ``grace_seconds``
+on through its queue's preemption notice (or until its next checkpoint in it,
+when the scheduler knows its interval), then its pods take ``grace_seconds``
 to terminate, holding their nodes all the while (at once when both are 0: then
 a cycle that evicted is followed by another at the same instant). An
 evicted job resumes from its last checkpoint (every ``checkpoint_interval``
@@ -39,6 +40,7 @@ from leitstand.core.model import (
     Share,
     Snapshot,
     preemption_notice,
+    stop_time,
 )
 from leitstand.sim.traces import TraceJob
 
@@ -252,16 +254,17 @@ class Simulation:
         record.preemptions += 1
         queue = self.queue_of_namespace.get(job.namespace)
         notice = preemption_notice(queue, self.queue_by_name)  # it runs on, and may save, until its pods stop
+        stop = stop_time(job, now, notice)  # as the operator sets it: told the interval, at the next save in it
         if job.started is not None and job.running:
-            ran = max(now + notice - job.started, 0.0)
+            ran = max(stop - job.started, 0.0)
             interval = self.options.checkpoint_interval
             kept = ran - ran % interval if interval else 0.0  # up to its last checkpoint: resumed from there
             self.saved[key] = self.saved.get(key, 0.0) + kept
             record.lost_gpu_seconds += job.gpus * (ran - kept)
         self.generation[key] += 1
-        if notice + self.options.grace_seconds > 0 and job.placement:
+        if stop - now + self.options.grace_seconds > 0 and job.placement:
             self.jobs[key] = replace(job, terminating=True)
-            self._push(now + notice + self.options.grace_seconds, GONE, key, self.generation[key])
+            self._push(stop + self.options.grace_seconds, GONE, key, self.generation[key])
         else:
             self._gone(key)
 

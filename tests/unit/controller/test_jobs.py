@@ -231,7 +231,7 @@ def test_an_evicted_job_is_told_then_preempted_with_its_grace_period_and_requeue
 
 def test_a_queue_with_a_notice_lets_the_job_run_until_its_preempt_at_then_deletes_its_pods() -> None:
     pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
-    verdict = jobs.Verdict(evicted=RECLAIMED, queue="soofi", grace_seconds=60, notice_seconds=300)
+    verdict = jobs.Verdict(evicted=RECLAIMED, queue="soofi", grace_seconds=60, stops_at=NOW + 300)
     told = plan(a_job(status={"phase": "Running"}), pods, verdict)
     at = jobs.rfc3339(NOW + 300)
     assert [notes for _pod, notes in told.annotate] == [{"leitstand.dev/preempt-at": at}] * 2
@@ -242,10 +242,18 @@ def test_a_queue_with_a_notice_lets_the_job_run_until_its_preempt_at_then_delete
     assert [e.message.endswith(f"stop at {at}, with 60 s to save their work") for e in told.events] == [True]
     for pod in pods.values():
         pod["metadata"]["annotations"] = {"leitstand.dev/preempt-at": at}
-    noticed = jobs.Verdict(queue="soofi", grace_seconds=60, notice_seconds=300)  # the core no longer evicts it
+    noticed = jobs.Verdict(queue="soofi", grace_seconds=60)  # the core no longer evicts it
     during = jobs.plan(a_job(status=told.status), pods, noticed, now=NOW + 200, eviction_grace_seconds=30,
                        settings=SETTINGS, nodes={}, service_exists=True)  # fmt: skip
     assert (during.delete, during.annotate, during.events) == ([], [], [])
+    saving = a_job(status=told.status)  # the job reports a checkpoint after it was told: it stops at once
+    saving["metadata"]["annotations"] = {"leitstand.dev/last-checkpoint": jobs.rfc3339(NOW + 150)}
+    saved = jobs.plan(saving, pods, noticed, now=NOW + 200, eviction_grace_seconds=30,
+                      settings=SETTINGS, nodes={}, service_exists=True)  # fmt: skip
+    assert sorted(saved.delete) == [("llm-0", 60), ("llm-1", 60)]
+    saving["metadata"]["annotations"] = {"leitstand.dev/last-checkpoint": jobs.rfc3339(NOW - 150)}  # before: no
+    assert jobs.plan(saving, pods, noticed, now=NOW + 200, eviction_grace_seconds=30,
+                     settings=SETTINGS, nodes={}, service_exists=True).delete == []  # fmt: skip
     after = jobs.plan(a_job(status=told.status), pods, noticed, now=NOW + 301, eviction_grace_seconds=30,
                       settings=SETTINGS, nodes={}, service_exists=True)  # fmt: skip
     assert sorted(after.delete) == [("llm-0", 60), ("llm-1", 60)]

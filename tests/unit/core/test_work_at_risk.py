@@ -4,7 +4,7 @@ remembers (decayed over-quota usage lowers a queue's over-quota weight, never it
 import pytest
 
 from leitstand.core import fairshare
-from leitstand.core.model import GPUType, QueueName, work_at_risk
+from leitstand.core.model import GPUType, QueueName, stop_time, work_at_risk
 from leitstand.core.scheduling import schedule
 from tests.unit.core.builders import QueueBuilder, a_job, a_node, a_queue, a_root, evicted, nodes_in_leaf, snapshot
 
@@ -29,6 +29,26 @@ def test_work_at_risk_is_gpus_times_the_time_since_the_last_checkpoint(
 ) -> None:
     job = a_job("a/j").of(2, 8).running_on("n1", "n2", since=NOW - ran).checkpointing(every=every, last=last)
     assert work_at_risk(job.build(), NOW) == 16 * at_risk
+
+
+@pytest.mark.parametrize(
+    ("every", "last", "notice", "stops_after"),
+    [
+        (HOUR, None, 0.0, 0.0),  # no notice: at once
+        (None, None, 600.0, 600.0),  # no interval: at the end of the notice
+        (HOUR, None, 600.0, 600.0),  # 50 min since its save at 5 h: it saves again at the end of the notice
+        (HOUR, None, 300.0, 300.0),  # the next save comes after the notice
+        (HOUR, NOW - 55 * 60, 600.0, 300.0),  # reported 55 min ago: it saves again in 5 min, and stops then
+    ],
+)
+def test_a_notice_ends_at_the_next_checkpoint_when_that_comes_sooner(
+    every: float | None, last: float | None, notice: float, stops_after: float
+) -> None:
+    job = a_job("a/j").of(1, 8).running_on("n1", since=NOW - 5 * HOUR - 50 * 60).checkpointing(every=every, last=last)
+    built = job.build()
+    assert stop_time(built, NOW, notice) == NOW + stops_after
+    if every is not None and stops_after < notice:
+        assert work_at_risk(built, NOW + stops_after) == 0.0
 
 
 def test_a_waiting_job_risks_nothing() -> None:

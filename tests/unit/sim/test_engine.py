@@ -141,6 +141,21 @@ def test_an_evicted_job_resumes_from_its_last_checkpoint_after_its_notice_and_gr
     assert summary["lostGPUHoursByTenant"] == {"a": 2 * 8 * 150 / 3600, "b": 0.0}
 
 
+def test_a_notice_ends_at_the_victims_next_checkpoint_when_the_scheduler_knows_it() -> None:
+    queues = (
+        Queue(QueueName("root")),
+        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}),
+        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
+    )
+    trace = [job("a0", 0, 8, 1_000), job("a1", 0, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
+    for known, start, lost in ((True, 600 + 30, 0.0), (False, 650 + 30, 8 * 50.0)):
+        options = engine.Options(interval=0, checkpoint_interval=200, checkpoints_known=known, grace_seconds=30,
+                                 preemption_notice=150)  # fmt: skip
+        result = engine.Simulation(baselines.Leitstand(POLICY), nodes(2), queues, trace, options).run()
+        assert result.records["b/b0"].first_start == start  # type: ignore[index]
+        assert [r.lost_gpu_seconds for r in result.records.values() if r.preemptions] == [lost]
+
+
 def test_without_checkpoints_an_evicted_job_starts_over_and_with_them_the_scheduler_may_be_blind() -> None:
     queues = (
         Queue(QueueName("root")),
