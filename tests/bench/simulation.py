@@ -135,6 +135,7 @@ def preemption(out: Path, first: int = 0, variants: tuple[str, ...] = tuple(VARI
         lines.append(line)
     (out / name).mkdir(parents=True, exist_ok=True)
     (out / name / "lines.json").write_text(json.dumps(lines, indent=1))
+    plots.preemption(lines, out / name)
     return lines
 
 

@@ -4,7 +4,9 @@
 - ``queueing.png``: mean and p95 queueing delay and completion time per scheduler;
 - ``fragmentation.png``: unallocated GPUs at the first placement failure per scheduler;
 - ``fairshare.png``: per tenant, Leitstand's allocation against its fair share over time;
-- ``reservations.png``: Leitstand's allocation and reservations over time, and its estimate errors.
+- ``reservations.png``: Leitstand's allocation and reservations over time, and its estimate errors;
+- ``preemption.png`` (``preemption``): per variant of what jobs save and what Leitstand is told, the GPU-hours
+  evictions lost per tenant, beside the mean queueing delay and the distance from fair share.
 """
 
 import itertools
@@ -125,6 +127,31 @@ def _hero_jobs(plt: Any, ours: dict[str, Any], out: Path, hours: float) -> Path:
     right.set(xlabel="|actual - estimated start| / actual wait", ylabel="jobs", title="start estimates")
     right.legend(loc="upper right")
     return _save(figure, plt, out / "reservations.png")
+
+
+def preemption(lines: list[dict[str, Any]], out: Path) -> Path:
+    """``preemption.png`` from the preemption study's lines (``variant``, ``lostGPUHoursByTenant``,
+    ``meanQueueingDelayHours``, ``distanceFromFairShare``)."""
+    plt = _pyplot()
+    figure, (lost, delay) = plt.subplots(1, 2, figsize=(11, 4.5))
+    variants = [line["variant"] for line in lines]
+    tenants = sorted({t for line in lines for t in line["lostGPUHoursByTenant"]})
+    bottom = [0.0] * len(lines)
+    for tenant, colour in zip(tenants, itertools.cycle(["#0b6e4f", "#8fd3b6", "#3a86ff", "#c84c09"]), strict=False):
+        heights = [line["lostGPUHoursByTenant"].get(tenant, 0.0) for line in lines]
+        lost.bar(variants, heights, bottom=bottom, label=tenant, color=colour)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    lost.set_yscale("symlog", linthresh=10)
+    lost.set(ylabel="GPU-hours lost to evictions", title="Work lost, per tenant")
+    lost.legend()
+    lost.tick_params(axis="x", rotation=20)
+    delay.bar(variants, [line["meanQueueingDelayHours"] for line in lines], color="#6c757d")
+    delay.set(ylabel="mean queueing delay (h)", title="Queueing, and distance from fair share (line)")
+    delay.tick_params(axis="x", rotation=20)
+    fairness = delay.twinx()
+    fairness.plot(variants, [line["distanceFromFairShare"] for line in lines], color="#c84c09", marker="o")
+    fairness.set(ylabel="distance from fair share", ylim=(0, 1))
+    return _save(figure, plt, out / "preemption.png")
 
 
 def _save(figure: Any, plt: Any, path: Path) -> Path:

@@ -1,11 +1,12 @@
 """The simulator on small clusters: time, gangs, fragmentation, head-of-line blocking and reclaim."""
 
 import math
+from pathlib import Path
 
 import pytest
 
 from leitstand.core.model import GPUType, Node, NodeName, Policy, Priority, Queue, QueueName, Share, Snapshot
-from leitstand.sim import baselines, engine, report
+from leitstand.sim import baselines, engine, plots, report
 from leitstand.sim.traces import TraceJob
 
 B200 = GPUType("b200")
@@ -251,3 +252,13 @@ def test_each_cycle_sees_the_over_quota_usage_so_far_and_the_report_remembers_fa
     seen.clear()
     assert report.summarise(forgetting.run())["rememberedDistanceFromFairShare"] is None
     assert {usage for _now, usage in seen} == {0.0}
+
+
+def test_the_preemption_plot_is_drawn(tmp_path: Path) -> None:
+    lines = [
+        {"variant": variant, "lostGPUHoursByTenant": {"a": lost, "b": lost / 2}, "meanQueueingDelayHours": 40.0,
+         "distanceFromFairShare": 0.36}
+        for variant, lost in (("today", 3800.0), ("checkpoints-known", 110.0))
+    ]  # fmt: skip
+    path = plots.preemption(lines, tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

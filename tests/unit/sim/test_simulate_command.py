@@ -67,6 +67,9 @@ def test_a_report_and_plots_for_every_scheduler(tmp_path: Path, trace: Path) -> 
     assert ours["evictions"] >= 1  # helix reclaims its guarantee from acme
     assert set(report["leitstandVersus"]) == {"leitstand-hold", "kube-scheduler-like", "fifo-gang", "best-fit"}
     assert report["setup"]["runtimeLimitFactor"] == 2
+    assert (report["setup"]["checkpointIntervalSeconds"], report["setup"]["graceSeconds"]) == (None, 30)
+    assert set(ours["lostGPUHoursByTenant"]) == {"acme", "helix"}
+    assert ours["rememberedDistanceFromFairShare"] is not None
     assert {"backfilledJobs", "estimateErrorAtSubmission", "largestJobs"} <= set(ours["heroJobs"])
     for name in ("allocation.png", "queueing.png", "fragmentation.png", "fairshare.png", "reservations.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
@@ -95,6 +98,7 @@ def test_bad_quotas(tmp_path: Path, trace: Path, quotas: str, message: str) -> N
         (["--cluster", "nowhere"], "nowhere"),
         (["--cluster", "/nonexistent/nodes.csv"], "cannot read /nonexistent/nodes.csv"),
         (["--cluster", "dev", "--scheduler", "slurm"], "unknown scheduler 'slurm'"),
+        (["--cluster", "dev", "--checkpoint-interval", "-60"], "--checkpoint-interval must be 0 or more seconds"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, trace: Path, args: list[str], message: str) -> None:
