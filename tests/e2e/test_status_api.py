@@ -200,9 +200,12 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
         "RECLAIMING",
         "PENDING",
         "JOBS",
+        "USED",
+        "GPU",
+        "H",
     ]
     by_queue = {row[0]: row for row in queues[1:]}
-    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "0", "64", "1/1"]
+    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "0", "64", "1/1", "0.0"]
     assert by_queue["t-bob"][5] == "16"
 
     top = table(cli(dev, "top", "--once"))
