@@ -10,9 +10,10 @@
    the durations; and the next 1,000 jobs, a window nothing was tuned on.
 3. **A hero job** on ``industrial-ai-cloud`` (``hero``).
 4. **Preemption that respects work** (``preemption``): the ITP study's two windows with Leitstand alone, as
-   today (jobs never save: an eviction loses the whole run), then with jobs that save hourly and resume
-   from their last save, Leitstand blind to the checkpoints, told them, and told them with a 10-minute
-   preemption notice: evictions and the GPU-hours they lose, per tenant, beside queueing and fairness.
+   before issue 18 (jobs never save: an eviction loses the whole run), then with jobs that save hourly and
+   resume from their last save, Leitstand blind to the checkpoints, told them, and told them with a
+   10-minute preemption notice: evictions and the GPU-hours they lose, per tenant, beside queueing and
+   fairness. ``--preemption-grid`` runs only this study, saving every 30, 60 and 90 minutes.
 
 Run: ``make bench`` (or ``python -m tests.bench.simulation``). Prints one line per
 scheduler and experiment, then the ratios; ``--out DIR`` also keeps report.json and plots.
@@ -98,25 +99,38 @@ def hero(out: Path, factor: float = 1.0, hours: float = 48.0) -> dict[str, objec
 
 
 CHECKPOINTS = 3600.0  # the preemption study's jobs save hourly
-VARIANTS = {  # name: (options beyond the study's, what Leitstand is told)
-    "today": {},
-    "checkpoints-blind": {"checkpoint_interval": CHECKPOINTS, "checkpoints_known": False, "grace_seconds": 30.0},
-    "checkpoints-known": {"checkpoint_interval": CHECKPOINTS, "grace_seconds": 30.0},
-    "checkpoints-known-notice-600": {"checkpoint_interval": CHECKPOINTS, "grace_seconds": 30.0,
-                                     "preemption_notice": 600.0},
-}  # fmt: skip
 
 
-def preemption(out: Path, first: int = 0, variants: tuple[str, ...] = tuple(VARIANTS)) -> list[dict[str, object]]:
-    """Leitstand alone on one ITP window under each variant of what jobs save and what it is told."""
+def variants(interval: float = CHECKPOINTS) -> dict[str, dict[str, object]]:
+    """The preemption study's variants: the engine options beyond the study's, by name."""
+    saving = {"checkpoint_interval": interval, "grace_seconds": 30.0}
+    return {
+        "today": {},  # jobs never save; evicted pods vanish at once (the simulator before issue 18)
+        "checkpoints-blind": {**saving, "checkpoints_known": False},
+        "checkpoints-known": saving,
+        "checkpoints-known-notice-600": {**saving, "preemption_notice": 600.0},
+        "checkpoints-blind-notice-600": {**saving, "checkpoints_known": False, "preemption_notice": 600.0},
+    }
+
+
+def preemption(
+    out: Path, first: int = 0, names: tuple[str, ...] = (), interval: float = CHECKPOINTS
+) -> list[dict[str, object]]:
+    """Leitstand alone on one ITP window under each variant (``names``; default all) of what jobs save and what
+    it is told."""
     nodes, policy, _name = simulating.load_cluster("dev")
     jobs = traces.load([DATA / "microsoft-itp-2021" / "cluster03.csv", DATA / "microsoft-itp-2021" / "cluster06.csv"])
     jobs, _dropped = study.fitting(jobs[first : first + 1000], nodes)
-    name = "itp-dev-preemption" + (f"-from-{first}" if first else "")
+    name = (
+        "itp-dev-preemption"
+        + (f"-from-{first}" if first else "")
+        + (f"-every-{interval:g}s" if interval != CHECKPOINTS else "")
+    )
     lines = []
-    for variant in variants:
+    every = variants(interval)
+    for variant in names or tuple(every):
         started = time.monotonic()
-        options = engine.Options(interval=10, runtime_limit_factor=2.0, **VARIANTS[variant])  # type: ignore[arg-type]
+        options = engine.Options(interval=10, runtime_limit_factor=2.0, **every[variant])  # type: ignore[arg-type]
         simulation = engine.Simulation(study.scheduler("leitstand", policy), nodes, simulating.load_quotas(QUOTAS),
                                        jobs, options)  # fmt: skip
         summary = report.summarise(simulation.run())
@@ -126,6 +140,7 @@ def preemption(out: Path, first: int = 0, variants: tuple[str, ...] = tuple(VARI
             "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
             "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
             "distanceFromFairShare": _rounded(summary["meanDistanceFromFairShare"]),
+            "rememberedDistanceFromFairShare": _rounded(summary["rememberedDistanceFromFairShare"]),
             "evictions": summary["evictions"],
             "lostGPUHours": round(summary["lostGPUHours"], 1),
             "lostGPUHoursByTenant": _rounded(summary["lostGPUHoursByTenant"]),
@@ -196,14 +211,29 @@ def _hours(seconds: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="keep report.json and plots here")
+    parser.add_argument(
+        "--preemption-grid", action="store_true",
+        help="only the preemption study, blind and told, with and without notice, saving every 30, 60 and 90 min",
+    )  # fmt: skip
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="leitstand-sim-bench-"))
+    if args.preemption_grid:
+        told = (
+            "checkpoints-blind",
+            "checkpoints-known",
+            "checkpoints-blind-notice-600",
+            "checkpoints-known-notice-600",
+        )
+        for interval in (1800.0, 3600.0, 5400.0):
+            for first in (0, 1000):
+                preemption(out, first, told, interval)
+        return
     queueing(out)
     queueing(out, factor=1.0)
     queueing(out, first=1000)
     hero(out)
-    preemption(out)
-    preemption(out, first=1000, variants=("today", "checkpoints-blind", "checkpoints-known-notice-600"))
+    preemption(out, names=("today", "checkpoints-blind", "checkpoints-known", "checkpoints-known-notice-600"))
+    preemption(out, 1000, ("today", "checkpoints-blind", "checkpoints-known-notice-600"))
     fragmentation(out)
     print(f"reports and plots in {out}")
 
