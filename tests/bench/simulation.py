@@ -106,6 +106,7 @@ def variants(interval: float = CHECKPOINTS) -> dict[str, dict[str, object]]:
     saving = {"checkpoint_interval": interval, "grace_seconds": 30.0}
     return {
         "today": {},  # jobs never save; evicted pods vanish at once (the simulator before issue 18)
+        "today-grace-30": {"grace_seconds": 30.0},  # the same, the pods taking 30 s to go as the operator's do
         "checkpoints-blind": {**saving, "checkpoints_known": False},
         "checkpoints-known": saving,
         "checkpoints-known-notice-600": {**saving, "preemption_notice": 600.0},
@@ -232,8 +233,9 @@ def main() -> None:
     queueing(out, factor=1.0)
     queueing(out, first=1000)
     hero(out)
-    preemption(out, names=("today", "checkpoints-blind", "checkpoints-known", "checkpoints-known-notice-600"))
-    preemption(out, 1000, ("today", "checkpoints-blind", "checkpoints-known-notice-600"))
+    preemption(out, names=("today", "today-grace-30", "checkpoints-blind", "checkpoints-known",
+                           "checkpoints-known-notice-600"))  # fmt: skip
+    preemption(out, 1000, ("today", "today-grace-30", "checkpoints-blind", "checkpoints-known-notice-600"))
     fragmentation(out)
     print(f"reports and plots in {out}")
 

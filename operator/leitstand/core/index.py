@@ -80,6 +80,7 @@ class Index:
     _never_fits: dict[tuple[object, ...], tuple[Reason, str] | None] = field(default_factory=dict)
     _rooms: dict[tuple[object, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
     _default_types: dict[QueueName, GPUType | None] = field(default_factory=dict)
+    _owners: dict[QueueName, QueueName | None] = field(default_factory=dict)
     _limits: dict[tuple[float | None, QueueName | None], float | None] = field(default_factory=dict)
     _job_limits: dict[JobKey, float | None] = field(default_factory=dict)
     _largest: dict[GPUType, int] = field(default_factory=dict)
@@ -91,10 +92,9 @@ class Index:
         """The queue on ``queue``'s path that owns a reservation, if any."""
         if queue is None:
             return None
-        for name in self.paths[queue]:
-            if self.queues[name].reservation is not None:
-                return name
-        return None
+        if queue not in self._owners:
+            self._owners[queue] = next((n for n in self.paths[queue] if self.queues[n].reservation is not None), None)
+        return self._owners[queue]
 
     def lent(self, job: Job, queue: QueueName | None) -> bool:
         """May ``job`` use idle reserved nodes that their owner lends out? (Preemptible jobs outside any pool.)"""
