@@ -14,12 +14,12 @@ evicted gang's pods go away, then Queued again.
 Preemption is graceful: an evicted job gets the ``Preempting`` condition and a
 Warning Event naming the reason and the beneficiary, and its pods the
 annotation ``leitstand.dev/preempt-at`` (RFC 3339). When that moment comes (at
-once, unless the queue gives ``preemptionNoticeSeconds``; within a notice, at
-the job's next checkpoint by its interval, or as soon as it reports one) its
-pods are deleted
-with the job's grace period (``terminationGracePeriodSeconds`` of its template,
-at most the queue's ``maxPreemptionGraceSeconds``), so a training loop that
-traps SIGTERM can save its work. A job whose pods carry the annotation is
+once, unless the queue gives ``preemptionNoticeSeconds``; within a notice, a
+minute after the job's next checkpoint by its interval, ``model.stop_time``, or
+as soon as it reports one) its pods are deleted with the job's grace period
+(``terminationGracePeriodSeconds`` of its template, at most the queue's
+``maxPreemptionGraceSeconds``), so a training loop that traps SIGTERM can save
+its work. A job whose pods carry the annotation is
 leaving: the snapshot marks it terminating, so it is never scheduled or evicted
 again meanwhile.
 """
@@ -306,7 +306,9 @@ def plan(
             result.events.append(
                 Event("Warning", "Preempting", f"{text}; its pods stop {when}, with {grace} s to save their work")
             )
-        told = bodies.timestamp(notified.get("lastTransitionTime")) if notified and preempting else None
+        told = None  # when a notice running since an earlier cycle began (the Preempting condition turned True)
+        if not result.annotate and notified is not None and notified.get("status") == "True":
+            told = bodies.timestamp(notified.get("lastTransitionTime"))
         saved = bodies.last_checkpoint(job, *live.values())
         if notice_at is not None and told is not None and saved is not None and saved > told:
             notice_at = now  # it reported a checkpoint since it was told: nothing more to wait for
@@ -415,7 +417,7 @@ def plan(
     ]
     leaving = phase == "Preempted" or (notice_at is not None and phase not in {"Succeeded", "Failed"})
     if leaving or notified is not None:
-        reason_of, text_of = preempting if leaving and preempting else ("NotPreempting", "")
+        reason_of, text_of = ("NotPreempting", "") if not leaving else preempting or ("Preempted", "")
         new["conditions"].append(_condition(conditions, "Preempting", leaving, reason_of, text_of, stamp, generation))
     written = _status_body(new)
     if written != _status_body(old):

@@ -137,7 +137,7 @@ class Scheduler:
         writes = [
             *released,
             *(write for write, _pod in nominations),
-            *self._plain_evictions(view, decisions, pod_of_job, now),
+            *self._plain_evictions(decisions, pod_of_job, queues, now),
             *_plain_limits(snapshot, pod_of_job, decisions, queues, now),
             *job_writes,
             *self._plain_pod_conditions(decisions, pod_of_job, now),
@@ -259,7 +259,11 @@ class Scheduler:
         return writes
 
     def _plain_evictions(
-        self, view: View, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Pod], now: float
+        self,
+        decisions: model.Decisions,
+        pod_of_job: dict[model.JobKey, Pod],
+        queues: Mapping[model.QueueName, model.Queue],
+        now: float,
     ) -> list[Write]:
         """Evicted plain pods: told when they stop (at once: a notice is for TrainingJobs), an Event naming the
         job they make room for, and deleted with their own grace period, at most their queues' cap."""
@@ -270,8 +274,10 @@ class Scheduler:
                 continue
             meta = pod["metadata"]
             own = pod_spec(pod).get("terminationGracePeriodSeconds")
-            grace = own if isinstance(own, int) and own >= 0 else self.config.eviction_grace_seconds
-            grace = min(grace, _grace_cap(decisions.job_queues.get(eviction.job), view.quotas))
+            grace = round(model.preemption_grace(
+                float(own if isinstance(own, int) and own >= 0 else self.config.eviction_grace_seconds),
+                decisions.job_queues.get(eviction.job), queues,
+            ))  # fmt: skip
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
             notes = {"metadata": {"annotations": {bodies.PREEMPT_AT_ANNOTATION: job_control.rfc3339(now)}}}
             text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
@@ -317,7 +323,7 @@ class Scheduler:
             by_rank = job_control.pods_by_rank(body, pods)
             grace, stops = None, None
             if key in evictions or bodies.preempt_at(by_rank.values()) is not None:
-                grace, notice = preemption_terms(spec, leaf, view.quotas, queues, self.config.eviction_grace_seconds)
+                grace, notice = preemption_terms(spec, leaf, queues, self.config.eviction_grace_seconds)
                 if not jobs_by_key:
                     jobs_by_key = {job.key: job for job in outcome.latest.snapshot.jobs}
                 running = jobs_by_key.get(key)
@@ -391,7 +397,7 @@ class Scheduler:
                 _finalizers(job_path, meta, [f for f in meta.get("finalizers") or [] if f != job_control.FINALIZER])
             )
         writes += [applier.create(f"/api/v1/namespaces/{namespace}/pods", pod) for pod in plan.create]
-        writes += [  # before the deletes: a pod that is told when it stops, then asked to
+        writes += [  # a preempted job's pods told when they stop (sent beside their deletion, not before it)
             applier.patch(f"/api/v1/namespaces/{namespace}/pods/{pod}", {"metadata": {"annotations": notes}},
                           purpose="preemption")
             for pod, notes in plan.annotate
@@ -501,35 +507,15 @@ class Scheduler:
 
 
 def preemption_terms(
-    spec: resources.TrainingJobSpec,
-    leaf: str | None,
-    quotas: Mapping[str, GPUQuota],
-    queues: Mapping[model.QueueName, model.Queue],
-    default_grace: int,
+    spec: resources.TrainingJobSpec, leaf: str | None, queues: Mapping[model.QueueName, model.Queue], default: int
 ) -> tuple[int, int]:
     """A preempted job's grace period and notice, in seconds: its template's terminationGracePeriodSeconds (else
-    ``default_grace``) capped by the smallest maxPreemptionGraceSeconds on its queue's path; the nearest
-    preemptionNoticeSeconds there (as the core weighs its victims by it)."""
-    grace = spec.template.termination_grace_period_seconds
-    grace = default_grace if grace is None else grace
+    ``default``, the operator's evictionGraceSeconds) capped by the smallest maxPreemptionGraceSeconds on its
+    queue's path; the nearest preemptionNoticeSeconds there (as the core weighs its victims by it)."""
+    own = spec.template.termination_grace_period_seconds
     queue = model.QueueName(leaf) if leaf else None
-    return min(grace, _grace_cap(leaf, quotas)), round(model.preemption_notice(queue, queues))
-
-
-def _grace_cap(leaf: str | None, quotas: Mapping[str, GPUQuota]) -> int:
-    """The smallest maxPreemptionGraceSeconds on the path of queue ``leaf`` (a day when none sets one)."""
-    cap = 86_400
-    seen: set[str] = set()
-    while leaf is not None and leaf in quotas and leaf not in seen:
-        seen.add(leaf)
-        try:
-            parsed = resources.GPUQuotaSpec.model_validate(quotas[leaf].get("spec") or {})
-        except ValueError:  # validated by the API server; only an older schema's leftovers fail
-            break
-        if parsed.max_preemption_grace_seconds is not None:
-            cap = min(cap, parsed.max_preemption_grace_seconds)
-        leaf = parsed.parent
-    return cap
+    grace = model.preemption_grace(float(default if own is None else own), queue, queues)
+    return round(grace), round(model.preemption_notice(queue, queues))
 
 
 def _status_write(path: str, status: Body) -> Write:

@@ -11,6 +11,7 @@ decayed over the time since it was written. The time the operator was down adds
 nothing.
 """
 
+import math
 from collections.abc import Mapping
 
 from leitstand.controller.jobs import rfc3339
@@ -29,6 +30,7 @@ class Ledger:
         self.over_quota: dict[model.QueueName, int] = {}  # GPUs held above the guarantees after the last cycle
         self.since: float | None = None  # when ``usage`` was last advanced
         self.written: dict[model.QueueName, float] = {}  # when each queue's usage was last put in its status
+        self.last: dict[model.QueueName, resources.Usage] = {}  # and what it was, whatever the watch shows now
 
     def advance(self, quotas: Mapping[str, GPUQuota], now: float) -> dict[model.QueueName, float]:
         """Every queue's usage as of ``now``: carried from the last cycle, else read from its status."""
@@ -44,12 +46,11 @@ class Ledger:
             if queue not in self.usage:
                 stored, at = _stored(body)
                 self.usage[queue] = fairshare.remember({queue: stored}, {}, max(now - at, 0.0), self.half_life)[queue]
-                self.written[queue] = at
         return dict(self.usage)
 
     def forget(self) -> None:
         """Drop what this replica counted (it stopped leading): a later term starts from the statuses."""
-        self.usage, self.over_quota, self.since, self.written = {}, {}, None, {}
+        self.usage, self.over_quota, self.since, self.written, self.last = {}, {}, None, {}, {}
 
     def record(self, decisions: model.Decisions) -> None:
         """The GPUs each queue holds above its guarantees after this cycle, counted until the next."""
@@ -59,21 +60,29 @@ class Ledger:
         }
 
     def status(self, name: str, body: GPUQuota, now: float) -> resources.Usage | None:
-        """The ``status.usage`` to write for queue ``name``: the usage now when the stored one is older than the
-        write interval, else the stored one unchanged (so that the status is not rewritten every cycle)."""
+        """The ``status.usage`` to write for queue ``name``: the usage now when this replica last wrote it more
+        than the write interval ago (or never did, and the status holds none or another value), else what it
+        wrote last; a status that stays at zero is not rewritten."""
         if self.half_life <= 0:
             return None
         queue = model.QueueName(name)
-        old = status(body).get("usage")
-        if old and now - self.written.get(queue, -float("inf")) < self.write_interval:
+        last = self.last.get(queue)
+        if last is not None and now - self.written.get(queue, -math.inf) < self.write_interval:
+            return last
+        value = round(self.usage.get(queue, 0.0))
+        stored = status(body).get("usage") or {}
+        if value == 0 and stored.get("overQuotaGPUSeconds") == 0:
             try:
-                return resources.Usage.model_validate(old)
+                return self._wrote(queue, resources.Usage.model_validate(stored), now)
             except ValueError:
-                pass  # written by an older version: replaced below
-        self.written[queue] = now
-        return resources.Usage.model_validate(
-            {"overQuotaGPUSeconds": round(self.usage.get(queue, 0.0)), "updatedAt": rfc3339(now)}
+                pass  # not what this version writes: replaced below
+        return self._wrote(
+            queue, resources.Usage.model_validate({"overQuotaGPUSeconds": value, "updatedAt": rfc3339(now)}), now
         )
+
+    def _wrote(self, queue: model.QueueName, usage: resources.Usage, now: float) -> resources.Usage:
+        self.last[queue], self.written[queue] = usage, now
+        return usage
 
 
 def _stored(body: GPUQuota) -> tuple[float, float]:

@@ -163,9 +163,9 @@ def allocate(index: Index, statement: Statement, before: Decided) -> Decided:
     by how well served the queue is for that type: a job of a type the queue
     has plenty of never lets the queue jump ahead for another type. Within a
     lane, jobs go by priority, then submission time, each gang placed in full
-    or not at all. Lanes of queues that own a reserved pool go first: their jobs
-    run only there, so this decides only that idle reserved nodes are lent to
-    other queues once the owners' waiting jobs have had them.
+    or not at all. Lanes of queues that own a reserved pool (or sit below one) go
+    first: their jobs run only there, so this decides only that idle reserved
+    nodes are lent to other queues once the owners' waiting jobs have had them.
 
     A stream of smaller jobs must not starve a large one. With
     ``Policy.backfill`` (the default), a job waiting longer than

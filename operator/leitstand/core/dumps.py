@@ -82,6 +82,7 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
                 "maxRuntimeLimit": q.max_runtime_limit,
                 "usage": q.usage,
                 "preemptionNotice": q.preemption_notice,
+                "maxPreemptionGrace": q.max_preemption_grace,
             }
             for q in sorted(snapshot.queues, key=lambda q: q.name)
         ],
@@ -165,6 +166,7 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
             max_runtime_limit=_seconds(q.get("maxRuntimeLimit")),
             usage=float(q.get("usage", 0.0)),  # absent in older dumps
             preemption_notice=float(q.get("preemptionNotice", 0.0)),
+            max_preemption_grace=_seconds(q.get("maxPreemptionGrace")),
         )
         for q in data["queues"]
     )

@@ -117,6 +117,7 @@ class Queue:
     max_runtime_limit: float | None = None  # seconds; the smallest on a job's queue path binds it
     usage: float = 0.0  # decayed over-quota GPU-seconds (``fairshare.remember``): lowers its over-quota weight
     preemption_notice: float = 0.0  # seconds its jobs run on once told of a preemption (0: inherited, or none)
+    max_preemption_grace: float | None = None  # seconds a preempted job below it may take to exit (the least binds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +164,25 @@ class Job:
         return len(self.placement) == self.replicas and all(node is not None for node in self.placement)
 
 
+CHECKPOINT_SLACK = 60.0  # seconds after a save due by a job's interval before its pods stop: its clock is not ours
+
+
 def work_at_risk(job: Job, now: float) -> float:
     """GPU-seconds an eviction of ``job`` at ``now`` would throw away: its GPUs times the time since its last
     checkpoint (``saved_since``). A job that does not run risks nothing."""
     base = saved_since(job, now)
     if base is None:
         return 0.0
-    ran = now - base
-    if job.checkpoint_interval:
-        ran %= job.checkpoint_interval
-    return max(job.gpus, 1) * ran
+    return max(job.gpus, 1) * unsaved(now - base, job.checkpoint_interval)
+
+
+def unsaved(ran: float, interval: float | None) -> float:
+    """Of ``ran`` seconds since a save, those not saved yet when the job saves every ``interval`` (None: never);
+    a remainder a rounding error short of a whole interval is a save just made, not a whole interval lost."""
+    if not interval:
+        return max(ran, 0.0)
+    left = max(ran, 0.0) % interval
+    return 0.0 if interval - left < 1e-6 * interval else left
 
 
 def saved_since(job: Job, now: float) -> float | None:
@@ -186,14 +196,14 @@ def saved_since(job: Job, now: float) -> float | None:
 
 
 def stop_time(job: Job, now: float, notice: float) -> float:
-    """When an eviction decided at ``now`` stops ``job``'s pods: at the end of its ``notice``, or right after its
-    next checkpoint when that comes sooner (a job that saves every ``checkpoint_interval`` loses nothing)."""
+    """When an eviction decided at ``now`` stops ``job``'s pods: at the end of its ``notice``, or
+    ``CHECKPOINT_SLACK`` after its next save by its interval when that comes sooner."""
     if notice <= 0:
         return now
     base = saved_since(job, now)
     interval = job.checkpoint_interval
     if base is not None and interval:
-        following = base + math.ceil((now - base) / interval) * interval
+        following = base + math.ceil((now - base) / interval) * interval + CHECKPOINT_SLACK
         if following <= now + notice:
             return following
     return now + notice
@@ -310,6 +320,19 @@ def preemption_notice(queue: QueueName | None, queues: Mapping[QueueName, Queue]
             return queues[queue].preemption_notice
         queue = queues[queue].parent
     return 0.0
+
+
+def preemption_grace(own: float, queue: QueueName | None, queues: Mapping[QueueName, Queue]) -> float:
+    """A preempted job's grace period: its ``own``, at most the smallest ``max_preemption_grace`` on its queue's
+    path."""
+    seen: set[QueueName] = set()
+    while queue is not None and queue in queues and queue not in seen:
+        seen.add(queue)
+        cap = queues[queue].max_preemption_grace
+        if cap is not None:
+            own = min(own, cap)
+        queue = queues[queue].parent
+    return own
 
 
 def duration_text(seconds: float) -> str:

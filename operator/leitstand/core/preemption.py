@@ -100,7 +100,7 @@ class Pool:
     def cost(self, victim: Job) -> float:
         """What evicting ``victim`` loses, computed once per cycle: nothing when it is already terminating,
         else its work at risk when its pods stop (``model.stop_time``: after its queue's preemption notice, or
-        at its next checkpoint within it)."""
+        a minute after its next checkpoint within it)."""
         cost = self.costs.get(victim.key)
         if cost is None:
             index = self.index

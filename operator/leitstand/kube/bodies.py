@@ -179,6 +179,9 @@ def to_queue(body: GPUQuota) -> model.Queue | None:
         default_runtime_limit=resources.duration_seconds(spec.default_runtime_limit),
         max_runtime_limit=resources.duration_seconds(spec.max_runtime_limit),
         preemption_notice=float(spec.preemption_notice_seconds),
+        max_preemption_grace=None
+        if spec.max_preemption_grace_seconds is None
+        else float(spec.max_preemption_grace_seconds),
     )
 
 

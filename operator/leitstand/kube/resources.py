@@ -127,9 +127,9 @@ class Template(Model):
         ge=0,
         le=86_400,
         description=(
-            "Seconds a replica has to save its work and exit after SIGTERM when the job is stopped (preempted, "
-            "restarted); the operator's evictionGraceSeconds when absent. A queue's maxPreemptionGraceSeconds "
-            "caps it for preemption."
+            "Seconds a replica has to save its work and exit after SIGTERM: every pod's grace period (30 when "
+            "absent). A preemption deletes the pods with it (the operator's evictionGraceSeconds when absent), "
+            "at most the smallest maxPreemptionGraceSeconds on the job's queue path."
         ),
     )
 
@@ -172,9 +172,9 @@ class Checkpoint(Model):
         ge=1,
         le=31_536_000,
         description=(
-            "The job saves its work about this often. Without a reported time (the annotation "
-            "leitstand.dev/last-checkpoint, RFC 3339, patched on the TrainingJob), the work at risk is taken "
-            "as the time since the last whole interval of the run."
+            "The job saves its work about this often. The work at risk of a preemption is the time since the "
+            "last save: counted in whole intervals from the latest reported save (the annotation "
+            "leitstand.dev/last-checkpoint, RFC 3339, on the TrainingJob or any of its pods), else from the start."
         ),
     )
 

@@ -9,8 +9,8 @@ itself (``baselines.leitstand``); the baselines live beside it.
 Time moves from event to event. Before each cycle every event due by then is
 applied; a cycle runs at the next event, but no sooner than ``interval``
 seconds after the previous one (the operator's debounce). An evicted job runs
-on through its queue's preemption notice (or until its next checkpoint in it,
-when the scheduler knows its interval), then its pods take ``grace_seconds``
+on through its queue's preemption notice (or until a minute after its next
+checkpoint in it, when the scheduler knows its interval), then its pods take ``grace_seconds``
 to terminate, holding their nodes all the while (at once when both are 0: then
 a cycle that evicted is followed by another at the same instant). An
 evicted job resumes from its last checkpoint (every ``checkpoint_interval``
@@ -185,6 +185,7 @@ class Simulation:
         self.queue_of_namespace = {ns: q.name for q in self.queues for ns in q.namespaces}
         self.finished: dict[str, collections.deque[Finished]] = {}
         self.saved: dict[JobKey, float] = {}  # seconds of its work each evicted job had saved (resumed from there)
+        self.ends: dict[JobKey, float] = {}  # when each running job ends, unless evicted first
         self.usage: dict[QueueName, float] = {}  # decayed over-quota GPU-seconds per queue
         self.over_quota: dict[QueueName, int] = {}  # GPUs each queue held above its guarantees after the last cycle
         self.usage_time = 0.0
@@ -246,15 +247,19 @@ class Simulation:
                 duration = min(duration, job.runtime_limit)  # the operator ends a job at its limit
             if not self.options.fill and math.isfinite(duration):
                 self._push(now + duration, FINISH, key, self.generation[key])
+                self.ends[key] = now + duration
         self.jobs[key] = placed
 
     def _evict(self, key: JobKey, now: float) -> None:
         job = self.jobs[key]
         record = self.records[key]
-        record.preemptions += 1
         queue = self.queue_of_namespace.get(job.namespace)
         notice = preemption_notice(queue, self.queue_by_name)  # it runs on, and may save, until its pods stop
-        stop = stop_time(job, now, notice)  # as the operator sets it: told the interval, at the next save in it
+        stop = stop_time(job, now, notice)  # as the operator sets it (told the interval: after its next save)
+        if job.running and self.ends.get(key, math.inf) <= stop:  # it ends during its notice: it is not stopped
+            self.jobs[key] = replace(job, terminating=True)
+            return
+        record.preemptions += 1
         if job.started is not None and job.running:
             ran = max(stop - job.started, 0.0)
             interval = self.options.checkpoint_interval

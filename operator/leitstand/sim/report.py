@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from leitstand.core import fairshare
 from leitstand.core.model import QueueName
 from leitstand.sim.engine import Result, Sample
 
@@ -58,19 +59,17 @@ def remembered_distance(result: Result, tenants: Sequence[QueueName]) -> float |
     half_life = result.usage_half_life
     if half_life <= 0 or not result.samples:
         return None
-    used = dict.fromkeys(tenants, 0.0)
-    fair = dict.fromkeys(tenants, 0.0)
+    used: dict[QueueName, float] = {}
+    fair: dict[QueueName, float] = {}
     distances: list[float] = []
     previous: Sample | None = None
     for sample in result.samples:
         if previous is not None:
-            kept = 0.5 ** ((sample.time - previous.time) / half_life)
-            added = half_life / math.log(2) * (1.0 - kept)
-            for t in tenants:
-                used[t] = used[t] * kept + previous.by_queue.get(t, 0) * added
-                fair[t] = fair[t] * kept + previous.fair_share.get(t, 0) * added
+            elapsed = sample.time - previous.time
+            used = fairshare.remember(used, {t: previous.by_queue.get(t, 0) for t in tenants}, elapsed, half_life)
+            fair = fairshare.remember(fair, {t: previous.fair_share.get(t, 0) for t in tenants}, elapsed, half_life)
         total = sum(fair.values())
-        distances.append(sum(abs(used[t] - fair[t]) for t in tenants) / total if total > 0 else 0.0)
+        distances.append(sum(abs(used.get(t, 0.0) - fair.get(t, 0.0)) for t in tenants) / total if total > 0 else 0.0)
         previous = sample
     by_time = {id(sample): distance for sample, distance in zip(result.samples, distances, strict=True)}
     return time_weighted(result.samples, lambda s: by_time[id(s)], result.end)

@@ -262,6 +262,19 @@ def test_a_queue_with_a_notice_lets_the_job_run_until_its_preempt_at_then_delete
     assert [e.reason for e in after.events] == ["Preempted"]
 
 
+def test_a_second_preemption_gets_its_whole_notice_though_the_job_saved_since_the_first() -> None:
+    earlier = jobs.rfc3339(NOW - 3600)
+    status = {"phase": "Running", "conditions": [{"type": "Preempting", "status": "False", "reason": "NotPreempting",
+              "message": "", "lastTransitionTime": earlier}]}  # fmt: skip
+    job = a_job(status=status)
+    job["metadata"]["annotations"] = {"leitstand.dev/last-checkpoint": jobs.rfc3339(NOW - 600)}
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2")}
+    told = plan(job, pods, jobs.Verdict(evicted=RECLAIMED, queue="soofi", grace_seconds=60, stops_at=NOW + 300))
+    assert len(told.annotate) == 2
+    assert told.delete == []  # the save it reported before this preemption does not cut its notice short
+    assert conditions(told)["Preempting"][:2] == ("True", "Reclaimed")
+
+
 def test_a_job_that_succeeds_during_its_notice_succeeded() -> None:
     at = jobs.rfc3339(NOW - 1)
     pods = {rank: a_pod(rank, "Succeeded", f"n{rank}") for rank in (0, 1)}
@@ -388,10 +401,10 @@ def test_a_preempted_jobs_grace_is_its_templates_capped_on_its_queue_path_and_th
     queues = {model.QueueName(name): q for name, body in quotas.items() if (q := bodies.to_queue(body)) is not None}
     job = a_job()
     spec = bodies.job_spec(job)
-    assert scheduler.preemption_terms(spec, "soofi", quotas, queues, 30) == (30, 600)  # the operator's default grace
+    assert scheduler.preemption_terms(spec, "soofi", queues, 30) == (30, 600)  # the operator's default grace
     job["spec"]["template"]["terminationGracePeriodSeconds"] = 900
     job["metadata"]["generation"] = 2
     spec = bodies.job_spec(job)
-    assert scheduler.preemption_terms(spec, "soofi", quotas, queues, 30) == (300, 600)  # capped by root
-    assert scheduler.preemption_terms(spec, "lab", quotas, queues, 30) == (300, 60)  # root's notice
-    assert scheduler.preemption_terms(spec, None, quotas, queues, 30) == (900, 0)
+    assert scheduler.preemption_terms(spec, "soofi", queues, 30) == (300, 600)  # capped by root
+    assert scheduler.preemption_terms(spec, "lab", queues, 30) == (300, 60)  # root's notice
+    assert scheduler.preemption_terms(spec, None, queues, 30) == (900, 0)

@@ -89,6 +89,7 @@ def every_field(draw: st.DrawFn) -> Snapshot:
             min_runtime_seconds=draw(st.floats(0, 1e5, allow_nan=False)),
             usage=draw(st.floats(0, 1e12, allow_nan=False)),
             preemption_notice=draw(st.floats(0, 3600, allow_nan=False)),
+            max_preemption_grace=draw(st.one_of(st.none(), st.floats(0, 86_400, allow_nan=False))),
         )
         for name in queue_names
     )

@@ -32,23 +32,29 @@ def test_work_at_risk_is_gpus_times_the_time_since_the_last_checkpoint(
 
 
 @pytest.mark.parametrize(
-    ("every", "last", "notice", "stops_after"),
+    ("every", "last", "notice", "stops_after", "at_risk"),
     [
-        (HOUR, None, 0.0, 0.0),  # no notice: at once
-        (None, None, 600.0, 600.0),  # no interval: at the end of the notice
-        (HOUR, None, 600.0, 600.0),  # 50 min since its save at 5 h: it saves again at the end of the notice
-        (HOUR, None, 300.0, 300.0),  # the next save comes after the notice
-        (HOUR, NOW - 55 * 60, 600.0, 300.0),  # reported 55 min ago: it saves again in 5 min, and stops then
+        (HOUR, None, 0.0, 0.0, 50 * 60.0),  # no notice: at once
+        (None, None, 600.0, 600.0, 5 * HOUR + 60 * 60.0),  # no interval: at the end of the notice, all of it lost
+        (HOUR, None, 600.0, 600.0, 0.0),  # 50 min since its save at 5 h: the notice ends as it saves again
+        (HOUR, None, 300.0, 300.0, 55 * 60.0),  # the next save comes after the notice
+        (HOUR, NOW - 55 * 60, 600.0, 360.0, 60.0),  # reported 55 min ago: it saves in 5 min, and stops a minute later
     ],
 )
-def test_a_notice_ends_at_the_next_checkpoint_when_that_comes_sooner(
-    every: float | None, last: float | None, notice: float, stops_after: float
+def test_a_notice_ends_a_minute_after_the_next_checkpoint_when_that_comes_sooner(
+    every: float | None, last: float | None, notice: float, stops_after: float, at_risk: float
 ) -> None:
     job = a_job("a/j").of(1, 8).running_on("n1", since=NOW - 5 * HOUR - 50 * 60).checkpointing(every=every, last=last)
     built = job.build()
     assert stop_time(built, NOW, notice) == NOW + stops_after
-    if every is not None and stops_after < notice:
-        assert work_at_risk(built, NOW + stops_after) == 0.0
+    assert work_at_risk(built, NOW + stops_after) == 8 * at_risk
+
+
+@pytest.mark.parametrize("started", [0.1, 1_700_000_000.3, 639_792.7])
+def test_a_save_just_made_risks_nothing_whatever_the_rounding(started: float) -> None:
+    job = a_job("a/j").of(4, 8).running_on("n1", since=started).checkpointing(every=1800.0).build()
+    for saves in (1, 7, 49):
+        assert work_at_risk(job, started + saves * 1800.0) == 0.0
 
 
 def test_a_waiting_job_risks_nothing() -> None:

@@ -149,12 +149,27 @@ def test_a_notice_ends_at_the_victims_next_checkpoint_when_the_scheduler_knows_i
         Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
     )
     trace = [job("a0", 0, 8, 1_000), job("a1", 0, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
-    for known, start, lost in ((True, 600 + 30, 0.0), (False, 650 + 30, 8 * 50.0)):
+    # told, it stops a minute after its save at 600 (of a 200 s notice); blind, at the notice's end, 100 s unsaved
+    for known, start, lost in ((True, 660 + 30, 8 * 60.0), (False, 700 + 30, 8 * 100.0)):
         options = engine.Options(interval=0, checkpoint_interval=200, checkpoints_known=known, grace_seconds=30,
-                                 preemption_notice=150)  # fmt: skip
+                                 preemption_notice=200)  # fmt: skip
         result = engine.Simulation(baselines.Leitstand(POLICY), nodes(2), queues, trace, options).run()
         assert result.records["b/b0"].first_start == start  # type: ignore[index]
         assert [r.lost_gpu_seconds for r in result.records.values() if r.preemptions] == [lost]
+
+
+def test_a_job_that_ends_during_its_notice_just_ends() -> None:
+    queues = (
+        Queue(QueueName("root")),
+        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}),
+        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
+    )
+    trace = [job("a0", 0, 8, 560), job("a1", 0, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
+    options = engine.Options(interval=0, grace_seconds=30, preemption_notice=100)
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(2), queues, trace, options).run()
+    a0 = result.records["a/a0"]  # type: ignore[index]
+    assert (a0.finish, a0.preemptions, a0.lost_gpu_seconds) == (560, 0, 0.0)  # evicted at 500, ended at 560
+    assert result.records["b/b0"].first_start == 560  # type: ignore[index]
 
 
 def test_without_checkpoints_an_evicted_job_starts_over_and_with_them_the_scheduler_may_be_blind() -> None:
