@@ -24,6 +24,14 @@ def job(
 
 
 QUEUES = (Queue(QueueName("root")), Queue(QueueName("a"), QueueName("root"), ("a",)))
+
+
+def two_tenants(guaranteed: int) -> tuple[Queue, ...]:
+    """Tenants a and b under root, each guaranteed ``guaranteed`` B200 GPUs."""
+    root = QueueName("root")
+    return (Queue(root), *(Queue(QueueName(t), root, (t,), {B200: Share(guaranteed=guaranteed)}) for t in "ab"))
+
+
 ALL = [baselines.Leitstand(POLICY), baselines.KubeSchedulerLike(), baselines.FifoGang(), baselines.BestFit()]
 
 
@@ -102,11 +110,7 @@ def test_fifo_blocks_behind_its_head_where_others_backfill() -> None:
 
 
 def test_leitstand_reclaims_a_late_tenants_guarantee_and_counts_the_work_lost() -> None:
-    queues = (
-        Queue(QueueName("root")),
-        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=16)}),
-        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=16)}),
-    )
+    queues = two_tenants(16)
     trace = [job(f"a{i}", 0, 8, 10_000) for i in range(4)] + [job(f"b{i}", 500, 8, 100, tenant="b") for i in range(2)]
     simulation = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), queues, trace, engine.Options(interval=0))
     result = simulation.run()
@@ -123,11 +127,7 @@ def test_leitstand_reclaims_a_late_tenants_guarantee_and_counts_the_work_lost() 
 
 
 def test_an_evicted_job_resumes_from_its_last_checkpoint_after_its_notice_and_grace() -> None:
-    queues = (
-        Queue(QueueName("root")),
-        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=16)}),
-        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=16)}),
-    )
+    queues = two_tenants(16)
     # a's four jobs save every 200 s; b arrives at 500 and reclaims two of them: with a 50 s notice they
     # stop at 550 (150 s past the save at 400), their pods take 30 s more, and they resume with 400 s done
     trace = [job(f"a{i}", 0, 8, 1_000) for i in range(4)] + [job(f"b{i}", 500, 8, 100, tenant="b") for i in range(2)]
@@ -143,11 +143,7 @@ def test_an_evicted_job_resumes_from_its_last_checkpoint_after_its_notice_and_gr
 
 
 def test_a_notice_ends_at_the_victims_next_checkpoint_when_the_scheduler_knows_it() -> None:
-    queues = (
-        Queue(QueueName("root")),
-        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}),
-        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
-    )
+    queues = two_tenants(8)
     trace = [job("a0", 0, 8, 1_000), job("a1", 0, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
     # told, it stops a minute after its save at 600 (of a 200 s notice); blind, at the notice's end, 100 s unsaved
     for known, start, lost in ((True, 660 + 30, 8 * 60.0), (False, 700 + 30, 8 * 100.0)):
@@ -159,11 +155,7 @@ def test_a_notice_ends_at_the_victims_next_checkpoint_when_the_scheduler_knows_i
 
 
 def test_a_job_that_ends_during_its_notice_just_ends() -> None:
-    queues = (
-        Queue(QueueName("root")),
-        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}),
-        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
-    )
+    queues = two_tenants(8)
     trace = [job("a0", 0, 8, 560), job("a1", 0, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
     options = engine.Options(interval=0, grace_seconds=30, preemption_notice=100)
     result = engine.Simulation(baselines.Leitstand(POLICY), nodes(2), queues, trace, options).run()
@@ -173,11 +165,7 @@ def test_a_job_that_ends_during_its_notice_just_ends() -> None:
 
 
 def test_without_checkpoints_an_evicted_job_starts_over_and_with_them_the_scheduler_may_be_blind() -> None:
-    queues = (
-        Queue(QueueName("root")),
-        Queue(QueueName("a"), QueueName("root"), ("a",), {B200: Share(guaranteed=8)}),
-        Queue(QueueName("b"), QueueName("root"), ("b",), {B200: Share(guaranteed=8)}),
-    )
+    queues = two_tenants(8)
     # a0 ran 500 s, a1 450 s; with saves every 300 s a0 risks 200 s and a1 150 s
     trace = [job("a0", 0, 8, 1_000), job("a1", 50, 8, 1_000), job("b0", 500, 8, 100, tenant="b")]
 
