@@ -124,11 +124,13 @@ class SchedulerMetrics:
         for queue_spec in snapshot.queues:
             self.usage.labels(queue=queue_spec.name).set(queue_spec.usage)
         jobs = {job.key: job for job in snapshot.jobs} if decisions.evictions else {}
+        queues = {queue_spec.name: queue_spec for queue_spec in snapshot.queues}
         for eviction in decisions.evictions:
             self.evictions.labels(reason=eviction.reason.value).inc()
-            if eviction.job in jobs:
-                victim_queue = decisions.job_queues.get(eviction.job, "none")
-                self.evicted_work.labels(queue=victim_queue).inc(model.work_at_risk(jobs[eviction.job], ended))
+            if eviction.job in jobs:  # what the core weighed: the work at risk when its pods stop
+                victim, victim_queue = jobs[eviction.job], decisions.job_queues.get(eviction.job)
+                stop = model.stop_time(victim, ended, model.preemption_notice(victim_queue, queues))
+                self.evicted_work.labels(queue=victim_queue or "none").inc(model.work_at_risk(victim, stop))
         self.backfilled.inc(len(decisions.backfilled))
         self._cluster(snapshot, decisions, level, levels)
 

@@ -81,3 +81,22 @@ def test_reservations_backfill_and_estimates_are_measured() -> None:
     assert value("leitstand_reserved_gpus", state="in_use") == 12
     assert value("leitstand_start_estimate_error_seconds_bucket", queue="hero", le="-60.0") == 1
     assert value("leitstand_forecast_duration_seconds") == 0.5
+
+
+def test_evicted_work_and_remembered_usage_are_what_the_core_weighed() -> None:
+    nodes = nodes_in_leaf("su-1", 2)
+    queues = [a_root(), a_queue("a").with_share(8).noticing(900).having_used(7200), a_queue("b").with_share(8)]
+    jobs = [  # both save hourly; x saves again within its notice, y does not
+        a_job("a/x").of(1, 8).running_on("su-1-n1", since=NOW - 50 * 60).checkpointing(every=3600),
+        a_job("a/y").of(1, 8).running_on("su-1-n2", since=NOW - 20 * 60).checkpointing(every=3600),
+        a_job("b/wants").of(1, 8).submitted_at(NOW - 10),
+    ]
+    snap = snapshot(nodes, queues, jobs)
+    decisions = schedule(snap, now=NOW)
+    assert [e.job for e in decisions.evictions] == ["a/x"]
+    registry = CollectorRegistry()
+    SchedulerMetrics(registry).observe_cycle(snap, decisions, seconds=0.02, ended=NOW, level="leaf",
+                                             levels=("spine", "leaf", "node"))  # fmt: skip
+    # x stops a minute after its save at the hour: 8 GPUs x 60 s, not the 50 minutes it has run since its start
+    assert registry.get_sample_value("leitstand_evicted_work_gpu_seconds_total", {"queue": "a"}) == 8 * 60
+    assert registry.get_sample_value("leitstand_queue_usage_gpu_seconds", {"queue": "a"}) == 7200
