@@ -19,6 +19,7 @@ import yaml
 
 from leitstand.devcluster import cluster
 from leitstand.kube.client import ApiError, Client
+from tests import templates
 from tests.e2e.operators import Operator, account
 from tests.e2e.waiting import until
 
@@ -126,7 +127,7 @@ async def training_job(admin: Client, ns: str, name: str, replicas: int = 1) -> 
     await admin.create(f"{GROUP}/namespaces/{ns}/trainingjobs", {
         "apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": name},
         "spec": {"replicas": replicas, "gpusPerReplica": 8, "gpuType": "b200",
-                 "template": {"image": "nvcr.io/nvidia/pytorch:25.10-py3"}},
+                 "template": templates.pod()},
     })  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from leitstand.devcluster import binaries, cluster
 from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
 from leitstand.kube.objects import Body
+from tests import templates
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
 from tests.e2e.waiting import until
@@ -91,7 +92,7 @@ async def job(client: Client, ns: str, name: str, replicas: int, gpus: int = 8, 
         "kind": "TrainingJob",
         "metadata": {"name": name},
         "spec": {"replicas": replicas, "gpusPerReplica": gpus, "gpuType": "b200",
-                 "template": {"image": "nvcr.io/nvidia/pytorch:25.10-py3", **spec.pop("template", {})}, **spec},
+                 "template": templates.pod(**spec.pop("template", {})), **spec},
     }  # fmt: skip
     await client.create(f"{GROUP}/namespaces/{ns}/trainingjobs", body)
 

@@ -29,6 +29,7 @@ from typing import Any
 from leitstand.devcluster import cluster, profiles
 from leitstand.kube import connection
 from leitstand.kube.client import ApiError, Client
+from tests import templates
 from tests.e2e.operators import Operator
 
 TRACES = Path(__file__).resolve().parent.parent / "data" / "traces" / "microsoft-itp-2021"
@@ -100,7 +101,7 @@ async def run(minutes: float, speedup: float) -> dict[str, Any]:
                     name = f"job-{cursor}"
                     body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": name},
                             "spec": {"replicas": replicas, "gpusPerReplica": per, "gpuType": "b200",
-                                     "template": {"image": "trainer", "annotations": {"leitstand.dev/sim-duration": f"{duration:.0f}s"}}}}  # fmt: skip
+                                     "template": templates.pod(image="trainer", annotations={"leitstand.dev/sim-duration": f"{duration:.0f}s"})}}  # fmt: skip
                     await api.create(f"{GROUP}/namespaces/{tenant}/trainingjobs", body)
                     submitted[f"{tenant}/{name}"] = tenant
                     cursor += 1

@@ -24,6 +24,7 @@ leaving: the snapshot marks it terminating, so it is never scheduled or evicted
 again meanwhile.
 """
 
+import copy
 import datetime
 import math
 from collections.abc import Mapping
@@ -36,7 +37,6 @@ from leitstand.kube.objects import Body, Node, OwnerReference, Pod, TrainingJob,
 MASTER_PORT = 29500
 FINALIZER = "leitstand.dev/pods"
 ESTIMATE_SLACK = 0.1  # an estimated start moves in the status only by more than this part of the wait left
-CONTAINER = "trainer"
 MESSAGE_LIMIT = 32_768  # a condition's message, as metav1.Condition allows
 
 
@@ -74,6 +74,7 @@ class Verdict:
     estimate: model.Planned | None = None  # when it is expected to start (its reservation's, or the forecast's)
     grace_seconds: int | None = None  # a preempted job's pods' grace period (None: the operator's default)
     stops_at: float | None = None  # when an evicted job's pods are deleted (None: now): after its notice
+    refused: str | None = None  # why the API server refused to create the job's pods, for good (pod security, ...)
 
 
 def rfc3339(moment: float) -> str:
@@ -144,34 +145,44 @@ def _owner(job: TrainingJob) -> OwnerReference:
     }
 
 
+def rank_environment(job: TrainingJob, spec: resources.TrainingJobSpec, rank: int) -> list[Body]:
+    """What every container of replica ``rank`` learns of the gang: torch.distributed's variables, and
+    torchrun's ``PET_`` ones, so that a bare ``torchrun train.py`` joins the rendezvous."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    master = f"{pod_name(name, 0)}.{name}.{namespace}.svc"
+    values = {
+        "WORLD_SIZE": spec.replicas,
+        "RANK": rank,
+        "MASTER_ADDR": master,
+        "MASTER_PORT": MASTER_PORT,
+        "PET_NNODES": spec.replicas,
+        "PET_NODE_RANK": rank,
+        "PET_MASTER_ADDR": master,
+        "PET_MASTER_PORT": MASTER_PORT,
+    }
+    return [{"name": key, "value": str(value)} for key, value in values.items()]
+
+
 def pod_manifest(job: TrainingJob, spec: resources.TrainingJobSpec, rank: int) -> Body:
-    """Replica ``rank`` of the job: scheduled by Leitstand, owned by the job, with the torchrun environment."""
+    """Replica ``rank`` of the job: the template's pod, scheduled by Leitstand, owned by the job, with the GPUs
+    of ``gpusPerReplica`` and the rank environment. The template was checked by ``bodies.template_problem``."""
     meta = job["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    template = spec.template
-    environment = [{"name": var.name, "value": var.value} for var in template.env or ()]
-    environment += [
-        {"name": "WORLD_SIZE", "value": str(spec.replicas)},
-        {"name": "RANK", "value": str(rank)},
-        {"name": "MASTER_ADDR", "value": f"{pod_name(name, 0)}.{name}.{namespace}.svc"},
-        {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
-    ]
-    requests: Body = {}
-    limits: Body = {}
-    if spec.gpus_per_replica:
-        requests[bodies.GPU_RESOURCE] = str(spec.gpus_per_replica)
-        limits[bodies.GPU_RESOURCE] = str(spec.gpus_per_replica)
-    if template.cpu:
-        requests["cpu"] = template.cpu
-    if template.memory:
-        requests["memory"] = template.memory
-    container: Body = {"name": CONTAINER, "image": template.image, "env": environment}
-    if template.command:
-        container["command"] = list(template.command)
-    if template.args:
-        container["args"] = list(template.args)
-    container["resources"] = {"requests": requests, "limits": limits}
-    labels = {**(template.labels or {}), bodies.JOB_LABEL: name, bodies.REPLICA_LABEL: str(rank)}
+    template = copy.deepcopy(spec.template)
+    pod: Body = template.get("spec") or {}
+    environment = rank_environment(job, spec, rank)
+    containers = pod.get("containers") or []
+    for container in [*(pod.get("initContainers") or []), *containers]:
+        container["env"] = [*(container.get("env") or []), *environment]
+    if spec.gpus_per_replica and not bodies.asks_for_gpus(pod) and containers:
+        needs = containers[0].setdefault("resources", {})
+        for part in ("requests", "limits"):
+            needs.setdefault(part, {})[bodies.GPU_RESOURCE] = str(spec.gpus_per_replica)
+    pod.update(
+        schedulerName=bodies.SCHEDULER_NAME, restartPolicy="Never", hostname=pod_name(name, rank), subdomain=name
+    )
+    template_meta = template.get("metadata") or {}
+    labels = {**(template_meta.get("labels") or {}), bodies.JOB_LABEL: name, bodies.REPLICA_LABEL: str(rank)}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -179,24 +190,10 @@ def pod_manifest(job: TrainingJob, spec: resources.TrainingJobSpec, rank: int) -
             "name": pod_name(name, rank),
             "namespace": namespace,
             "labels": labels,
-            "annotations": dict(template.annotations or {}),
+            "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [_owner(job)],
         },
-        "spec": {
-            "schedulerName": bodies.SCHEDULER_NAME,
-            "restartPolicy": "Never",
-            "hostname": pod_name(name, rank),
-            "subdomain": name,
-            "terminationGracePeriodSeconds": (
-                30 if template.termination_grace_period_seconds is None else template.termination_grace_period_seconds
-            ),
-            "containers": [container],
-            **(
-                {"tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in template.tolerations]}
-                if template.tolerations
-                else {}
-            ),
-        },
+        "spec": pod,
     }
 
 
@@ -274,7 +271,14 @@ def plan(
     preempting: tuple[str, str] | None = None  # (reason, message) of this preemption
     if notified is not None and notified.get("status") == "True":
         preempting = (str(notified.get("reason")), str(notified.get("message") or ""))
-    if explanation is not None and explanation.reason is model.Reason.RUNTIME_LIMIT_TOO_LONG:
+    problem = bodies.template_problem(spec)
+    if problem is not None or verdict.refused is not None:
+        why = "InvalidTemplate" if problem is not None else "PodRefused"
+        text = problem or f"the API server refused the job's pods: {verdict.refused}"
+        result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
+        transition("Failed", why, text, Event("Warning", why, text))
+        new["finishedAt"] = rfc3339(now)
+    elif explanation is not None and explanation.reason is model.Reason.RUNTIME_LIMIT_TOO_LONG:
         result.delete = [(pod["metadata"]["name"], 0) for pod in live.values()]
         text = explanation.message
         transition("Failed", explanation.reason.value, text, Event("Warning", explanation.reason.value, text))

@@ -98,6 +98,7 @@ class Scheduler:
         self.leading = leading
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
+        self.refused: dict[str, str] = {}  # TrainingJobs whose pods the API server refused for good: why
         self.last: Report | None = None
         self.metrics = metrics
 
@@ -133,7 +134,7 @@ class Scheduler:
         nominations = self._nominations(decisions, pod_of_job, pods_of_gang)
         nominated = {id(write): pod for write, pod in nominations}
         queues = {queue.name: queue for queue in snapshot.queues}
-        job_writes, services = self._job_writes(view, pods, decisions, queues, outcome, now)
+        job_writes, services, creates = self._job_writes(view, pods, decisions, queues, outcome, now)
         writes = [
             *released,
             *(write for write, _pod in nominations),
@@ -152,6 +153,8 @@ class Scheduler:
                 self.applier.overlay.not_nominated(*nominated[id(result.write)])
             elif result.ok and id(result.write) in services:
                 self.services.add(services[id(result.write)])
+            elif not result.ok and id(result.write) in creates and refused_for_good(result):
+                self.refused[creates[id(result.write)]] = result.reason
 
         self.applier.submit(writes, written)  # performed in the background: the next cycle need not wait
         outcome.seconds = time.monotonic() - started
@@ -299,8 +302,9 @@ class Scheduler:
         queues: Mapping[model.QueueName, model.Queue],
         outcome: Report,
         now: float,
-    ) -> tuple[list[Write], dict[int, str]]:
-        """Every TrainingJob's plan as writes, and which of them create a Service (by id, with its job)."""
+    ) -> tuple[list[Write], dict[int, str], dict[int, str]]:
+        """Every TrainingJob's plan as writes; which of them create a Service, and which a pod (by id, with
+        its job)."""
         explanations = {e.job: e for e in decisions.pending}
         bound = {b.job for b in decisions.binds}
         evictions = {e.job: e for e in decisions.evictions}
@@ -308,6 +312,8 @@ class Scheduler:
         jobs_by_key: dict[model.JobKey, model.Job] = {}  # the snapshot's, read only for preempted jobs
         writes: list[Write] = []
         services: dict[int, str] = {}
+        creates: dict[int, str] = {}
+        refused, self.refused = self.refused, {}  # a refusal is said once: the job ends Failed with it
         for body in view.jobs.values():
             meta = body["metadata"]
             key = model.JobKey(f"{meta['namespace']}/{meta['name']}")
@@ -338,6 +344,7 @@ class Scheduler:
                 estimate=self._estimate(decisions, key),
                 grace_seconds=grace,
                 stops_at=stops,
+                refused=refused.get(key),
             )
             try:
                 plan = job_control.plan(
@@ -356,9 +363,10 @@ class Scheduler:
             planned = self._plan_writes(body, plan, now)
             if plan.service is not None:
                 services[id(planned[0])] = key
+            creates.update((id(w), key) for w in planned if w.verb == "create" and w.path.endswith("/pods"))
             writes += planned
             self._observe_start(body, plan, verdict.queue)
-        return writes, services
+        return writes, services, creates
 
     def _estimate(self, decisions: model.Decisions, key: model.JobKey) -> model.Planned | None:
         """The latest forecast's likely start; for a reserved gang, its reservation's start from this cycle
@@ -512,10 +520,19 @@ def preemption_terms(
     """A preempted job's grace period and notice, in seconds: its template's terminationGracePeriodSeconds (else
     ``default``, the operator's evictionGraceSeconds) capped by the smallest maxPreemptionGraceSeconds on its
     queue's path; the nearest preemptionNoticeSeconds there (as the core weighs its victims by it)."""
-    own = spec.template.termination_grace_period_seconds
+    own = bodies.template_spec(spec).get("terminationGracePeriodSeconds")
     queue = model.QueueName(leaf) if leaf else None
-    grace = model.preemption_grace(float(default if own is None else own), queue, queues)
+    grace = model.preemption_grace(float(own if isinstance(own, int) and own >= 0 else default), queue, queues)
     return round(grace), round(model.preemption_notice(queue, queues))
+
+
+def refused_for_good(outcome: applier.Outcome) -> bool:
+    """Whether a refused pod creation will be refused again, whatever the operator does: the pod is invalid
+    (400, 422) or its namespace's Pod Security Admission forbids it. Other refusals (a ResourceQuota used up,
+    the API server away) pass, and the next cycle creates the pod again."""
+    if outcome.status in {400, 422}:
+        return True
+    return outcome.status == 403 and "violates PodSecurity" in outcome.reason
 
 
 def _status_write(path: str, status: Body) -> Write:

@@ -29,6 +29,9 @@ KUBERNETES_VERSION = "v1.36.5"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+TRAINING_OPERATOR_VERSION = "v1.8.1"
+TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
+PYTORCHJOB_CRD = "manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
 MINIMUM_GO = (1, 26)
 
 ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
@@ -59,6 +62,7 @@ class Tool:
     package: str
     version: str
     ldflags: Callable[[str], list[str]]
+    files: tuple[tuple[str, str], ...] = ()  # (Go module, path in it) copied beside the binary after a build
 
 
 TOOLS: dict[str, Tool] = {
@@ -87,6 +91,21 @@ TOOLS: dict[str, Tool] = {
             _kubernetes_ldflags,
         ),
         Tool(
+            "kube-controller-manager",
+            "kubernetes",
+            "./kube-controller-manager",
+            KUBERNETES_VERSION,
+            _kubernetes_ldflags,
+        ),
+        Tool(
+            "training-operator",
+            "training-operator",
+            ".",
+            TRAINING_OPERATOR_VERSION,
+            lambda _date: [],
+            files=((TRAINING_OPERATOR_MODULE, PYTORCHJOB_CRD),),
+        ),
+        Tool(
             "kwok",
             "kwok",
             ".",
@@ -106,8 +125,10 @@ TOOLS: dict[str, Tool] = {
     )
 }
 
-# What `dev-cluster build` and `make binaries` build; kube-scheduler only for benchmarks.
-DEFAULT_SET = ("etcd", "kube-apiserver", "kubectl", "kwok", "helm")
+# What `dev-cluster build` and `make binaries` build (the controllers are what
+# `dev-cluster up --controllers kube,training-operator` starts); kube-scheduler only for benchmarks.
+DEFAULT_SET = ("etcd", "kube-apiserver", "kubectl", "kwok", "helm", "kube-controller-manager", "training-operator")
+CONTROLLERS = {"kube": "kube-controller-manager", "training-operator": "training-operator"}
 
 
 def hack_dir() -> Path:
@@ -248,7 +269,32 @@ def build(name: str, *, log: Path) -> Path:
         partial.unlink(missing_ok=True)
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise UserError(f"building {name} failed: {tail[0]} (full log: {log})")
+    for module, inside in tool.files:
+        shutil.copyfile(_module_dir(go, tool, module, env) / inside, target_dir / Path(inside).name)
     target.with_suffix(".sha256").unlink(missing_ok=True)
     partial.replace(target)
     target.with_suffix(".sha256").write_text(_sha256(target) + "\n")
     return target
+
+
+def _module_dir(go: str, tool: Tool, module: str, env: dict[str, str]) -> Path:
+    """Where the module cache holds ``module`` at the version ``tool``'s hack/ module requires."""
+    result = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=hack_dir() / tool.module,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        raise UserError(f"`go list -m {module}` in hack/{tool.module} failed: {result.stderr.strip()}")
+    return Path(result.stdout.strip())
+
+
+def shipped(name: str) -> Path:
+    """A file a build copied from a module beside its binary (a CRD of the training-operator, say)."""
+    path = cache_dir() / name
+    if not path.is_file():
+        raise UserError(f"{name} is missing from {cache_dir()}; run `make binaries` (or `leitstand dev-cluster build`)")
+    return path

@@ -77,6 +77,7 @@ class Outcome:
     write: Write | PodBind
     ok: bool
     reason: str = ""
+    status: int | None = None  # the API server's answer when it refused; None when it was not reached
 
 
 SETTLED = (404, 409)  # gone, already there, or changed meanwhile: nothing to warn about, the next cycle looks again
@@ -303,15 +304,17 @@ class Applier:
             if error.status in write.done:
                 return Outcome(write, ok=True)
             reason = f"{error.status} {error.reason}: {error.message}"
+            code: int | None = error.status
         except OSError as error:  # TransportError included: the API server is away
             reason = f"{type(error).__name__}: {error}"
+            code = None
         else:
             return Outcome(write, ok=True)
         if write.best_effort:
             logger.debug("%s %s failed: %s", write.verb, write.path, reason)
         else:
             logger.warning("%s %s failed: %s", write.verb, write.path, reason)
-        return Outcome(write, ok=False, reason=reason)
+        return Outcome(write, ok=False, reason=reason, status=code)
 
 
 async def bind_all(

@@ -87,17 +87,39 @@ def timestamp(value: str | None) -> float | None:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def pod_requests(pod: Pod) -> tuple[int, int, int]:
-    """(GPUs, CPU millicores, memory bytes) a pod requests, summed over its containers."""
-    gpus = cpu = memory = 0
-    for container in pod_spec(pod).get("containers") or []:
-        needs = container.get("resources") or {}
-        requests = needs.get("requests") or {}
-        limits = needs.get("limits") or {}
-        gpus += quantities.units(requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE)))
-        cpu += quantities.millis(requests.get("cpu"))
-        memory += quantities.units(requests.get("memory"))
+def _container_requests(container: Mapping[str, Any]) -> tuple[int, int, int]:
+    needs = container.get("resources") or {}
+    requests = needs.get("requests") or {}
+    limits = needs.get("limits") or {}
+    return (
+        quantities.units(requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE))),
+        quantities.millis(requests.get("cpu", limits.get("cpu"))),
+        quantities.units(requests.get("memory", limits.get("memory"))),
+    )
+
+
+def spec_requests(spec: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(GPUs, CPU millicores, memory bytes) a pod spec needs on its node, counted as the kube-scheduler counts:
+    its containers and sidecars (init containers that keep running) together, or an init container with the
+    sidecars started before it, whichever is more. A request absent but a limit set means the limit."""
+    running = [0, 0, 0]
+    peak = [0, 0, 0]
+    sidecars = [0, 0, 0]
+    for container in spec.get("initContainers") or []:
+        needs = _container_requests(container)
+        if container.get("restartPolicy") == "Always":
+            sidecars = [a + b for a, b in zip(sidecars, needs, strict=True)]
+        else:
+            peak = [max(p, s + n) for p, s, n in zip(peak, sidecars, needs, strict=True)]
+    for container in spec.get("containers") or []:
+        running = [a + b for a, b in zip(running, _container_requests(container), strict=True)]
+    gpus, cpu, memory = (max(p, r + s) for p, r, s in zip(peak, running, sidecars, strict=True))
     return gpus, cpu, memory
+
+
+def pod_requests(pod: Pod) -> tuple[int, int, int]:
+    """(GPUs, CPU millicores, memory bytes) a pod needs on its node (``spec_requests``)."""
+    return spec_requests(pod_spec(pod))
 
 
 def is_ours(pod: Pod) -> bool:
@@ -283,6 +305,61 @@ def job_spec(body: TrainingJob) -> resources.TrainingJobSpec:
     return parsed
 
 
+OWNED_ENV = ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "PET_NNODES", "PET_NODE_RANK",
+             "PET_MASTER_ADDR", "PET_MASTER_PORT")  # fmt: skip
+OWNED_LABELS = (JOB_LABEL, REPLICA_LABEL)
+
+
+def template_spec(spec: resources.TrainingJobSpec) -> Body:
+    """The pod spec of a TrainingJob's template."""
+    inner = spec.template.get("spec")
+    return inner if isinstance(inner, dict) else {}
+
+
+def asks_for_gpus(pod: Body) -> bool:
+    """Whether any container of a pod spec names GPUs in its requests or limits."""
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    return any(GPU_RESOURCE in ((c.get("resources") or {}).get(part) or {}) for c in containers
+               for part in ("requests", "limits"))  # fmt: skip
+
+
+def template_problem(spec: resources.TrainingJobSpec) -> str | None:
+    """Why a TrainingJob's template cannot be run as Leitstand runs it: it sets something the operator owns,
+    differently; None when it can."""
+    pod = template_spec(spec)
+    scheduler = pod.get("schedulerName")
+    if scheduler not in (None, SCHEDULER_NAME):
+        return f"the template sets schedulerName {scheduler!r}; Leitstand schedules every replica (remove it)"
+    restart = pod.get("restartPolicy")
+    if restart not in (None, "Never"):
+        return (
+            f"the template sets restartPolicy {restart!r}; a gang restarts whole, up to backoffLimit "
+            "(remove it or set Never)"
+        )
+    for owned in ("hostname", "subdomain"):
+        if pod.get(owned):
+            return f"the template sets {owned}; Leitstand names every replica's host for the rendezvous (remove it)"
+    meta = spec.template.get("metadata") or {}
+    for label in OWNED_LABELS:
+        if label in (meta.get("labels") or {}):
+            return f"the template sets the label {label}; Leitstand sets it on every replica (remove it)"
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    for container in containers:
+        for variable in container.get("env") or []:
+            if variable.get("name") in OWNED_ENV:
+                return (
+                    f"container {container.get('name')!r} sets {variable['name']}; Leitstand sets the rank "
+                    f"environment ({', '.join(OWNED_ENV[:4])}, ...) per replica (remove it)"
+                )
+    gpus = spec_requests(pod)[0]
+    if asks_for_gpus(pod) and gpus != spec.gpus_per_replica:
+        return (
+            f"the template asks for {gpus} {GPU_RESOURCE} per replica and gpusPerReplica is "
+            f"{spec.gpus_per_replica}; set them alike, or leave the GPUs to gpusPerReplica"
+        )
+    return None
+
+
 def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
     """The gang of a TrainingJob, with its live pods' nodes by rank; None when there is nothing to schedule.
 
@@ -298,6 +375,11 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         spec = job_spec(body)
     except pydantic.ValidationError:
         return None
+    if template_problem(spec) is not None:
+        return None  # the job controller ends it Failed
+    pod = template_spec(spec)
+    _gpus, cpu, memory = spec_requests(pod)
+    selector = pod.get("nodeSelector")
     placement = tuple(
         model.NodeName(node) if (node := (pod_spec(pods[rank]).get("nodeName") if rank in pods else None)) else None
         for rank in range(spec.replicas)
@@ -314,13 +396,14 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         namespace=meta["namespace"],
         replicas=spec.replicas,
         gpus_per_replica=spec.gpus_per_replica,
-        cpu_millis_per_replica=quantities.millis(spec.template.cpu),
-        memory_bytes_per_replica=quantities.units(spec.template.memory),
+        cpu_millis_per_replica=cpu,
+        memory_bytes_per_replica=memory,
         gpu_type=model.GPUType(spec.gpu_type) if spec.gpu_type else None,
         priority=PRIORITIES[spec.priority],
         required_level=topology.required if topology else None,
         preferred_level=topology.preferred if topology else None,
-        tolerations=tolerations(spec.template.tolerations),
+        tolerations=tolerations(pod.get("tolerations")),
+        node_selector=model.labels(selector if isinstance(selector, dict) else {}),
         submitted=timestamp(current.get("queuedAt") or meta.get("creationTimestamp")) or 0.0,
         placement=placement if bound else (),
         started=timestamp(current.get("startedAt")) if bound else None,

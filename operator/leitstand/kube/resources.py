@@ -63,75 +63,7 @@ class Model(pydantic.BaseModel):
 # -- TrainingJob ---------------------------------------------------------------------------
 
 
-class EnvVar(Model):
-    """One environment variable of the training container."""
-
-    name: str = pydantic.Field(
-        min_length=1,
-        max_length=253,
-        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
-        description="Name of the variable (a C identifier or a name with dots and dashes).",
-    )
-    value: str = pydantic.Field(default="", max_length=32768, description="Value of the variable.")
-
-
-class Toleration(Model):
-    """Lets every replica run on nodes with a matching taint, as a pod's toleration does."""
-
-    key: str | None = pydantic.Field(
-        default=None, max_length=317, description="Taint key to match; empty with operator Exists matches every taint."
-    )
-    operator: Literal["Equal", "Exists"] = pydantic.Field(
-        default="Equal", description="Equal matches the value too; Exists matches any value."
-    )
-    value: str | None = pydantic.Field(default=None, max_length=63, description="Taint value (with operator Equal).")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = pydantic.Field(
-        default=None, description="Taint effect to match; every effect when absent."
-    )
-
-
-class Template(Model):
-    """What every replica runs: one container with its command, environment and resources."""
-
-    image: str = pydantic.Field(min_length=1, max_length=1024, description="Container image of every replica.")
-    command: list[str] | None = pydantic.Field(
-        default=None, max_length=256, description="Entrypoint; the image's own when absent."
-    )
-    args: list[str] | None = pydantic.Field(default=None, max_length=1024, description="Arguments to the entrypoint.")
-    env: list[EnvVar] | None = pydantic.Field(
-        default=None,
-        max_length=256,
-        description=("Environment of every replica. Leitstand adds WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT."),
-    )
-    cpu: str | None = pydantic.Field(
-        default=None,
-        max_length=64,
-        description="CPU request of each replica, a Kubernetes quantity such as 32 or 500m.",
-        json_schema_extra=cel((QUANTITY_RULE, "cpu must be a quantity such as 32 or 500m")),
-    )
-    memory: str | None = pydantic.Field(
-        default=None,
-        max_length=64,
-        description="Memory request of each replica, a Kubernetes quantity such as 256Gi.",
-        json_schema_extra=cel((QUANTITY_RULE, "memory must be a quantity such as 256Gi")),
-    )
-    labels: dict[str, str] | None = pydantic.Field(default=None, description="Extra labels of every pod.")
-    annotations: dict[str, str] | None = pydantic.Field(default=None, description="Extra annotations of every pod.")
-    tolerations: list[Toleration] | None = pydantic.Field(
-        default=None,
-        max_length=64,
-        description="Tolerations of every pod: Leitstand places replicas only on nodes whose taints they tolerate.",
-    )
-    termination_grace_period_seconds: int | None = pydantic.Field(
-        default=None,
-        ge=0,
-        le=86_400,
-        description=(
-            "Seconds a replica has to save its work and exit after SIGTERM: every pod's grace period (30 when "
-            "absent). A preemption deletes the pods with it (the operator's evictionGraceSeconds when absent), "
-            "at most the smallest maxPreemptionGraceSeconds on the job's queue path."
-        ),
-    )
+POD_TEMPLATE = "x-leitstand-pod-template"  # marks the field whose schema is core/v1's PodTemplateSpec
 
 
 class Topology(Model):
@@ -241,7 +173,17 @@ class TrainingJobSpec(Model):
             "last checkpoint; the annotation leitstand.dev/last-checkpoint (RFC 3339) reports one."
         ),
     )
-    template: Template = pydantic.Field(description="The pod every replica runs.")
+    template: dict[str, Any] = pydantic.Field(
+        description=(
+            "The pod every replica runs: a core/v1 PodTemplateSpec (metadata with labels and annotations, and a "
+            "full pod spec). Leitstand owns and sets schedulerName, restartPolicy (Never), hostname, subdomain, "
+            "the nvidia.com/gpu request and limit (gpusPerReplica, on the first container when no container "
+            "asks for GPUs), the rank environment (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT and torchrun's "
+            "PET_ variables) and the labels leitstand.dev/job and leitstand.dev/replica; a template that sets "
+            "any of them differently ends the job Failed (InvalidTemplate)."
+        ),
+        json_schema_extra={POD_TEMPLATE: True},
+    )
 
 
 class Condition(Model):

@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from leitstand.kube import resources
+from leitstand.kube import podtemplate, resources
 
 Schema = dict[str, Any]
 
@@ -29,6 +29,8 @@ def _structural(node: Any, defs: dict[str, Schema]) -> Any:
     if not isinstance(node, dict):
         return node
     outer = dict(node)
+    if outer.pop(resources.POD_TEMPLATE, False):
+        return {**podtemplate.load(), "description": outer["description"]}
     if "$ref" in outer:
         target = defs[outer.pop("$ref").rsplit("/", 1)[-1]]
         merged = {**target, **outer}

@@ -4,6 +4,7 @@ from leitstand.controller import jobs, scheduler
 from leitstand.core import model
 from leitstand.kube import bodies, resources
 from leitstand.kube.objects import Body
+from tests import templates
 
 NOW = 1_800_000_000.0
 SETTINGS = bodies.Settings()
@@ -27,13 +28,13 @@ def a_job(replicas: int = 2, *, status: Body | None = None, finalized: bool = Tr
             "gpusPerReplica": 8,
             "gpuType": "b200",
             "backoffLimit": backoff,
-            "template": {
-                "image": "nemo",
-                "env": [{"name": "NCCL_DEBUG", "value": "WARN"}],
-                "cpu": "200",
-                "memory": "1800Gi",
-                "annotations": {"leitstand.dev/sim-duration": "2h"},
-            },
+            "template": templates.pod(
+                image="nemo",
+                env=[{"name": "NCCL_DEBUG", "value": "WARN"}],
+                cpu="200",
+                memory="1800Gi",
+                annotations={"leitstand.dev/sim-duration": "2h"},
+            ),
         },
         "status": status or {},
     }
@@ -73,10 +74,17 @@ def test_a_new_job_gets_its_pods_with_the_torchrun_environment_and_a_finalizer()
         "RANK": "1",
         "MASTER_ADDR": "llm-0.llm.soofi.svc",
         "MASTER_PORT": "29500",
+        "PET_NNODES": "2",
+        "PET_NODE_RANK": "1",
+        "PET_MASTER_ADDR": "llm-0.llm.soofi.svc",
+        "PET_MASTER_PORT": "29500",
     }
+    assert set(env) - {"NCCL_DEBUG"} == set(bodies.OWNED_ENV)
     assert pod["spec"]["schedulerName"] == "leitstand"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == ("llm-1", "llm")
     assert pod["spec"]["containers"][0]["resources"] == {
-        "requests": {"nvidia.com/gpu": "8", "cpu": "200", "memory": "1800Gi"},
+        "requests": {"cpu": "200", "memory": "1800Gi", "nvidia.com/gpu": "8"},
         "limits": {"nvidia.com/gpu": "8"},
     }
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -291,9 +299,9 @@ def test_a_job_that_succeeds_during_its_notice_succeeded() -> None:
 
 def test_a_template_grace_period_reaches_the_pods() -> None:
     job = a_job()
-    job["spec"]["template"]["terminationGracePeriodSeconds"] = 600
+    job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 600
     assert {pod["spec"]["terminationGracePeriodSeconds"] for pod in plan(job, {}).create} == {600}
-    assert {pod["spec"]["terminationGracePeriodSeconds"] for pod in plan(a_job(), {}).create} == {30}
+    assert "terminationGracePeriodSeconds" not in plan(a_job(), {}).create[0]["spec"]  # the API server's 30
 
 
 def test_deleting_a_job_deletes_its_pods_then_lets_it_go() -> None:
@@ -324,13 +332,13 @@ def test_pods_of_a_same_named_job_in_another_namespace_are_not_its_own() -> None
 
 def test_tolerations_reach_every_pod_and_the_core() -> None:
     job = a_job()
-    job["spec"]["template"]["tolerations"] = [
+    job["spec"]["template"]["spec"]["tolerations"] = [
         {"key": "dedicated", "value": "soofi", "effect": "NoSchedule"},
         {"key": "maintenance", "operator": "Exists"},
     ]
     created = plan(job, {}).create
     assert created[0]["spec"]["tolerations"] == [
-        {"key": "dedicated", "operator": "Equal", "value": "soofi", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "soofi", "effect": "NoSchedule"},
         {"key": "maintenance", "operator": "Exists"},
     ]
     assert "tolerations" not in plan(a_job(), {}).create[0]["spec"]
@@ -402,9 +410,122 @@ def test_a_preempted_jobs_grace_is_its_templates_capped_on_its_queue_path_and_th
     job = a_job()
     spec = bodies.job_spec(job)
     assert scheduler.preemption_terms(spec, "soofi", queues, 30) == (30, 600)  # the operator's default grace
-    job["spec"]["template"]["terminationGracePeriodSeconds"] = 900
+    job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 900
     job["metadata"]["generation"] = 2
     spec = bodies.job_spec(job)
     assert scheduler.preemption_terms(spec, "soofi", queues, 30) == (300, 600)  # capped by root
     assert scheduler.preemption_terms(spec, "lab", queues, 30) == (300, 60)  # root's notice
     assert scheduler.preemption_terms(spec, None, queues, 30) == (900, 0)
+
+
+def test_a_full_template_reaches_every_pod_with_what_leitstand_owns_added() -> None:
+    job = a_job()
+    job["spec"]["template"] = {
+        "metadata": {"labels": {"team": "soofi"}, "annotations": {"note": "x"}},
+        "spec": {
+            "initContainers": [{"name": "fetch", "image": "busybox", "command": ["sh", "-c", "true"]}],
+            "containers": [
+                {"name": "trainer", "image": "nemo", "resources": {"requests": {"cpu": "96", "rdma/ib": "8"},
+                                                                   "limits": {"rdma/ib": "8"}},
+                 "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]},
+                {"name": "logger", "image": "fluent-bit"},
+            ],
+            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Gi"}}],
+            "imagePullSecrets": [{"name": "ngc"}],
+            "securityContext": {"runAsNonRoot": True},
+        },
+    }  # fmt: skip
+    pod = plan(job, {}).create[0]
+    spec = pod["spec"]
+    assert spec["volumes"] == job["spec"]["template"]["spec"]["volumes"]
+    assert spec["imagePullSecrets"] == [{"name": "ngc"}]
+    assert spec["securityContext"] == {"runAsNonRoot": True}
+    trainer, logger = spec["containers"]
+    assert trainer["resources"] == {"requests": {"cpu": "96", "rdma/ib": "8", "nvidia.com/gpu": "8"},
+                                    "limits": {"rdma/ib": "8", "nvidia.com/gpu": "8"}}  # fmt: skip
+    assert "resources" not in logger  # the GPUs go to the first container only
+    for container in [*spec["initContainers"], trainer, logger]:
+        assert {e["name"]: e["value"] for e in container["env"]}["RANK"] == "0"
+    assert pod["metadata"]["labels"] == {"team": "soofi", bodies.JOB_LABEL: "llm", bodies.REPLICA_LABEL: "0"}
+    assert pod["metadata"]["annotations"] == {"note": "x"}
+    assert "env" not in job["spec"]["template"]["spec"]["containers"][1]  # the job's own template is untouched
+    core = bodies.training_job(job, {r: {**p, "metadata": {**p["metadata"], "uid": str(r)}}
+                                     for r, p in enumerate(plan(job, {}).create)})  # fmt: skip
+    assert core is not None
+    assert (core.gpus_per_replica, core.cpu_millis_per_replica) == (8, 96_000)
+
+
+def test_gpus_the_template_asks_for_must_be_gpus_per_replica() -> None:
+    job = a_job()
+    trainer = job["spec"]["template"]["spec"]["containers"][0]
+    trainer["resources"] = {"limits": {"nvidia.com/gpu": "8"}}
+    pod = plan(job, {}).create[0]
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu": "8"}}  # as it asked
+    trainer["resources"] = {"limits": {"nvidia.com/gpu": "4"}}
+    job["metadata"]["generation"] = 2
+    result = plan(job, {})
+    assert result.create == []
+    assert result.status is not None
+    assert (result.status["phase"], result.status["reason"]) == ("Failed", "InvalidTemplate")
+    assert "asks for 4 nvidia.com/gpu per replica and gpusPerReplica is 8" in result.status["message"]
+    assert [e.reason for e in result.events] == ["InvalidTemplate"]
+    assert bodies.training_job(job, {}) is None  # never scheduled
+
+
+def template_with(**changes: object) -> Body:
+    job = a_job()
+    job["metadata"]["uid"] = f"uid-{sorted(changes)}"
+    template = job["spec"]["template"]
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = template
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+        node[last] = value
+    return job
+
+
+def test_a_template_that_sets_what_leitstand_owns_differently_is_refused_with_a_reason() -> None:
+    cases = {
+        "schedulerName 'default-scheduler'": template_with(spec__schedulerName="default-scheduler"),
+        "restartPolicy 'OnFailure'": template_with(spec__restartPolicy="OnFailure"),
+        "sets hostname": template_with(spec__hostname="me"),
+        "sets subdomain": template_with(spec__subdomain="us"),
+        "label leitstand.dev/replica": template_with(metadata__labels={bodies.REPLICA_LABEL: "3"}),
+        "'trainer' sets RANK": template_with(spec__containers__0__env=[{"name": "RANK", "value": "0"}]),
+        "asks for 16 nvidia.com/gpu": template_with(
+            spec__containers__0__resources={"requests": {"nvidia.com/gpu": "16"}}
+        ),
+    }
+    for expected, job in cases.items():
+        problem = bodies.template_problem(bodies.job_spec(job))
+        assert expected in (problem or ""), (expected, problem)
+    fine = [template_with(spec__schedulerName="leitstand"), template_with(spec__restartPolicy="Never")]
+    assert [bodies.template_problem(bodies.job_spec(job)) for job in fine] == [None, None]
+
+
+def test_pods_the_api_server_refuses_for_good_end_the_job_failed_with_its_words() -> None:
+    refusal = '403 Forbidden: pods "llm-0" is forbidden: violates PodSecurity "restricted:latest": privileged'
+    result = plan(a_job(status={"phase": "Queued"}), {}, jobs.Verdict(queue="soofi", refused=refusal))
+    assert result.create == []
+    assert result.status is not None
+    assert (result.status["phase"], result.status["reason"]) == ("Failed", "PodRefused")
+    assert "violates PodSecurity" in result.status["message"]
+    later = plan(a_job(status=result.status), {})
+    assert later.create == []
+    assert later.status is None
+
+
+def test_only_refusals_that_come_again_fail_a_job() -> None:
+    from leitstand.kube import applier
+
+    create = applier.create("/api/v1/namespaces/t/pods", {"metadata": {"name": "p"}})
+
+    def outcome(status: int | None, reason: str) -> applier.Outcome:
+        return applier.Outcome(create, ok=False, reason=reason, status=status)
+
+    assert scheduler.refused_for_good(outcome(422, "422 Invalid: spec.volumes[0].name: Invalid value"))
+    assert scheduler.refused_for_good(outcome(403, '403 Forbidden: violates PodSecurity "restricted:latest"'))
+    assert not scheduler.refused_for_good(outcome(403, "403 Forbidden: exceeded quota: compute"))
+    assert not scheduler.refused_for_good(outcome(500, "500 Internal Server Error"))
+    assert not scheduler.refused_for_good(outcome(None, "ClientConnectorError: refused"))

@@ -3,6 +3,7 @@
 from leitstand.core import model
 from leitstand.kube import bodies
 from leitstand.kube.objects import Body
+from tests import templates
 
 SETTINGS = bodies.Settings()
 
@@ -39,7 +40,7 @@ def a_pod(name: str, *, node: str | None = None, nominated: str | None = None, s
 def a_training_job(replicas: int = 2) -> Body:
     return {
         "metadata": {"name": "llm", "namespace": "acme", "creationTimestamp": "2027-01-15T08:00:00Z"},
-        "spec": {"replicas": replicas, "gpusPerReplica": 8, "gpuType": "b200", "template": {"image": "nemo"}},
+        "spec": {"replicas": replicas, "gpusPerReplica": 8, "gpuType": "b200", "template": templates.pod(image="nemo")},
         "status": {},
     }
 
@@ -77,7 +78,7 @@ def test_pods_of_other_schedulers_shrink_their_node() -> None:
 
 
 def test_a_jobs_spec_is_parsed_once_per_version() -> None:
-    spec = {"replicas": 2, "gpusPerReplica": 8, "template": {"image": "pytorch"}}
+    spec = {"replicas": 2, "gpusPerReplica": 8, "template": templates.pod(image="pytorch")}
     body = {"metadata": {"name": "llm", "namespace": "acme", "uid": "u1", "generation": 1}, "spec": spec}
     first = bodies.job_spec(body)
     assert bodies.job_spec({**body, "status": {"phase": "Running"}}) is first  # a status change: the same spec
@@ -202,3 +203,19 @@ def test_a_gang_told_of_its_preemption_is_leaving() -> None:
     gang = build(pods, [a_training_job()])["acme/llm"]
     assert gang.terminating
     assert gang.placement == ("n1", "n2")
+
+
+def test_a_pod_needs_its_containers_and_sidecars_or_its_biggest_init_container_whichever_is_more() -> None:
+    def container(cpu: str, memory: str = "1Gi", **extra: object) -> dict[str, object]:
+        return {"name": cpu, "resources": {"requests": {"cpu": cpu, "memory": memory}}, **extra}
+
+    spec = {
+        "initContainers": [container("1"), container("500m", restartPolicy="Always"), container("8", "2Gi")],
+        "containers": [container("2"), container("3")],
+    }
+    gpus, cpu, memory = bodies.spec_requests(spec)
+    assert gpus == 0
+    assert cpu == 8_500  # the last init container with the sidecar started before it
+    assert memory == 3 * 2**30  # containers and sidecar: 3 Gi, against the init container's 2 Gi + 1 Gi
+    only_limits = {"containers": [{"name": "c", "resources": {"limits": {"cpu": "4", "nvidia.com/gpu": "8"}}}]}
+    assert bodies.spec_requests(only_limits) == (8, 4_000, 0)  # a limit alone is the request
