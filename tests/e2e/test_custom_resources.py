@@ -13,6 +13,7 @@ from leitstand import locations
 from leitstand.devcluster import cluster
 from leitstand.kube.client import ApiError, Client
 from leitstand.kube.objects import Body
+from tests import templates
 
 EXAMPLES = Path(locations.PACKAGE_DIR).parent.parent / "deploy" / "examples"
 JOBS = "/apis/leitstand.dev/v1alpha1/namespaces/default/trainingjobs"
@@ -30,7 +31,7 @@ def a_job(name: str) -> Body:
             "replicas": 2,
             "gpusPerReplica": 8,
             "gpuType": "b200",
-            "template": {"image": "nvcr.io/nvidia/pytorch:25.10-py3", "cpu": "32", "memory": "256Gi"},
+            "template": templates.pod(cpu="32", memory="256Gi"),
         },
     }
 
@@ -51,6 +52,15 @@ def setting(path: str, value: Any) -> Edit:
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = value
+
+    return edit
+
+
+def in_container(field: str, value: Any) -> Edit:
+    """Sets ``field`` of the template's first container."""
+
+    def edit(body: Body) -> None:
+        body["spec"]["template"]["spec"]["containers"][0][field] = value
 
     return edit
 
@@ -82,12 +92,20 @@ BAD_JOBS = [
     ("negative backoff", setting("spec.backoffLimit", -1), "spec.backoffLimit in body should be greater than or equal to 0"),
     ("huge backoff", setting("spec.backoffLimit", 101), "spec.backoffLimit in body should be less than or equal to 100"),
     ("no template", removing("spec.template"), "spec.template: Required value"),
-    ("no image", setting("spec.template.image", ""), "spec.template.image in body should be at least 1 chars long"),
-    ("cpu not a quantity", setting("spec.template.cpu", "lots"), "cpu must be a quantity such as 32 or 500m"),
-    ("memory not a quantity", setting("spec.template.memory", "12 GB"), "memory must be a quantity such as 256Gi"),
-    ("bad env name", setting("spec.template.env", [{"name": "1 BAD", "value": "x"}]), "spec.template.env[0].name in body should match"),
+    # the template is core/v1's PodTemplateSpec: the API server's own schema refuses a bad one
+    ("no containers", removing("spec.template.spec.containers"), "spec.template.spec.containers: Required value"),
+    ("a container without a name", in_container("name", None), "spec.template.spec.containers[0].name: Required value"),
+    ("a port as text", in_container("ports", [{"containerPort": "http"}]), 'spec.template.spec.containers[0].ports[0].containerPort: Invalid value: "string": spec.template.spec.containers[0].ports[0].containerPort in body must be of type integer'),
+    ("cpu not a quantity", in_container("resources", {"requests": {"cpu": "lots"}}), "spec.template.spec.containers[0].resources.requests.cpu in body should match"),
+    ("env not a list", in_container("env", "NCCL_DEBUG=WARN"), 'spec.template.spec.containers[0].env: Invalid value: "string": spec.template.spec.containers[0].env in body must be of type array'),
+    ("a volume without a name", setting("spec.template.spec.volumes", [{"emptyDir": {"medium": "Memory"}}]), "spec.template.spec.volumes[0].name: Required value"),
+    ("a bad shm size", setting("spec.template.spec.volumes", [{"name": "shm", "emptyDir": {"sizeLimit": "big"}}]), "spec.template.spec.volumes[0].emptyDir.sizeLimit in body should match"),
+    ("a mount without a path", in_container("volumeMounts", [{"name": "shm"}]), "spec.template.spec.containers[0].volumeMounts[0].mountPath: Required value"),
+    ("two containers of one name", setting("spec.template.spec.containers", [{"name": "a", "image": "x"}, {"name": "a", "image": "y"}]), 'spec.template.spec.containers[1]: Duplicate value: {"name":"a"}'),
+    ("grace period as text", setting("spec.template.spec.terminationGracePeriodSeconds", "long"), "spec.template.spec.terminationGracePeriodSeconds in body must be of type integer"),
     ("unknown spec field", setting("spec.gpus", 8), 'unknown field "spec.gpus"'),
-    ("unknown template field", setting("spec.template.gpu", 1), 'unknown field "spec.template.gpu"'),
+    ("unknown template field", setting("spec.template.spec.gpu", 1), 'unknown field "spec.template.spec.gpu"'),
+    ("unknown container field", in_container("gpus", 8), 'unknown field "spec.template.spec.containers[0].gpus"'),
     ("no spec", removing("spec"), "spec: Required value"),
     ("name starting with a digit", setting("metadata.name", "9lives"), "a TrainingJob name must start with a letter"),
     ("name too long for its pods", setting("metadata.name", "x" * 51), "be at most 50 characters"),

@@ -76,18 +76,20 @@ def start(
     port: int | None,
     apiserver_args: list[str],
     detached: bool,
+    controllers: tuple[str, ...] = (),
 ) -> cluster.LocalCluster:
     """Builds what is missing and starts a cluster, reporting progress on stderr."""
     profile = profiles.load(profile_name)
     if port is not None:
         cluster.ensure_port_free(port, "--port")
-    build_missing(["etcd", "kube-apiserver", "kwok", "kubectl"])
+    build_missing(["etcd", "kube-apiserver", "kwok", "kubectl", *(binaries.CONTROLLERS[c] for c in controllers)])
     local = cluster.LocalCluster(
         name,
         profile,
         api_port=port,
         apiserver_args=apiserver_args,
         detached=detached,
+        controllers=controllers,
         progress=lambda message: console.print(f"  {message}"),
     )
     console.print(f"Starting dev cluster {name!r} (profile {profile.name}: {profile.description})")
@@ -110,9 +112,20 @@ def up(
         list[str] | None,
         typer.Option(help="Extra kube-apiserver flag, e.g. --max-requests-inflight=5."),
     ] = None,
+    controllers: Annotated[
+        str,
+        typer.Option(
+            help="Real controllers to run, comma-separated: kube (kube-controller-manager: Job, ReplicaSet, "
+            "Deployment, garbage collector, namespace) and training-operator (Kubeflow PyTorchJob). None by default."
+        ),
+    ] = "",
 ) -> None:
     """Start a local control plane with fake GPU nodes from a profile."""
-    local = start(name, profile, port=port, apiserver_args=apiserver_arg or [], detached=wait)
+    chosen = tuple(dict.fromkeys(c.strip() for c in controllers.split(",") if c.strip()))
+    unknown = [c for c in chosen if c not in binaries.CONTROLLERS]
+    if unknown:
+        raise UserError(f"unknown controller {unknown[0]!r} in --controllers; choose from kube, training-operator")
+    local = start(name, profile, port=port, apiserver_args=apiserver_arg or [], detached=wait, controllers=chosen)
     console.print(f"Ready: {local.profile.node_count} nodes, {local.profile.gpu_count} GPUs. Use it with:")
     console.print(f"  kubectl --kubeconfig {local.kubeconfig} get nodes")
     typer.echo(local.kubeconfig)

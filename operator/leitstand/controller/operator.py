@@ -44,6 +44,8 @@ INFORMED = (  # kind, collection path: every kind the operator reads, each watch
     ("Pod", "/api/v1/pods"),
     ("GPUQuota", f"/apis/{resources.API_VERSION}/gpuquotas"),
     ("TrainingJob", f"/apis/{resources.API_VERSION}/trainingjobs"),
+    ("Job", "/apis/batch/v1/jobs"),  # owners of pod groups, read for their gang sizes
+    ("PyTorchJob", "/apis/kubeflow.org/v1/pytorchjobs"),  # absent until the training-operator's CRD is installed
 )
 
 

@@ -47,6 +47,7 @@ from leitstand.metrics.observing import SchedulerMetrics
 logger = logging.getLogger("leitstand.controller")
 JOBS_PATH = f"/apis/{resources.API_VERSION}/namespaces/{{namespace}}/trainingjobs/{{name}}"
 QUOTA_PATH = f"/apis/{resources.API_VERSION}/gpuquotas/{{name}}"
+OWNER_KINDS = ("Job", "PyTorchJob")  # the store's kinds whose objects own pod groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class View:
     quotas: Mapping[str, GPUQuota]
     jobs: Mapping[str, TrainingJob]
     stored_pods: Mapping[str, Pod]  # the pods as the watches reported them, without the overlay
+    owners: Mapping[tuple[str, str, str], Body] = field(default_factory=dict)  # Jobs, PyTorchJobs by kind, ns, name
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Scheduler:
         self.leading = leading
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
+        self.said: dict[model.JobKey, tuple[str, str]] = {}  # what the last Events of each pod group said
         self.refused: dict[str, str] = {}  # TrainingJobs whose pods the API server refused for good: why
         self.last: Report | None = None
         self.metrics = metrics
@@ -106,7 +109,14 @@ class Scheduler:
         """The store now, with this replica's unconfirmed writes applied (copies: later events do not leak in)."""
         store = self.store
         pods = dict(store.pods)
-        return View(dict(store.nodes), self.applier.overlay.view(pods), dict(store.quotas), dict(store.jobs), pods)
+        owners = {
+            (kind, body["metadata"].get("namespace", ""), body["metadata"]["name"]): body
+            for kind in OWNER_KINDS
+            for body in store.objects.get(kind, {}).values()
+        }
+        return View(
+            dict(store.nodes), self.applier.overlay.view(pods), dict(store.quotas), dict(store.jobs), pods, owners
+        )
 
     async def run_once(self) -> Report | None:
         """One cycle; None when this replica does not lead (a standby never writes)."""
@@ -115,9 +125,11 @@ class Scheduler:
             return None
         started = time.monotonic()
         view = self.view()
-        snapshot, pod_of_job, pods_of_gang = bodies.build(
-            view.nodes.values(), view.quotas.values(), view.pods.values(), self.settings, view.jobs.values()
-        )
+        built = bodies.build(
+            view.nodes.values(), view.quotas.values(), view.pods.values(), self.settings, view.jobs.values(),
+            view.owners,
+        )  # fmt: skip
+        snapshot, pod_of_job, pods_of_gang = built.snapshot, built.pod_of_job, built.pods_of_gang
         now = time.time()
         snapshot = model.with_reserved(snapshot, self.reserved)
         usage = self.ledger.advance(view.quotas, now)
@@ -141,7 +153,8 @@ class Scheduler:
             *self._plain_evictions(decisions, pod_of_job, queues, now),
             *_plain_limits(snapshot, pod_of_job, decisions, queues, now),
             *job_writes,
-            *self._plain_pod_conditions(decisions, pod_of_job, now),
+            *self._group_writes(decisions, built, queues, now),
+            *self._plain_pod_conditions(decisions, built, now),
             *self._quota_statuses(view, decisions, now),
         ]
 
@@ -275,18 +288,11 @@ class Scheduler:
             pod = pod_of_job.get(eviction.job)
             if pod is None:
                 continue
-            meta = pod["metadata"]
-            own = pod_spec(pod).get("terminationGracePeriodSeconds")
-            grace = round(model.preemption_grace(
-                float(own if isinstance(own, int) and own >= 0 else self.config.eviction_grace_seconds),
-                decisions.job_queues.get(eviction.job), queues,
-            ))  # fmt: skip
-            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-            notes = {"metadata": {"annotations": {bodies.PREEMPT_AT_ANNOTATION: job_control.rfc3339(now)}}}
             text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
+            evicting = self._evict_pod(pod, decisions.job_queues.get(eviction.job), queues, now)
+            grace = evicting[-1].grace_seconds
             writes += [
-                applier.patch(path, notes, purpose="preemption"),
-                _delete_pod(pod, grace),
+                *evicting,
                 applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "Preempting",
                               f"{text}; it stops now, with {grace} s to save its work", now=now),
             ]  # fmt: skip
@@ -422,27 +428,74 @@ class Scheduler:
 
     # -- plain pods and queues ---------------------------------------------------------------------
 
-    def _plain_pod_conditions(
-        self, decisions: model.Decisions, pod_of_job: dict[model.JobKey, Pod], now: float
-    ) -> list[Write]:
-        """Waiting plain pods get ``PodScheduled=False`` with the reason, as kube-scheduler does."""
+    def _plain_pod_conditions(self, decisions: model.Decisions, built: bodies.Built, now: float) -> list[Write]:
+        """Waiting pods that Leitstand did not create (gangs of one, pod groups) get ``PodScheduled=False`` with
+        the reason, as kube-scheduler does."""
         writes = []
         for explanation in decisions.pending:
-            pod = pod_of_job.get(explanation.job)
-            if pod is None:
-                continue
-            conditions = pod_status(pod).get("conditions") or []
-            current: Condition = next((c for c in conditions if c.get("type") == "PodScheduled"), Condition())
-            message = f"{explanation.reason.value}: {explanation.message}"
-            if current.get("status") == "False" and current.get("message") == message:
-                continue
-            condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-                         "lastTransitionTime": job_control.rfc3339(now)}  # fmt: skip
-            meta = pod["metadata"]
-            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-            body = {"status": {"conditions": [condition]}}
-            writes.append(applier.patch(path, body, patch_type="strategic", purpose="PodScheduled"))
+            single = built.pod_of_job.get(explanation.job)
+            members = [single] if single is not None else []
+            if explanation.job in built.groups:
+                members = list(built.pods_of_gang.get(explanation.job, {}).values())
+            for pod in members:
+                writes += _pod_scheduled(pod, explanation, now)
         return writes
+
+    def _group_writes(
+        self,
+        decisions: model.Decisions,
+        built: bodies.Built,
+        queues: Mapping[model.QueueName, model.Queue],
+        now: float,
+    ) -> list[Write]:
+        """Pod groups (Jobs, PyTorchJobs, annotated gangs): evicted or released whole (their pods deleted;
+        the owner's controller makes new ones, which queue again), and explained by Events on their pods and
+        their owner whenever what is said of them changes."""
+        evictions = {e.job: e for e in decisions.evictions}
+        releases = {r.job: r for r in decisions.releases}
+        explanations = {e.job: e for e in decisions.pending}
+        writes: list[Write] = []
+        said: dict[model.JobKey, tuple[str, str]] = {}
+        for key, group in built.groups.items():
+            members = list(built.pods_of_gang.get(key, {}).values())
+            eviction, release = evictions.get(key), releases.get(key)
+            word: tuple[str, str, str] | None = None  # (type, reason, message) to say
+            if eviction is not None:
+                text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
+                for pod in members:
+                    writes += self._evict_pod(pod, decisions.job_queues.get(key), queues, now)
+                word = ("Warning", "Preempting", f"{text}; its {len(members)} pods stop now")
+            elif release is not None:
+                writes += [_delete_pod(pod, 0) for pod in members if pod_spec(pod).get("nodeName")]
+                word = ("Warning", "GangReleased", release.message)
+            elif key in built.refused:
+                word = ("Warning", "GangRefused", built.refused[key])
+            elif key in explanations:
+                explanation = explanations[key]
+                word = ("Normal", explanation.reason.value, f"queued in {explanation.queue}: {explanation.message}")
+            if word is None:
+                continue
+            said[key] = word[1:]
+            if self.said.get(key) == word[1:]:
+                continue
+            involved = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in members]
+            if group.owner is not None:
+                involved.append(group.owner)
+            writes += [applier.event(target, *word, now=now) for target in involved]
+        self.said = said
+        return writes
+
+    def _evict_pod(
+        self, pod: Pod, queue: model.QueueName | None, queues: Mapping[model.QueueName, model.Queue], now: float
+    ) -> list[Write]:
+        """A pod told it stops now and deleted with its own grace period, at most its queues' cap."""
+        meta = pod["metadata"]
+        own = pod_spec(pod).get("terminationGracePeriodSeconds")
+        default = float(own if isinstance(own, int) and own >= 0 else self.config.eviction_grace_seconds)
+        grace = round(model.preemption_grace(default, queue, queues))
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        notes = {"metadata": {"annotations": {bodies.PREEMPT_AT_ANNOTATION: job_control.rfc3339(now)}}}
+        return [applier.patch(path, notes, purpose="preemption"), _delete_pod(pod, grace)]
 
     def _quota_statuses(self, view: View, decisions: model.Decisions, now: float) -> list[Write]:
         running: dict[str, int] = {}
@@ -524,6 +577,21 @@ def preemption_terms(
     queue = model.QueueName(leaf) if leaf else None
     grace = model.preemption_grace(float(own if isinstance(own, int) and own >= 0 else default), queue, queues)
     return round(grace), round(model.preemption_notice(queue, queues))
+
+
+def _pod_scheduled(pod: Pod, explanation: model.Explanation, now: float) -> list[Write]:
+    """``PodScheduled=False`` on a waiting pod, when its message changed."""
+    conditions = pod_status(pod).get("conditions") or []
+    current: Condition = next((c for c in conditions if c.get("type") == "PodScheduled"), Condition())
+    message = f"{explanation.reason.value}: {explanation.message}"
+    if current.get("status") == "False" and current.get("message") == message:
+        return []
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                 "lastTransitionTime": job_control.rfc3339(now)}  # fmt: skip
+    meta = pod["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+    body = {"status": {"conditions": [condition]}}
+    return [applier.patch(path, body, patch_type="strategic", purpose="PodScheduled")]
 
 
 def refused_for_good(outcome: applier.Outcome) -> bool:

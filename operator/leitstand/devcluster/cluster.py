@@ -209,6 +209,7 @@ class LocalCluster:
         apiserver_args: Sequence[str] = (),
         detached: bool = False,
         install_crds: bool = True,
+        controllers: Sequence[str] = (),
         progress: Progress = lambda _message: None,
     ) -> None:
         self.name = name
@@ -218,6 +219,10 @@ class LocalCluster:
         self.apiserver_args = list(apiserver_args)
         self.detached = detached
         self.install_crds = install_crds
+        unknown = sorted(set(controllers) - set(binaries.CONTROLLERS))
+        if unknown:
+            raise UserError(f"unknown controller {unknown[0]!r}; choose from {', '.join(binaries.CONTROLLERS)}")
+        self.controllers = tuple(controllers)
         self.progress = progress
         self.kubeconfig = self.directory / "kubeconfig"
         self.audit_log = self.directory / "logs" / "audit.log"
@@ -244,7 +249,8 @@ class LocalCluster:
             shutil.rmtree(self.directory)
         if self.api_port is not None:
             ensure_port_free(self.api_port, "--port")
-        paths = {tool: binaries.locate(tool) for tool in ("etcd", "kube-apiserver", "kwok")}
+        tools = ("etcd", "kube-apiserver", "kwok", *(binaries.CONTROLLERS[c] for c in self.controllers))
+        paths = {tool: binaries.locate(tool) for tool in tools}
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         (self.directory / "logs").mkdir(exist_ok=True)
@@ -257,6 +263,10 @@ class LocalCluster:
             self._create_namespace("leitstand-system")
             self._start_kwok(paths["kwok"])
             self._create_nodes(wait_timeout)
+            if "kube" in self.controllers:
+                self._start_controller_manager(paths["kube-controller-manager"])
+            if "training-operator" in self.controllers:
+                self._start_training_operator(paths["training-operator"])
             self._write_state()
         except BaseException:
             self.stop()
@@ -516,6 +526,10 @@ class LocalCluster:
         if not crd_files:
             return
         self.progress(f"installing {len(crd_files)} CRDs")
+        self._install_crd_files(crd_files)
+
+    def _install_crd_files(self, crd_files: Sequence[Path]) -> None:
+        """Creates every CRD of ``crd_files`` and waits until each is established."""
         path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
         async def install() -> None:
@@ -576,6 +590,57 @@ class LocalCluster:
             return _probe(f"http://{LOOPBACK}:{port}/healthz") == "ok"
 
         self._wait("kwok", child, healthy, 30)
+
+    def _start_controller_manager(self, binary: Path) -> None:
+        """kube-controller-manager with the controllers that make and clean up workload pods: Job, ReplicaSet,
+        Deployment, garbage collector and namespace. No node lifecycle controller: it would taint kwok's nodes
+        for want of a kubelet's heartbeat; no service-account controllers: the dev API server admits pods
+        without a ServiceAccount."""
+        self.progress("starting kube-controller-manager (job, replicaset, deployment, garbagecollector, namespace)")
+        port = free_port()
+        child = self._spawn(
+            "kube-controller-manager",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                "--controllers=job,replicaset,deployment,garbagecollector,namespace",
+                "--leader-elect=false",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={port}",
+                f"--cert-dir={self.directory / 'pki' / 'kube-controller-manager'}",
+                "--concurrent-job-syncs=10",
+                "--v=1",
+            ],
+        )
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate; only /healthz is read
+
+        def healthy() -> bool:
+            return _probe(f"https://{LOOPBACK}:{port}/healthz", insecure) == "ok"
+
+        self._wait("kube-controller-manager", child, healthy, 60)
+
+    def _start_training_operator(self, binary: Path) -> None:
+        """The Kubeflow training-operator's PyTorchJob controller, after its CRD (from its own module)."""
+        self.progress(f"starting the training-operator {binaries.TRAINING_OPERATOR_VERSION} (PyTorchJob)")
+        self._install_crd_files([binaries.shipped(Path(binaries.PYTORCHJOB_CRD).name)])
+        port = free_port()
+        child = self._spawn(
+            "training-operator",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--health-probe-bind-address={LOOPBACK}:{port}",
+                "--metrics-bind-address=0",
+                "--controller-threads=4",
+            ],
+        )
+
+        def healthy() -> bool:
+            return _probe(f"http://{LOOPBACK}:{port}/healthz") == "ok"
+
+        self._wait("training-operator", child, healthy, 60)
 
     def _create_nodes(self, timeout: float) -> None:
         manifests = profiles.nodes(self.profile)

@@ -58,6 +58,17 @@ GPU_TYPES = {
 
 PRIORITIES = {"train": model.Priority.TRAIN, "build": model.Priority.BUILD, "inference": model.Priority.INFERENCE}
 
+# What a pod Leitstand did not create says of its gang (set through its owner's pod template).
+GANG_ANNOTATION = "leitstand.dev/gang"  # a name, unique in the namespace
+GANG_SIZE_ANNOTATION = "leitstand.dev/gang-size"
+REQUIRED_ANNOTATION = "leitstand.dev/topology-required"
+PREFERRED_ANNOTATION = "leitstand.dev/topology-preferred"
+PRIORITY_ANNOTATION = "leitstand.dev/priority"
+GPU_TYPE_ANNOTATION = "leitstand.dev/gpu-type"
+AGREED = (REQUIRED_ANNOTATION, PREFERRED_ANNOTATION, PRIORITY_ANNOTATION, GPU_TYPE_ANNOTATION)
+# The owners whose pods make one gang, by (apiVersion, kind): the key's middle part names them.
+GROUP_OWNERS = {("batch/v1", "Job"): "jobs", ("kubeflow.org/v1", "PyTorchJob"): "pytorchjobs"}
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -214,7 +225,7 @@ def pod_job(pod: Pod) -> model.Job:
     gpus, cpu, memory = pod_requests(pod)
     node = spec.get("nodeName")
     selector = dict(spec.get("nodeSelector") or {})
-    gpu_type = selector.pop("leitstand.dev/gpu-type", None)
+    gpu_type = selector.pop("leitstand.dev/gpu-type", None) or annotations(pod).get(GPU_TYPE_ANNOTATION)
     running_since = timestamp(pod_status(pod).get("startTime")) if node else None
     nominated = pod_status(pod).get("nominatedNodeName")
     return model.Job(
@@ -225,6 +236,7 @@ def pod_job(pod: Pod) -> model.Job:
         cpu_millis_per_replica=cpu,
         memory_bytes_per_replica=memory,
         gpu_type=model.GPUType(gpu_type) if gpu_type else None,
+        priority=pod_priority(pod),
         node_selector=model.labels(selector),
         tolerations=tolerations(spec.get("tolerations")),
         submitted=timestamp(meta.get("creationTimestamp")) or 0.0,
@@ -234,6 +246,113 @@ def pod_job(pod: Pod) -> model.Job:
         runtime_limit=pod_runtime_limit(pod),
         last_checkpoint=last_checkpoint(pod),
     )
+
+
+def annotations(body: Pod | TrainingJob | Body) -> dict[str, str]:
+    return dict((body.get("metadata") or {}).get("annotations") or {})
+
+
+def pod_priority(pod: Pod) -> model.Priority:
+    """A pod's priority: its ``leitstand.dev/priority`` annotation, else a PriorityClass named train, build or
+    inference, else train."""
+    named = annotations(pod).get(PRIORITY_ANNOTATION) or pod_spec(pod).get("priorityClassName")
+    return PRIORITIES.get(str(named), model.Priority.TRAIN)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A gang of pods Leitstand did not create: who owns it (an object reference, for Events) and its size."""
+
+    kind: str  # the key's middle part: gangs, jobs, pytorchjobs
+    owner: Body | None  # apiVersion, kind, name, namespace, uid of the owner object; None for an annotated gang
+    size: int | None  # pods the gang needs; None while its owner is not known yet
+
+
+def pod_group(pod: Pod, owners: Mapping[tuple[str, str, str], Body]) -> Group | None:
+    """The gang a pod belongs to: its ``leitstand.dev/gang`` annotation, else its controller when that is a
+    batch/v1 Job or a Kubeflow PyTorchJob; None for a gang of one."""
+    meta = pod["metadata"]
+    noted = annotations(pod)
+    if noted.get(GANG_ANNOTATION):
+        try:
+            size = int(noted.get(GANG_SIZE_ANNOTATION, ""))
+        except ValueError:
+            size = 0
+        return Group("gangs", None, size if size >= 1 else None)
+    for reference in meta.get("ownerReferences") or []:
+        kind = GROUP_OWNERS.get((str(reference.get("apiVersion")), str(reference.get("kind"))))
+        if kind is None or not reference.get("controller"):
+            continue
+        owner = owners.get((reference["kind"], meta["namespace"], reference["name"]))
+        if owner is None or (owner.get("metadata") or {}).get("uid") != reference.get("uid"):
+            return Group(kind, None, None)  # not seen yet: its pods wait for it
+        reference_body = {"apiVersion": reference["apiVersion"], "kind": reference["kind"], **owner}
+        return Group(kind, reference_body, owner_gang_size(reference["kind"], owner))
+    return None
+
+
+def owner_gang_size(kind: str, owner: Body) -> int:
+    """Pods that make the gang of an owner: a Job's parallelism (at most the completions still to come); a
+    PyTorchJob's replicas over all its replica specs."""
+    spec = owner.get("spec") or {}
+    if kind == "PyTorchJob":
+        return sum(
+            int((replica or {}).get("replicas", 1)) for replica in (spec.get("pytorchReplicaSpecs") or {}).values()
+        )
+    parallelism = int(spec.get("parallelism", 1))
+    completions = spec.get("completions")
+    if isinstance(completions, int):
+        left = completions - int((owner.get("status") or {}).get("succeeded") or 0)
+        parallelism = min(parallelism, max(left, 1))
+    return max(parallelism, 1)
+
+
+def group_job(key: model.JobKey, size: int, members: list[Pod]) -> tuple[model.Job | None, str | None]:
+    """The core job of a gang of pods (ranked by name), or why it cannot be one: its pods disagree on what
+    the gang needs. (None, None) while pods are missing and none is bound."""
+    members = sorted(members, key=_name)
+    first = members[0]
+    for other in members[1:]:
+        for annotation in AGREED:
+            mine, theirs = annotations(first).get(annotation), annotations(other).get(annotation)
+            if mine != theirs:
+                return None, (f"pods {first['metadata']['name']} and {other['metadata']['name']} of one gang "
+                              f"disagree on {annotation}: {mine!r} and {theirs!r}")  # fmt: skip
+        if pod_requests(first)[0] != pod_requests(other)[0]:
+            return None, (f"pods {first['metadata']['name']} and {other['metadata']['name']} of one gang ask for "
+                          f"{pod_requests(first)[0]} and {pod_requests(other)[0]} {GPU_RESOURCE}; a gang's pods "
+                          "ask for as many GPUs each")  # fmt: skip
+    replicas = max(size, len(members))
+    nodes = [pod_spec(pod).get("nodeName") for pod in members]
+    if not any(nodes) and len(members) < replicas:
+        return None, None
+    single = [pod_job(pod) for pod in members]
+    noted = annotations(first)
+    placement = tuple(model.NodeName(node) if node else None for node in nodes) + (None,) * (replicas - len(members))
+    started = [job.started for job in single if job.started is not None]
+    limits = [job.runtime_limit for job in single if job.runtime_limit is not None]
+    nominated = [job.nominated[0] for job in single if job.nominated]
+    return model.Job(
+        key=key,
+        namespace=first["metadata"]["namespace"],
+        replicas=replicas,
+        gpus_per_replica=single[0].gpus_per_replica,
+        cpu_millis_per_replica=max(job.cpu_millis_per_replica for job in single),
+        memory_bytes_per_replica=max(job.memory_bytes_per_replica for job in single),
+        gpu_type=single[0].gpu_type,
+        priority=single[0].priority,
+        required_level=noted.get(REQUIRED_ANNOTATION) or None,
+        preferred_level=noted.get(PREFERRED_ANNOTATION) or None,
+        node_selector=single[0].node_selector,
+        tolerations=single[0].tolerations,
+        submitted=min(job.submitted for job in single),
+        placement=placement if any(nodes) else (),
+        started=min(started) if any(nodes) and started else None,
+        nominated=tuple(nominated) if not any(nodes) and len(nominated) == replicas else (),
+        runtime_limit=min(limits) if limits else None,
+        terminating=any(nodes) and preempt_at(members) is not None,
+        last_checkpoint=last_checkpoint(*members),
+    ), None
 
 
 def annotated_runtime_limit(pod: Pod) -> float | None:
@@ -417,14 +536,29 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Built:
+    """The snapshot of the store's bodies, and the pods behind its jobs."""
+
+    snapshot: model.Snapshot
+    pod_of_job: dict[model.JobKey, Pod]  # the pod of each gang of one
+    pods_of_gang: dict[model.JobKey, dict[int, Pod]]  # each TrainingJob's and each pod group's pods by rank
+    groups: dict[model.JobKey, Group] = field(default_factory=dict)  # the pod groups (in pods_of_gang too)
+    refused: dict[model.JobKey, str] = field(default_factory=dict)  # pod groups that cannot be gangs: why
+
+
 def build(
     nodes: Iterable[Node],
     quotas: Iterable[GPUQuota],
     pods: Iterable[Pod],
     settings: Settings,
     jobs: Iterable[TrainingJob] = (),
-) -> tuple[model.Snapshot, dict[model.JobKey, Pod], dict[model.JobKey, dict[int, Pod]]]:
-    """The snapshot of the store's bodies; the pod behind each plain-pod job; each TrainingJob's pods by rank.
+    owners: Mapping[tuple[str, str, str], Body] | None = None,
+) -> Built:
+    """The snapshot of the store's bodies; the pod behind each plain-pod job; each gang's pods by rank.
+
+    ``owners`` holds the Jobs and PyTorchJobs by (kind, namespace, name): pods they
+    own with ``schedulerName: leitstand`` are one gang per owner (``pod_group``).
 
     Every live pod bound to a node holds its resources there, whatever becomes of
     it: pods of other schedulers, and running pods of jobs that are not
@@ -435,6 +569,8 @@ def build(
     core_jobs: list[model.Job] = []
     pod_of_job: dict[model.JobKey, Pod] = {}
     gang_pods: dict[str, dict[int, Pod]] = {}
+    grouped: dict[model.JobKey, tuple[Group, list[Pod]]] = {}
+    known_owners = owners or {}
 
     def hold_foreign(pod: Pod) -> None:
         node = pod_spec(pod).get("nodeName")
@@ -465,10 +601,35 @@ def build(
                 going = model.JobKey(f"{meta['namespace']}/terminating/{meta['name']}")
                 core_jobs.append(dataclasses.replace(pod_job(pod), key=going, terminating=True, started=None))
             continue
+        group = pod_group(pod, known_owners)
+        if group is not None:
+            grouped.setdefault(model.JobKey(f"{meta['namespace']}/{group.kind}/{_group_name(pod, group)}"),
+                               (group, []))[1].append(pod)  # fmt: skip
+            continue
         job = pod_job(pod)
         core_jobs.append(job)
         pod_of_job[job.key] = pod
     pods_of_gang: dict[model.JobKey, dict[int, Pod]] = {}
+    groups: dict[model.JobKey, Group] = {}
+    refused: dict[model.JobKey, str] = {}
+    for gang_key, (group, gathered) in grouped.items():
+        if group.size is None:  # an owner not seen yet, or a gang without a size: wait, holding what is bound
+            for pod in gathered:
+                hold_foreign(pod)
+            continue
+        gang, problem = group_job(gang_key, group.size, gathered)
+        if problem is not None:
+            refused[gang_key] = problem
+        if gang is None:
+            for pod in gathered:
+                hold_foreign(pod)
+            if problem is not None:
+                groups[gang_key] = group
+                pods_of_gang[gang_key] = dict(enumerate(sorted(gathered, key=_name)))
+            continue
+        core_jobs.append(gang)
+        groups[gang_key] = group
+        pods_of_gang[gang_key] = dict(enumerate(sorted(gathered, key=_name)))
     finished: dict[str, list[model.Finished]] = {}
     for body in jobs:
         done = finished_job(body)
@@ -494,7 +655,23 @@ def build(
         for done in sorted(finished[namespace], key=lambda d: -d.finished)[:FINISHED_PER_NAMESPACE]
     )
     snapshot = model.Snapshot(tuple(core_nodes), tuple(queues), tuple(core_jobs), latest)
-    return snapshot, pod_of_job, pods_of_gang
+    return Built(snapshot, pod_of_job, pods_of_gang, groups, refused)
+
+
+def _name(pod: Pod) -> str:
+    return str(pod["metadata"]["name"])
+
+
+def _group_name(pod: Pod, group: Group) -> str:
+    """The gang's name: its annotation's, else its owner's."""
+    if group.kind == "gangs":
+        return annotations(pod)[GANG_ANNOTATION]
+    if group.owner is not None:
+        return str(group.owner["metadata"]["name"])
+    for reference in pod["metadata"].get("ownerReferences") or []:
+        if reference.get("controller"):
+            return str(reference["name"])
+    return pod["metadata"]["name"]
 
 
 FINISHED_PER_NAMESPACE = 50

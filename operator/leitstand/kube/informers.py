@@ -24,8 +24,16 @@ MAX_RETRY_SECONDS = 30.0
 
 
 async def list_into(client: Client, store: Store, kind: str, path: str) -> str:
-    """Lists ``path`` into the store as the whole of ``kind``; returns the list's resourceVersion."""
-    listed = await client.list(path)
+    """Lists ``path`` into the store as the whole of ``kind``; returns the list's resourceVersion ("" for a
+    kind the API server does not serve, such as a CRD not installed yet: none of it exists, and the informer
+    lists it again later)."""
+    try:
+        listed = await client.list(path)
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        store.reset(kind, [])
+        return ""
     store.reset(kind, listed.get("items") or [])
     return str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
@@ -40,6 +48,9 @@ async def inform(
         try:
             if not version:
                 version = await list_into(client, store, kind, path)
+                if not version:  # not served (yet): look again later
+                    await asyncio.sleep(MAX_RETRY_SECONDS)
+                    continue
             async for event in client.watch(path, resource_version=version, timeout_seconds=timeout_seconds):
                 body = event.get("object") or {}
                 if event.get("type") != "BOOKMARK":

@@ -1,5 +1,7 @@
 """Raw bodies to the core's snapshot: nominations, terminating pods and foreign pods (no cluster needed)."""
 
+from typing import Any
+
 from leitstand.core import model
 from leitstand.kube import bodies
 from leitstand.kube.objects import Body
@@ -37,6 +39,10 @@ def a_pod(name: str, *, node: str | None = None, nominated: str | None = None, s
     return {"metadata": meta, "spec": spec, "status": status}
 
 
+def parts(built: bodies.Built) -> tuple[model.Snapshot, dict[model.JobKey, Body], dict[model.JobKey, dict[int, Body]]]:
+    return built.snapshot, dict(built.pod_of_job), dict(built.pods_of_gang)  # type: ignore[arg-type]
+
+
 def a_training_job(replicas: int = 2) -> Body:
     return {
         "metadata": {"name": "llm", "namespace": "acme", "creationTimestamp": "2027-01-15T08:00:00Z"},
@@ -46,7 +52,7 @@ def a_training_job(replicas: int = 2) -> Body:
 
 
 def build(pods: list[Body], jobs: list[Body] = ()) -> dict[str, model.Job]:  # type: ignore[assignment]
-    snap, _pod_of_job, _gang = bodies.build([a_node("n1"), a_node("n2")], [], pods, SETTINGS, jobs)
+    snap, _pod_of_job, _gang = parts(bodies.build([a_node("n1"), a_node("n2")], [], pods, SETTINGS, jobs))
     return {job.key: job for job in snap.jobs}
 
 
@@ -72,7 +78,9 @@ def test_a_deleted_pod_on_a_node_is_a_terminating_job_that_holds_it() -> None:
 
 
 def test_pods_of_other_schedulers_shrink_their_node() -> None:
-    snap, _p, _g = bodies.build([a_node("n1")], [], [a_pod("theirs", node="n1", scheduler="default", gpus=3)], SETTINGS)
+    snap, _p, _g = parts(
+        bodies.build([a_node("n1")], [], [a_pod("theirs", node="n1", scheduler="default", gpus=3)], SETTINGS)
+    )
     assert snap.nodes[0].gpus == 5
     assert snap.jobs == ()
 
@@ -97,7 +105,7 @@ def test_taints_that_keep_pods_away_are_read_and_preferences_are_not() -> None:
             {"key": "drain", "value": "now", "effect": "NoExecute"},
         ]
     }
-    snap, _p, _g = bodies.build([node], [], [], SETTINGS)
+    snap, _p, _g = parts(bodies.build([node], [], [], SETTINGS))
     assert snap.nodes[0].taints == (("drain", "now", "NoExecute"), ("nvidia.com/gpu", "", "NoSchedule"))
 
 
@@ -105,7 +113,7 @@ def test_a_cordoned_node_and_a_not_ready_node_are_not_ready() -> None:
     cordoned, silent, fine = a_node("cordoned"), a_node("silent"), a_node("fine")
     cordoned["spec"] = {"unschedulable": True}
     silent["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
-    snap, _p, _g = bodies.build([cordoned, silent, fine], [], [], SETTINGS)
+    snap, _p, _g = parts(bodies.build([cordoned, silent, fine], [], [], SETTINGS))
     assert {node.name: node.ready for node in snap.nodes} == {"cordoned": False, "silent": False, "fine": True}
 
 
@@ -116,14 +124,14 @@ def test_finished_foreign_pods_free_their_node_and_limits_stand_in_for_gpu_reque
     limited["spec"]["containers"] = [
         {"resources": {"limits": {"nvidia.com/gpu": "2"}, "requests": {"cpu": "500m", "memory": "1Gi"}}}
     ]
-    snap, _p, _g = bodies.build([a_node("n1")], [], [done, limited], SETTINGS)
+    snap, _p, _g = parts(bodies.build([a_node("n1")], [], [done, limited], SETTINGS))
     node = snap.nodes[0]
     assert (node.gpus, node.cpu_millis, node.memory_bytes) == (6, 224_000 - 500, 2048 * 2**30 - 2**30)
 
 
 def test_pods_of_a_training_job_that_is_gone_hold_their_nodes() -> None:
     orphan = a_pod("gone-0", node="n1", job="gone", rank=0, gpus=8)
-    snap, _p, gangs = bodies.build([a_node("n1")], [], [orphan], SETTINGS, [])
+    snap, _p, gangs = parts(bodies.build([a_node("n1")], [], [orphan], SETTINGS, []))
     assert snap.nodes[0].gpus == 0
     assert snap.jobs == ()
     assert gangs == {}
@@ -133,7 +141,9 @@ def test_a_gang_pod_being_deleted_is_terminating_and_one_with_a_broken_rank_hold
     deleted = a_pod("llm-0", node="n1", job="llm", rank=0, deleting=True)
     broken = a_pod("llm-x", node="n2", job="llm", gpus=4)
     broken["metadata"]["labels"][bodies.REPLICA_LABEL] = "x"
-    snap, _p, gangs = bodies.build([a_node("n1"), a_node("n2")], [], [deleted, broken], SETTINGS, [a_training_job()])
+    snap, _p, gangs = parts(
+        bodies.build([a_node("n1"), a_node("n2")], [], [deleted, broken], SETTINGS, [a_training_job()])
+    )
     jobs = {job.key: job for job in snap.jobs}
     assert jobs["acme/terminating/llm-0"].terminating
     assert "acme/llm" not in jobs  # neither pod is a replica of the gang: it waits for its pods
@@ -175,7 +185,7 @@ def test_finished_training_jobs_are_what_estimates_learn_from_and_the_rest_are_n
     never = a_training_job()
     never["metadata"] = {**never["metadata"], "name": "never"}
     never["status"] = {"phase": "Failed", "finishedAt": "2027-01-15T09:00:00Z"}  # refused before it started
-    snap, _pod_of_job, _gang = bodies.build([a_node("n1")], [], [], SETTINGS, [done, running, never])
+    snap, _pod_of_job, _gang = parts(bodies.build([a_node("n1")], [], [], SETTINGS, [done, running, never]))
     assert snap.finished == (model.Finished("acme", 3600.0, 4 * 3600.0, bodies.timestamp("2027-01-15T09:00:00Z")),)
 
 
@@ -219,3 +229,72 @@ def test_a_pod_needs_its_containers_and_sidecars_or_its_biggest_init_container_w
     assert memory == 3 * 2**30  # containers and sidecar: 3 Gi, against the init container's 2 Gi + 1 Gi
     only_limits = {"containers": [{"name": "c", "resources": {"limits": {"cpu": "4", "nvidia.com/gpu": "8"}}}]}
     assert bodies.spec_requests(only_limits) == (8, 4_000, 0)  # a limit alone is the request
+
+
+def owned(name: str, kind: str, owner: str, uid: str = "u1", **annotations: str) -> Body:
+    pod = a_pod(name)
+    api = "batch/v1" if kind == "Job" else "kubeflow.org/v1"
+    pod["metadata"]["ownerReferences"] = [{"apiVersion": api, "kind": kind, "name": owner, "uid": uid,
+                                           "controller": True}]  # fmt: skip
+    if annotations:
+        pod["metadata"]["annotations"] = {f"leitstand.dev/{k.replace('_', '-')}": v for k, v in annotations.items()}
+    return pod
+
+
+def an_owner(kind: str, name: str, uid: str = "u1", **spec: Any) -> tuple[tuple[str, str, str], Body]:
+    return (kind, "acme", name), {"metadata": {"name": name, "namespace": "acme", "uid": uid}, "spec": spec}
+
+
+def test_the_pods_of_a_job_or_a_pytorchjob_are_one_gang_once_all_exist() -> None:
+    owners = dict([an_owner("Job", "idx", parallelism=4, completions=4),
+                   an_owner("PyTorchJob", "pt", "u2", pytorchReplicaSpecs={"Master": {"replicas": 1},
+                                                                         "Worker": {"replicas": 2}})])  # fmt: skip
+    three = [owned(f"idx-{i}", "Job", "idx") for i in range(3)]
+    pytorch = [owned("pt-master-0", "PyTorchJob", "pt", "u2"), *(owned(f"pt-worker-{i}", "PyTorchJob", "pt", "u2")
+                                                                for i in range(2))]  # fmt: skip
+    built = bodies.build([a_node("n1")], [], [*three, *pytorch], SETTINGS, [], owners)
+    assert [(j.key, j.replicas) for j in built.snapshot.jobs] == [("acme/pytorchjobs/pt", 3)]  # idx waits for 4
+    assert [p["metadata"]["name"] for p in built.pods_of_gang[model.JobKey("acme/pytorchjobs/pt")].values()] == [
+        "pt-master-0", "pt-worker-0", "pt-worker-1"]  # fmt: skip
+    assert built.groups[model.JobKey("acme/pytorchjobs/pt")].owner["kind"] == "PyTorchJob"  # type: ignore[index]
+    four = [*three, owned("idx-3", "Job", "idx")]
+    built = bodies.build([a_node("n1")], [], four, SETTINGS, [], owners)
+    assert [(j.key, j.replicas, j.gpus_per_replica) for j in built.snapshot.jobs] == [("acme/jobs/idx", 4, 8)]
+    assert bodies.build([a_node("n1")], [], four, SETTINGS).snapshot.jobs == ()  # owner unseen: they wait
+
+
+def test_a_jobs_gang_is_what_is_left_of_its_completions_and_a_replicaset_makes_gangs_of_one() -> None:
+    key, job = an_owner("Job", "batch", parallelism=4, completions=6)
+    job["status"] = {"succeeded": 4}
+    pods = [owned(f"batch-{i}", "Job", "batch") for i in range(2)]
+    built = bodies.build([a_node("n1")], [], pods, SETTINGS, [], {key: job})
+    assert [(j.key, j.replicas) for j in built.snapshot.jobs] == [("acme/jobs/batch", 2)]
+    replicas = [owned(f"web-{i}", "ReplicaSet", "web") for i in range(2)]
+    for pod in replicas:
+        pod["metadata"]["ownerReferences"][0]["apiVersion"] = "apps/v1"
+    built = bodies.build([a_node("n1")], [], replicas, SETTINGS, [], {})
+    assert sorted(j.key for j in built.snapshot.jobs) == ["acme/pods/web-0", "acme/pods/web-1"]
+
+
+def test_an_annotated_gang_carries_its_topology_and_priority_and_disagreeing_pods_are_refused() -> None:
+    pods = [owned(f"g-{i}", "Other", "x", gang="ring", gang_size="2", topology_required="leaf",
+                  priority="build") for i in range(2)]  # fmt: skip
+    built = bodies.build([a_node("n1")], [], pods, SETTINGS)
+    (gang,) = built.snapshot.jobs
+    assert (gang.key, gang.replicas, gang.required_level, gang.priority) == (
+        "acme/gangs/ring", 2, "leaf", model.Priority.BUILD)  # fmt: skip
+    pods[1]["metadata"]["annotations"]["leitstand.dev/topology-required"] = "spine"
+    built = bodies.build([a_node("n1")], [], pods, SETTINGS)
+    assert built.snapshot.jobs == ()
+    assert built.refused == {"acme/gangs/ring": "pods g-0 and g-1 of one gang disagree on "
+                             "leitstand.dev/topology-required: 'leaf' and 'spine'"}  # fmt: skip
+
+
+def test_a_plain_pods_priority_comes_from_its_annotation_or_its_priority_class() -> None:
+    annotated, classed, neither = a_pod("a"), a_pod("b"), a_pod("c")
+    annotated["metadata"]["annotations"] = {"leitstand.dev/priority": "inference"}
+    classed["spec"]["priorityClassName"] = "build"
+    jobs = {j.key: j.priority for j in bodies.build([a_node("n1")], [], [annotated, classed, neither], SETTINGS)
+            .snapshot.jobs}  # fmt: skip
+    assert jobs == {"acme/pods/a": model.Priority.INFERENCE, "acme/pods/b": model.Priority.BUILD,
+                    "acme/pods/c": model.Priority.TRAIN}  # fmt: skip

@@ -1,0 +1,203 @@
+"""The jobs people already submit, made by the real controllers (kube-controller-manager, the Kubeflow
+training-operator), ganged, queued and placed by Leitstand; and a TrainingJob with a full pod template."""
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leitstand.devcluster import cluster
+from leitstand.kube import connection
+from leitstand.kube.client import ApiError, Client
+from tests import templates
+from tests.e2e.clusters import own_cluster
+from tests.e2e.operators import Operator
+from tests.e2e.test_operator import GROUP, namespace, quota
+from tests.e2e.waiting import until
+
+PROFILE = str(Path(__file__).parent.parent / "data" / "profiles" / "workloads.yaml")
+LEAF = "network.topology.nvidia.com/leaf"
+GPU = {"limits": {"nvidia.com/gpu": "8"}}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
+    """32 DGX B200 in two leaves of 16, with the Job, ReplicaSet and Deployment controllers and the
+    training-operator running."""
+    yield from own_cluster(tmp_path_factory, "workloads", PROFILE, controllers=("kube", "training-operator"))
+
+
+@pytest.fixture(scope="module")
+def operator(site: cluster.LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    running = Operator(site.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def api(site: cluster.LocalCluster, operator: Operator) -> AsyncIterator[Client]:
+    async with Client(connection.load(site.kubeconfig)) as client:
+        try:
+            await quota(client, "root", parent=None)
+        except ApiError as error:  # made by an earlier test of the module
+            if error.status != 409:
+                raise
+        yield client
+
+
+async def pods_of(api: Client, ns: str) -> list[dict[str, Any]]:
+    return list((await api.list(f"/api/v1/namespaces/{ns}/pods"))["items"])
+
+
+async def events_of(api: Client, ns: str, name: str) -> list[str]:
+    listed = await api.list(f"/api/v1/namespaces/{ns}/events")
+    return [e["message"] for e in listed["items"] if e["involvedObject"]["name"] == name]
+
+
+def pytorchjob(name: str, workers: int, annotations: dict[str, str]) -> dict[str, Any]:
+    def replicas(count: int) -> dict[str, Any]:
+        return {"replicas": count, "restartPolicy": "Never", "template": {
+            "metadata": {"annotations": annotations},
+            "spec": {"schedulerName": "leitstand",
+                     "containers": [{"name": "pytorch", "image": "nvcr.io/nvidia/pytorch:25.10-py3",
+                                     "command": ["torchrun", "train.py"], "resources": GPU}]}}}  # fmt: skip
+
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": name},
+            "spec": {"pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(workers)}}}  # fmt: skip
+
+
+async def test_a_pytorchjob_binds_whole_in_one_leaf_or_not_at_all_and_says_why(api: Client) -> None:
+    await quota(api, "t-blocker", guaranteed=16)
+    await quota(api, "t-pt", guaranteed=128)
+    for leaf in ("b200-su-01", "b200-su-02"):  # one node of each leaf taken: 15 free in each
+        await api.create("/api/v1/namespaces/t-blocker/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"blocker-{leaf}"},
+            "spec": {"schedulerName": "leitstand", "nodeSelector": {LEAF: leaf},
+                     "containers": [{"name": "c", "image": "busybox", "resources": GPU}]}})  # fmt: skip
+
+    async def blockers_bound() -> bool | None:
+        return True if all(p["spec"].get("nodeName") for p in await pods_of(api, "t-blocker")) else None
+
+    await until(blockers_bound, what="a blocker bound in each leaf", within=30)
+    path = "/apis/kubeflow.org/v1/namespaces/t-pt/pytorchjobs"
+    await api.create(path, pytorchjob("llm", 15, {"leitstand.dev/topology-required": "leaf"}))
+
+    async def explained() -> list[str] | None:
+        said = [m for m in await events_of(api, "t-pt", "llm") if "16 x 8" in m]
+        return said or None
+
+    said = await until(explained, what="an Event on the PyTorchJob with the numbers", within=60)
+    pods = await pods_of(api, "t-pt")
+    assert len(pods) == 16
+    assert not [p for p in pods if p["spec"].get("nodeName")], "no pod of the gang may bind while 15 fit"
+    assert await events_of(api, "t-pt", "llm-master-0"), "its pods are told why too"
+    assert "leaf" in said[0]
+    for pod in await pods_of(api, "t-blocker"):  # room returns
+        await api.delete(f"/api/v1/namespaces/t-blocker/pods/{pod['metadata']['name']}", grace_period_seconds=0)
+
+    async def all_bound() -> list[dict[str, Any]] | None:
+        pods = await pods_of(api, "t-pt")
+        return pods if len(pods) == 16 and all(p["spec"].get("nodeName") for p in pods) else None
+
+    bound = await until(all_bound, what="all 16 pods of the PyTorchJob bound", within=60)
+    nodes = {p["spec"]["nodeName"] for p in bound}
+    assert len(nodes) == 16
+    leaves = {(await api.get(f"/api/v1/nodes/{n}"))["metadata"]["labels"][LEAF] for n in nodes}
+    assert len(leaves) == 1, leaves
+    await api.delete(f"{path}/llm")
+
+
+async def test_an_indexed_job_is_one_gang_and_a_deployments_pods_are_gangs_of_one(api: Client) -> None:
+    await quota(api, "t-batch", guaranteed=64)
+    template = {"spec": {"schedulerName": "leitstand", "restartPolicy": "Never",
+                         "containers": [{"name": "c", "image": "busybox", "resources": GPU}]}}  # fmt: skip
+    await api.create("/apis/batch/v1/namespaces/t-batch/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sweep"},
+        "spec": {"parallelism": 4, "completions": 4, "completionMode": "Indexed", "template": template}})  # fmt: skip
+    web = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"schedulerName": "leitstand", "containers": [{"name": "c", "image": "nginx", "resources": GPU}]},
+    }
+    await api.create("/apis/apps/v1/namespaces/t-batch/deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": web}})  # fmt: skip
+
+    async def bound() -> Counter[str] | None:
+        pods = await pods_of(api, "t-batch")
+        owners = Counter(p["metadata"]["ownerReferences"][0]["kind"] for p in pods if p["spec"].get("nodeName"))
+        return owners if owners == Counter({"Job": 4, "ReplicaSet": 2}) else None
+
+    await until(bound, what="the Job's 4 pods and the Deployment's 2 bound", within=60)
+
+    async def allocated() -> int | None:
+        usage = (await api.get(f"{GROUP}/gpuquotas/t-batch")).get("status", {}).get("gpus", {}).get("b200", {})
+        return 48 if usage.get("allocated") == 48 else None
+
+    await until(allocated, what="t-batch's status to count all 6 pods' 48 GPUs", within=30)
+    await api.delete("/apis/batch/v1/namespaces/t-batch/jobs/sweep?propagationPolicy=Background")
+    await api.delete("/apis/apps/v1/namespaces/t-batch/deployments/web?propagationPolicy=Background")
+
+
+async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespace_fails(api: Client) -> None:
+    await quota(api, "t-full", guaranteed=16)
+    template = templates.pod(
+        command=["torchrun", "train.py"],
+        cpu="96",
+        memory="1Ti",
+        volumes=[{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "checkpoints"}},
+                 {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Gi"}}],
+        initContainers=[{"name": "fetch", "image": "busybox", "command": ["sh", "-c", "true"]}],
+    )  # fmt: skip
+    trainer = template["spec"]["containers"][0]
+    trainer["resources"]["limits"] = {"rdma/ib": "8"}
+    trainer["resources"]["requests"]["rdma/ib"] = "8"
+    trainer["volumeMounts"] = [{"name": "checkpoints", "mountPath": "/ckpt"}, {"name": "shm", "mountPath": "/dev/shm"}]
+    body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "full"},
+            "spec": {"replicas": 2, "gpusPerReplica": 8, "gpuType": "b200", "template": template}}  # fmt: skip
+    await api.create(f"{GROUP}/namespaces/t-full/trainingjobs", body)
+
+    async def running() -> dict[str, Any] | None:
+        job = await api.get(f"{GROUP}/namespaces/t-full/trainingjobs/full")
+        return job if (job.get("status") or {}).get("phase") == "Running" else None
+
+    await until(running, what="the full-template job Running", within=60)
+    pod = await api.get("/api/v1/namespaces/t-full/pods/full-1")
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["fetch"]
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"rdma/ib": "8", "nvidia.com/gpu": "8"}
+    assert {v["name"] for v in pod["spec"]["volumes"]} == {"checkpoints", "shm"}
+
+    await namespace(api, "t-locked")
+    await api.patch("/api/v1/namespaces/t-locked",
+                    {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})  # fmt: skip
+    await quota(api, "t-locked", guaranteed=8)
+    privileged = templates.pod(image="busybox")
+    privileged["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "root"},
+            "spec": {"replicas": 1, "gpusPerReplica": 8, "template": privileged}}  # fmt: skip
+    await api.create(f"{GROUP}/namespaces/t-locked/trainingjobs", body)
+
+    async def failed() -> dict[str, Any] | None:
+        job = await api.get(f"{GROUP}/namespaces/t-locked/trainingjobs/root")
+        return job if (job.get("status") or {}).get("phase") == "Failed" else None
+
+    ended = await until(failed, what="the privileged job Failed", within=60)
+    assert ended["status"]["reason"] == "PodRefused"
+    assert "violates PodSecurity" in ended["status"]["message"]
+    assert not await pods_of(api, "t-locked")
+
+    conflicting = templates.pod()
+    conflicting["spec"]["schedulerName"] = "default-scheduler"
+    body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "other"},
+            "spec": {"replicas": 1, "gpusPerReplica": 8, "template": conflicting}}  # fmt: skip
+    await api.create(f"{GROUP}/namespaces/t-full/trainingjobs", body)
+
+    async def refused() -> dict[str, Any] | None:
+        job = await api.get(f"{GROUP}/namespaces/t-full/trainingjobs/other")
+        return job if (job.get("status") or {}).get("phase") == "Failed" else None
+
+    ended = await until(refused, what="the conflicting template refused", within=60)
+    assert ended["status"]["reason"] == "InvalidTemplate"
+    assert "schedulerName 'default-scheduler'" in ended["status"]["message"]
