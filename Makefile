@@ -60,8 +60,8 @@ bench-full: bench binaries ## and Leitstand beside upstream kube-scheduler on th
 	$(BIN)/leitstand dev-cluster build kube-scheduler
 	$(BIN)/python -m tests.bench.peer
 
-generate: $(STAMP) binaries ## regenerate crds/, dashboards, alert rules, the chart's files and deploy/manifests
-	$(BIN)/leitstand crds --out crds
+generate: $(STAMP) binaries ## regenerate the pod template's schema, crds/, dashboards, alert rules, the chart's files and deploy/manifests
+	$(BIN)/leitstand crds --refresh-pod-template --out crds
 	$(BIN)/leitstand dashboards --out deploy
 	rm -rf helm/leitstand/files && mkdir -p helm/leitstand/files/crds helm/leitstand/files/grafana helm/leitstand/files/prometheus
 	cp crds/*.yaml helm/leitstand/files/crds/

@@ -30,7 +30,44 @@ def from_schema(schema: dict[str, Any], *, depth: int = 0, strict: bool = False)
     return st.one_of(strategy, strategy, strategy, strategy, strategy, strategy, strategy, strategy, strategy, _wrong())
 
 
+POD_TEMPLATE = "x-test-pod-template"  # stands for core/v1's PodTemplateSpec in a spec's schema
+
+
+def pod_templates(schema: dict[str, Any], *, strict: bool) -> st.SearchStrategy[Any]:
+    """Pod templates: mostly a few realistic valid ones, varied; else drawn from core/v1's schema (which, a
+    hundred fields wide, is nearly always wrong somewhere: the API server's own rules, not ours)."""
+    containers = st.lists(
+        st.fixed_dictionaries(
+            {"name": st.sampled_from(["trainer", "logger", "sidecar"]), "image": st.sampled_from(["nemo", "busybox"])},
+            optional={
+                "command": st.lists(st.sampled_from(["torchrun", "train.py", "--nproc-per-node=8"]), max_size=3),
+                "resources": st.fixed_dictionaries({}, optional={
+                    "requests": st.dictionaries(st.sampled_from(["cpu", "memory"]), st.sampled_from(GOOD_QUANTITIES)),
+                    "limits": st.dictionaries(st.sampled_from(["cpu", "rdma/ib"]), st.sampled_from(["1", "8"]))}),
+            },
+        ),
+        min_size=1,
+        max_size=2,
+        unique_by=lambda container: container["name"],
+    )  # fmt: skip
+    valid = st.fixed_dictionaries(
+        {"spec": st.fixed_dictionaries({"containers": containers}, optional={
+            "terminationGracePeriodSeconds": st.integers(0, 3600),
+            "volumes": st.just([{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}]),
+            "nodeSelector": st.dictionaries(st.sampled_from(["pool", "zone"]), st.sampled_from(["a", "b"]))})},
+        optional={"metadata": st.fixed_dictionaries({}, optional={
+            "annotations": st.dictionaries(st.sampled_from(["note", "leitstand.dev/sim-duration"]),
+                                           st.sampled_from(["1s", "x"]))})},
+    )  # fmt: skip
+    if strict:
+        return valid
+    plain = {key: value for key, value in schema.items() if key != POD_TEMPLATE}
+    return st.one_of(valid, valid, valid, _valid(plain, 2, strict=False))
+
+
 def _valid(schema: dict[str, Any], depth: int, strict: bool) -> st.SearchStrategy[Any]:
+    if schema.get(POD_TEMPLATE):
+        return pod_templates(schema, strict=strict)
     kind = schema.get("type")
     if "enum" in schema:
         if strict:
@@ -102,6 +139,9 @@ def _valid(schema: dict[str, Any], depth: int, strict: bool) -> st.SearchStrateg
 def manifests(kind: str, crd: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """Whole manifests of ``kind``: a valid name, and a spec drawn from the CRD's schema."""
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    if "template" in spec.get("properties", {}):
+        properties = {**spec["properties"], "template": {**spec["properties"]["template"], POD_TEMPLATE: True}}
+        spec = {**spec, "properties": properties}
     names = st.one_of(
         st.from_regex(r"[a-z][a-z0-9]{0,20}", fullmatch=True), st.sampled_from(["9lives", "x" * 60, "ok-name"])
     )

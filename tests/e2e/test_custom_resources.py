@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from leitstand import locations
+from leitstand.cli import crds as crds_cli
 from leitstand.devcluster import cluster
+from leitstand.kube import podtemplate
 from leitstand.kube.client import ApiError, Client
 from leitstand.kube.objects import Body
 from tests import templates
@@ -268,3 +270,12 @@ def test_the_examples_are_valid_for_the_python_models_too() -> None:
                 model.model_validate(copy.deepcopy(document["spec"]))
                 seen += 1
     assert seen == 9
+
+
+async def test_the_pod_template_schema_is_the_running_api_servers_own(admin: Client) -> None:
+    """The schema the CRD embeds is what ``make generate`` makes of this kube-apiserver's OpenAPI: regenerated
+    from the running API server, it is byte for byte the checked-in one."""
+    document = await admin.get(crds_cli.OPENAPI_PATH)
+    assert podtemplate.render(podtemplate.structural(document)) == podtemplate.SCHEMA_FILE.read_text(), (
+        "the pod template schema is stale: run `make generate` and commit the result"
+    )

@@ -162,14 +162,15 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
     api: httpx.AsyncClient, dev: cluster.LocalCluster
 ) -> None:
     rows = table(cli(dev, "jobs", "-A"))
-    assert rows[0] == ["NAMESPACE", "NAME", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "ETA", "AGE"]
+    assert rows[0] == ["NAMESPACE", "NAME", "KIND", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "ETA", "AGE"]
     by_name = {row[1]: row for row in rows[1:]}
-    assert by_name["vision"][:7] == ["t-alice", "vision", "t-alice", "8", "Running", "Running", "-"]
-    assert by_name["wide"][:7] == ["t-alice", "wide", "t-alice", "64", "Queued", "InsufficientCapacity", "1"]
-    assert by_name["speech"][:5] == ["t-bob", "speech", "t-bob", "16", "Running"]
+    assert by_name["vision"][:8] == ["t-alice", "vision", "TrainingJob", "t-alice", "8", "Running", "Running", "-"]
+    assert by_name["wide"][:8] == [
+        "t-alice", "wide", "TrainingJob", "t-alice", "64", "Queued", "InsufficientCapacity", "1"]  # fmt: skip
+    assert by_name["speech"][:6] == ["t-bob", "speech", "TrainingJob", "t-bob", "16", "Running"]
 
     as_plugin = table(cli(dev, "jobs", "-n", "t-bob", plugin=True))
-    assert as_plugin[0] == ["NAME", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "ETA", "AGE"]
+    assert as_plugin[0] == ["NAME", "KIND", "QUEUE", "GPUS", "PHASE", "REASON", "POSITION", "ETA", "AGE"]
     assert [row[0] for row in as_plugin[1:]] == ["speech"]
     import json
 

@@ -1,6 +1,10 @@
 """The jobs people already submit, made by the real controllers (kube-controller-manager, the Kubeflow
 training-operator), ganged, queued and placed by Leitstand; and a TrainingJob with a full pod template."""
 
+import asyncio
+import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +18,7 @@ from leitstand.kube.client import ApiError, Client
 from tests import templates
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator
-from tests.e2e.test_operator import GROUP, namespace, quota
+from tests.e2e.test_operator import GROUP, clean, namespace, quota
 from tests.e2e.waiting import until
 
 PROFILE = str(Path(__file__).parent.parent / "data" / "profiles" / "workloads.yaml")
@@ -46,6 +50,29 @@ async def api(site: cluster.LocalCluster, operator: Operator) -> AsyncIterator[C
             if error.status != 409:
                 raise
         yield client
+        for collection in ("/apis/apps/v1/deployments", "/apis/batch/v1/jobs", "/apis/kubeflow.org/v1/pytorchjobs"):
+            for body in (await client.list(collection))["items"]:
+                meta = body["metadata"]
+                if meta["namespace"].startswith("t-"):
+                    plural = collection.rsplit("/", 1)[1]
+                    await client.delete(f"{collection.rsplit('/', 1)[0]}/namespaces/{meta['namespace']}/{plural}/"
+                                        f"{meta['name']}", propagation="Background")  # fmt: skip
+
+        async def owned_pods_gone() -> bool | None:  # the garbage collector deletes them
+            pods = (await client.list("/api/v1/pods"))["items"]
+            return (
+                None
+                if any(
+                    p["metadata"]["namespace"].startswith("t-")
+                    and p["metadata"].get("ownerReferences")
+                    and not p["metadata"].get("labels", {}).get("leitstand.dev/job")
+                    for p in pods
+                )
+                else True
+            )
+
+        await until(owned_pods_gone, what="the test controllers' pods to be gone", within=60)  # fmt: skip
+        await clean(client)  # TrainingJobs, GPUQuotas, and every pod of a test namespace
 
 
 async def pods_of(api: Client, ns: str) -> list[dict[str, Any]]:
@@ -57,9 +84,12 @@ async def events_of(api: Client, ns: str, name: str) -> list[str]:
     return [e["message"] for e in listed["items"] if e["involvedObject"]["name"] == name]
 
 
-def pytorchjob(name: str, workers: int, annotations: dict[str, str]) -> dict[str, Any]:
+def pytorchjob(name: str, workers: int, annotations: dict[str, str], restart: str = "Never") -> dict[str, Any]:
+    """A PyTorchJob of one master and ``workers`` workers, 8 GPUs each. A preemptible one restarts
+    ``OnFailure``: the training-operator counts a deleted pod as failed, and with ``Never`` ends the job."""
+
     def replicas(count: int) -> dict[str, Any]:
-        return {"replicas": count, "restartPolicy": "Never", "template": {
+        return {"replicas": count, "restartPolicy": restart, "template": {
             "metadata": {"annotations": annotations},
             "spec": {"schedulerName": "leitstand",
                      "containers": [{"name": "pytorch", "image": "nvcr.io/nvidia/pytorch:25.10-py3",
@@ -69,7 +99,9 @@ def pytorchjob(name: str, workers: int, annotations: dict[str, str]) -> dict[str
             "spec": {"pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(workers)}}}  # fmt: skip
 
 
-async def test_a_pytorchjob_binds_whole_in_one_leaf_or_not_at_all_and_says_why(api: Client) -> None:
+async def test_a_pytorchjob_binds_whole_in_one_leaf_or_not_at_all_and_says_why(
+    api: Client, site: cluster.LocalCluster
+) -> None:
     await quota(api, "t-blocker", guaranteed=16)
     await quota(api, "t-pt", guaranteed=128)
     for leaf in ("b200-su-01", "b200-su-02"):  # one node of each leaf taken: 15 free in each
@@ -95,6 +127,14 @@ async def test_a_pytorchjob_binds_whole_in_one_leaf_or_not_at_all_and_says_why(a
     assert not [p for p in pods if p["spec"].get("nodeName")], "no pod of the gang may bind while 15 fit"
     assert await events_of(api, "t-pt", "llm-master-0"), "its pods are told why too"
     assert "leaf" in said[0]
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "leitstand", "jobs", "-n", "t-pt", "-o", "json", "--kubeconfig", str(site.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    (row,) = json.loads(listed.stdout)
+    assert (row["name"], row["kind"], row["phase"], row["gpus"]) == ("llm", "PyTorchJob", "Queued", 128)
+    assert "16 x 8" in row["message"], row
     for pod in await pods_of(api, "t-blocker"):  # room returns
         await api.delete(f"/api/v1/namespaces/t-blocker/pods/{pod['metadata']['name']}", grace_period_seconds=0)
 
@@ -107,7 +147,6 @@ async def test_a_pytorchjob_binds_whole_in_one_leaf_or_not_at_all_and_says_why(a
     assert len(nodes) == 16
     leaves = {(await api.get(f"/api/v1/nodes/{n}"))["metadata"]["labels"][LEAF] for n in nodes}
     assert len(leaves) == 1, leaves
-    await api.delete(f"{path}/llm")
 
 
 async def test_an_indexed_job_is_one_gang_and_a_deployments_pods_are_gangs_of_one(api: Client) -> None:
@@ -137,8 +176,6 @@ async def test_an_indexed_job_is_one_gang_and_a_deployments_pods_are_gangs_of_on
         return 48 if usage.get("allocated") == 48 else None
 
     await until(allocated, what="t-batch's status to count all 6 pods' 48 GPUs", within=30)
-    await api.delete("/apis/batch/v1/namespaces/t-batch/jobs/sweep?propagationPolicy=Background")
-    await api.delete("/apis/apps/v1/namespaces/t-batch/deployments/web?propagationPolicy=Background")
 
 
 async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespace_fails(api: Client) -> None:
@@ -201,3 +238,74 @@ async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespa
     ended = await until(refused, what="the conflicting template refused", within=60)
     assert ended["status"]["reason"] == "InvalidTemplate"
     assert "schedulerName 'default-scheduler'" in ended["status"]["message"]
+
+
+async def test_a_pytorchjob_is_reclaimed_whole_then_queues_and_binds_again(api: Client) -> None:
+    await quota(api, "t-greedy", guaranteed=0)
+    await quota(api, "t-owed", guaranteed=256)
+    path = "/apis/kubeflow.org/v1/namespaces/t-greedy/pytorchjobs"
+    await api.create(path, pytorchjob("borrower", 15, {"leitstand.dev/topology-required": "leaf"}, "OnFailure"))
+
+    async def bound(ns: str, count: int) -> list[dict[str, Any]] | None:
+        pods = [p for p in await pods_of(api, ns) if not p["metadata"].get("deletionTimestamp")]
+        return pods if len(pods) == count and all(p["spec"].get("nodeName") for p in pods) else None
+
+    first = await until(lambda: bound("t-greedy", 16), what="the borrowing PyTorchJob bound", within=60)
+    first_uids = {p["metadata"]["uid"] for p in first}
+    template = {"spec": {"schedulerName": "leitstand", "restartPolicy": "Never",
+                         "containers": [{"name": "c", "image": "busybox", "resources": GPU}]}}  # fmt: skip
+    await api.create("/apis/batch/v1/namespaces/t-owed/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "owed"},
+        "spec": {"parallelism": 32, "completions": 32, "template": template}})  # fmt: skip
+    await until(lambda: bound("t-owed", 32), what="the owed tenant's 32-pod Job bound after the reclaim", within=90)
+
+    async def requeued() -> list[dict[str, Any]] | None:
+        pods = [p for p in await pods_of(api, "t-greedy") if not p["metadata"].get("deletionTimestamp")]
+        fresh = [p for p in pods if p["metadata"]["uid"] not in first_uids]
+        return fresh if len(fresh) == 16 and not any(p["spec"].get("nodeName") for p in fresh) else None
+
+    await until(requeued, what="the training-operator's 16 new pods, queued, none bound", within=60)
+    said = await events_of(api, "t-greedy", "borrower")
+    assert any("t-owed" in m and "16 pods stop now" in m for m in said), said
+    await api.delete("/apis/batch/v1/namespaces/t-owed/jobs/owed", propagation="Background")
+    again = await until(lambda: bound("t-greedy", 16), what="the PyTorchJob bound again once room returned",
+                        within=90)  # fmt: skip
+    leaves = {(await api.get(f"/api/v1/nodes/{p['spec']['nodeName']}"))["metadata"]["labels"][LEAF] for p in again}
+    assert len(leaves) == 1
+
+
+async def test_upstreams_alpha_podgroup_is_a_gang_of_its_min_count_in_one_domain_of_its_label(api: Client) -> None:
+    """Kubernetes 1.36's Workload API (scheduling.k8s.io/v1alpha2, feature gate GenericWorkload), served by the
+    dev cluster's API server: pods naming a PodGroup in spec.schedulingGroup are a gang of its minCount."""
+    await quota(api, "t-wl", guaranteed=64)
+    await api.create("/apis/scheduling.k8s.io/v1alpha2/namespaces/t-wl/podgroups", {
+        "apiVersion": "scheduling.k8s.io/v1alpha2", "kind": "PodGroup", "metadata": {"name": "ring"},
+        "spec": {"schedulingPolicy": {"gang": {"minCount": 4}},
+                 "schedulingConstraints": {"topology": [{"key": LEAF}]}}})  # fmt: skip
+
+    async def member(index: int) -> None:
+        await api.create("/api/v1/namespaces/t-wl/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"ring-{index}"},
+            "spec": {"schedulerName": "leitstand", "schedulingGroup": {"podGroupName": "ring"},
+                     "containers": [{"name": "c", "image": "busybox", "resources": GPU}]}})  # fmt: skip
+
+    for index in range(3):
+        await member(index)
+    created = await api.get("/api/v1/namespaces/t-wl/pods/ring-0")
+    assert created["spec"]["schedulingGroup"] == {"podGroupName": "ring"}, "the API server kept the field"
+
+    async def told() -> list[str] | None:
+        return await events_of(api, "t-wl", "ring") or None
+
+    said = await until(told, what="an Event on the PodGroup", within=30)
+    assert not [p for p in await pods_of(api, "t-wl") if p["spec"].get("nodeName")], "3 of 4: none may bind"
+    assert said, said
+    await member(3)
+
+    async def all_bound() -> list[dict[str, Any]] | None:
+        pods = await pods_of(api, "t-wl")
+        return pods if len(pods) == 4 and all(p["spec"].get("nodeName") for p in pods) else None
+
+    pods = await until(all_bound, what="the PodGroup's 4 pods bound", within=60)
+    leaves = {(await api.get(f"/api/v1/nodes/{p['spec']['nodeName']}"))["metadata"]["labels"][LEAF] for p in pods}
+    assert len(leaves) == 1

@@ -114,15 +114,19 @@ def create_app(
     async def list_jobs(
         who: Who, namespace: str | None = None, queue: str | None = None, phase: str | None = None
     ) -> list[views.JobView]:
-        """TrainingJobs in the namespaces the caller may list, filtered by namespace, queue and phase."""
+        """TrainingJobs, and the gangs of pods Leitstand did not create (kind Job, PyTorchJob, Gang or Pod), in
+        the namespaces where the caller may list TrainingJobs, filtered by namespace, queue and phase."""
         bodies = trainingjobs()
-        namespaces = sorted({b["metadata"]["namespace"] for b in bodies} | ({namespace} if namespace else set()))
+        groups = views.pod_groups(latest())
+        namespaces = sorted({b["metadata"]["namespace"] for b in bodies} | {g.namespace for g in groups}
+                            | ({namespace} if namespace else set()))  # fmt: skip
         visible = {ns for ns in namespaces if await may_list_jobs(who, ns)}
         if namespace is not None and namespace not in visible:
             raise HTTPException(403, f"{who.name} may not list trainingjobs in namespace {namespace}")
         return views.jobs(
-            [b for b in bodies if b["metadata"]["namespace"] in visible], namespace=namespace, queue=queue, phase=phase
-        )
+            [b for b in bodies if b["metadata"]["namespace"] in visible], namespace=namespace, queue=queue, phase=phase,
+            groups=[g for g in groups if g.namespace in visible],
+        )  # fmt: skip
 
     @app.get("/api/v1/jobs/{namespace}/{name}", response_model=views.JobView, response_model_by_alias=True)
     async def get_job(who: Who, namespace: str, name: str) -> views.JobView:

@@ -32,6 +32,7 @@ class QueueView(pydantic.BaseModel):
 class JobView(pydantic.BaseModel):
     namespace: str
     name: str
+    kind: str = "TrainingJob"  # or Job, PyTorchJob, Gang, Pod: a gang of pods Leitstand did not create
     queue: str | None
     gpus: int | None
     phase: str | None
@@ -111,12 +112,46 @@ def job(body: Mapping[str, Any], *, detail: bool = False) -> JobView:
     )
 
 
-def jobs(
-    bodies: Iterable[Mapping[str, Any]], *, namespace: str | None, queue: str | None, phase: str | None
-) -> list[JobView]:
+# The kinds of the core's keys of pods Leitstand did not create (namespace/<kind>/name).
+POD_GROUP_KINDS = {"jobs": "Job", "pytorchjobs": "PyTorchJob", "podgroups": "PodGroup", "gangs": "Gang", "pods": "Pod"}
+
+
+def pod_groups(latest: model.CycleRecord | None) -> list[JobView]:
+    """The gangs of pods Leitstand did not create, as the last cycle saw them: Queued with why, or Running."""
+    if latest is None:
+        return []
+    pending = {e.job: e for e in latest.decisions.pending}
+    bound = {b.job for b in latest.decisions.binds}
     result = []
-    for body in bodies:
-        view = job(body)
+    for entry in latest.snapshot.jobs:
+        namespace, kind, name = [*str(entry.key).split("/", 2), "", ""][:3]
+        if kind not in POD_GROUP_KINDS or entry.terminating:
+            continue
+        why = pending.get(entry.key)
+        running = bool(entry.placement) or entry.key in bound
+        result.append(JobView(
+            namespace=namespace, name=name, kind=POD_GROUP_KINDS[kind],
+            queue=latest.decisions.job_queues.get(entry.key),
+            gpus=entry.replicas * entry.gpus_per_replica, phase="Running" if running else "Queued",
+            reason=why.reason.value if why is not None and not running else None,
+            message=why.message if why is not None and not running else None,
+            position=why.position if why is not None and not running else None, estimated_start_time=None,
+            created=None,
+        ))  # fmt: skip
+    return result
+
+
+def jobs(
+    bodies: Iterable[Mapping[str, Any]],
+    *,
+    namespace: str | None,
+    queue: str | None,
+    phase: str | None,
+    groups: Iterable[JobView] = (),
+) -> list[JobView]:
+    """TrainingJobs (from their bodies) and pod groups (``pod_groups``), filtered."""
+    result = []
+    for view in [*(job(body) for body in bodies), *groups]:
         if (
             (namespace and view.namespace != namespace)
             or (queue and view.queue != queue)
@@ -124,7 +159,7 @@ def jobs(
         ):
             continue
         result.append(view)
-    return sorted(result, key=lambda v: (v.namespace, v.name))
+    return sorted(result, key=lambda v: (v.namespace, v.name, v.kind))
 
 
 def cluster(latest: model.CycleRecord) -> ClusterView:

@@ -23,7 +23,17 @@ from rich.table import Table
 from leitstand.errors import UserError
 from leitstand.kube import bodies, connection, objects, quantities, resources
 from leitstand.kube.client import ApiError, Client
-from leitstand.kube.objects import Body, GPUQuota, Node, Pod, TrainingJob, labels, node_status, pod_spec
+from leitstand.kube.objects import (
+    Body,
+    GPUQuota,
+    Node,
+    Pod,
+    TrainingJob,
+    labels,
+    node_status,
+    pod_spec,
+    pod_status,
+)
 
 T = TypeVar("T")
 GROUP = f"/apis/{resources.API_VERSION}"
@@ -120,25 +130,89 @@ def jobs(
     as_user: AsOption = None,
     as_groups: AsGroupOption = None,
 ) -> None:
-    """List TrainingJobs: queue, GPUs, phase, why they wait, place in the queue, age."""
+    """List TrainingJobs, and the gangs of pods Leitstand schedules but did not create (Jobs, PyTorchJobs,
+    annotated gangs, single pods): queue, GPUs, phase, why they wait, place in the queue, age."""
 
-    async def work(client: Client) -> list[TrainingJob]:
+    async def work(client: Client) -> tuple[list[TrainingJob], list[Body]]:
         ns = None if all_namespaces else (namespace or client.connection.namespace)
         path = f"{GROUP}/trainingjobs" if ns is None else f"{GROUP}/namespaces/{ns}/trainingjobs"
-        return list((await client.list(path))["items"])
+        return list((await client.list(path))["items"]), await _pod_groups(client, ns)
 
     rows = []
     connected = connect(kubeconfig, context, as_user, as_groups)
-    for body in sorted(call(connected, work), key=lambda b: (b["metadata"]["namespace"], b["metadata"]["name"])):
+    trainingjobs, groups = call(connected, work)
+    for body in trainingjobs:
         status = objects.status(body)
         rows.append({
-            "namespace": body["metadata"]["namespace"], "name": body["metadata"]["name"], "queue": status.get("queue"),
-            "gpus": status.get("gpus"), "phase": status.get("phase"), "reason": status.get("reason"),
-            "position": status.get("queuePosition"), "eta": status.get("estimatedStartTime"),
-            "age": age(body["metadata"].get("creationTimestamp")), "message": status.get("message"),
+            "namespace": body["metadata"]["namespace"], "name": body["metadata"]["name"], "kind": "TrainingJob",
+            "queue": status.get("queue"), "gpus": status.get("gpus"), "phase": status.get("phase"),
+            "reason": status.get("reason"), "position": status.get("queuePosition"),
+            "eta": status.get("estimatedStartTime"), "age": age(body["metadata"].get("creationTimestamp")),
+            "message": status.get("message"),
         })  # fmt: skip
-    columns = ["name", "queue", "gpus", "phase", "reason", "position", "eta", "age"]
+    rows += groups
+    rows.sort(key=lambda row: (row["namespace"], row["name"], row["kind"]))
+    columns = ["name", "kind", "queue", "gpus", "phase", "reason", "position", "eta", "age"]
     emit(rows, output, ["namespace", *columns] if all_namespaces else columns)
+
+
+GROUP_KINDS = {"jobs": "Job", "pytorchjobs": "PyTorchJob", "podgroups": "PodGroup", "gangs": "Gang"}
+
+
+async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
+    """Rows for the gangs of pods with ``schedulerName: leitstand`` that no TrainingJob owns, grouped as the
+    operator groups them (``bodies.pod_group``); none when the caller may not list pods."""
+
+    async def listed(path: str) -> list[Any]:
+        where = path if namespace is None else path.replace("/{ns}", f"/namespaces/{namespace}")
+        try:
+            return list((await client.list(where.replace("/{ns}", "")))["items"])
+        except ApiError as error:
+            if error.status in {403, 404}:  # not allowed, or the kind is not served
+                return []
+            raise
+
+    pods: list[Pod] = await listed("/api/v1/{ns}/pods")
+    owners = {
+        (kind, body["metadata"]["namespace"], body["metadata"]["name"]): body
+        for kind, path in (
+            ("Job", "/apis/batch/v1/{ns}/jobs"),
+            ("PyTorchJob", "/apis/kubeflow.org/v1/{ns}/pytorchjobs"),
+        )
+        for body in await listed(path)
+    }
+    gangs: dict[tuple[str, str, str], list[Pod]] = {}
+    for pod in pods:
+        meta = pod["metadata"]
+        ours = bodies.is_ours(pod) and bodies.live(pod) and not meta.get("deletionTimestamp")
+        if not ours or bodies.JOB_LABEL in (meta.get("labels") or {}):
+            continue
+        group = bodies.pod_group(pod, owners)
+        if group is None:
+            gangs[(meta["namespace"], "Pod", meta["name"])] = [pod]
+            continue
+        name = (meta.get("annotations") or {}).get(bodies.GANG_ANNOTATION) if group.kind == "gangs" else None
+        owner = (
+            name
+            or (group.owner or {}).get("metadata", {}).get("name")
+            or next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("controller")), meta["name"])
+        )
+        gangs.setdefault((meta["namespace"], GROUP_KINDS[group.kind], owner), []).append(pod)  # fmt: skip
+    rows = []
+    for (ns, kind, name), members in gangs.items():
+        bound = all(pod_spec(pod).get("nodeName") for pod in members)
+        said = next((str(c.get("message") or "") for pod in members for c in pod_status(pod).get("conditions") or []
+                     if c.get("type") == "PodScheduled" and c.get("status") == "False"), "")  # fmt: skip
+        reason, _, message = said.partition(": ")
+        gpus = sum(bodies.pod_requests(pod)[0] for pod in members)
+        created = min(str(p["metadata"].get("creationTimestamp") or "") for p in members)
+        rows.append({
+            "namespace": ns, "name": name, "kind": kind, "queue": None, "gpus": gpus,
+            "phase": "Running" if bound else "Queued", "reason": None if bound else reason or "Pending",
+            "position": None, "eta": None, "age": age(created),
+            "message": None if bound else message or f"{len(members)} pods waiting",
+        })  # fmt: skip
+    return rows
 
 
 def explain(

@@ -46,6 +46,7 @@ INFORMED = (  # kind, collection path: every kind the operator reads, each watch
     ("TrainingJob", f"/apis/{resources.API_VERSION}/trainingjobs"),
     ("Job", "/apis/batch/v1/jobs"),  # owners of pod groups, read for their gang sizes
     ("PyTorchJob", "/apis/kubeflow.org/v1/pytorchjobs"),  # absent until the training-operator's CRD is installed
+    ("PodGroup", "/apis/scheduling.k8s.io/v1alpha2/podgroups"),  # upstream's alpha gang API, when served
 )
 
 

@@ -47,7 +47,7 @@ from leitstand.metrics.observing import SchedulerMetrics
 logger = logging.getLogger("leitstand.controller")
 JOBS_PATH = f"/apis/{resources.API_VERSION}/namespaces/{{namespace}}/trainingjobs/{{name}}"
 QUOTA_PATH = f"/apis/{resources.API_VERSION}/gpuquotas/{{name}}"
-OWNER_KINDS = ("Job", "PyTorchJob")  # the store's kinds whose objects own pod groups
+OWNER_KINDS = ("Job", "PyTorchJob", "PodGroup")  # the store's kinds whose objects own pod groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +470,8 @@ class Scheduler:
                 word = ("Warning", "GangReleased", release.message)
             elif key in built.refused:
                 word = ("Warning", "GangRefused", built.refused[key])
+            elif key in built.incomplete:
+                word = ("Normal", "WaitingForPods", built.incomplete[key])
             elif key in explanations:
                 explanation = explanations[key]
                 word = ("Normal", explanation.reason.value, f"queued in {explanation.queue}: {explanation.message}")

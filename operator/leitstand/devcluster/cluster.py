@@ -436,6 +436,10 @@ class LocalCluster:
                 "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--allow-privileged=true",
                 "--event-ttl=1h",
+                # upstream's alpha gang API (Workload and PodGroup, scheduling.k8s.io/v1alpha2), which Leitstand
+                # honours: a pod's spec.schedulingGroup names its PodGroup
+                "--feature-gates=GenericWorkload=true",
+                "--runtime-config=scheduling.k8s.io/v1alpha2=true",
                 "--profiling=false",
                 f"--audit-policy-file={self._audit_policy()}",
                 f"--audit-log-path={self.audit_log}",

@@ -68,6 +68,7 @@ GPU_TYPE_ANNOTATION = "leitstand.dev/gpu-type"
 AGREED = (REQUIRED_ANNOTATION, PREFERRED_ANNOTATION, PRIORITY_ANNOTATION, GPU_TYPE_ANNOTATION)
 # The owners whose pods make one gang, by (apiVersion, kind): the key's middle part names them.
 GROUP_OWNERS = {("batch/v1", "Job"): "jobs", ("kubeflow.org/v1", "PyTorchJob"): "pytorchjobs"}
+# ``spec.schedulingGroup.podGroupName`` names a PodGroup of upstream's alpha gang API: the key's ``podgroups``.
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,19 +267,25 @@ class Group:
     kind: str  # the key's middle part: gangs, jobs, pytorchjobs
     owner: Body | None  # apiVersion, kind, name, namespace, uid of the owner object; None for an annotated gang
     size: int | None  # pods the gang needs; None while its owner is not known yet
+    topology_label: str | None = None  # a PodGroup's topology constraint: the node label all pods share
+    problem: str | None = None  # why it cannot be a gang (an annotated size that is not a count)
 
 
 def pod_group(pod: Pod, owners: Mapping[tuple[str, str, str], Body]) -> Group | None:
-    """The gang a pod belongs to: its ``leitstand.dev/gang`` annotation, else its controller when that is a
-    batch/v1 Job or a Kubeflow PyTorchJob; None for a gang of one."""
+    """The gang a pod belongs to: its ``leitstand.dev/gang`` annotation, else the PodGroup of upstream's gang
+    API its ``spec.schedulingGroup`` names, else its controller when that is a batch/v1 Job or a Kubeflow
+    PyTorchJob; None for a gang of one."""
     meta = pod["metadata"]
     noted = annotations(pod)
     if noted.get(GANG_ANNOTATION):
-        try:
-            size = int(noted.get(GANG_SIZE_ANNOTATION, ""))
-        except ValueError:
-            size = 0
-        return Group("gangs", None, size if size >= 1 else None)
+        written = noted.get(GANG_SIZE_ANNOTATION, "")
+        if not written.isdigit() or int(written) < 1:
+            problem = f"{GANG_SIZE_ANNOTATION} is {written!r}; it must be the gang's number of pods, 1 or more"
+            return Group("gangs", None, None, problem=problem)
+        return Group("gangs", None, int(written))
+    scheduling_group = pod_spec(pod).get("schedulingGroup") or {}
+    if scheduling_group.get("podGroupName"):  # upstream's gang API
+        return workload_group(str(scheduling_group["podGroupName"]), meta["namespace"], owners)
     for reference in meta.get("ownerReferences") or []:
         kind = GROUP_OWNERS.get((str(reference.get("apiVersion")), str(reference.get("kind"))))
         if kind is None or not reference.get("controller"):
@@ -289,6 +296,24 @@ def pod_group(pod: Pod, owners: Mapping[tuple[str, str, str], Body]) -> Group | 
         reference_body = {"apiVersion": reference["apiVersion"], "kind": reference["kind"], **owner}
         return Group(kind, reference_body, owner_gang_size(reference["kind"], owner))
     return None
+
+
+def workload_group(name: str, namespace: str, owners: Mapping[tuple[str, str, str], Body]) -> Group | None:
+    """The gang of upstream's alpha Workload API (scheduling.k8s.io/v1alpha2): the PodGroup a pod's
+    ``spec.schedulingGroup.podGroupName`` names, of its gang policy's ``minCount`` pods, all in one domain of
+    its first topology constraint's node label. A basic policy gangs nothing: None, a gang of one."""
+    group = owners.get(("PodGroup", namespace, name))
+    if group is None:
+        return Group("podgroups", None, None)
+    spec = group.get("spec") or {}
+    gang = (spec.get("schedulingPolicy") or {}).get("gang")
+    if gang is None:
+        return None
+    size = int(gang.get("minCount") or 1)
+    constraints = (spec.get("schedulingConstraints") or {}).get("topology") or []
+    label = str(constraints[0].get("key")) if constraints and constraints[0].get("key") else None
+    owner = {"apiVersion": "scheduling.k8s.io/v1alpha2", "kind": "PodGroup", **group}
+    return Group("podgroups", owner, size, label)
 
 
 def owner_gang_size(kind: str, owner: Body) -> int:
@@ -307,7 +332,9 @@ def owner_gang_size(kind: str, owner: Body) -> int:
     return max(parallelism, 1)
 
 
-def group_job(key: model.JobKey, size: int, members: list[Pod]) -> tuple[model.Job | None, str | None]:
+def group_job(
+    key: model.JobKey, size: int, members: list[Pod], required: str | None = None
+) -> tuple[model.Job | None, str | None]:
     """The core job of a gang of pods (ranked by name), or why it cannot be one: its pods disagree on what
     the gang needs. (None, None) while pods are missing and none is bound."""
     members = sorted(members, key=_name)
@@ -341,7 +368,7 @@ def group_job(key: model.JobKey, size: int, members: list[Pod]) -> tuple[model.J
         memory_bytes_per_replica=max(job.memory_bytes_per_replica for job in single),
         gpu_type=single[0].gpu_type,
         priority=single[0].priority,
-        required_level=noted.get(REQUIRED_ANNOTATION) or None,
+        required_level=noted.get(REQUIRED_ANNOTATION) or required,
         preferred_level=noted.get(PREFERRED_ANNOTATION) or None,
         node_selector=single[0].node_selector,
         tolerations=single[0].tolerations,
@@ -545,6 +572,7 @@ class Built:
     pods_of_gang: dict[model.JobKey, dict[int, Pod]]  # each TrainingJob's and each pod group's pods by rank
     groups: dict[model.JobKey, Group] = field(default_factory=dict)  # the pod groups (in pods_of_gang too)
     refused: dict[model.JobKey, str] = field(default_factory=dict)  # pod groups that cannot be gangs: why
+    incomplete: dict[model.JobKey, str] = field(default_factory=dict)  # pod groups still missing pods: how many
 
 
 def build(
@@ -612,20 +640,36 @@ def build(
     pods_of_gang: dict[model.JobKey, dict[int, Pod]] = {}
     groups: dict[model.JobKey, Group] = {}
     refused: dict[model.JobKey, str] = {}
+    incomplete: dict[model.JobKey, str] = {}
     for gang_key, (group, gathered) in grouped.items():
+        if group.problem is not None:
+            refused[gang_key] = group.problem
+            groups[gang_key] = group
+            pods_of_gang[gang_key] = dict(enumerate(sorted(gathered, key=_name)))
         if group.size is None:  # an owner not seen yet, or a gang without a size: wait, holding what is bound
             for pod in gathered:
                 hold_foreign(pod)
             continue
-        gang, problem = group_job(gang_key, group.size, gathered)
+        levels = {label: level for level, label in settings.topology}
+        required = levels.get(group.topology_label or "")
+        if group.topology_label and required is None:
+            refused[gang_key] = (f"its PodGroup requires one domain of the node label {group.topology_label}, which "
+                                 f"is none of the topology levels ({', '.join(settings.levels)})")  # fmt: skip
+            groups[gang_key] = group
+            pods_of_gang[gang_key] = dict(enumerate(sorted(gathered, key=_name)))
+            for pod in gathered:
+                hold_foreign(pod)
+            continue
+        gang, problem = group_job(gang_key, group.size, gathered, required)
         if problem is not None:
             refused[gang_key] = problem
         if gang is None:
             for pod in gathered:
                 hold_foreign(pod)
-            if problem is not None:
-                groups[gang_key] = group
-                pods_of_gang[gang_key] = dict(enumerate(sorted(gathered, key=_name)))
+            if problem is None:
+                incomplete[gang_key] = f"{len(gathered)} of its {group.size} pods exist; it waits for all of them"
+            groups[gang_key] = group
+            pods_of_gang[gang_key] = dict(enumerate(sorted(gathered, key=_name)))
             continue
         core_jobs.append(gang)
         groups[gang_key] = group
@@ -655,7 +699,7 @@ def build(
         for done in sorted(finished[namespace], key=lambda d: -d.finished)[:FINISHED_PER_NAMESPACE]
     )
     snapshot = model.Snapshot(tuple(core_nodes), tuple(queues), tuple(core_jobs), latest)
-    return Built(snapshot, pod_of_job, pods_of_gang, groups, refused)
+    return Built(snapshot, pod_of_job, pods_of_gang, groups, refused, incomplete)
 
 
 def _name(pod: Pod) -> str:

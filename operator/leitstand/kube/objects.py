@@ -83,6 +83,8 @@ class PodSpec(TypedDict, total=False):
     containers: list[Container]
     initContainers: list[Container]
     activeDeadlineSeconds: int
+    priorityClassName: str
+    schedulingGroup: dict[str, str]  # upstream's alpha gang API: {"podGroupName": ...}
 
 
 class PodStatus(TypedDict, total=False):

@@ -288,6 +288,11 @@ def test_an_annotated_gang_carries_its_topology_and_priority_and_disagreeing_pod
     assert built.snapshot.jobs == ()
     assert built.refused == {"acme/gangs/ring": "pods g-0 and g-1 of one gang disagree on "
                              "leitstand.dev/topology-required: 'leaf' and 'spine'"}  # fmt: skip
+    for pod in pods:
+        pod["metadata"]["annotations"]["leitstand.dev/gang-size"] = "two"
+    built = bodies.build([a_node("n1")], [], pods, SETTINGS)
+    assert built.snapshot.jobs == ()
+    assert "leitstand.dev/gang-size is 'two'" in built.refused["acme/gangs/ring"]
 
 
 def test_a_plain_pods_priority_comes_from_its_annotation_or_its_priority_class() -> None:
@@ -298,3 +303,29 @@ def test_a_plain_pods_priority_comes_from_its_annotation_or_its_priority_class()
             .snapshot.jobs}  # fmt: skip
     assert jobs == {"acme/pods/a": model.Priority.INFERENCE, "acme/pods/b": model.Priority.BUILD,
                     "acme/pods/c": model.Priority.TRAIN}  # fmt: skip
+
+
+def test_upstreams_podgroup_makes_a_gang_of_its_min_count_in_one_domain_of_its_topology_label() -> None:
+    group = {
+        "metadata": {"name": "ring", "namespace": "acme", "uid": "g1"},
+        "spec": {
+            "schedulingPolicy": {"gang": {"minCount": 2}},
+            "schedulingConstraints": {"topology": [{"key": "network.topology.nvidia.com/leaf"}]},
+        },
+    }
+    owners = {("PodGroup", "acme", "ring"): group}  # fmt: skip
+    pods = [a_pod(f"ring-{i}") for i in range(2)]
+    for pod in pods:
+        pod["spec"]["schedulingGroup"] = {"podGroupName": "ring"}
+    waiting = bodies.build([a_node("n1")], [], pods[:1], SETTINGS, [], owners)
+    assert waiting.snapshot.jobs == ()
+    assert waiting.incomplete == {"acme/podgroups/ring": "1 of its 2 pods exist; it waits for all of them"}
+    (gang,) = bodies.build([a_node("n1")], [], pods, SETTINGS, [], owners).snapshot.jobs
+    assert (gang.key, gang.replicas, gang.required_level) == ("acme/podgroups/ring", 2, "leaf")
+    group["spec"]["schedulingConstraints"] = {"topology": [{"key": "topology.kubernetes.io/rack"}]}
+    refused = bodies.build([a_node("n1")], [], pods, SETTINGS, [], owners)
+    assert refused.snapshot.jobs == ()
+    assert "topology.kubernetes.io/rack, which is none of the topology levels" in refused.refused["acme/podgroups/ring"]
+    group["spec"] = {"schedulingPolicy": {"basic": {}}}
+    basic = bodies.build([a_node("n1")], [], pods, SETTINGS, [], owners).snapshot.jobs
+    assert sorted(j.key for j in basic) == ["acme/pods/ring-0", "acme/pods/ring-1"]  # a basic policy: gangs of one
