@@ -28,9 +28,9 @@ GPU = {"limits": {"nvidia.com/gpu": "8"}}
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.LocalCluster]:
-    """32 DGX B200 in two leaves of 16, with the Job, ReplicaSet and Deployment controllers and the
-    training-operator running."""
-    yield from own_cluster(tmp_path_factory, "workloads", PROFILE, controllers=("kube", "training-operator"))
+    """32 DGX B200 in two leaves of 16, with the Job, ReplicaSet and Deployment controllers, the
+    training-operator and JobSet running."""
+    yield from own_cluster(tmp_path_factory, "workloads", PROFILE, controllers=("kube", "training-operator", "jobset"))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ async def api(site: cluster.LocalCluster, operator: Operator) -> AsyncIterator[C
             if error.status != 409:
                 raise
         yield client
-        for collection in ("/apis/apps/v1/deployments", "/apis/batch/v1/jobs", "/apis/kubeflow.org/v1/pytorchjobs"):
+        for collection in ("/apis/apps/v1/deployments", "/apis/batch/v1/jobs", "/apis/kubeflow.org/v1/pytorchjobs",
+                           "/apis/jobset.x-k8s.io/v1alpha2/jobsets"):  # fmt: skip
             for body in (await client.list(collection))["items"]:
                 meta = body["metadata"]
                 if meta["namespace"].startswith("t-"):
@@ -309,3 +310,71 @@ async def test_upstreams_alpha_podgroup_is_a_gang_of_its_min_count_in_one_domain
     pods = await until(all_bound, what="the PodGroup's 4 pods bound", within=60)
     leaves = {(await api.get(f"/api/v1/nodes/{p['spec']['nodeName']}"))["metadata"]["labels"][LEAF] for p in pods}
     assert len(leaves) == 1
+
+
+async def test_a_jobsets_pods_over_all_its_jobs_are_one_gang(api: Client) -> None:
+    await quota(api, "t-js", guaranteed=64)
+    await quota(api, "t-fill", guaranteed=192)
+
+    def replicated(name: str, replicas: int, parallelism: int) -> dict[str, Any]:
+        pod = {
+            "metadata": {"annotations": {"leitstand.dev/topology-required": "leaf"}},
+            "spec": {
+                "schedulerName": "leitstand",
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox", "resources": GPU}],
+            },
+        }
+        return {
+            "name": name,
+            "replicas": replicas,
+            "template": {"spec": {"parallelism": parallelism, "completions": parallelism, "template": pod}},
+        }
+
+    filler = {
+        "spec": {
+            "schedulerName": "leitstand",
+            "restartPolicy": "Never",
+            "nodeSelector": {LEAF: "b200-su-01"},
+            "containers": [{"name": "c", "image": "busybox", "resources": GPU}],
+        }
+    }
+    await api.create(
+        "/apis/batch/v1/namespaces/t-fill/jobs",
+        {  # 12 of one leaf's 16 nodes taken
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "fill"},
+            "spec": {"parallelism": 12, "completions": 12, "template": filler},
+        },
+    )
+    await api.create("/apis/batch/v1/namespaces/t-fill/jobs", {  # and 12 of the other's
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fill-2"},
+        "spec": {"parallelism": 12, "completions": 12, "template": {
+            "spec": {**filler["spec"], "nodeSelector": {LEAF: "b200-su-02"}}}}})  # fmt: skip
+
+    async def filled() -> bool | None:
+        pods = await pods_of(api, "t-fill")
+        return True if len(pods) == 24 and all(p["spec"].get("nodeName") for p in pods) else None
+
+    await until(filled, what="24 filler pods bound, 4 nodes free in each leaf", within=60)
+    await api.create("/apis/jobset.x-k8s.io/v1alpha2/namespaces/t-js/jobsets", {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "train"},
+        "spec": {"replicatedJobs": [replicated("leader", 1, 1), replicated("workers", 2, 2)]}})  # fmt: skip
+
+    async def told() -> list[str] | None:
+        return [m for m in await events_of(api, "t-js", "train") if "5 x 8" in m] or None
+
+    await until(told, what="an Event on the JobSet: 5 pods do not fit one leaf's 4 free nodes", within=60)
+    pods = await pods_of(api, "t-js")
+    assert len(pods) == 5
+    assert not [p for p in pods if p["spec"].get("nodeName")], "none of the gang may bind while only 4 fit"
+    await api.delete("/apis/batch/v1/namespaces/t-fill/jobs/fill", propagation="Background")
+
+    async def all_bound() -> list[dict[str, Any]] | None:
+        pods = await pods_of(api, "t-js")
+        return pods if len(pods) == 5 and all(p["spec"].get("nodeName") for p in pods) else None
+
+    bound = await until(all_bound, what="the JobSet's 5 pods bound in the freed leaf", within=60)
+    leaves = {(await api.get(f"/api/v1/nodes/{p['spec']['nodeName']}"))["metadata"]["labels"][LEAF] for p in bound}
+    assert leaves == {"b200-su-01"}

@@ -113,7 +113,6 @@ def job(body: Mapping[str, Any], *, detail: bool = False) -> JobView:
 
 
 # The kinds of the core's keys of pods Leitstand did not create (namespace/<kind>/name).
-POD_GROUP_KINDS = {"jobs": "Job", "pytorchjobs": "PyTorchJob", "podgroups": "PodGroup", "gangs": "Gang", "pods": "Pod"}
 
 
 def pod_groups(latest: model.CycleRecord | None) -> list[JobView]:
@@ -125,12 +124,12 @@ def pod_groups(latest: model.CycleRecord | None) -> list[JobView]:
     result = []
     for entry in latest.snapshot.jobs:
         namespace, kind, name = [*str(entry.key).split("/", 2), "", ""][:3]
-        if kind not in POD_GROUP_KINDS or entry.terminating:
+        if kind not in model.POD_GROUP_KINDS or entry.terminating:
             continue
         why = pending.get(entry.key)
         running = bool(entry.placement) or entry.key in bound
         result.append(JobView(
-            namespace=namespace, name=name, kind=POD_GROUP_KINDS[kind],
+            namespace=namespace, name=name, kind=model.POD_GROUP_KINDS[kind],
             queue=latest.decisions.job_queues.get(entry.key),
             gpus=entry.replicas * entry.gpus_per_replica, phase="Running" if running else "Queued",
             reason=why.reason.value if why is not None and not running else None,

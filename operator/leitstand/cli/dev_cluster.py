@@ -116,7 +116,8 @@ def up(
         str,
         typer.Option(
             help="Real controllers to run, comma-separated: kube (kube-controller-manager: Job, ReplicaSet, "
-            "Deployment, garbage collector, namespace) and training-operator (Kubeflow PyTorchJob). None by default."
+            "Deployment, garbage collector, namespace), training-operator (Kubeflow PyTorchJob) and jobset "
+            "(JobSet, whose pods the Job controller of kube makes). None by default."
         ),
     ] = "",
 ) -> None:
@@ -124,7 +125,9 @@ def up(
     chosen = tuple(dict.fromkeys(c.strip() for c in controllers.split(",") if c.strip()))
     unknown = [c for c in chosen if c not in binaries.CONTROLLERS]
     if unknown:
-        raise UserError(f"unknown controller {unknown[0]!r} in --controllers; choose from kube, training-operator")
+        raise UserError(
+            f"unknown controller {unknown[0]!r} in --controllers; choose from {', '.join(binaries.CONTROLLERS)}"
+        )
     local = start(name, profile, port=port, apiserver_args=apiserver_arg or [], detached=wait, controllers=chosen)
     console.print(f"Ready: {local.profile.node_count} nodes, {local.profile.gpu_count} GPUs. Use it with:")
     console.print(f"  kubectl --kubeconfig {local.kubeconfig} get nodes")

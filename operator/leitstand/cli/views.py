@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from leitstand.core import model
 from leitstand.errors import UserError
 from leitstand.kube import bodies, connection, objects, quantities, resources
 from leitstand.kube.client import ApiError, Client
@@ -156,9 +157,6 @@ def jobs(
     emit(rows, output, ["namespace", *columns] if all_namespaces else columns)
 
 
-GROUP_KINDS = {"jobs": "Job", "pytorchjobs": "PyTorchJob", "podgroups": "PodGroup", "gangs": "Gang"}
-
-
 async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
     """Rows for the gangs of pods with ``schedulerName: leitstand`` that no TrainingJob owns, grouped as the
     operator groups them (``bodies.pod_group``); none when the caller may not list pods."""
@@ -175,10 +173,7 @@ async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
     pods: list[Pod] = await listed("/api/v1/{ns}/pods")
     owners = {
         (kind, body["metadata"]["namespace"], body["metadata"]["name"]): body
-        for kind, path in (
-            ("Job", "/apis/batch/v1/{ns}/jobs"),
-            ("PyTorchJob", "/apis/kubeflow.org/v1/{ns}/pytorchjobs"),
-        )
+        for kind, path in bodies.OWNER_COLLECTIONS
         for body in await listed(path)
     }
     gangs: dict[tuple[str, str, str], list[Pod]] = {}
@@ -191,13 +186,8 @@ async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
         if group is None:
             gangs[(meta["namespace"], "Pod", meta["name"])] = [pod]
             continue
-        name = (meta.get("annotations") or {}).get(bodies.GANG_ANNOTATION) if group.kind == "gangs" else None
-        owner = (
-            name
-            or (group.owner or {}).get("metadata", {}).get("name")
-            or next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("controller")), meta["name"])
-        )
-        gangs.setdefault((meta["namespace"], GROUP_KINDS[group.kind], owner), []).append(pod)  # fmt: skip
+        key = (meta["namespace"], model.POD_GROUP_KINDS[group.kind], bodies.group_name(pod, group))
+        gangs.setdefault(key, []).append(pod)
     rows = []
     for (ns, kind, name), members in gangs.items():
         bound = all(pod_spec(pod).get("nodeName") for pod in members)

@@ -31,7 +31,7 @@ from leitstand.controller.configuration import Configuration
 from leitstand.controller.leadership import Leadership
 from leitstand.controller.scheduler import Scheduler
 from leitstand.core import model
-from leitstand.kube import informers, resources
+from leitstand.kube import bodies, informers, resources
 from leitstand.kube.client import Client
 from leitstand.kube.connection import Connection, Credential
 from leitstand.kube.store import Store
@@ -44,9 +44,9 @@ INFORMED = (  # kind, collection path: every kind the operator reads, each watch
     ("Pod", "/api/v1/pods"),
     ("GPUQuota", f"/apis/{resources.API_VERSION}/gpuquotas"),
     ("TrainingJob", f"/apis/{resources.API_VERSION}/trainingjobs"),
-    ("Job", "/apis/batch/v1/jobs"),  # owners of pod groups, read for their gang sizes
-    ("PyTorchJob", "/apis/kubeflow.org/v1/pytorchjobs"),  # absent until the training-operator's CRD is installed
-    ("PodGroup", "/apis/scheduling.k8s.io/v1alpha2/podgroups"),  # upstream's alpha gang API, when served
+    # the owners of pod groups, read for their gang sizes (PyTorchJob, PodGroup and JobSet are served only
+    # once their CRD or API is: until then the informer finds none and looks again later)
+    *((kind, path.replace("/{ns}", "")) for kind, path in bodies.OWNER_COLLECTIONS),
 )
 
 

@@ -47,7 +47,7 @@ from leitstand.metrics.observing import SchedulerMetrics
 logger = logging.getLogger("leitstand.controller")
 JOBS_PATH = f"/apis/{resources.API_VERSION}/namespaces/{{namespace}}/trainingjobs/{{name}}"
 QUOTA_PATH = f"/apis/{resources.API_VERSION}/gpuquotas/{{name}}"
-OWNER_KINDS = ("Job", "PyTorchJob", "PodGroup")  # the store's kinds whose objects own pod groups
+OWNER_KINDS = tuple(kind for kind, _path in bodies.OWNER_COLLECTIONS)  # the store's kinds that own pod groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import NewType
 
 NodeName = NewType("NodeName", str)
-JobKey = NewType("JobKey", str)  # "<namespace>/<name>"; a plain pod (a gang of one): "<namespace>/pods/<name>"
+JobKey = NewType("JobKey", str)  # "<namespace>/<name>" of a TrainingJob; "<namespace>/<kind>/<name>" of pods
+# The kinds of the keys "<namespace>/<kind>/<name>": gangs of pods Leitstand did not create, by what groups them.
+POD_GROUP_KINDS = {"jobs": "Job", "pytorchjobs": "PyTorchJob", "jobsets": "JobSet", "podgroups": "PodGroup",
+                   "gangs": "Gang", "pods": "Pod"}  # fmt: skip
 QueueName = NewType("QueueName", str)
 GPUType = NewType("GPUType", str)  # short name such as "b200"
 

@@ -32,6 +32,10 @@ HELM_VERSION = "v3.22.0"
 TRAINING_OPERATOR_VERSION = "v1.8.1"
 TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
 PYTORCHJOB_CRD = "manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
+JOBSET_VERSION = "v0.12.0"
+JOBSET_MODULE = "sigs.k8s.io/jobset"
+JOBSET_CRD = "config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml"
+JOBSET_WEBHOOKS = "config/components/webhook/manifests.yaml"
 MINIMUM_GO = (1, 26)
 
 ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
@@ -62,7 +66,7 @@ class Tool:
     package: str
     version: str
     ldflags: Callable[[str], list[str]]
-    files: tuple[tuple[str, str], ...] = ()  # (Go module, path in it) copied beside the binary after a build
+    files: tuple[tuple[str, str, str], ...] = ()  # (Go module, path in it, name) copied beside the binary
 
 
 TOOLS: dict[str, Tool] = {
@@ -103,7 +107,18 @@ TOOLS: dict[str, Tool] = {
             ".",
             TRAINING_OPERATOR_VERSION,
             lambda _date: [],
-            files=((TRAINING_OPERATOR_MODULE, PYTORCHJOB_CRD),),
+            files=((TRAINING_OPERATOR_MODULE, PYTORCHJOB_CRD, Path(PYTORCHJOB_CRD).name),),
+        ),
+        Tool(
+            "jobset",
+            "jobset",
+            ".",
+            JOBSET_VERSION,
+            lambda _date: [f"-X sigs.k8s.io/jobset/pkg/version.GitVersion={JOBSET_VERSION}"],
+            files=(
+                (JOBSET_MODULE, JOBSET_CRD, Path(JOBSET_CRD).name),
+                (JOBSET_MODULE, JOBSET_WEBHOOKS, "jobset-webhooks.yaml"),
+            ),
         ),
         Tool(
             "kwok",
@@ -127,8 +142,10 @@ TOOLS: dict[str, Tool] = {
 
 # What `dev-cluster build` and `make binaries` build (the controllers are what
 # `dev-cluster up --controllers kube,training-operator` starts); kube-scheduler only for benchmarks.
-DEFAULT_SET = ("etcd", "kube-apiserver", "kubectl", "kwok", "helm", "kube-controller-manager", "training-operator")
-CONTROLLERS = {"kube": "kube-controller-manager", "training-operator": "training-operator"}
+DEFAULT_SET = (
+    "etcd", "kube-apiserver", "kubectl", "kwok", "helm", "kube-controller-manager", "training-operator", "jobset"
+)  # fmt: skip
+CONTROLLERS = {"kube": "kube-controller-manager", "training-operator": "training-operator", "jobset": "jobset"}
 
 
 def hack_dir() -> Path:
@@ -269,8 +286,8 @@ def build(name: str, *, log: Path) -> Path:
         partial.unlink(missing_ok=True)
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise UserError(f"building {name} failed: {tail[0]} (full log: {log})")
-    for module, inside in tool.files:
-        shutil.copyfile(_module_dir(go, tool, module, env) / inside, target_dir / Path(inside).name)
+    for module, inside, name in tool.files:
+        shutil.copyfile(_module_dir(go, tool, module, env) / inside, target_dir / name)
     target.with_suffix(".sha256").unlink(missing_ok=True)
     partial.replace(target)
     target.with_suffix(".sha256").write_text(_sha256(target) + "\n")

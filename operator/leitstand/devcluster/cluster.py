@@ -16,6 +16,7 @@ etcd runs with ``--unsafe-no-fsync``: the data is thrown away with the cluster.
 """
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import ctypes
@@ -267,6 +268,8 @@ class LocalCluster:
                 self._start_controller_manager(paths["kube-controller-manager"])
             if "training-operator" in self.controllers:
                 self._start_training_operator(paths["training-operator"])
+            if "jobset" in self.controllers:
+                self._start_jobset(paths["jobset"])
             self._write_state()
         except BaseException:
             self.stop()
@@ -645,6 +648,54 @@ class LocalCluster:
             return _probe(f"http://{LOOPBACK}:{port}/healthz") == "ok"
 
         self._wait("training-operator", child, healthy, 60)
+
+    def _start_jobset(self, binary: Path) -> None:
+        """The JobSet controllers and admission webhooks, after the JobSet CRD (from JobSet's own module); its
+        Jobs' pods need the Job controller of ``kube``. The webhooks listen on loopback with a certificate of
+        the cluster's CA, and are registered by URL (upstream registers them behind an in-cluster Service)."""
+        self.progress(f"starting the JobSet controllers and webhooks {binaries.JOBSET_VERSION}")
+        self._install_crd_files([binaries.shipped(Path(binaries.JOBSET_CRD).name)])
+        authority, _admin = self._credentials()
+        certificates = self.directory / "pki" / "jobset-webhook"
+        certificates.mkdir(exist_ok=True)
+        pki.issue(authority, certificates, "serving", common_name="jobset-webhook", server=True, now=self._now())
+        probe, webhook = free_port(), free_port()
+        child = self._spawn(
+            "jobset",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--health-probe-bind-address={LOOPBACK}:{probe}",
+                f"--webhook-host={LOOPBACK}",
+                f"--webhook-port={webhook}",
+                f"--webhook-cert-dir={certificates}",
+                "--webhook-cert-name=serving.crt",
+                "--webhook-key-name=serving.key",
+            ],
+        )
+
+        def healthy() -> bool:
+            return _probe(f"http://{LOOPBACK}:{probe}/healthz") == "ok"
+
+        self._wait("jobset", child, healthy, 60)
+        ca_bundle = base64.b64encode(authority.files.cert.read_bytes()).decode()
+        configurations = []
+        for document in yaml.safe_load_all(binaries.shipped("jobset-webhooks.yaml").read_text()):
+            if not document:
+                continue
+            document["metadata"]["name"] = f"jobset-{document['metadata']['name']}"
+            for hook in document.get("webhooks") or []:
+                path = hook["clientConfig"]["service"]["path"]
+                hook["clientConfig"] = {"url": f"https://{LOOPBACK}:{webhook}{path}", "caBundle": ca_bundle}
+            configurations.append(document)
+
+        async def register() -> None:
+            async with self._api() as api:
+                for document in configurations:
+                    plural = document["kind"].lower() + "s"
+                    await _create(api, f"/apis/admissionregistration.k8s.io/v1/{plural}", document)
+
+        _run(register())
 
     def _create_nodes(self, timeout: float) -> None:
         manifests = profiles.nodes(self.profile)

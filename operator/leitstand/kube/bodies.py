@@ -68,6 +68,14 @@ GPU_TYPE_ANNOTATION = "leitstand.dev/gpu-type"
 AGREED = (REQUIRED_ANNOTATION, PREFERRED_ANNOTATION, PRIORITY_ANNOTATION, GPU_TYPE_ANNOTATION)
 # The owners whose pods make one gang, by (apiVersion, kind): the key's middle part names them.
 GROUP_OWNERS = {("batch/v1", "Job"): "jobs", ("kubeflow.org/v1", "PyTorchJob"): "pytorchjobs"}
+JOBSET = ("jobset.x-k8s.io/v1alpha2", "JobSet")
+# The owner kinds read from the API server, by (kind, collection path with {ns} for the namespace part).
+OWNER_COLLECTIONS = (
+    ("Job", "/apis/batch/v1/{ns}/jobs"),
+    ("PyTorchJob", "/apis/kubeflow.org/v1/{ns}/pytorchjobs"),
+    ("PodGroup", "/apis/scheduling.k8s.io/v1alpha2/{ns}/podgroups"),
+    ("JobSet", "/apis/jobset.x-k8s.io/v1alpha2/{ns}/jobsets"),
+)  # a Job's own controller: its pods are the JobSet's gang
 # ``spec.schedulingGroup.podGroupName`` names a PodGroup of upstream's alpha gang API: the key's ``podgroups``.
 
 
@@ -293,6 +301,12 @@ def pod_group(pod: Pod, owners: Mapping[tuple[str, str, str], Body]) -> Group | 
         owner = owners.get((reference["kind"], meta["namespace"], reference["name"]))
         if owner is None or (owner.get("metadata") or {}).get("uid") != reference.get("uid"):
             return Group(kind, None, None)  # not seen yet: its pods wait for it
+        above = _controller(owner)
+        if reference["kind"] == "Job" and above is not None and (above.get("apiVersion"), above.get("kind")) == JOBSET:
+            jobset = owners.get(("JobSet", meta["namespace"], str(above["name"])))
+            if jobset is None or (jobset.get("metadata") or {}).get("uid") != above.get("uid"):
+                return Group("jobsets", None, None)
+            return Group("jobsets", {"apiVersion": JOBSET[0], "kind": "JobSet", **jobset}, jobset_gang_size(jobset))
         reference_body = {"apiVersion": reference["apiVersion"], "kind": reference["kind"], **owner}
         return Group(kind, reference_body, owner_gang_size(reference["kind"], owner))
     return None
@@ -314,6 +328,20 @@ def workload_group(name: str, namespace: str, owners: Mapping[tuple[str, str, st
     label = str(constraints[0].get("key")) if constraints and constraints[0].get("key") else None
     owner = {"apiVersion": "scheduling.k8s.io/v1alpha2", "kind": "PodGroup", **group}
     return Group("podgroups", owner, size, label)
+
+
+def _controller(body: Body) -> Body | None:
+    """The owner reference of ``body``'s controller, if any."""
+    return next((r for r in (body.get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def jobset_gang_size(jobset: Body) -> int:
+    """Pods that make a JobSet's gang: over its replicated Jobs, replicas times each Job's parallelism."""
+    total = 0
+    for replicated in (jobset.get("spec") or {}).get("replicatedJobs") or []:
+        job = ((replicated.get("template") or {}).get("spec")) or {}
+        total += int(replicated.get("replicas", 1)) * int(job.get("parallelism", 1))
+    return max(total, 1)
 
 
 def owner_gang_size(kind: str, owner: Body) -> int:
@@ -631,7 +659,7 @@ def build(
             continue
         group = pod_group(pod, known_owners)
         if group is not None:
-            grouped.setdefault(model.JobKey(f"{meta['namespace']}/{group.kind}/{_group_name(pod, group)}"),
+            grouped.setdefault(model.JobKey(f"{meta['namespace']}/{group.kind}/{group_name(pod, group)}"),
                                (group, []))[1].append(pod)  # fmt: skip
             continue
         job = pod_job(pod)
@@ -706,8 +734,8 @@ def _name(pod: Pod) -> str:
     return str(pod["metadata"]["name"])
 
 
-def _group_name(pod: Pod, group: Group) -> str:
-    """The gang's name: its annotation's, else its owner's."""
+def group_name(pod: Pod, group: Group) -> str:
+    """The gang's name: its annotation's, else its owner's (a JobSet's, not its Job's)."""
     if group.kind == "gangs":
         return annotations(pod)[GANG_ANNOTATION]
     if group.owner is not None:

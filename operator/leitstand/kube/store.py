@@ -12,7 +12,7 @@ from typing import cast
 
 from leitstand.kube.objects import Body, GPUQuota, Node, Pod, TrainingJob, key_of
 
-KINDS = ("Node", "Pod", "GPUQuota", "TrainingJob", "Job", "PyTorchJob", "PodGroup")
+KINDS = ("Node", "Pod", "GPUQuota", "TrainingJob", "Job", "PyTorchJob", "PodGroup", "JobSet")
 
 
 class Store:

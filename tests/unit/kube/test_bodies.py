@@ -329,3 +329,35 @@ def test_upstreams_podgroup_makes_a_gang_of_its_min_count_in_one_domain_of_its_t
     group["spec"] = {"schedulingPolicy": {"basic": {}}}
     basic = bodies.build([a_node("n1")], [], pods, SETTINGS, [], owners).snapshot.jobs
     assert sorted(j.key for j in basic) == ["acme/pods/ring-0", "acme/pods/ring-1"]  # a basic policy: gangs of one
+
+
+def test_the_pods_of_a_jobsets_jobs_are_the_jobsets_one_gang() -> None:
+    jobset = {
+        "metadata": {"name": "train", "namespace": "acme", "uid": "js1"},
+        "spec": {
+            "replicatedJobs": [
+                {"name": "leader", "replicas": 1, "template": {"spec": {"parallelism": 1}}},
+                {"name": "workers", "replicas": 2, "template": {"spec": {"parallelism": 2}}},
+            ]
+        },
+    }
+    owners: dict[tuple[str, str, str], Any] = {("JobSet", "acme", "train"): jobset}
+    pods = []
+    for job, count in (("train-leader-0", 1), ("train-workers-0", 2), ("train-workers-1", 2)):
+        key, body = an_owner("Job", job, f"uid-{job}", parallelism=count)
+        body["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "jobset.x-k8s.io/v1alpha2",
+                "kind": "JobSet",
+                "name": "train",
+                "uid": "js1",
+                "controller": True,
+            }
+        ]
+        owners[key] = body
+        pods += [owned(f"{job}-{i}", "Job", job, f"uid-{job}") for i in range(count)]  # fmt: skip
+    built = bodies.build([a_node("n1")], [], pods[:4], SETTINGS, [], owners)
+    assert built.snapshot.jobs == ()
+    assert built.incomplete == {"acme/jobsets/train": "4 of its 5 pods exist; it waits for all of them"}
+    (gang,) = bodies.build([a_node("n1")], [], pods, SETTINGS, [], owners).snapshot.jobs
+    assert (gang.key, gang.replicas) == ("acme/jobsets/train", 5)
