@@ -177,8 +177,24 @@ async def test_the_operator_schedules_under_the_charts_service_account(
         ("PATCH", f"{GROUP}/gpuquotas/root", {"spec": {"gpus": {"b200": {"guaranteed": 1}}}}),
         ("DELETE", f"{GROUP}/gpuquotas/root", None),
         ("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/someone-else", {}),
+        # the owners of pod groups are read, never written
+        ("DELETE", "/apis/batch/v1/namespaces/default/jobs/someone", None),
+        ("POST", "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs", {"metadata": {"name": "x"}}),
+        ("PATCH", "/apis/jobset.x-k8s.io/v1alpha2/namespaces/default/jobsets/someone", {"spec": {}}),
+        ("DELETE", "/apis/scheduling.k8s.io/v1alpha2/namespaces/default/podgroups/someone", None),
     ],
-    ids=["read-secrets", "list-all-secrets", "delete-node", "edit-gpuquota", "delete-gpuquota", "steal-another-lease"],
+    ids=[
+        "read-secrets",
+        "list-all-secrets",
+        "delete-node",
+        "edit-gpuquota",
+        "delete-gpuquota",
+        "steal-another-lease",
+        "delete-a-job",
+        "create-a-pytorchjob",
+        "edit-a-jobset",
+        "delete-a-podgroup",
+    ],
 )
 async def test_the_charts_service_account_is_refused_what_it_must_not_do(
     as_operator: tuple[Path, Client, Client], method: str, path: str, body: dict[str, Any] | None

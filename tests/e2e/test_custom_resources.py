@@ -239,6 +239,10 @@ def test_every_example_applies_and_kubectl_shows_the_columns(
     jobs = kubectl_run(kubectl, control_plane, "get", "tj", "-A")
     assert jobs.splitlines()[0].split() == ["NAMESPACE", "NAME", "QUEUE", "GPUS", "PHASE", "REASON", "ETA", "AGE"]
     assert "llm-100b-pretrain" in jobs
+    wide = kubectl_run(kubectl, control_plane, "get", "tj", "-n", "soofi", "-o", "wide")
+    header = wide.splitlines()[0].split()
+    assert header[header.index("POSITION") + 1] == "IMAGE"
+    assert "nvcr.io/nvidia/nemo:25.09" in wide
     quotas = kubectl_run(kubectl, control_plane, "get", "gq")
     assert quotas.splitlines()[0].split() == ["NAME", "PARENT", "GUARANTEED", "ALLOCATED", "FAIR", "SHARE", "PENDING", "AGE"]  # fmt: skip
     by_name = {line.split()[0]: line.split() for line in quotas.splitlines()[1:]}

@@ -190,8 +190,8 @@ async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespa
         initContainers=[{"name": "fetch", "image": "busybox", "command": ["sh", "-c", "true"]}],
     )  # fmt: skip
     trainer = template["spec"]["containers"][0]
-    trainer["resources"]["limits"] = {"rdma/ib": "8"}
-    trainer["resources"]["requests"]["rdma/ib"] = "8"
+    trainer["resources"]["limits"] = {"rdma/rdma_shared_device_a": "1"}
+    trainer["resources"]["requests"]["rdma/rdma_shared_device_a"] = "1"
     trainer["volumeMounts"] = [{"name": "checkpoints", "mountPath": "/ckpt"}, {"name": "shm", "mountPath": "/dev/shm"}]
     body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "full"},
             "spec": {"replicas": 2, "gpusPerReplica": 8, "gpuType": "b200", "template": template}}  # fmt: skip
@@ -204,7 +204,10 @@ async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespa
     await until(running, what="the full-template job Running", within=60)
     pod = await api.get("/api/v1/namespaces/t-full/pods/full-1")
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["fetch"]
-    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"rdma/ib": "8", "nvidia.com/gpu": "8"}
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"rdma/rdma_shared_device_a": "1",
+                                                                   "nvidia.com/gpu": "8"}  # fmt: skip
+    node = await api.get(f"/api/v1/nodes/{pod['spec']['nodeName']}")
+    assert node["status"]["allocatable"]["rdma/rdma_shared_device_a"] == "63"  # the DGX B200's InfiniBand
     assert {v["name"] for v in pod["spec"]["volumes"]} == {"checkpoints", "shm"}
 
     await namespace(api, "t-locked")
@@ -239,6 +242,22 @@ async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespa
     ended = await until(refused, what="the conflicting template refused", within=60)
     assert ended["status"]["reason"] == "InvalidTemplate"
     assert "schedulerName 'default-scheduler'" in ended["status"]["message"]
+
+    fewer = templates.pod()
+    fewer["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "4"}}
+    body = {"apiVersion": "leitstand.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "four"},
+            "spec": {"replicas": 1, "gpusPerReplica": 8, "template": fewer}}  # fmt: skip
+    await api.create(f"{GROUP}/namespaces/t-full/trainingjobs", body)
+
+    async def refused_gpus() -> dict[str, Any] | None:
+        job = await api.get(f"{GROUP}/namespaces/t-full/trainingjobs/four")
+        return job if (job.get("status") or {}).get("phase") == "Failed" else None
+
+    ended = await until(refused_gpus, what="the template asking for 4 GPUs of 8 refused", within=60)
+    assert ended["status"]["reason"] == "InvalidTemplate"
+    assert "asks for 4 nvidia.com/gpu per replica and gpusPerReplica is 8" in ended["status"]["message"]
+    owners = {p["metadata"]["labels"]["leitstand.dev/job"] for p in await pods_of(api, "t-full")}
+    assert owners == {"full"}, "the refused jobs got no pod"
 
 
 async def test_a_pytorchjob_is_reclaimed_whole_then_queues_and_binds_again(api: Client) -> None:

@@ -38,6 +38,8 @@ class SystemType(_Strict):
     cpu: str
     memory: str
     pods: int = 110
+    # other allocatable device resources: the RDMA devices of a DGX B200's NICs, say
+    devices: dict[str, str] = pydantic.Field(default_factory=dict)
 
 
 class Pool(_Strict):
@@ -113,6 +115,7 @@ def nodes(profile: Profile) -> list[dict[str, Any]]:
                 "pods": str(system.pods),
                 "ephemeral-storage": "3Ti",
                 GPU_RESOURCE: str(system.gpus),
+                **system.devices,
             }
             result.append(
                 {

@@ -162,6 +162,13 @@ def definitions() -> dict[str, Schema]:
             _column("Phase", ".status.phase", "string", "Queued, Running, Succeeded, Failed or Preempted."),
             _column("Reason", ".status.reason", "string", "Why the job waits."),
             _column("Position", ".status.queuePosition", "integer", "Place in its queue.", priority=1),
+            _column(
+                "Image",
+                ".spec.template.spec.containers[0].image",
+                "string",
+                "Image of the first container.",
+                priority=1,
+            ),
             _column("ETA", ".status.estimatedStartTime", "string", "When it is planned to start (UTC)."),
         ],
         root_rules=[
