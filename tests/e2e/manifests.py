@@ -62,7 +62,7 @@ def pod_templates(schema: dict[str, Any], *, strict: bool) -> st.SearchStrategy[
     if strict:
         return valid
     plain = {key: value for key, value in schema.items() if key != POD_TEMPLATE}
-    return st.one_of(valid, valid, valid, _valid(plain, 2, strict=False))
+    return st.one_of(valid, valid, valid, valid, valid, valid, valid, _valid(plain, 3, strict=False))
 
 
 def _valid(schema: dict[str, Any], depth: int, strict: bool) -> st.SearchStrategy[Any]:

@@ -8,6 +8,7 @@ is then created for real next to another tenant's running job: the operator neve
 crashes, every job gets a clear reason, and the other tenant is untouched.
 """
 
+import functools
 import json
 import os
 import uuid
@@ -39,9 +40,16 @@ FUZZ = settings(
 )
 
 
+@functools.cache
 def crd(name: str) -> dict[str, Any]:
+    """The CRD (parsed once: the TrainingJob's, with core/v1's pod template schema, is 200 KB of YAML)."""
     loaded: dict[str, Any] = yaml.safe_load((CRDS / f"{name}.leitstand.dev.yaml").read_text())
     return loaded
+
+
+@functools.cache
+def job_manifests() -> st.SearchStrategy[dict[str, Any]]:
+    return manifests("TrainingJob", crd("trainingjobs"))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +105,7 @@ def test_generated_manifests_are_rejected_or_readable(
 
 @st.composite
 def small_jobs(draw: st.DrawFn) -> dict[str, Any]:
-    body = draw(manifests("TrainingJob", crd("trainingjobs")))
+    body = draw(job_manifests())
     spec = body["spec"]
     if isinstance(spec, dict) and isinstance(spec.get("replicas"), int):
         spec["replicas"] = max(1, min(spec["replicas"], 16))  # bounded pods for the real run
