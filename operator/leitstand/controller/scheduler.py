@@ -59,7 +59,7 @@ class View:
     quotas: Mapping[str, GPUQuota]
     jobs: Mapping[str, TrainingJob]
     stored_pods: Mapping[str, Pod]  # the pods as the watches reported them, without the overlay
-    owners: Mapping[tuple[str, str, str], Body] = field(default_factory=dict)  # Jobs, PyTorchJobs by kind, ns, name
+    owners: Mapping[tuple[str, str, str], Body] = field(default_factory=dict)  # pod groups' owners: (kind, ns, name)
 
 
 @dataclass
@@ -448,9 +448,9 @@ class Scheduler:
         queues: Mapping[model.QueueName, model.Queue],
         now: float,
     ) -> list[Write]:
-        """Pod groups (Jobs, PyTorchJobs, annotated gangs): evicted or released whole (their pods deleted;
-        the owner's controller makes new ones, which queue again), and explained by Events on their pods and
-        their owner whenever what is said of them changes."""
+        """Pod groups (of Jobs, PyTorchJobs, JobSets, PodGroups, annotations): evicted or released whole (their
+        pods deleted; the owner's controller makes new ones, which queue again), and explained by Events on
+        their pods and their owner whenever what is said of them changes."""
         evictions = {e.job: e for e in decisions.evictions}
         releases = {r.job: r for r in decisions.releases}
         explanations = {e.job: e for e in decisions.pending}

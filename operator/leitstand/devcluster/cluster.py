@@ -598,6 +598,12 @@ class LocalCluster:
 
         self._wait("kwok", child, healthy, 30)
 
+    def _wait_healthy(
+        self, name: str, child: subprocess.Popen[bytes], url: str, context: ssl.SSLContext | None = None
+    ) -> None:
+        """Waits (a minute at most) until a controller's health endpoint ``url`` answers ok."""
+        self._wait(name, child, lambda: _probe(url, context) == "ok", 60)
+
     def _start_controller_manager(self, binary: Path) -> None:
         """kube-controller-manager with the controllers that make and clean up workload pods: Job, ReplicaSet,
         Deployment, garbage collector and namespace. No node lifecycle controller: it would taint kwok's nodes
@@ -622,11 +628,7 @@ class LocalCluster:
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate; only /healthz is read
-
-        def healthy() -> bool:
-            return _probe(f"https://{LOOPBACK}:{port}/healthz", insecure) == "ok"
-
-        self._wait("kube-controller-manager", child, healthy, 60)
+        self._wait_healthy("kube-controller-manager", child, f"https://{LOOPBACK}:{port}/healthz", insecure)
 
     def _start_training_operator(self, binary: Path) -> None:
         """The Kubeflow training-operator's PyTorchJob controller, after its CRD (from its own module)."""
@@ -643,11 +645,7 @@ class LocalCluster:
                 "--controller-threads=4",
             ],
         )
-
-        def healthy() -> bool:
-            return _probe(f"http://{LOOPBACK}:{port}/healthz") == "ok"
-
-        self._wait("training-operator", child, healthy, 60)
+        self._wait_healthy("training-operator", child, f"http://{LOOPBACK}:{port}/healthz")
 
     def _start_jobset(self, binary: Path) -> None:
         """The JobSet controllers and admission webhooks, after the JobSet CRD (from JobSet's own module); its
@@ -673,11 +671,7 @@ class LocalCluster:
                 "--webhook-key-name=serving.key",
             ],
         )
-
-        def healthy() -> bool:
-            return _probe(f"http://{LOOPBACK}:{probe}/healthz") == "ok"
-
-        self._wait("jobset", child, healthy, 60)
+        self._wait_healthy("jobset", child, f"http://{LOOPBACK}:{probe}/healthz")
         ca_bundle = base64.b64encode(authority.files.cert.read_bytes()).decode()
         configurations = []
         for document in yaml.safe_load_all(binaries.shipped("jobset-webhooks.yaml").read_text()):

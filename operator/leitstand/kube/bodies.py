@@ -66,7 +66,9 @@ PREFERRED_ANNOTATION = "leitstand.dev/topology-preferred"
 PRIORITY_ANNOTATION = "leitstand.dev/priority"
 GPU_TYPE_ANNOTATION = "leitstand.dev/gpu-type"
 AGREED = (REQUIRED_ANNOTATION, PREFERRED_ANNOTATION, PRIORITY_ANNOTATION, GPU_TYPE_ANNOTATION)
-# The owners whose pods make one gang, by (apiVersion, kind): the key's middle part names them.
+# The owners whose pods make one gang, by (apiVersion, kind): the key's middle part names them. A Job whose
+# own controller is a JobSet gives its pods to the JobSet's gang; ``spec.schedulingGroup.podGroupName`` names
+# a PodGroup of upstream's alpha gang API (the key's ``podgroups``).
 GROUP_OWNERS = {("batch/v1", "Job"): "jobs", ("kubeflow.org/v1", "PyTorchJob"): "pytorchjobs"}
 JOBSET = ("jobset.x-k8s.io/v1alpha2", "JobSet")
 # The owner kinds read from the API server, by (kind, collection path with {ns} for the namespace part).
@@ -75,8 +77,7 @@ OWNER_COLLECTIONS = (
     ("PyTorchJob", "/apis/kubeflow.org/v1/{ns}/pytorchjobs"),
     ("PodGroup", "/apis/scheduling.k8s.io/v1alpha2/{ns}/podgroups"),
     ("JobSet", "/apis/jobset.x-k8s.io/v1alpha2/{ns}/jobsets"),
-)  # a Job's own controller: its pods are the JobSet's gang
-# ``spec.schedulingGroup.podGroupName`` names a PodGroup of upstream's alpha gang API: the key's ``podgroups``.
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,7 @@ def pod_priority(pod: Pod) -> model.Priority:
 class Group:
     """A gang of pods Leitstand did not create: who owns it (an object reference, for Events) and its size."""
 
-    kind: str  # the key's middle part: gangs, jobs, pytorchjobs
+    kind: str  # the key's middle part: gangs, podgroups, jobs, pytorchjobs, jobsets
     owner: Body | None  # apiVersion, kind, name, namespace, uid of the owner object; None for an annotated gang
     size: int | None  # pods the gang needs; None while its owner is not known yet
     topology_label: str | None = None  # a PodGroup's topology constraint: the node label all pods share
@@ -323,7 +324,7 @@ def workload_group(name: str, namespace: str, owners: Mapping[tuple[str, str, st
     gang = (spec.get("schedulingPolicy") or {}).get("gang")
     if gang is None:
         return None
-    size = int(gang.get("minCount") or 1)
+    size = max(_whole(gang.get("minCount"), 1), 1)
     constraints = (spec.get("schedulingConstraints") or {}).get("topology") or []
     label = str(constraints[0].get("key")) if constraints and constraints[0].get("key") else None
     owner = {"apiVersion": "scheduling.k8s.io/v1alpha2", "kind": "PodGroup", **group}
@@ -335,12 +336,17 @@ def _controller(body: Body) -> Body | None:
     return next((r for r in (body.get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")), None)
 
 
+def _whole(value: object, default: int) -> int:
+    """A count from another controller's object; ``default`` when it is absent or not a whole number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
 def jobset_gang_size(jobset: Body) -> int:
     """Pods that make a JobSet's gang: over its replicated Jobs, replicas times each Job's parallelism."""
     total = 0
     for replicated in (jobset.get("spec") or {}).get("replicatedJobs") or []:
         job = ((replicated.get("template") or {}).get("spec")) or {}
-        total += int(replicated.get("replicas", 1)) * int(job.get("parallelism", 1))
+        total += _whole(replicated.get("replicas"), 1) * _whole(job.get("parallelism"), 1)
     return max(total, 1)
 
 
@@ -349,13 +355,12 @@ def owner_gang_size(kind: str, owner: Body) -> int:
     PyTorchJob's replicas over all its replica specs."""
     spec = owner.get("spec") or {}
     if kind == "PyTorchJob":
-        return sum(
-            int((replica or {}).get("replicas", 1)) for replica in (spec.get("pytorchReplicaSpecs") or {}).values()
-        )
-    parallelism = int(spec.get("parallelism", 1))
+        replicas = (spec.get("pytorchReplicaSpecs") or {}).values()
+        return max(sum(_whole((replica or {}).get("replicas"), 1) for replica in replicas), 1)
+    parallelism = _whole(spec.get("parallelism"), 1)
     completions = spec.get("completions")
     if isinstance(completions, int):
-        left = completions - int((owner.get("status") or {}).get("succeeded") or 0)
+        left = completions - _whole((owner.get("status") or {}).get("succeeded"), 0)
         parallelism = min(parallelism, max(left, 1))
     return max(parallelism, 1)
 
