@@ -63,7 +63,10 @@ def test_a_node_carries_gpu_feature_discovery_labels_and_allocatable_gpus() -> N
     assert labels["kubernetes.io/hostname"] == node["metadata"]["name"] == "b200-0001"
     assert node["status"]["allocatable"] == {
         "cpu": "224", "memory": "2Ti", "pods": "110", "ephemeral-storage": "3Ti", "nvidia.com/gpu": "8",
+        "rdma/rdma_shared_device_a": "63",  # the InfiniBand NICs, shared through the RDMA device plugin
     }  # fmt: skip
+    rtx = profiles.nodes(profiles.load("dev"))[-1]
+    assert "rdma/rdma_shared_device_a" not in rtx["status"]["allocatable"]
     assert node["metadata"]["annotations"][profiles.KWOK_ANNOTATION] == "fake"
 
 
