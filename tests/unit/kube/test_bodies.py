@@ -227,6 +227,7 @@ def test_a_pod_needs_its_containers_and_sidecars_or_its_biggest_init_container_w
     assert gpus == 0
     assert cpu == 8_500  # the last init container with the sidecar started before it
     assert memory == 3 * 2**30  # containers and sidecar: 3 Gi, against the init container's 2 Gi + 1 Gi
+    assert bodies.spec_requests({"containers": spec["containers"]}) == (0, 5_000, 2 * 2**30)  # no init: the sum
     only_limits = {"containers": [{"name": "c", "resources": {"limits": {"cpu": "4", "nvidia.com/gpu": "8"}}}]}
     assert bodies.spec_requests(only_limits) == (8, 4_000, 0)  # a limit alone is the request
 
