@@ -296,17 +296,17 @@ def pod_group(pod: Pod, owners: Mapping[tuple[str, str, str], Body]) -> Group | 
     PyTorchJob; None for a gang of one."""
     meta = pod["metadata"]
     noted = annotations(pod)
-    if noted.get(GANG_ANNOTATION):
+    if noted and noted.get(GANG_ANNOTATION):
         written = noted.get(GANG_SIZE_ANNOTATION, "")
         if not written.isdigit() or int(written) < 1:
             problem = f"{GANG_SIZE_ANNOTATION} is {written!r}; it must be the gang's number of pods, 1 or more"
             return Group("gangs", None, None, problem=problem)
         return Group("gangs", None, int(written))
-    scheduling_group = pod_spec(pod).get("schedulingGroup") or {}
-    if scheduling_group.get("podGroupName"):  # upstream's gang API
+    scheduling_group = pod_spec(pod).get("schedulingGroup")
+    if scheduling_group and scheduling_group.get("podGroupName"):  # upstream's gang API
         return workload_group(str(scheduling_group["podGroupName"]), meta["namespace"], owners)
-    for reference in meta.get("ownerReferences") or []:
-        kind = GROUP_OWNERS.get((str(reference.get("apiVersion")), str(reference.get("kind"))))
+    for reference in meta.get("ownerReferences") or ():
+        kind = GROUP_OWNERS.get((reference.get("apiVersion", ""), reference.get("kind", "")))
         if kind is None or not reference.get("controller"):
             continue
         owner = owners.get((reference["kind"], meta["namespace"], reference["name"]))
