@@ -52,8 +52,9 @@ soak: binaries ## 50,000 liveness scenarios, 10x the generated bad input, then 3
 	LEITSTAND_FUZZ_CASES=5000 $(BIN)/pytest tests/e2e/test_bad_input.py -k generated
 	$(BIN)/python -m tests.soak.trace_load --minutes 30
 
-bench: $(STAMP) ## quick benchmarks: the scheduling cycle, and the simulator on the real traces (BENCHMARKS.md)
+bench: $(STAMP) ## quick benchmarks: the scheduling cycle, the snapshot of pods, and the simulator on the real traces (BENCHMARKS.md)
 	$(BIN)/python -m tests.bench.cycle
+	$(BIN)/python -m tests.bench.snapshot
 	$(BIN)/python -m tests.bench.simulation
 
 bench-full: bench binaries ## and Leitstand beside upstream kube-scheduler on the real control plane
