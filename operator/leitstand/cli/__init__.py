@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from leitstand import __version__
-from leitstand.cli import crds, demo, dev_cluster, observability, replaying, running, simulating, views
+from leitstand.cli import crds, demo, dev_cluster, kueue, observability, replaying, running, simulating, views
 from leitstand.errors import UserError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("jobs")(views.jobs)
 app.command("explain")(views.explain)
 app.command("queues")(views.queues)
 app.command("top")(views.top)
+app.command("kueue")(kueue.kueue)
 
 
 @app.command()

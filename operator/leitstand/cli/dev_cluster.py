@@ -116,8 +116,9 @@ def up(
         str,
         typer.Option(
             help="Real controllers to run, comma-separated: kube (kube-controller-manager: Job, ReplicaSet, "
-            "Deployment, garbage collector, namespace), training-operator (Kubeflow PyTorchJob) and jobset "
-            "(JobSet, whose pods the Job controller of kube makes). None by default."
+            "Deployment, garbage collector, namespace), training-operator (Kubeflow PyTorchJob), jobset "
+            "(JobSet, whose pods the Job controller of kube makes), and for the peers' stack kube-scheduler "
+            "and kueue (Kueue's manager: it admits Jobs, kube-scheduler binds them). None by default."
         ),
     ] = "",
 ) -> None:

@@ -48,30 +48,38 @@ def load_cluster(spec: str) -> tuple[tuple[Node, ...], Policy, str]:
     return nodes, Policy(topology_levels=settings.levels), f"profile {profile.name}"
 
 
-def load_quotas(path: Path) -> tuple[Queue, ...]:
-    """The GPUQuotas of a YAML file (other kinds are ignored), checked as the API server would."""
+def quota_specs(path: Path) -> dict[str, resources.GPUQuotaSpec]:
+    """The GPUQuotas of a YAML file by name (other kinds are ignored), checked as the API server would."""
     documents = read_yaml(path, documents=True)
-    queues = []
+    specs: dict[str, resources.GPUQuotaSpec] = {}
     for index, document in enumerate(documents, start=1):
         if not isinstance(document, dict) or document.get("kind") != "GPUQuota":
             continue
         name = (document.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not name:
             raise UserError(f"{path}: GPUQuota number {index} has no metadata.name")
+        if name in specs:
+            raise UserError(f"{path}: two GPUQuotas share the name {name}")
         try:
-            resources.GPUQuotaSpec.model_validate(document.get("spec") or {})
+            specs[name] = resources.GPUQuotaSpec.model_validate(document.get("spec") or {})
         except pydantic.ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise UserError(f"{path}: GPUQuota {name}: spec.{where}: {first['msg']}") from None
+    if not specs:
+        raise UserError(f"{path} holds no GPUQuota; give the queue tree as GPUQuota manifests")
+    return specs
+
+
+def load_quotas(path: Path) -> tuple[Queue, ...]:
+    """The GPUQuotas of a YAML file as the core's queues, checked as the API server would."""
+    documents = [d for d in read_yaml(path, documents=True) if isinstance(d, dict) and d.get("kind") == "GPUQuota"]
+    quota_specs(path)
+    queues = []
+    for document in documents:
         queue = bodies.to_queue(cast(objects.GPUQuota, document))
         assert queue is not None  # validated just above
         queues.append(queue)
-    if not queues:
-        raise UserError(f"{path} holds no GPUQuota; give the queue tree as GPUQuota manifests")
-    names = [queue.name for queue in queues]
-    if len(set(names)) != len(names):
-        raise UserError(f"{path}: two GPUQuotas share a name")
     return tuple(queues)
 
 

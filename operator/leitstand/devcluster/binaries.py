@@ -36,6 +36,16 @@ JOBSET_VERSION = "v0.12.0"
 JOBSET_MODULE = "sigs.k8s.io/jobset"
 JOBSET_CRD = "config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml"
 JOBSET_WEBHOOKS = "config/components/webhook/manifests.yaml"
+KUEUE_VERSION = "v0.17.0"
+KUEUE_MODULE = "sigs.k8s.io/kueue"
+KUEUE_CRDS = tuple(
+    f"config/components/crd/bases/kueue.x-k8s.io_{plural}.yaml"
+    for plural in (
+        "admissionchecks", "clusterqueues", "cohorts", "localqueues", "multikueueclusters", "multikueueconfigs",
+        "provisioningrequestconfigs", "resourceflavors", "topologies", "workloadpriorityclasses", "workloads",
+    )
+)  # fmt: skip
+KUEUE_WEBHOOKS = "config/components/webhook/manifests.yaml"
 MINIMUM_GO = (1, 26)
 
 ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
@@ -121,6 +131,17 @@ TOOLS: dict[str, Tool] = {
             ),
         ),
         Tool(
+            "kueue",
+            "kueue",
+            ".",
+            KUEUE_VERSION,
+            lambda _date: [f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={KUEUE_VERSION}"],
+            files=(
+                *((KUEUE_MODULE, crd, Path(crd).name) for crd in KUEUE_CRDS),
+                (KUEUE_MODULE, KUEUE_WEBHOOKS, "kueue-webhooks.yaml"),
+            ),
+        ),
+        Tool(
             "kwok",
             "kwok",
             ".",
@@ -141,11 +162,18 @@ TOOLS: dict[str, Tool] = {
 }
 
 # What `dev-cluster build` and `make binaries` build (the controllers are what
-# `dev-cluster up --controllers kube,training-operator` starts); kube-scheduler only for benchmarks.
+# `dev-cluster up --controllers kube,training-operator` starts); kube-scheduler and Kueue only for benchmarks
+# (`make bench-full`, or `dev-cluster build kube-scheduler kueue` before `--controllers kube-scheduler,kueue`).
 DEFAULT_SET = (
     "etcd", "kube-apiserver", "kubectl", "kwok", "helm", "kube-controller-manager", "training-operator", "jobset"
 )  # fmt: skip
-CONTROLLERS = {"kube": "kube-controller-manager", "training-operator": "training-operator", "jobset": "jobset"}
+CONTROLLERS = {
+    "kube": "kube-controller-manager",
+    "training-operator": "training-operator",
+    "jobset": "jobset",
+    "kube-scheduler": "kube-scheduler",
+    "kueue": "kueue",
+}
 
 
 def hack_dir() -> Path:

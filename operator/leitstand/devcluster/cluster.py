@@ -24,6 +24,7 @@ import datetime
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +56,22 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the parent is gone: no graceful shutdown to wait for
+
+
+KUEUE_HOOKS = re.compile(r"/(mutate|validate)-(kueue-x-k8s-io-v1beta2-[a-z]+|batch-v1-job)$")
+
+
+def kueue_serves(path: str) -> bool:
+    """True for the hooks of Kueue's webhook manifests its manager here serves: its own kinds and batch/v1 Jobs."""
+    return KUEUE_HOOKS.search(path) is not None
+
+
+def _insecure() -> ssl.SSLContext:
+    """A context that accepts a component's self-signed serving certificate; only its /healthz is read."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _probe(url: str, context: ssl.SSLContext | None = None) -> str:
@@ -270,6 +287,10 @@ class LocalCluster:
                 self._start_training_operator(paths["training-operator"])
             if "jobset" in self.controllers:
                 self._start_jobset(paths["jobset"])
+            if "kube-scheduler" in self.controllers:
+                self._start_kube_scheduler(paths["kube-scheduler"])
+            if "kueue" in self.controllers:
+                self._start_kueue(paths["kueue"])
             self._write_state()
         except BaseException:
             self.stop()
@@ -622,13 +643,12 @@ class LocalCluster:
                 f"--secure-port={port}",
                 f"--cert-dir={self.directory / 'pki' / 'kube-controller-manager'}",
                 "--concurrent-job-syncs=10",
+                "--kube-api-qps=500",  # its defaults (20 and 30) make Jobs of many pods start slowly
+                "--kube-api-burst=1000",
                 "--v=1",
             ],
         )
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate; only /healthz is read
-        self._wait_healthy("kube-controller-manager", child, f"https://{LOOPBACK}:{port}/healthz", insecure)
+        self._wait_healthy("kube-controller-manager", child, f"https://{LOOPBACK}:{port}/healthz", _insecure())
 
     def _start_training_operator(self, binary: Path) -> None:
         """The Kubeflow training-operator's PyTorchJob controller, after its CRD (from its own module)."""
@@ -672,15 +692,85 @@ class LocalCluster:
             ],
         )
         self._wait_healthy("jobset", child, f"http://{LOOPBACK}:{probe}/healthz")
+        self._register_webhooks("jobset", binaries.shipped("jobset-webhooks.yaml"), webhook, lambda _path: True)
+
+    def _start_kube_scheduler(self, binary: Path) -> None:
+        """Upstream kube-scheduler of the same release (profile ``default-scheduler``), for the peers' stacks:
+        client QPS and burst at 1,000 (its defaults, 50 and 100, make it the bottleneck of a benchmark)."""
+        self.progress(f"starting kube-scheduler {binaries.KUBERNETES_VERSION}")
+        config = self.directory / "kube-scheduler.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "leaderElection": {"leaderElect": False},
+                    "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": 1000, "burst": 1000},
+                }
+            )
+        )
+        port = free_port()
+        child = self._spawn(
+            "kube-scheduler",
+            [str(binary), f"--config={config}", f"--bind-address={LOOPBACK}", f"--secure-port={port}",
+             f"--cert-dir={self.directory / 'pki' / 'kube-scheduler'}", "--v=1"],
+        )  # fmt: skip
+        self._wait_healthy("kube-scheduler", child, f"https://{LOOPBACK}:{port}/healthz", _insecure())
+
+    def _start_kueue(self, binary: Path) -> None:
+        """Kueue's manager (batch/v1 Job integration, topology-aware scheduling, fair sharing), after its CRDs (from
+        its own module). Its webhooks listen on loopback with a certificate of the cluster's CA and are registered
+        by URL, only those it serves; it admits Jobs labelled ``kueue.x-k8s.io/queue-name`` and leaves the binding
+        to kube-scheduler. CPU and memory are left out of quota, as Leitstand leaves them."""
+        self.progress(f"starting Kueue {binaries.KUEUE_VERSION} (batch/v1 Job, topology-aware scheduling)")
+        self._install_crd_files([binaries.shipped(Path(crd).name) for crd in binaries.KUEUE_CRDS])
+        self._create_namespace("kueue-system")
+        authority, _admin = self._credentials()
+        certificates = self.directory / "pki" / "kueue-webhook"
+        certificates.mkdir(exist_ok=True)
+        pki.issue(authority, certificates, "tls", common_name="kueue-webhook", server=True, now=self._now())
+        probe, webhook = free_port(), free_port()
+        config = self.directory / "kueue.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+                    "kind": "Configuration",
+                    "namespace": "kueue-system",
+                    "health": {"healthProbeBindAddress": f"{LOOPBACK}:{probe}"},
+                    "metrics": {"bindAddress": "0"},
+                    "webhook": {"host": LOOPBACK, "port": webhook, "certDir": str(certificates)},
+                    "leaderElection": {"leaderElect": False},
+                    "internalCertManagement": {"enable": False},
+                    "manageJobsWithoutQueueName": False,
+                    "clientConnection": {"qps": 1000, "burst": 1000},
+                    "integrations": {"frameworks": ["batch/job"]},
+                    "fairSharing": {"preemptionStrategies": ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]},
+                    "resources": {"excludeResourcePrefixes": ["cpu", "memory", "ephemeral-storage", "rdma/"]},
+                }
+            )
+        )
+        child = self._spawn("kueue", [str(binary), f"--config={config}", f"--kubeconfig={self.kubeconfig}"])
+        self._wait_healthy("kueue", child, f"http://{LOOPBACK}:{probe}/healthz")
+        self._register_webhooks("kueue", binaries.shipped("kueue-webhooks.yaml"), webhook, kueue_serves)
+
+    def _register_webhooks(self, owner: str, manifests: Path, port: int, served: Callable[[str], bool]) -> None:
+        """Registers the webhook configurations of ``manifests`` by URL on loopback ``port``, with the cluster's
+        CA, keeping only the hooks whose path ``served`` accepts (a hook nobody serves would refuse its objects)."""
+        authority, _admin = self._credentials()
         ca_bundle = base64.b64encode(authority.files.cert.read_bytes()).decode()
         configurations = []
-        for document in yaml.safe_load_all(binaries.shipped("jobset-webhooks.yaml").read_text()):
+        for document in yaml.safe_load_all(manifests.read_text()):
             if not document:
                 continue
-            document["metadata"]["name"] = f"jobset-{document['metadata']['name']}"
+            document["metadata"]["name"] = f"{owner}-{document['metadata']['name']}"
+            hooks = []
             for hook in document.get("webhooks") or []:
                 path = hook["clientConfig"]["service"]["path"]
-                hook["clientConfig"] = {"url": f"https://{LOOPBACK}:{webhook}{path}", "caBundle": ca_bundle}
+                if served(path):
+                    hook["clientConfig"] = {"url": f"https://{LOOPBACK}:{port}{path}", "caBundle": ca_bundle}
+                    hooks.append(hook)
+            document["webhooks"] = hooks
             configurations.append(document)
 
         async def register() -> None:

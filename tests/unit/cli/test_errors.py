@@ -71,3 +71,14 @@ def test_a_corrupt_binary_cache(env: dict[str, str], tmp_path: Path, monkeypatch
     env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = leitstand("dev-cluster", "build", "etcd", env=env)
     assert_one_clear_error(result, "is corrupt (checksum mismatch); run `leitstand dev-cluster build --force etcd`")
+
+
+def test_a_bad_shared_node_label_for_kueue(env: dict[str, str]) -> None:
+    example = str(Path(__file__).resolve().parents[3] / "deploy" / "examples" / "10-queues.yaml")
+    assert_one_clear_error(leitstand("kueue", example, "--shared-node-label", "shared", env=env), "is not KEY=VALUE")
+
+
+def test_a_file_without_quotas_for_kueue(env: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("kind: ConfigMap\n")
+    assert_one_clear_error(leitstand("kueue", str(empty), env=env), "holds no GPUQuota")
