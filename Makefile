@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,sim]'
 	touch $@
 
-binaries: $(STAMP) ## build etcd, kube-apiserver, kubectl, kwok and helm from hack/ into the cache
+binaries: $(STAMP) ## build the control plane, kwok, helm and the controllers tests start (hack/) into the cache
 	$(BIN)/leitstand dev-cluster build
 
 lint: $(STAMP) ## ruff, mypy --strict and the import-linter layer contracts
@@ -57,9 +57,9 @@ bench: $(STAMP) ## quick benchmarks: the scheduling cycle, the snapshot of pods,
 	$(BIN)/python -m tests.bench.snapshot
 	$(BIN)/python -m tests.bench.simulation
 
-bench-full: bench binaries ## and Leitstand beside upstream kube-scheduler on the real control plane
-	$(BIN)/leitstand dev-cluster build kube-scheduler
+bench-full: bench binaries ## and Leitstand beside kube-scheduler, and beside Kueue, on the real control plane
 	$(BIN)/python -m tests.bench.peer
+	$(BIN)/python -m tests.bench.kueue --out docs/benchmarks/kueue
 
 generate: $(STAMP) binaries ## regenerate the pod template's schema, crds/, dashboards, alert rules, the chart's files and deploy/manifests
 	$(BIN)/leitstand crds --refresh-pod-template --out crds

@@ -161,11 +161,11 @@ TOOLS: dict[str, Tool] = {
     )
 }
 
-# What `dev-cluster build` and `make binaries` build (the controllers are what
-# `dev-cluster up --controllers kube,training-operator` starts); kube-scheduler and Kueue only for benchmarks
-# (`make bench-full`, or `dev-cluster build kube-scheduler kueue` before `--controllers kube-scheduler,kueue`).
+# What `dev-cluster build` and `make binaries` build: the control plane and every controller a test starts
+# (`dev-cluster up --controllers kube,training-operator,jobset,kube-scheduler,kueue`).
 DEFAULT_SET = (
-    "etcd", "kube-apiserver", "kubectl", "kwok", "helm", "kube-controller-manager", "training-operator", "jobset"
+    "etcd", "kube-apiserver", "kubectl", "kwok", "helm", "kube-controller-manager", "training-operator", "jobset",
+    "kube-scheduler", "kueue",
 )  # fmt: skip
 CONTROLLERS = {
     "kube": "kube-controller-manager",

@@ -492,8 +492,8 @@ class LocalCluster:
         self._wait("kube-apiserver", child, ready, timeout)
 
     def _audit_policy(self) -> Path:
-        """Audits every pods/binding call and every write of the leader Lease: the API's own record
-        of who bound what, and who led, when."""
+        """Audits every pods/binding call, every write of the leader Lease and of Kueue's Workload status: the
+        API's own record of who bound what, who led, and what Kueue admitted, when."""
         path = self.directory / "audit-policy.yaml"
         path.write_text(
             yaml.safe_dump(
@@ -513,12 +513,24 @@ class LocalCluster:
                             "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
                             "namespaces": ["leitstand-system"],
                         },
+                        {  # Kueue's admissions, when it runs here (the side-by-side benchmark)
+                            "level": "Metadata",
+                            "verbs": ["update", "patch"],
+                            "resources": [{"group": "kueue.x-k8s.io", "resources": ["workloads/status"]}],
+                        },
                         {"level": "None"},
                     ],
                 }
             )
         )
         return path
+
+    def pid(self, name: str) -> int:
+        """The process id of running component ``name`` (kueue, kube-scheduler, ...)."""
+        for component, pid, _command in self._order:
+            if component == name:
+                return pid
+        raise UserError(f"{name} is not running in this cluster")
 
     def bindings(self) -> list[Binding]:
         """Every ``pods/binding`` request the API server answered, in order, from its audit log."""
