@@ -181,6 +181,7 @@ class PodRecord:
     job: str  # namespace/name of its Job
     gpus: int
     bound: float | None = None  # wall seconds from the start
+    node: str = ""
     ended: float | None = None
     succeeded: bool = False
 
@@ -214,6 +215,7 @@ class Recorder:
         now = self.now()
         if body["spec"].get("nodeName") and record.bound is None:
             record.bound = now
+            record.node = body["spec"]["nodeName"]
         phase = (body.get("status") or {}).get("phase")
         if record.ended is None and (
             kind == "DELETED" or phase in ("Succeeded", "Failed") or meta.get("deletionTimestamp")
@@ -473,9 +475,9 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
         "maxGpusInPartlyBoundGangs": max((s["partial"] for s in busy), default=0),
         "meanDistanceFromFairShare": _round(report.mean([s["distance"] for s in busy]), 3),
         "podsDeletedBeforeFinishing": len(lost),
-        "gpuHoursLost": _round(
-            sum(r.gpus * (r.ended - r.bound) for r in lost if r.ended and r.bound) * COMPRESSION / 3600
-        ),
+        "gpuHoursLost": _round(_gpu_hours(lost)),
+        "gpuHoursLostOnSoofisBlock": _round(_gpu_hours([r for r in lost if r.node.startswith("soofi-")])),
+        "gpuHoursLostInTheFirstTwoMinutes": _round(_gpu_hours([r for r in lost if r.ended and r.ended < 120])),
         "soofiWaitSeconds": _round(hero_started - hero_created)
         if hero_started is not None and hero_created is not None
         else None,
@@ -483,6 +485,15 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
         "wallSeconds": _round(end),
         "series": {key: [s[key] for s in samples] for key in ("t", "allocated", "partial", "distance")},
     }
+
+
+def _gpu_hours(records: Sequence[PodRecord]) -> float:
+    """Trace GPU-hours the pods of ``records`` ran before they were stopped (their work is lost)."""
+    return (
+        sum(r.gpus * (r.ended - r.bound) for r in records if r.ended is not None and r.bound is not None)
+        * COMPRESSION
+        / 3600
+    )
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:

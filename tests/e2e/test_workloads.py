@@ -294,6 +294,56 @@ async def test_a_pytorchjob_is_reclaimed_whole_then_queues_and_binds_again(api: 
     assert len(leaves) == 1
 
 
+async def test_a_reclaimed_jobs_pods_are_marked_disruption_target_so_its_failure_policy_ignores_them(
+    api: Client,
+) -> None:
+    """backoffLimit 0 and a podFailurePolicy that ignores DisruptionTarget: the reclaim costs the Job nothing
+    (without the condition it would end Failed; its controller makes the pods again after its failure backoff).
+    The owner asks for the whole cluster, so the lender's fair share is nothing and its gang is reclaimed whole."""
+    await quota(api, "t-lender", guaranteed=0)
+    await quota(api, "t-owner", guaranteed=256)
+    template = {"spec": {"schedulerName": "leitstand", "restartPolicy": "Never",
+                         "containers": [{"name": "c", "image": "busybox", "resources": GPU}]}}  # fmt: skip
+    policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
+    await api.create("/apis/batch/v1/namespaces/t-lender/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sweep"},
+        "spec": {"parallelism": 32, "completions": 32, "completionMode": "Indexed", "backoffLimit": 0,
+                 "podFailurePolicy": policy, "template": template}})  # fmt: skip
+
+    async def bound(ns: str, count: int) -> list[dict[str, Any]] | None:
+        pods = [p for p in await pods_of(api, ns) if not p["metadata"].get("deletionTimestamp")]
+        return pods if len(pods) == count and all(p["spec"].get("nodeName") for p in pods) else None
+
+    first = await until(lambda: bound("t-lender", 32), what="the borrowing Job's 32 pods bound", within=60)
+    first_uids = {p["metadata"]["uid"] for p in first}
+    await api.create("/apis/batch/v1/namespaces/t-owner/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "owed"},
+        "spec": {"parallelism": 32, "completions": 32, "template": template}})  # fmt: skip
+
+    async def waiting() -> str:
+        pods = await pods_of(api, "t-owner")
+        said = [m for p in pods for m in await events_of(api, "t-owner", p["metadata"]["name"])]
+        return f"{len(pods)} pods of the owner; said: {said[-3:]}"
+
+    await until(
+        lambda: bound("t-owner", 32), what="the owner's Job bound after the reclaim", within=90, context=waiting
+    )
+
+    async def settled() -> dict[str, Any] | None:  # the Job controller has counted every reclaimed pod
+        job = await api.get("/apis/batch/v1/namespaces/t-lender/jobs/sweep")
+        old = [p for p in await pods_of(api, "t-lender") if p["metadata"]["uid"] in first_uids]
+        status = job.get("status") or {}
+        counted = not old and not status.get("terminating") and not (status.get("uncountedTerminatedPods") or {}).get("failed")  # fmt: skip
+        failed = any(c["type"] == "Failed" and c["status"] == "True" for c in status.get("conditions") or [])
+        return status if counted or failed else None
+
+    status = await until(settled, what="the Job controller to count the reclaimed pods", within=60)
+    assert not any(c["type"] == "Failed" and c["status"] == "True" for c in status.get("conditions") or []), status
+    assert not status.get("failed"), status  # the policy ignored every reclaimed pod
+    said = await events_of(api, "t-lender", "sweep")
+    assert any("t-owner" in m and "32 pods stop now" in m for m in said), said
+
+
 async def test_upstreams_alpha_podgroup_is_a_gang_of_its_min_count_in_one_domain_of_its_label(api: Client) -> None:
     """Kubernetes 1.36's Workload API (scheduling.k8s.io/v1alpha2, feature gate GenericWorkload), served by the
     dev cluster's API server: pods naming a PodGroup in spec.schedulingGroup are a gang of its minCount."""

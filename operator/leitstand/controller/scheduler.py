@@ -289,8 +289,7 @@ class Scheduler:
             if pod is None:
                 continue
             text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
-            evicting = self._evict_pod(pod, decisions.job_queues.get(eviction.job), queues, now)
-            grace = evicting[-1].grace_seconds
+            evicting, grace = self._evict_pod(pod, decisions.job_queues.get(eviction.job), queues, now)
             writes += [
                 *evicting,
                 applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "Preempting",
@@ -463,7 +462,7 @@ class Scheduler:
             if eviction is not None:
                 text = f"{eviction.reason.value} for {eviction.beneficiary}: {eviction.message}"
                 for pod in members:
-                    writes += self._evict_pod(pod, decisions.job_queues.get(key), queues, now)
+                    writes += self._evict_pod(pod, decisions.job_queues.get(key), queues, now)[0]
                 word = ("Warning", "Preempting", f"{text}; its {len(members)} pods stop now")
             elif release is not None:
                 writes += [_delete_pod(pod, 0) for pod in members if pod_spec(pod).get("nodeName")]
@@ -489,15 +488,33 @@ class Scheduler:
 
     def _evict_pod(
         self, pod: Pod, queue: model.QueueName | None, queues: Mapping[model.QueueName, model.Queue], now: float
-    ) -> list[Write]:
-        """A pod told it stops now and deleted with its own grace period, at most its queues' cap."""
+    ) -> tuple[list[Write], int]:
+        """A pod told it stops now, marked ``DisruptionTarget`` and then deleted with its own grace period, at most
+        its queues' cap (the writes, and that grace)."""
         meta = pod["metadata"]
         own = pod_spec(pod).get("terminationGracePeriodSeconds")
         default = float(own if isinstance(own, int) and own >= 0 else self.config.eviction_grace_seconds)
         grace = round(model.preemption_grace(default, queue, queues))
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         notes = {"metadata": {"annotations": {bodies.PREEMPT_AT_ANNOTATION: job_control.rfc3339(now)}}}
-        return [applier.patch(path, notes, purpose="preemption"), _delete_pod(pod, grace)]
+        # DisruptionTarget first, as kube-scheduler sets it: a Job's podFailurePolicy can then ignore the
+        # preemption instead of counting it against backoffLimit
+        disrupted = {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "PreemptionByScheduler",
+                        "message": f"{bodies.SCHEDULER_NAME}: preempting to make room for another job",
+                        "lastTransitionTime": job_control.rfc3339(now),
+                    }
+                ]
+            }
+        }
+        delete = _delete_pod(pod, grace)
+        condition = applier.patch(f"{path}/status", disrupted, patch_type="strategic", purpose="stop", then=delete)
+        return [applier.patch(path, notes, purpose="preemption"), condition], grace
 
     def _quota_statuses(self, view: View, decisions: model.Decisions, now: float) -> list[Write]:
         running: dict[str, int] = {}

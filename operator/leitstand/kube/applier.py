@@ -64,6 +64,7 @@ class Write:
     done: tuple[int, ...] = ()
     best_effort: bool = False  # an Event: a failure is logged at debug level and never counted
     key: str = ""  # the object and verb it changes: a newer write with the same key replaces a waiting one
+    then: "Write | None" = None  # sent once this one is answered, whatever the answer (a condition before a delete)
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -92,11 +93,14 @@ def delete(path: str, *, grace_seconds: int | None = None) -> Write:
     return Write("delete", path, grace_seconds=grace_seconds, done=SETTLED)
 
 
-def patch(path: str, body: Any, *, patch_type: PatchType = "merge", purpose: str = "") -> Write:
+def patch(
+    path: str, body: Any, *, patch_type: PatchType = "merge", purpose: str = "", then: Write | None = None
+) -> Write:
     """A patch; ``purpose`` tells apart patches of different parts of one object (a pod's nomination and
-    its PodScheduled condition), so that one never replaces the other while waiting."""
+    its PodScheduled condition), so that one never replaces the other while waiting. ``then`` is sent once
+    the patch is answered."""
     key = f"patch {path} {purpose}" if purpose else ""
-    return Write("patch", path, body, patch_type=patch_type, done=SETTLED, key=key)
+    return Write("patch", path, body, patch_type=patch_type, done=SETTLED, key=key, then=then)
 
 
 def event(involved: Mapping[str, Any], event_type: str, reason: str, message: str, *, now: float) -> Write:
@@ -184,8 +188,8 @@ def _same(first: Write, second: Write) -> bool:
     """Would ``second`` do what ``first`` does? (Events with the same key say the same thing.)"""
     if first.best_effort and second.best_effort:
         return first.key == second.key
-    return (first.verb, first.path, first.body, first.patch_type, first.grace_seconds) == (
-        second.verb, second.path, second.body, second.patch_type, second.grace_seconds
+    return (first.verb, first.path, first.body, first.patch_type, first.grace_seconds, first.then) == (
+        second.verb, second.path, second.body, second.patch_type, second.grace_seconds, second.then
     )  # fmt: skip
 
 
@@ -276,6 +280,8 @@ class Applier:
             if self._sending.get(write.key) is write:
                 del self._sending[write.key]
             self._wake.set()  # a write waiting behind this one may go; or the runner sees it is idle
+        if write.then is not None:
+            self.submit([write.then], done)
         if done is not None:
             try:
                 done(outcome)
@@ -288,7 +294,12 @@ class Applier:
 
         async def one(write: Write) -> Outcome:
             async with limit:
-                return await self._send(write)
+                outcome = await self._send(write)
+                follower = write.then
+                while follower is not None:
+                    await self._send(follower)
+                    follower = follower.then
+                return outcome
 
         return list(await asyncio.gather(*(one(write) for write in writes)))
 

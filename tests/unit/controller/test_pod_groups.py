@@ -42,8 +42,13 @@ def test_an_evicted_gang_loses_every_pod_and_its_owner_and_pods_are_told() -> No
     decisions = decided(evictions=(eviction,))
     writes = scheduler()._group_writes(decisions, built, {}, now=1e9)
     assert sorted(targets(writes)) == sorted([
-        ("patch", "sweep-0"), ("delete", "sweep-0"), ("patch", "sweep-1"), ("delete", "sweep-1"),
+        ("patch", "sweep-0"), ("patch", "status"), ("patch", "sweep-1"), ("patch", "status"),
         ("create", "Pod"), ("create", "Pod"), ("create", "Job")])  # fmt: skip
+    # each pod is marked DisruptionTarget (a Job's podFailurePolicy may ignore it), then deleted
+    marked = [w for w in writes if w.path.endswith("/status")]
+    assert [w.body["status"]["conditions"][0]["type"] for w in marked] == ["DisruptionTarget"] * 2
+    assert sorted((w.then.verb, w.then.path.rsplit("/", 1)[-1]) for w in marked if w.then) == [
+        ("delete", "sweep-0"), ("delete", "sweep-1")]  # fmt: skip
     events = [w.body for w in writes if w.verb == "create"]
     assert {e["reason"] for e in events} == {"Preempting"}
     assert "its 2 pods stop now" in events[0]["message"]

@@ -216,3 +216,36 @@ async def test_patches_of_different_parts_of_one_object_never_replace_each_other
     await writer.drain()
     bodies = [body for _method, path, body in server.requests if path == "/gated/pod/status"]
     assert bodies == [{"n": 0}, {"nominated": "n1"}, {"conditions": []}]
+
+
+async def test_a_chained_write_goes_only_once_the_first_is_answered(gated: tuple[GatedServer, Client]) -> None:
+    server, client = gated
+    writer = Applier(client)
+    collected = Collected()
+    then = applier.delete("/fine/pod", grace_seconds=30)
+    writer.submit(
+        [applier.patch("/gated/pod/status", {"conditions": []}, purpose="DisruptionTarget", then=then)], collected
+    )
+    await server.arrived.wait()
+    await asyncio.sleep(0.05)
+    assert [path for _m, path, _b in server.requests] == ["/gated/pod/status"]  # the delete waits for the answer
+    server.gate.set()
+    await writer.drain()
+    assert [(method, path) for method, path, _b in server.requests] == [
+        ("PATCH", "/gated/pod/status"),
+        ("DELETE", "/fine/pod"),
+    ]
+    assert [o.write.verb for o in collected.outcomes] == ["patch", "delete"]
+
+
+async def test_a_chained_write_follows_in_a_batch_too(gated: tuple[GatedServer, Client]) -> None:
+    server, client = gated
+    server.gate.set()
+    first = applier.patch("/gated/pod/status", {"conditions": []}, then=applier.delete("/fine/pod"))
+    (outcome,) = await Applier(client).apply([first])
+    assert outcome.ok
+    assert outcome.write is first
+    assert [(method, path) for method, path, _b in server.requests] == [
+        ("PATCH", "/gated/pod/status"),
+        ("DELETE", "/fine/pod"),
+    ]
