@@ -412,7 +412,7 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
             if holding >= arrival.replicas:
                 started[key] = moment
                 break
-    delays, waiting = [], 0
+    delays, later, waiting = [], [], 0  # later: the jobs that arrived after the first minute's burst
     hero_key = f"{HERO_NAMESPACE}/soofi-pretraining"
     for key, at in created.items():
         if key == hero_key:
@@ -422,6 +422,8 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
         else:
             waiting += 1
             delays.append(end - at)
+        if at >= 60:
+            later.append(delays[-1])
     runs = [recorder.completed[k] - started[k] for k in recorder.completed if k in started]
     # allocation, partly bound gangs and fair share: a sample every second
     queues = load_quotas(QUOTAS)
@@ -470,7 +472,12 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
         "meanQueueingDelaySeconds": _round(report.mean(delays)),
         "p95QueueingDelaySeconds": _round(report.percentile(delays, 0.95)),
         "meanRunSeconds": _round(report.mean(runs)),
+        "meanQueueingDelayAfterTheBurstSeconds": _round(report.mean(later)),
+        "p95QueueingDelayAfterTheBurstSeconds": _round(report.percentile(later, 0.95)),
         "meanAllocation": _round(report.mean([s["allocated"] / capacity for s in busy]), 3),
+        "meanAllocationFrom150Seconds": _round(
+            report.mean([s["allocated"] / capacity for s in samples if s["t"] >= 150]), 3
+        ),
         "meanGpusInPartlyBoundGangs": _round(report.mean([s["partial"] for s in busy])),
         "maxGpusInPartlyBoundGangs": max((s["partial"] for s in busy), default=0),
         "meanDistanceFromFairShare": _round(report.mean([s["distance"] for s in busy]), 3),
@@ -538,7 +545,10 @@ def plot(results: dict[str, dict[str, Any]], out: Path) -> Path:
 RATIOS = (
     "meanQueueingDelaySeconds",
     "p95QueueingDelaySeconds",
+    "meanQueueingDelayAfterTheBurstSeconds",
+    "p95QueueingDelayAfterTheBurstSeconds",
     "meanAllocation",
+    "meanAllocationFrom150Seconds",
     "meanGpusInPartlyBoundGangs",
     "meanDistanceFromFairShare",
     "gpuHoursLost",
