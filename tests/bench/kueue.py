@@ -4,11 +4,12 @@ Two stacks, one after the other, each on a fresh ``industrial-ai-cloud`` cluster
 DGX B200 and 100 RTX PRO servers as kwok nodes; real etcd, kube-apiserver and
 kube-controller-manager built by hack/):
 
-- **Kueue** v0.17.0's manager admits, kube-scheduler 1.36.5 binds (client QPS 1,000 for
-  both). The queues are the GPUQuota tree of ``deploy/examples/10-queues.yaml`` translated
-  by ``leitstand.kube.kueue`` (cohorts, ClusterQueues, a LocalQueue per namespace, a
-  flavor per GPU type and one for SOOFI's reserved block, a Topology of spine / leaf /
-  hostname). Kueue's fair sharing is on; jobs carry ``kueue.x-k8s.io/queue-name``.
+- **Kueue** v0.17.0's manager admits, kube-scheduler 1.36.5 binds (kube-scheduler's client at
+  QPS 1,000; Kueue's not rate-limited). The queues are the GPUQuota tree of
+  ``deploy/examples/10-queues.yaml`` translated by ``leitstand.kube.kueue`` (cohorts,
+  ClusterQueues, a LocalQueue per namespace, a flavor per GPU type and one for SOOFI's
+  reserved block, a Topology of spine / leaf / hostname). Kueue's fair sharing is on; jobs
+  carry ``kueue.x-k8s.io/queue-name``.
 - **Leitstand** (``leitstand run``, its default configuration) with the same GPUQuotas.
 
 Both get the same ``batch/v1`` Indexed Jobs (parallelism = completions = the gang's pods,
@@ -30,14 +31,16 @@ Measured the same way for both, from the API server: the binding time of every p
 its audit log (which also shows who bound it, and Kueue's admissions), the rest from a
 watch of pods and Jobs. Per job, create to all its pods bound (queueing delay; a job still
 waiting at the end counts as waiting until then) and bound to finished; GPU allocation
-over time; GPUs held by gangs only partly bound; distance from fair share over time
+over time; GPUs of pods bound while the rest of their gang is not; distance from fair share over time
 (Leitstand's own water-filling on the tree and the moment's demand, both stacks); pods of
-running jobs deleted before they finished (preemptions) and their GPU time; the SOOFI
-job's wait; the schedulers' CPU seconds and peak RSS (Kueue's manager and kube-scheduler
+running jobs stopped before they finished (preemptions), their GPU time, and how long the
+stopped jobs took to be whole again; how far each Job's creation fell behind its arrival;
+the SOOFI job's wait; the schedulers' CPU seconds and peak RSS (Kueue's manager and kube-scheduler
 together; Leitstand's operator).
 
 Run: ``make bench-full`` or ``python -m tests.bench.kueue [--out DIR] [--minutes M]``.
-Prints JSON; ``--out`` keeps ``report.json`` and ``kueue.png``.
+Prints JSON; ``--out`` keeps ``report.json``, ``table.md`` (the side-by-side table with ratios) and
+``kueue.png``.
 """
 
 import argparse
@@ -170,7 +173,10 @@ def job(arrival: Arrival, stack: str) -> dict[str, Any]:
             "parallelism": arrival.replicas,
             "completions": arrival.replicas,
             "completionMode": "Indexed",
-            "backoffLimit": 10_000,  # evicted pods count as failures for the Job controller under Leitstand
+            # per index: a pod Leitstand preempts is a failure to the Job controller, which then waits its failure
+            # backoff before it makes the pod again; per index that is 10 s for a first failure, per Job it doubles
+            # with every failed pod of the Job (an 8-pod gang would wait the 10-minute cap)
+            "backoffLimitPerIndex": 10_000,
             "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": spec},
         },
     }
@@ -355,7 +361,7 @@ async def run_stack(stack: str, arrivals: list[Arrival], minutes: float, workdir
     result = measure(arrivals, created, recorder, end)
     result["stack"] = stack
     result["boundBy"] = binders
-    result["kueueAdmissionsAudited"] = (
+    result["kueueWorkloadStatusWrites"] = (
         sum(1 for e in audit if e.resource == "workloads/status" and e.code < 300) if stack == "kueue" else None
     )
     result["kueueWorkloadsAdmitted"] = admitted
@@ -396,22 +402,30 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
     for record in recorder.pods.values():
         by_job.setdefault(record.job, []).append(record)
     size = {f"{a.namespace}/{a.name}": a for a in arrivals}
-    started: dict[str, float] = {}
+    started: dict[str, float] = {}  # the first moment all of a gang's pods were bound at once
+    whole: dict[str, list[float]] = {}  # every moment a pod's binding made its gang whole
     for key, records in by_job.items():
         arrival = size.get(key)
         if arrival is None:
             continue
-        # the first moment all of a gang's pods were bound at once
         moments = sorted({r.bound for r in records if r.bound is not None})
-        for moment in moments:
-            holding = sum(
-                1
-                for r in records
-                if r.bound is not None and r.bound <= moment and (r.ended is None or r.ended > moment)
-            )
-            if holding >= arrival.replicas:
-                started[key] = moment
-                break
+        whole[key] = [m for m in moments if _holding(records, m) >= arrival.replicas]
+        if whole[key]:
+            started[key] = whole[key][0]
+    # jobs whose pods were stopped before they finished: how long until they were whole again
+    restarts, not_again = [], 0
+    for key, records in by_job.items():
+        if key not in started:
+            continue
+        stops = [r.ended for r in records if r.ended is not None and not r.succeeded and r.ended > started[key]]
+        if not stops:
+            continue
+        stop = min(stops)
+        again = next((m for m in whole[key] if m > stop), None)
+        if again is None:
+            not_again += 1
+        restarts.append((again if again is not None else end) - stop)
+    lags = [created[key] - size[key].at for key in created]
     delays, later, waiting = [], [], 0  # later: the jobs that arrived after the first minute's burst
     hero_key = f"{HERO_NAMESPACE}/soofi-pretraining"
     for key, at in created.items():
@@ -440,10 +454,10 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
             if arrival is None:
                 continue
             held = [r for r in records if r.bound is not None and r.bound <= t and (r.ended is None or r.ended > t)]
-            gpus = sum(r.gpus for r in held)
-            by_tenant[arrival.namespace] += gpus
-            if 0 < len(held) < arrival.replicas:
-                partial += gpus
+            by_tenant[arrival.namespace] += sum(r.gpus for r in held)
+            # pods bound while the rest of their gang is not: bound since the gang was last whole
+            moments = whole.get(key, [])
+            partial += sum(r.gpus for r in held if not any((r.bound or 0.0) <= m <= t for m in moments))
         for key, at in created.items():
             done = recorder.completed.get(key)
             if at <= t and (done is None or done > t):
@@ -482,6 +496,11 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
         "maxGpusInPartlyBoundGangs": max((s["partial"] for s in busy), default=0),
         "meanDistanceFromFairShare": _round(report.mean([s["distance"] for s in busy]), 3),
         "podsDeletedBeforeFinishing": len(lost),
+        "jobsStoppedBeforeFinishing": len(restarts),
+        "meanSecondsUntilWholeAgain": _round(report.mean(restarts)),
+        "jobsNotWholeAgainAtEnd": not_again,
+        "meanSubmitLagSeconds": _round(report.mean(lags), 2),
+        "maxSubmitLagSeconds": _round(max(lags, default=0.0), 2),
         "gpuHoursLost": _round(_gpu_hours(lost)),
         "gpuHoursLostOnSoofisBlock": _round(_gpu_hours([r for r in lost if r.node.startswith("soofi-")])),
         "gpuHoursLostInTheFirstTwoMinutes": _round(_gpu_hours([r for r in lost if r.ended and r.ended < 120])),
@@ -492,6 +511,13 @@ def measure(arrivals: list[Arrival], created: dict[str, float], recorder: Record
         "wallSeconds": _round(end),
         "series": {key: [s[key] for s in samples] for key in ("t", "allocated", "partial", "distance")},
     }
+
+
+def _holding(records: Sequence[PodRecord], moment: float) -> int:
+    """How many of ``records`` were bound and not yet stopped at ``moment``."""
+    return sum(
+        1 for r in records if r.bound is not None and r.bound <= moment and (r.ended is None or r.ended > moment)
+    )
 
 
 def _gpu_hours(records: Sequence[PodRecord]) -> float:
@@ -558,6 +584,45 @@ RATIOS = (
 )
 
 
+ROWS = (
+    ("mean queueing delay (s)", "meanQueueingDelaySeconds"),
+    ("p95 queueing delay (s)", "p95QueueingDelaySeconds"),
+    ("mean queueing delay after the burst (s)", "meanQueueingDelayAfterTheBurstSeconds"),
+    ("p95 queueing delay after the burst (s)", "p95QueueingDelayAfterTheBurstSeconds"),
+    ("jobs still waiting at the end", "jobsStillWaitingAtEnd"),
+    ("mean bound to finished (s)", "meanRunSeconds"),
+    ("mean allocation", "meanAllocation"),
+    ("mean allocation from 150 s", "meanAllocationFrom150Seconds"),
+    ("GPUs in partly bound gangs, mean", "meanGpusInPartlyBoundGangs"),
+    ("GPUs in partly bound gangs, max", "maxGpusInPartlyBoundGangs"),
+    ("distance from fair share", "meanDistanceFromFairShare"),
+    ("SOOFI job: created to all bound (s)", "soofiWaitSeconds"),
+    ("pods stopped before they finished", "podsDeletedBeforeFinishing"),
+    ("jobs stopped before they finished", "jobsStoppedBeforeFinishing"),
+    ("stopped jobs: mean time until whole again (s)", "meanSecondsUntilWholeAgain"),
+    ("stopped jobs not whole again at the end", "jobsNotWholeAgainAtEnd"),
+    ("GPU-hours lost", "gpuHoursLost"),
+    ("GPU-hours lost on SOOFI's block", "gpuHoursLostOnSoofisBlock"),
+    ("submission lag, mean / max (s)", "meanSubmitLagSeconds"),
+    ("scheduler CPU seconds", "schedulerCpuSeconds"),
+    ("scheduler peak RSS (MiB)", "schedulerPeakRssMiB"),
+)
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """The side-by-side table in Markdown, with Leitstand ÷ Kueue."""
+    lines = ["| | Kueue + kube-scheduler | Leitstand | Leitstand ÷ Kueue |", "|---|---|---|---|"]
+    for label, key in ROWS:
+        theirs, ours = results["kueue"].get(key), results["leitstand"].get(key)
+        ratio = (
+            f"{ours / theirs:.2f}"
+            if isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs
+            else "—"
+        )
+        lines.append(f"| {label} | {theirs} | {ours} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 async def run(minutes: float, out: Path, stacks: Sequence[str]) -> dict[str, Any]:
     arrivals = workload(minutes, capacity=10_000)
     workdir = Path(tempfile.mkdtemp(prefix="leitstand-kueue-bench-"))  # the clusters' state and logs
@@ -582,13 +647,14 @@ async def run(minutes: float, out: Path, stacks: Sequence[str]) -> dict[str, Any
             for key in RATIOS
         }
         plot(results, out)
+        (out / "table.md").write_text(table(results))
     (out / "report.json").write_text(json.dumps(document, indent=1))
     return document
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="keep report.json and kueue.png here")
+    parser.add_argument("--out", type=Path, default=None, help="keep report.json, table.md and kueue.png here")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall minutes of arrivals and measurement")
     parser.add_argument("--stacks", default="kueue,leitstand", help="which stacks, in order")
     args = parser.parse_args()

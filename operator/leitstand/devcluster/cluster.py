@@ -763,7 +763,7 @@ class LocalCluster:
             )
         )
         child = self._spawn("kueue", [str(binary), f"--config={config}", f"--kubeconfig={self.kubeconfig}"])
-        self._wait_healthy("kueue", child, f"http://{LOOPBACK}:{probe}/healthz")
+        self._wait_healthy("kueue", child, f"http://{LOOPBACK}:{probe}/readyz")  # ready: its webhooks listen
         self._register_webhooks("kueue", binaries.shipped("kueue-webhooks.yaml"), webhook, kueue_serves)
 
     def _register_webhooks(self, owner: str, manifests: Path, port: int, served: Callable[[str], bool]) -> None:

@@ -188,8 +188,12 @@ def _same(first: Write, second: Write) -> bool:
     """Would ``second`` do what ``first`` does? (Events with the same key say the same thing.)"""
     if first.best_effort and second.best_effort:
         return first.key == second.key
-    return (first.verb, first.path, first.body, first.patch_type, first.grace_seconds, first.then) == (
-        second.verb, second.path, second.body, second.patch_type, second.grace_seconds, second.then
+    if (first.then is None) != (second.then is None):
+        return False
+    if first.then is not None and second.then is not None and not _same(first.then, second.then):
+        return False
+    return (first.verb, first.path, first.body, first.patch_type, first.grace_seconds) == (
+        second.verb, second.path, second.body, second.patch_type, second.grace_seconds
     )  # fmt: skip
 
 
@@ -280,7 +284,7 @@ class Applier:
             if self._sending.get(write.key) is write:
                 del self._sending[write.key]
             self._wake.set()  # a write waiting behind this one may go; or the runner sees it is idle
-        if write.then is not None:
+        if write.then is not None and self.allowed():  # a deposed leader sends nothing more
             self.submit([write.then], done)
         if done is not None:
             try:
@@ -289,7 +293,8 @@ class Applier:
                 logger.exception("handling the outcome of %s %s failed", write.verb, write.path)
 
     async def apply(self, writes: Iterable[Write]) -> list[Outcome]:
-        """Performs every write, at most ``concurrency`` at a time; one Outcome per write, in order."""
+        """Performs every write, at most ``concurrency`` at a time; one Outcome per write, in order (a write's
+        ``then`` follows it, and only failures of the followers are logged)."""
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(write: Write) -> Outcome:

@@ -99,30 +99,35 @@ def translate(
             "them as shared_node_labels to keep the reservations whole"
         )
 
-    def flavors(name: str, spec: GPUQuotaSpec, *, own: bool) -> list[dict[str, Any]]:
-        """The flavor quotas of a ClusterQueue (``own``) or of a cohort's own capacity."""
-        result = []
+    def flavors(name: str, spec: GPUQuotaSpec, *, beyond_children: bool, in_cohort: bool) -> list[dict[str, Any]]:
+        """The flavor quotas of a ClusterQueue or of a cohort's own capacity: nominal = the guarantee (less the
+        children's when ``beyond_children``); limits only ``in_cohort`` (Kueue refuses them at the top)."""
+        shared: list[dict[str, Any]] = []
+        pooled: list[dict[str, Any]] = []
         for gpu in types:
             share = spec.gpus.get(gpu)
             guaranteed = share.guaranteed if share else 0
-            if not own:
+            if beyond_children:
                 guaranteed = max(0, guaranteed - sum(_guaranteed(quotas[c], gpu) for c in children[name]))
+            if gpu in pools.get(name, []):
+                guaranteed = 0  # the owner's guarantee is its pool's flavor
             quota: dict[str, Any] = {"name": bodies.GPU_RESOURCE, "nominalQuota": str(guaranteed)}
-            pooled = gpu in pools.get(name, [])
-            if pooled:
-                quota["nominalQuota"] = "0"  # the owner's guarantee is its pool's flavor
-            if share is not None and share.limit is not None:
+            if in_cohort and share is not None and share.limit is not None:
                 quota["borrowingLimit"] = str(max(0, share.limit - share.guaranteed))
-            result.append({"name": gpu, "resources": [quota]})
+            shared.append({"name": gpu, "resources": [quota]})
         for owner, gpus in pools.items():
+            reservation = quotas[owner].reservation
+            assert reservation is not None
             for gpu in gpus:
-                mine = name == owner
                 share = spec.gpus.get(gpu)
+                mine = name == owner
                 quota = {"name": bodies.GPU_RESOURCE, "nominalQuota": str(share.guaranteed if mine and share else 0)}
-                assert quotas[owner].reservation is not None
-                if mine and not quotas[owner].reservation.lend_idle:  # type: ignore[union-attr]
+                if in_cohort and mine and not reservation.lend_idle:
                     quota["lendingLimit"] = "0"
-                result.append({"name": f"{owner}-{gpu}", "resources": [quota]})
+                if in_cohort and share is not None and share.limit is not None and not mine:
+                    quota["borrowingLimit"] = str(max(0, share.limit - share.guaranteed))
+                (pooled if mine else shared).append({"name": f"{owner}-{gpu}", "resources": [quota]})
+        result = pooled + shared  # an owner looks in its own pool first
         return [{"coveredResources": [bodies.GPU_RESOURCE], "flavors": result}]
 
     def weight(name: str, spec: GPUQuotaSpec) -> dict[str, Any]:
@@ -136,9 +141,13 @@ def translate(
         parent = spec.parent
         if children[name]:
             cohort: dict[str, Any] = {
-                "resourceGroups": flavors(name, spec, own=False),
+                "resourceGroups": flavors(name, spec, beyond_children=True, in_cohort=parent is not None),
                 "fairSharing": weight(name, spec),
             }
+            if spec.namespaces:  # its own capacity is its ClusterQueue's
+                for group in cohort["resourceGroups"]:
+                    for flavor in group["flavors"]:
+                        flavor["resources"][0]["nominalQuota"] = "0"
             if parent is not None:
                 cohort["parentName"] = parent
             objects.append(_object("Cohort", name, cohort))
@@ -151,7 +160,9 @@ def translate(
                         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(spec.namespaces)}
                     ]
                 },
-                "resourceGroups": flavors(name, spec, own=True),
+                "resourceGroups": flavors(
+                    name, spec, beyond_children=bool(children[name]), in_cohort=bool(children[name] or parent)
+                ),
                 "queueingStrategy": "BestEffortFIFO",
                 "preemption": {"reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority"},
                 "fairSharing": weight(name, spec),
@@ -163,6 +174,13 @@ def translate(
                 local = _object("LocalQueue", queue_name, {"clusterQueue": queue})
                 local["metadata"]["namespace"] = namespace
                 objects.append(local)
+        if parent is None and not children[name] and any(share.limit is not None for share in spec.gpus.values()):
+            notes.append(f"{name}: a queue outside every cohort cannot borrow; its limit is dropped")
+        if parent is None and children[name] and any(share.limit is not None for share in spec.gpus.values()):
+            notes.append(f"{name}: Kueue refuses a borrowing limit on a cohort without a parent; its limit is dropped")
+        if pools and any(share.limit is not None for share in spec.gpus.values()) and spec.namespaces:
+            notes.append(f"{name}: Kueue limits borrowing per flavor, so its limit holds in each flavor of a type "
+                         "(shared and reserved) but not across them")  # fmt: skip
         for field_name, what in (
             ("min_runtime_seconds", "minRuntimeSeconds"),
             ("default_runtime_limit", "defaultRuntimeLimit"),

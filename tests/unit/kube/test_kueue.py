@@ -42,8 +42,12 @@ def test_the_worked_example_becomes_cohorts_cluster_queues_and_local_queues(exam
     locals_ = [
         (o["metadata"]["namespace"], o["spec"]["clusterQueue"]) for o in example.objects if o["kind"] == "LocalQueue"
     ]
-    assert sorted(locals_) == [("acme-robotics", "acme-robotics"), ("helix-pharma", "helix-pharma"),
-                               ("nordwind-energy", "nordwind-energy"), ("soofi", "soofi")]  # fmt: skip
+    assert sorted(locals_) == [
+        ("acme-robotics", "acme-robotics"),
+        ("helix-pharma", "helix-pharma"),
+        ("nordwind-energy", "nordwind-energy"),
+        ("soofi", "soofi"),
+    ]
     # parents before children: a cohort exists before what names it
     order = [o["metadata"]["name"] for o in example.objects]
     assert order.index("root") < order.index("industry") < order.index("acme-robotics")
@@ -62,7 +66,11 @@ def test_a_cohort_holds_what_its_guarantee_adds_beyond_its_childrens(example: ku
     assert flavor_quotas(cohorts["industry"])["b200"]["nominalQuota"] == "1000"
     assert cohorts["industry"]["spec"]["fairSharing"] == {"weight": "3"}
     # the whole site adds up: 8,960 shared B200 and SOOFI's 1,040
-    total = sum(int(flavor_quotas(o)["b200"]["nominalQuota"]) for o in example.objects if o["kind"] in ("Cohort", "ClusterQueue"))  # fmt: skip
+    total = sum(
+        int(flavor_quotas(o)["b200"]["nominalQuota"])
+        for o in example.objects
+        if o["kind"] in ("Cohort", "ClusterQueue")
+    )
     assert total == 10_000 - 1040
 
 
@@ -71,7 +79,10 @@ def test_a_cluster_queue_has_its_guarantee_as_nominal_and_its_limit_as_borrowing
     nordwind = queues["nordwind-energy"]["spec"]
     assert nordwind["cohortName"] == "industry"
     assert flavor_quotas(queues["nordwind-energy"])["b200"] == {
-        "name": "nvidia.com/gpu", "nominalQuota": "2000", "borrowingLimit": "2000"}  # fmt: skip
+        "name": "nvidia.com/gpu",
+        "nominalQuota": "2000",
+        "borrowingLimit": "2000",
+    }
     assert nordwind["namespaceSelector"]["matchExpressions"][0]["values"] == ["nordwind-energy"]
     assert nordwind["preemption"] == {"reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority"}
     acme = flavor_quotas(queues["acme-robotics"])
@@ -92,7 +103,10 @@ def test_a_reservation_becomes_a_flavor_only_its_owner_has_quota_in(example: kue
     assert soofi["b200"] == {"name": "nvidia.com/gpu", "nominalQuota": "0", "borrowingLimit": "0"}  # limit 1,040
     topology = example.named("Topology")[kueue.TOPOLOGY]["spec"]["levels"]
     assert [level["nodeLabel"] for level in topology] == [
-        "network.topology.nvidia.com/spine", "network.topology.nvidia.com/leaf", "kubernetes.io/hostname"]  # fmt: skip
+        "network.topology.nvidia.com/spine",
+        "network.topology.nvidia.com/leaf",
+        "kubernetes.io/hostname",
+    ]
 
 
 def test_what_does_not_carry_over_is_noted(example: kueue.Translation) -> None:
@@ -106,19 +120,30 @@ def test_what_does_not_carry_over_is_noted(example: kueue.Translation) -> None:
 def test_a_pool_kept_to_itself_lends_nothing() -> None:
     specs = {
         "root": GPUQuotaSpec.model_validate({"gpus": {"b200": {"guaranteed": 64}}}),
-        "hero": GPUQuotaSpec.model_validate({"parent": "root", "namespaces": ["hero"], "gpus": {"b200": {"guaranteed": 32}},
-                                             "reservation": {"nodeSelector": {"pool": "hero"}, "lendIdle": False}}),
-    }  # fmt: skip
+        "hero": GPUQuotaSpec.model_validate(
+            {
+                "parent": "root",
+                "namespaces": ["hero"],
+                "gpus": {"b200": {"guaranteed": 32}},
+                "reservation": {"nodeSelector": {"pool": "hero"}, "lendIdle": False},
+            }
+        ),
+    }
     result = kueue.translate(specs)
     assert flavor_quotas(result.named("ClusterQueue")["hero"])["hero-b200"] == {
-        "name": "nvidia.com/gpu", "nominalQuota": "32", "lendingLimit": "0"}  # fmt: skip
+        "name": "nvidia.com/gpu",
+        "nominalQuota": "32",
+        "lendingLimit": "0",
+    }
 
 
 def test_a_quota_with_children_and_namespaces_gets_a_cohort_and_a_queue_in_it() -> None:
     specs = {
         "lab": GPUQuotaSpec.model_validate({"namespaces": ["lab"], "gpus": {"b200": {"guaranteed": 16}}}),
-        "team": GPUQuotaSpec.model_validate({"parent": "lab", "namespaces": ["team"], "gpus": {"b200": {"guaranteed": 8}}}),
-    }  # fmt: skip
+        "team": GPUQuotaSpec.model_validate(
+            {"parent": "lab", "namespaces": ["team"], "gpus": {"b200": {"guaranteed": 8}}}
+        ),
+    }
     result = kueue.translate(specs)
     assert result.named("ClusterQueue")["lab-jobs"]["spec"]["cohortName"] == "lab"
     assert result.named("ClusterQueue")["team"]["spec"]["cohortName"] == "lab"
@@ -135,3 +160,55 @@ def test_a_quota_with_children_and_namespaces_gets_a_cohort_and_a_queue_in_it() 
 def test_a_broken_tree_is_one_clear_error(specs: dict[str, dict[str, object]], message: str) -> None:
     with pytest.raises(UserError, match=message):
         kueue.translate({name: GPUQuotaSpec.model_validate(spec) for name, spec in specs.items()})
+
+
+def test_a_quota_with_children_and_namespaces_is_counted_once() -> None:
+    specs = {
+        "lab": GPUQuotaSpec.model_validate({"namespaces": ["lab"], "gpus": {"b200": {"guaranteed": 16}}}),
+        "team": GPUQuotaSpec.model_validate(
+            {"parent": "lab", "namespaces": ["team"], "gpus": {"b200": {"guaranteed": 8}}}
+        ),
+    }
+    result = kueue.translate(specs)
+    # the tree's 16 GPUs: 8 for the team, 8 for lab's own jobs, none besides in the cohort
+    nominal = {
+        o["metadata"]["name"]: flavor_quotas(o)["b200"]["nominalQuota"]
+        for o in result.objects
+        if o["kind"] in ("Cohort", "ClusterQueue")
+    }
+    assert nominal == {"lab": "0", "lab-jobs": "8", "team": "8"}
+
+
+def test_an_owner_looks_in_its_pool_first_and_a_limit_holds_in_every_flavor() -> None:
+    specs = {
+        "root": GPUQuotaSpec.model_validate({"gpus": {"b200": {"guaranteed": 64}}}),
+        "hero": GPUQuotaSpec.model_validate(
+            {
+                "parent": "root",
+                "namespaces": ["hero"],
+                "gpus": {"b200": {"guaranteed": 32, "limit": 48}},
+                "reservation": {"nodeSelector": {"pool": "hero"}},
+            }
+        ),
+        "team": GPUQuotaSpec.model_validate(
+            {"parent": "root", "namespaces": ["team"], "gpus": {"b200": {"guaranteed": 16, "limit": 24}}}
+        ),
+    }
+    result = kueue.translate(specs)
+    hero = result.named("ClusterQueue")["hero"]["spec"]["resourceGroups"][0]["flavors"]
+    assert [f["name"] for f in hero] == ["hero-b200", "b200"]
+    team = flavor_quotas(result.named("ClusterQueue")["team"])
+    assert team["b200"]["borrowingLimit"] == "8"
+    assert team["hero-b200"] == {"name": "nvidia.com/gpu", "nominalQuota": "0", "borrowingLimit": "8"}
+    assert any(note.startswith("team: Kueue limits borrowing per flavor") for note in result.notes)
+
+
+def test_limits_kueue_would_refuse_at_the_top_are_dropped_with_a_note() -> None:
+    specs = {
+        "solo": GPUQuotaSpec.model_validate({"namespaces": ["solo"], "gpus": {"b200": {"guaranteed": 8, "limit": 16}}})
+    }
+    result = kueue.translate(specs)
+    solo = result.named("ClusterQueue")["solo"]["spec"]
+    assert "cohortName" not in solo
+    assert "borrowingLimit" not in solo["resourceGroups"][0]["flavors"][0]["resources"][0]
+    assert "solo: a queue outside every cohort cannot borrow; its limit is dropped" in result.notes
