@@ -137,18 +137,6 @@ def test_a_pool_kept_to_itself_lends_nothing() -> None:
     }
 
 
-def test_a_quota_with_children_and_namespaces_gets_a_cohort_and_a_queue_in_it() -> None:
-    specs = {
-        "lab": GPUQuotaSpec.model_validate({"namespaces": ["lab"], "gpus": {"b200": {"guaranteed": 16}}}),
-        "team": GPUQuotaSpec.model_validate(
-            {"parent": "lab", "namespaces": ["team"], "gpus": {"b200": {"guaranteed": 8}}}
-        ),
-    }
-    result = kueue.translate(specs)
-    assert result.named("ClusterQueue")["lab-jobs"]["spec"]["cohortName"] == "lab"
-    assert result.named("ClusterQueue")["team"]["spec"]["cohortName"] == "lab"
-
-
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
@@ -162,7 +150,7 @@ def test_a_broken_tree_is_one_clear_error(specs: dict[str, dict[str, object]], m
         kueue.translate({name: GPUQuotaSpec.model_validate(spec) for name, spec in specs.items()})
 
 
-def test_a_quota_with_children_and_namespaces_is_counted_once() -> None:
+def test_a_quota_with_children_and_namespaces_gets_a_cohort_and_a_queue_in_it_counted_once() -> None:
     specs = {
         "lab": GPUQuotaSpec.model_validate({"namespaces": ["lab"], "gpus": {"b200": {"guaranteed": 16}}}),
         "team": GPUQuotaSpec.model_validate(
@@ -170,6 +158,8 @@ def test_a_quota_with_children_and_namespaces_is_counted_once() -> None:
         ),
     }
     result = kueue.translate(specs)
+    assert result.named("ClusterQueue")["lab-jobs"]["spec"]["cohortName"] == "lab"
+    assert result.named("ClusterQueue")["team"]["spec"]["cohortName"] == "lab"
     # the tree's 16 GPUs: 8 for the team, 8 for lab's own jobs, none besides in the cohort
     nominal = {
         o["metadata"]["name"]: flavor_quotas(o)["b200"]["nominalQuota"]
