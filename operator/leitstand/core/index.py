@@ -71,6 +71,7 @@ class Index:
     preemptible_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # running
     queueless: list[Job] = field(default_factory=list)  # running preemptible jobs whose namespace has no queue
     nominees: list[Job] = field(default_factory=list)  # waiting jobs with a nomination
+    growing: dict[JobKey, list[Job]] = field(default_factory=dict)  # elastic gangs' growth replicas, by rank
     running: dict[tuple[QueueName, GPUType], int] = field(default_factory=dict)  # held at the snapshot
     shares: dict[QueueName, dict[GPUType, int]] = field(default_factory=dict)
     waiting_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # in queue order
@@ -445,7 +446,8 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
         gpu_type = job.gpu_type
         if job.placement:
             placed = [node for node in job.placement if node is not None and node in free]
-            if not job.terminating and (len(placed) != job.replicas or len(job.placement) != job.replicas):
+            whole = len(placed) == job.replicas and len(job.placement) == job.replicas
+            if not whole and not job.terminating and job.grows is None:
                 index.partial_jobs.append(job)
             if placed:
                 preemptible = job.priority is train
@@ -467,6 +469,9 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
                         for name in path:
                             key = (name, node_type)
                             leaving[key] = leaving.get(key, 0) + len(placed) * job.gpus_per_replica
+        if job.grows is not None:  # an elastic job's replica above its gang: never demand (``elastic``)
+            index.growing.setdefault(job.grows, []).append(job)
+            continue
         if queue is None or job.terminating:
             continue
         if not job.placement:
@@ -489,6 +494,8 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
         per_type = demand.setdefault(queue, {})
         per_type[gpu_type] = per_type.get(gpu_type, 0) + job.replicas * job.gpus_per_replica
     index.partial_jobs.sort(key=lambda j: j.key)
+    for replicas in index.growing.values():
+        replicas.sort(key=lambda j: j.rank)
     index.nominees.sort(key=lambda j: j.key)
     index.running = dict(statement.allocated)  # what runs now, for status: terminating jobs still do
     for key, gpus in leaving.items():
@@ -520,7 +527,7 @@ def _collect_waiting(index: Index, found: Decided) -> dict[QueueName, list[Job]]
     """The jobs that wait, per leaf queue in queue order; jobs without a usable queue are explained in ``found``."""
     per_queue: dict[QueueName, list[Job]] = {}
     for job in index.snapshot.jobs:
-        if job.placement or job.terminating:
+        if job.placement or job.terminating or job.grows is not None:
             continue
         queue = index.leaf_of_namespace.get(job.namespace)
         if queue is None:

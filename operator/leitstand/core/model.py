@@ -156,15 +156,30 @@ class Job:
     reserved_start: float | None = None  # and from when
     checkpoint_interval: float | None = None  # seconds: the job saves its work about this often
     last_checkpoint: float | None = None  # when it last reported saving its work (on the caller's clock)
+    min_replicas: int | None = None  # elastic: a gang of this many, growing to ``replicas`` into idle capacity
+    leaving: tuple[int, ...] = ()  # elastic: ranks above the gang whose pods are stopping (they hold their nodes)
+    grows: JobKey | None = None  # inside a cycle only: this is replica ``rank`` of elastic job ``grows``
+    rank: int = 0
 
     @property
     def gpus(self) -> int:
-        """GPUs of the whole gang."""
+        """GPUs of the whole gang (of an elastic job: at its maximum)."""
         return self.replicas * self.gpus_per_replica
 
     @property
+    def elastic(self) -> bool:
+        """Does the job grow above a smaller gang (``min_replicas``)?"""
+        return self.min_replicas is not None and 0 < self.min_replicas < self.replicas
+
+    @property
+    def gang(self) -> int:
+        """Replicas placed all together or not at all: ``min_replicas`` of an elastic job, else all of them."""
+        return self.min_replicas if self.elastic and self.min_replicas is not None else self.replicas
+
+    @property
     def running(self) -> bool:
-        return len(self.placement) == self.replicas and all(node is not None for node in self.placement)
+        """Are all replicas of its gang placed? (An elastic job's replicas above its gang may wait.)"""
+        return len(self.placement) == self.replicas and all(node is not None for node in self.placement[: self.gang])
 
 
 CHECKPOINT_SLACK = 60.0  # seconds after a save due by a job's interval before its pods stop: its clock is not ours
@@ -365,28 +380,34 @@ def utc_text(seconds: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Bind:
-    """Place every waiting replica of ``job``: ``nodes[i]`` for replica ``i``."""
+    """Place every waiting replica of ``job``: ``nodes[i]`` for replica ``i``; with ``ranks`` (elastic jobs),
+    ``nodes[i]`` for the replica of rank ``ranks[i]``."""
 
     job: JobKey
     nodes: tuple[NodeName, ...]
+    ranks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Eviction:
-    """Stop ``job`` (all its pods) so that ``beneficiary`` can run."""
+    """Stop ``job`` (all its pods; with ``ranks``, only the replicas of those ranks: an elastic job shrinks)
+    so that ``beneficiary`` can run."""
 
     job: JobKey
     reason: Reason
     beneficiary: JobKey
     message: str
+    ranks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """Unbind a partly bound gang that cannot be completed, so it waits whole."""
+    """Unbind a partly bound gang that cannot be completed, so it waits whole (with ``ranks``, only those
+    replicas of an elastic job: they grew around a gang that no longer runs)."""
 
     job: JobKey
     message: str
+    ranks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,12 +516,21 @@ def with_reserved(snapshot: Snapshot, reserved: Mapping[JobKey, Planned]) -> Sna
 def held_after(snapshot: Snapshot, decisions: Decisions) -> list[tuple[Job, NodeName]]:
     """Every replica held once ``decisions`` are carried out, as (job, node): what evicted and released
     jobs do not keep, plus the binds."""
-    gone = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
+    gone: dict[JobKey, set[int] | None] = {}  # the ranks that go (None: all)
+    stops: list[Eviction | Release] = [*decisions.evictions, *decisions.releases]
+    for stop in stops:
+        ranks = gone.setdefault(stop.job, set())
+        if ranks is not None:
+            if stop.ranks:
+                ranks.update(stop.ranks)
+            else:
+                gone[stop.job] = None
     binds = {b.job: b.nodes for b in decisions.binds}
     held = []
     for job in snapshot.jobs:
-        if job.key in gone:
+        stopped = gone.get(job.key, set())
+        if stopped is None:
             continue
-        held += [(job, node) for node in job.placement if node is not None]
+        held += [(job, node) for rank, node in enumerate(job.placement) if node is not None and rank not in stopped]
         held += [(job, node) for node in binds.get(job.key, ())]
     return held

@@ -80,8 +80,9 @@ class Pool:
                 if victim.key in self.bound:
                     continue
                 started = victim.started if victim.started is not None else now
-                entries.append((self.cost(victim), victim.key, victim, now - started < protect))
-            entries.sort()  # by work at risk, then key (unique: jobs are never compared)
+                young = victim.grows is None and now - started < protect  # growth replicas are never protected
+                entries.append((self.cost(victim), victim.key, victim, young))
+            entries.sort(key=lambda entry: victim_order(entry[2], entry[0]))
             self.sorted_by_queue[queue] = entries
         return entries
 
@@ -108,6 +109,17 @@ class Pool:
             stop = model.stop_time(victim, index.now, notice)
             cost = self.costs[victim.key] = 0.0 if victim.terminating else model.work_at_risk(victim, stop)
         return cost
+
+    def members(self, victim: Job) -> list[Job]:
+        """What evicting ``victim`` stops: the job, and an elastic gang's replicas it grew (they go with it)."""
+        grown = self.index.growing.get(victim.key)
+        if not grown:
+            return [victim]
+        return [victim, *(r for r in grown if r.placement and not r.terminating)]
+
+    def taking(self, victim: Job) -> int:
+        """GPUs its queue loses when ``victim`` is evicted (``members``)."""
+        return sum(member.gpus for member in self.members(victim))
 
     def counts(self, key: JobKey, statement: Statement) -> dict[NodeName, int]:
         """Replicas per node of a running job (what evicting it frees where), computed once per cycle."""
@@ -190,12 +202,15 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 and any(run.index.owner_of_node.get(n) == owner for n in holdings[victim.key].nodes)
             ):
                 lent.append((pool.cost(victim), victim.key, victim))
-    lent.sort()  # by work at risk, then key (keys are unique: jobs are never compared)
+    lent.sort(key=lambda item: victim_order(item[2], item[0]))
     lent_keys = {key for _cost, key, _victim in lent}
-    within = [
+    within = [  # of its own queue: lower priorities, and any elastic job's growth replicas but its own
         victim
-        for _cost, key, victim, young in (pool.of_queue(queue) if may_preempt else ())
-        if job.priority > victim.priority and not young and key not in lent_keys and usable(victim)
+        for _cost, key, victim, young in pool.of_queue(queue)
+        if ((may_preempt and job.priority > victim.priority) or victim.grows not in (None, job.key))
+        and not young
+        and key not in lent_keys
+        and usable(victim)
     ]
     reclaim: list[tuple[float, JobKey, Job]] = []
     if may_reclaim and gpu_type is not None:
@@ -213,18 +228,26 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
             if spare <= 0:
                 continue
             for cost, key, victim, young in pool.of_type(victim_queue, gpu_type, statement):
-                if young or victim.gpus > spare or key in lent_keys:  # alone, it must keep its queue at its share
+                if (
+                    young or pool.taking(victim) > spare or key in lent_keys
+                ):  # alone, it must keep its queue at its share
                     continue
                 holding = holdings.get(key)
                 if holding is not None and key != job.key and not eligible.isdisjoint(holding.nodes):
                     reclaim.append((cost, key, victim))
-        reclaim.sort()  # by work at risk, then key (keys are unique: jobs are never compared)
+        reclaim.sort(key=lambda item: victim_order(item[2], item[0]))
     return (
         [(v, Reason.GANG_INCOMPLETE) for v in sorted(leaving, key=lambda v: v.key)]  # already going: free of cost
         + [(v, Reason.RETURNED_LENT_CAPACITY) for _c, _k, v in lent]
         + [(v, Reason.PREEMPTED) for v in within]
         + [(v, Reason.RECLAIMED) for _c, _k, v in reclaim]
     )
+
+
+def victim_order(victim: Job, cost: float) -> tuple[bool, int, float, str]:
+    """The order victims of one kind are taken in: elastic jobs' growth replicas first (the highest ranks
+    first), then by work at risk, then by key (unique: jobs are never compared)."""
+    return (victim.grows is None, -victim.rank, cost, victim.key)
 
 
 _Victim = tuple[Job, Reason, dict[NodeName, int]]  # and its replicas per node
@@ -305,22 +328,38 @@ class Surplus:
             spare = self.spare[name] = allocated - self.run.index.shares.get(name, {}).get(gpu_type, 0)
         return spare
 
-    def allows(self, victims: Sequence[tuple[Job, Reason]], taken: dict[QueueName, int]) -> bool:
+    def allows(self, victims: Sequence[tuple[Job, Reason]], taken: "Taken") -> bool:
         """Would reclaiming ``victims`` (on top of ``taken``, which it updates when they fit) keep every
-        victim queue, and each ancestor not shared with the beneficiary, at or above its fair share?"""
+        victim queue, and each ancestor not shared with the beneficiary, at or above its fair share? An
+        elastic gang takes the replicas it grew with it; each replica counts once."""
         if self.waiting.gpu_type is None:
             return True
         extra: dict[QueueName, int] = {}
+        counted: set[JobKey] = set()
         for victim, reason in victims:
-            if reason is Reason.RECLAIMED:
-                for name in self.path(victim):
-                    extra[name] = extra.get(name, 0) + victim.gpus
+            if reason is not Reason.RECLAIMED:
+                continue
+            for member in self.run.pool.members(victim):
+                if member.key in taken.jobs or member.key in counted:
+                    continue
+                counted.add(member.key)
+                for name in self.path(member):
+                    extra[name] = extra.get(name, 0) + member.gpus
         for name, gpus in extra.items():
-            if self.left(name) - taken.get(name, 0) < gpus:
+            if self.left(name) - taken.gpus.get(name, 0) < gpus:
                 return False
         for name, gpus in extra.items():
-            taken[name] = taken.get(name, 0) + gpus
+            taken.gpus[name] = taken.gpus.get(name, 0) + gpus
+        taken.jobs |= counted
         return True
+
+
+@dataclass(slots=True)
+class Taken:
+    """What one plan's reclaim victims take so far: GPUs per queue, and the jobs counted."""
+
+    gpus: dict[QueueName, int] = field(default_factory=dict)
+    jobs: set[JobKey] = field(default_factory=set)
 
 
 def _plan(
@@ -346,7 +385,7 @@ def _plan(
     assert queue is not None
     statement = run.statement
     room = Room(job, statement, *group)  # the group's nodes, and the replicas that fit there now
-    taken: dict[QueueName, int] = {}
+    taken = Taken()
     chosen: list[_Victim] = []
     for victim, reason, counts in victims:
         if room.total >= job.replicas:
@@ -365,7 +404,7 @@ def _plan(
         else:
             room.change(victim, counts, +1)
     chosen = [item for item in chosen if item[0].key not in spared]
-    if not fair_first and not surplus.allows([(v, r) for v, r, _c in chosen], {}):
+    if not fair_first and not surplus.allows([(v, r) for v, r, _c in chosen], Taken()):
         return None
     return Plan(domain, [(v, r) for v, r, _c in chosen], sum(run.pool.cost(v) for v, _r, _c in chosen))
 
@@ -498,7 +537,13 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
     if best is None:
         return None
     mark = statement.checkpoint()
-    for victim, _reason in best.victims:
+    taken = list(best.victims)
+    chosen = {victim.key for victim, _reason in taken}
+    for victim, reason in best.victims:  # a whole elastic gang goes with the replicas it grew
+        for replica in run.pool.members(victim)[1:]:
+            if replica.key in statement.holdings and replica.key not in chosen:
+                taken.append((replica, reason))
+    for victim, _reason in taken:
         statement.release(victim)
     found = placement.place(
         job, job.replicas, statement, nodes, run.index.policy, gpu_type=gpu_type,
@@ -509,7 +554,7 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
         return None
     statement.hold(job, found.nodes, run.index.paths[queue], firm=not job.priority.preemptible)
     statement.commit()
-    return best.victims, found.nodes
+    return taken, found.nodes
 
 
 def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
@@ -584,9 +629,11 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
                 f"{'are' if len(going) != 1 else 'is'} gone"
             )
             continue
-        names = []
+        names: list[str] = []
         for victim, reason in chosen:
-            names.append(victim.key)
+            name = victim.grows or victim.key  # an elastic job's growth replicas are named by their job
+            if name not in names:
+                names.append(name)
             if reason is Reason.RETURNED_LENT_CAPACITY:
                 message = f"returned lent capacity to queue {index.owner(waiting.queue)} for {waiting.job.key}"
             elif reason is Reason.PREEMPTED:
@@ -602,7 +649,7 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
         waiting.reason = Reason.WAITING_FOR_RECLAIM
         gpus = sum(v.gpus for v, _r in chosen)
         waiting.message = (
-            f"evicting {len(chosen)} job{'s' if len(chosen) != 1 else ''} ({', '.join(names)}) to free {gpus} "
+            f"evicting {len(names)} job{'s' if len(names) != 1 else ''} ({', '.join(names)}) to free {gpus} "
             f"{waiting.gpu_type or 'GPUs'}; starts once they are gone"
         )
     return mine
@@ -617,8 +664,9 @@ def _may_take(run: _Run, waiting: Waiting) -> bool:
         return True
     if any(not run.spoken_for(victim.key) for victim in run.index.terminating_jobs):
         return True
-    if job.priority > min(Priority) and any(
-        v.priority < job.priority for v in run.index.preemptible_by_queue.get(queue, ())
+    if any(
+        v.priority < job.priority or v.grows not in (None, job.key)  # lower priorities, and elastic growth
+        for v in run.index.preemptible_by_queue.get(queue, ())
     ):
         return True
     return within_share(run.index, run.statement, job, queue, gpu_type)

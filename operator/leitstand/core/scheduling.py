@@ -28,9 +28,13 @@ allocations with checkpoint, rollback and commit) and returns what it decided
 5. ``preemption.reclaim`` (when ``Policy.preemption``): for jobs still waiting,
    reclaim and preemption, nominating what each eviction frees for the job it
    was freed for;
-6. ``explain.explain``: explain every job that still waits, with its place in
+6. ``elastic.grow``: elastic jobs' replicas above their gangs (``elastic.split`` made them
+   jobs of one replica that are never demand) grow into capacity no waiting job of a queue at
+   or below its fair share could use; ``elastic.fold`` gives their binds, evictions and
+   releases back to their jobs, with ranks;
+7. ``explain.explain``: explain every job that still waits, with its place in
    its queue, and report each queue's allocated, reclaiming and pending GPUs;
-7. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
+8. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
 
 Pure and deterministic: no I/O, no clock (``now`` is an argument), ties broken
 by names, every output sorted.
@@ -39,7 +43,7 @@ by names, every output sorted.
 from collections.abc import Callable
 from dataclasses import replace
 
-from leitstand.core import actions, explain, forecast, index, preemption
+from leitstand.core import actions, elastic, explain, forecast, index, preemption
 from leitstand.core.decided import Decided
 from leitstand.core.model import Decisions, Policy, Snapshot
 from leitstand.core.statements import Statement
@@ -56,13 +60,14 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float,
     Idempotent for the same inputs; the order of the snapshot's tuples does not
     change the result.
     """
-    facts, statement, decided = index.build(snapshot, policy, now)
+    facts, statement, decided = index.build(elastic.split(snapshot), policy, now)
     steps: list[Action] = [actions.nominate, actions.repair, actions.allocate]
     if policy.preemption:
         steps.append(preemption.reclaim)
+    steps.append(elastic.grow)
     for action in steps:
         decided.add(action(facts, statement, decided))
     decisions = explain.explain(facts, statement, decided)
     if estimate:
         decisions = replace(decisions, estimates=forecast.estimate(facts, statement, decided))
-    return decisions
+    return elastic.fold(decisions, snapshot)

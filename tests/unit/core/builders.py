@@ -167,6 +167,12 @@ class JobBuilder:
     runtime_limit: float | None = None
     checkpoint_interval: float | None = None
     last_checkpoint: float | None = None
+    min_replicas: int | None = None
+
+    def elastic(self, least: int) -> Self:
+        """An elastic job: a gang of ``least`` replicas that grows to ``replicas``."""
+        self.min_replicas = least
+        return self
 
     def checkpointing(self, *, every: float | None = None, last: float | None = None) -> Self:
         self.checkpoint_interval, self.last_checkpoint = every, last
@@ -231,6 +237,7 @@ class JobBuilder:
             runtime_limit=self.runtime_limit,
             checkpoint_interval=self.checkpoint_interval,
             last_checkpoint=self.last_checkpoint,
+            min_replicas=self.min_replicas,
         )
 
 
@@ -263,14 +270,27 @@ def evicted(decisions: Decisions) -> dict[str, str]:
 
 
 def apply(snap: Snapshot, decisions: Decisions, *, now: float) -> Snapshot:
-    """The next snapshot: binds start running, evicted and released jobs wait again, waiting jobs keep
-    their reservations."""
+    """The next snapshot: binds start running, evicted and released jobs wait again (their pods gone at
+    once; replicas an elastic job shrinks by are gone too), waiting jobs keep their reservations and
+    nominations, as the operator stores them."""
     by_job = {b.job: b for b in decisions.binds}
-    gone = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
+    stops = [*decisions.evictions, *decisions.releases]
+    gone = {stop.job for stop in stops if not stop.ranks}
+    shrunk = {stop.job: set(stop.ranks) for stop in stops if stop.ranks}
     jobs = []
     for job in snap.jobs:
+        if job.key in shrunk:
+            placement = tuple(None if rank in shrunk[job.key] else node for rank, node in enumerate(job.placement))
+            job = replace(job, placement=placement)
         if job.key in gone:
-            jobs.append(replace(job, placement=(), started=None))
+            jobs.append(replace(job, placement=(), started=None, nominated=()))
+        elif job.key in by_job and by_job[job.key].ranks:
+            bind = by_job[job.key]
+            placement = list(job.placement or (None,) * job.replicas)
+            for rank, node in zip(bind.ranks, bind.nodes, strict=True):
+                placement[rank] = node
+            started = job.started if job.running else now
+            jobs.append(replace(job, placement=tuple(placement), started=started, nominated=()))
         elif job.key in by_job:
             waiting = iter(by_job[job.key].nodes)
             if job.placement:
@@ -278,9 +298,10 @@ def apply(snap: Snapshot, decisions: Decisions, *, now: float) -> Snapshot:
                 placement += tuple(waiting)
             else:
                 placement = by_job[job.key].nodes
-            jobs.append(replace(job, placement=placement, started=now))
+            jobs.append(replace(job, placement=placement, started=now, nominated=()))
         else:
             reserved = decisions.reserved.get(job.key)
             nodes, start = (reserved.nodes, reserved.start) if reserved is not None else ((), None)
-            jobs.append(replace(job, reserved=nodes, reserved_start=start))
+            nominated = decisions.nominations.get(job.key, ())
+            jobs.append(replace(job, reserved=nodes, reserved_start=start, nominated=nominated))
     return replace(snap, jobs=tuple(jobs))

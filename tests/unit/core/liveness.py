@@ -152,6 +152,11 @@ def generate(seed: int) -> Scenario:
                     checkpoint_interval=rng.choice([None, None, 30.0, 70.0]),
                 )
             )
+            if rng.random() < 0.2:  # elastic: a gang of 1 to 3 that grows to up to 6
+                most = rng.randint(2, 6)
+                arrivals[cycle][-1] = replace(
+                    arrivals[cycle][-1], replicas=most, min_replicas=min(rng.randint(1, 3), most - 1)
+                )
             if rng.random() < 0.3:
                 durations[key] = rng.randint(2, 10)
             if rng.random() < 0.5:  # a runtime limit: at or above its duration (the operator ends it there)
@@ -189,6 +194,7 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
     result = Run(scenario)
     jobs: dict[JobKey, Job] = {}
     terminating: dict[JobKey, int] = {}  # cycles left until an evicted job's pods are gone
+    shrinking: dict[tuple[JobKey, int], int] = {}  # the same for replicas an elastic job gave back
     started_cycle: dict[JobKey, int] = {}
     nominations: dict[JobKey, tuple[NodeName, ...]] = {}
     reservations: dict[JobKey, tuple[NodeName, ...]] = {}
@@ -207,7 +213,16 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
             events = True
         for key in [k for k, left in terminating.items() if left <= 0]:
             del terminating[key]
-            jobs[key] = replace(jobs[key], placement=(), started=None, terminating=False)
+            jobs[key] = replace(jobs[key], placement=(), started=None, terminating=False, leaving=())
+            for part in [part for part in shrinking if part[0] == key]:
+                del shrinking[part]
+        for part in [part for part, left in shrinking.items() if left <= 0]:
+            del shrinking[part]
+            key, rank = part
+            if key in jobs:
+                job = jobs[key]
+                placement = tuple(None if r == rank else node for r, node in enumerate(job.placement))
+                jobs[key] = replace(job, placement=placement, leaving=tuple(r for r in job.leaving if r != rank))
         for key, started in list(started_cycle.items()):
             duration = scenario.durations.get(key)
             limit = jobs[key].runtime_limit
@@ -216,6 +231,8 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
                 ended = True  # the operator ends a job at its runtime limit
             if ended and key not in terminating:
                 del jobs[key], started_cycle[key]
+                for part in [part for part in shrinking if part[0] == key]:
+                    del shrinking[part]
                 events = True
         if events:
             last_event = cycle
@@ -241,26 +258,42 @@ def run(scenario: Scenario, *, max_cycles: int = 80) -> Run:
         nominations = dict(decisions.nominations)
         reservations = {key: reserved.nodes for key, reserved in decisions.reserved.items()}
         for eviction in decisions.evictions:
-            if (eviction.job, eviction.reason) in evicted_since_event:
-                result.fail(cycle, f"{eviction.job} evicted twice ({eviction.reason}) with no event in between")
-            evicted_since_event.add((eviction.job, eviction.reason))
-            jobs[eviction.job] = replace(jobs[eviction.job], terminating=True)
-            terminating[eviction.job] = scenario.termination_cycles
-            started_cycle.pop(eviction.job, None)
+            for name in [f"{eviction.job}#{rank}" for rank in eviction.ranks] or [eviction.job]:
+                if (name, eviction.reason) in evicted_since_event:
+                    result.fail(cycle, f"{name} evicted twice ({eviction.reason}) with no event in between")
+                evicted_since_event.add((JobKey(name), eviction.reason))
             result.evictions += 1
-        for release in decisions.releases:
-            jobs[release.job] = replace(jobs[release.job], terminating=True)
-            terminating[release.job] = scenario.termination_cycles
+        for stop in [*decisions.evictions, *decisions.releases]:
+            job = jobs[stop.job]
+            if stop.ranks:  # an elastic job shrinks: those replicas stop, the rest runs on
+                jobs[stop.job] = replace(job, leaving=tuple(sorted({*job.leaving, *stop.ranks})))
+                for rank in stop.ranks:
+                    shrinking[(stop.job, rank)] = scenario.termination_cycles
+                continue
+            jobs[stop.job] = replace(job, terminating=True)
+            terminating[stop.job] = scenario.termination_cycles
+            started_cycle.pop(stop.job, None)
         for bind in decisions.binds:
             job = jobs[bind.job]
-            given = iter(bind.nodes)
             current = job.placement or (None,) * job.replicas
-            placed = tuple(node if node is not None else next(given) for node in current)
-            jobs[bind.job] = replace(job, placement=placed, started=now, nominated=())
-            started_cycle[bind.job] = cycle
+            if bind.ranks:
+                placed = tuple(
+                    dict(zip(bind.ranks, bind.nodes, strict=True)).get(rank, node) for rank, node in enumerate(current)
+                )
+            else:
+                given = iter(bind.nodes)
+                placed = tuple(node if node is not None else next(given) for node in current)
+            grown = replace(job, placement=placed, nominated=())
+            if not job.running and grown.running:
+                grown = replace(grown, started=now)
+                started_cycle[bind.job] = cycle
+            jobs[bind.job] = grown
         for key in terminating:
             terminating[key] -= 1
+        for part in shrinking:
+            shrinking[part] -= 1
         active = decisions.binds or decisions.evictions or decisions.releases or terminating or nominations
+        active = active or shrinking
         protected = any(
             job.running
             and not job.terminating
@@ -316,9 +349,21 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
     evicted_now = {e.job for e in decisions.evictions} | {r.job for r in decisions.releases}
     for bind in decisions.binds:
         job = jobs[bind.job]
-        waiting = sum(1 for n in job.placement if n is None) + job.replicas - len(job.placement)
-        if job.terminating or len(bind.nodes) != waiting or not bind.nodes:
-            result.fail(cycle, f"bind of {bind.job} is not its whole gang ({len(bind.nodes)} of {waiting})")
+        current = job.placement or (None,) * job.replicas
+        if bind.ranks:  # an elastic job: its waiting gang whole, or replicas above its running gang
+            gang = [r for r in range(job.gang) if current[r] is None]
+            free = {r for r, node in enumerate(current) if node is None and r not in job.leaving}
+            if (
+                job.terminating
+                or len(bind.ranks) != len(bind.nodes)
+                or not set(bind.ranks) <= free
+                or not set(gang) <= set(bind.ranks)
+            ):
+                result.fail(cycle, f"bind of {bind.job} (ranks {bind.ranks}) is not its gang or growth of it")
+        else:
+            waiting = sum(1 for n in job.placement if n is None) + job.replicas - len(job.placement)
+            if job.terminating or len(bind.nodes) != waiting or not bind.nodes:
+                result.fail(cycle, f"bind of {bind.job} is not its whole gang ({len(bind.nodes)} of {waiting})")
         take(job, bind.nodes)
         placed = [n for n in job.placement if n is not None] + list(bind.nodes)
         types = {nodes[n].gpu_type for n in placed}
@@ -340,7 +385,8 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
             mine = owner is not None and job.namespace in owner.namespaces
             if owner is not None and not mine and not (owner.reservation and owner.reservation.lend_idle):
                 result.fail(cycle, f"{bind.job} bound to {name} of a pool reserved for {owner.name}")
-            if owner is not None and not mine and not job.priority.preemptible:
+            growth = bind.ranks and bind.ranks[bind.nodes.index(name)] >= job.gang  # always preemptible
+            if owner is not None and not mine and not job.priority.preemptible and not growth:
                 result.fail(cycle, f"non-preemptible {bind.job} bound to lent node {name}")
     # backfill never delays a reservation: at its start the gang fits its nodes beside what still runs there
     placed_now = {b.job: b.nodes for b in decisions.binds}
@@ -374,15 +420,21 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
             result.fail(cycle, f"{key} reserved from {reserved.start} on {short}, which will not have room then")
     for key, reserved in decisions.reserved.items():
         job = jobs[key]
-        if job.running or len(reserved.nodes) != job.replicas or reserved.start < now:
+        if job.running or len(reserved.nodes) != job.gang or reserved.start < now:
             result.fail(cycle, f"reservation of {key} is not for a waiting whole gang from now on: {reserved}")
     for name, (gpus, cpu, memory) in used.items():
         node = nodes[name]
         if gpus > node.gpus or cpu > node.cpu_millis or memory > node.memory_bytes:
             result.fail(cycle, f"node {name} over-committed: {gpus} of {node.gpus} GPUs")
-    evicted = {e.job for e in decisions.evictions}
+    evicted = {e.job for e in decisions.evictions if not e.ranks}
+    shrunk = {e.job: set(e.ranks) for e in decisions.evictions if e.ranks}
     for eviction in decisions.evictions:
         job = jobs[eviction.job]
+        if eviction.ranks:  # growth is always preemptible, but only growth: never part of the gang
+            held_ranks = {r for r, node in enumerate(job.placement) if node is not None and r not in job.leaving}
+            if min(eviction.ranks) < job.gang or not set(eviction.ranks) <= held_ranks:
+                result.fail(cycle, f"{eviction.job} shrunk by ranks {eviction.ranks}: not all growth it holds")
+            continue
         if not job.priority.preemptible:
             result.fail(cycle, f"non-preemptible {eviction.job} evicted")
         if job.terminating or not job.running:
@@ -399,7 +451,8 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
         queue = decisions.job_queues.get(job.key)
         if queue is None or job.terminating or job.key in evicted or not job.gpus_per_replica:
             continue
-        placed = [n for n in job.placement if n is not None]
+        gone = shrunk.get(job.key, set())
+        placed = [n for r, n in enumerate(job.placement) if n is not None and r not in gone]
         if job.key in bound:
             placed += list(next(b.nodes for b in decisions.binds if b.job == job.key))
         if not placed:
@@ -418,13 +471,14 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
             victim = jobs[eviction.job]
             gpu_type = nodes[next(n for n in victim.placement if n is not None)].gpu_type
             if gpu_type is not None:
+                freed = len(eviction.ranks) * victim.gpus_per_replica if eviction.ranks else _held_gpus(victim)
                 for name in _path(queues, decisions.job_queues[eviction.job]):
-                    claimed[(name, gpu_type)] += victim.gpus
+                    claimed[(name, gpu_type)] += freed
     for key, names in decisions.nominations.items():
         job, gpu_type = jobs[key], nodes[names[0]].gpu_type
         if gpu_type is not None and key in decisions.job_queues:
             for name in _path(queues, decisions.job_queues[key]):
-                claimed[(name, gpu_type)] += job.gpus
+                claimed[(name, gpu_type)] += job.gang * job.gpus_per_replica
     for (name, gpu_type), gpus in held.items():
         limit = queues[name].shares.get(gpu_type, Share()).limit
         if limit is not None and gpus > limit:
@@ -442,6 +496,7 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
                 result.fail(
                     cycle, f"reclaim pushed queue {name} to {claimed[(name, gpu_type)]} {gpu_type}, below {share}"
                 )
+    _check_growth(result, cycle, snap, decisions)
     explained = {e.job: e for e in decisions.pending}
     free_before = sum(
         node.gpus - used_before
@@ -469,6 +524,42 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
             actual = {e.job for e in decisions.evictions if e.beneficiary == job.key}
             if claimed != actual:
                 result.fail(cycle, f"{job.key} says it evicts {sorted(claimed)}, the decisions say {sorted(actual)}")
+
+
+_WANTS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE, Reason.WAITING_FOR_OLDER_JOB,
+                    Reason.WAITING_FOR_RECLAIM, Reason.GANG_INCOMPLETE})  # fmt: skip
+
+
+def _check_growth(result: Run, cycle: int, snap: Snapshot, decisions: Decisions) -> None:
+    """An elastic job grows only onto nodes that no job waiting for capacity could use while its queue is at or
+    below its fair share (nor a job of its own queue)."""
+    nodes = {node.name: node for node in snap.nodes}
+    jobs = {job.key: job for job in snap.jobs}
+    queues = {queue.name: queue for queue in snap.queues}
+    waiting = [(jobs[e.job], e.queue) for e in decisions.pending if e.reason in _WANTS and e.queue is not None]
+    for bind in decisions.binds:
+        job = jobs[bind.job]
+        own = decisions.job_queues.get(bind.job)
+        for rank, name in zip(bind.ranks, bind.nodes, strict=True) if bind.ranks else ():
+            if rank < job.gang:
+                continue
+            node = nodes[name]
+            for other, queue in waiting:
+                if other.gpu_type not in (None, node.gpu_type) or node.gpu_type is None or queue is None:
+                    continue
+                if node.gpus < other.gpus_per_replica or node.cpu_millis < other.cpu_millis_per_replica:
+                    continue  # not even a replica of it would fit there
+                status = decisions.queues[queue][node.gpu_type]
+                if queue != own and status.allocated > status.fair_share:
+                    continue
+                if node in _candidates(queues, snap.nodes, other, queue, node.gpu_type):
+                    result.fail(
+                        cycle, f"{bind.job} grew (rank {rank}) onto {name}, which waiting {other.key} could use"
+                    )
+
+
+def _held_gpus(job: Job) -> int:
+    return sum(job.gpus_per_replica for node in job.placement if node is not None)
 
 
 def _path(queues: dict[QueueName, Queue], name: QueueName) -> list[QueueName]:
@@ -503,7 +594,7 @@ def check_complete(result: Run, cycle: int, snap: Snapshot, now: float) -> None:
             types = [GPUType(held_type.group(1))]
         for gpu_type in types:
             status = decisions.queues[queue].get(gpu_type)
-            if status is None or status.allocated + job.gpus > status.fair_share:
+            if status is None or status.allocated + job.gang * job.gpus_per_replica > status.fair_share:
                 continue
             if not _within_quota(queues, decisions, queue, job, gpu_type, snap, nodes):
                 continue
@@ -529,7 +620,8 @@ def _within_quota(
 ) -> bool:
     for name in _path(queues, queue):
         share = queues[name].shares.get(gpu_type, Share())
-        if share.limit is not None and decisions.queues[name][gpu_type].allocated + job.gpus > share.limit:
+        need = job.gang * job.gpus_per_replica
+        if share.limit is not None and decisions.queues[name][gpu_type].allocated + need > share.limit:
             return False
     if not job.priority.preemptible:
         firm = sum(
@@ -540,7 +632,7 @@ def _within_quota(
             and j.namespace in queues[queue].namespaces
             and nodes[j.placement[0] or NodeName("")].gpu_type == gpu_type
         )
-        if firm + job.gpus > queues[queue].shares.get(gpu_type, Share()).guaranteed:
+        if firm + job.gang * job.gpus_per_replica > queues[queue].shares.get(gpu_type, Share()).guaranteed:
             return False
     return True
 
@@ -630,19 +722,19 @@ def _reclaimable(
             if fair:
                 path = [n for n in _path(queues, decisions.job_queues[victim.key]) if n not in own_path]
                 if any(
-                    decisions.queues[n][gpu_type].allocated - taken[n] - victim.gpus
+                    decisions.queues[n][gpu_type].allocated - taken[n] - _held_gpus(victim)
                     < decisions.queues[n][gpu_type].fair_share
                     for n in path
                 ):
                     continue
                 for n in path:
-                    taken[n] += victim.gpus
+                    taken[n] += _held_gpus(victim)
             statement.release(victim)
             chosen.append(victim.key)
             freed.update(n for n in victim.placement if n is not None)
             # a job held back for an older one may use what its victims free, not the free capacity kept
             usable = [n for n in candidates if n.name in freed] if held_back else candidates
-            if placement.place(job, job.replicas, statement, usable, POLICY, gpu_type=gpu_type).nodes is not None:
+            if placement.place(job, job.gang, statement, usable, POLICY, gpu_type=gpu_type).nodes is not None:
                 return chosen
         if not order and placement.place(job, job.replicas, statement, candidates, POLICY, gpu_type=gpu_type).nodes:
             # free capacity kept for an older job is the starvation hold, not a failure of reclaim
