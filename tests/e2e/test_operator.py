@@ -517,3 +517,56 @@ async def test_a_reclaimed_job_is_told_then_stopped_with_its_grace_and_usage_sur
             if HOLD in (pod["metadata"].get("finalizers") or []):
                 await api.patch(f"/api/v1/namespaces/t-greedy/pods/{pod['metadata']['name']}",
                                 {"metadata": {"finalizers": None}})  # fmt: skip
+
+
+async def test_an_elastic_job_starts_with_what_is_free_grows_into_freed_gpus_and_gives_them_back_first(
+    api: Client, operator: Operator, tmp_path: Path
+) -> None:
+    await quota(api, "root", parent=None)
+    await quota(api, "t-elastic", guaranteed=16)
+    await quota(api, "t-other", guaranteed=48)
+    await job(api, "t-other", "blocker", 6, template={"annotations": {"leitstand.dev/sim-duration": "20s"}})
+
+    async def bound(namespace: str, count: int) -> int | None:
+        now = (await held(api))[namespace]
+        return now if now == count else None
+
+    await until(lambda: bound("t-other", 48), what="the other tenant's 6 nodes bound", within=60)
+    await job(api, "t-elastic", "elastic", 8, minReplicas=2)
+    path = f"{GROUP}/namespaces/t-elastic/trainingjobs/elastic"
+
+    async def replicas(current: int) -> Body | None:
+        status = (await api.get(path)).get("status") or {}
+        return status if status.get("phase") == "Running" and status["replicas"]["current"] == current else None
+
+    def context() -> Any:
+        return state(api, operator, tmp_path / "snapshot.json")
+
+    started = await until(lambda: replicas(2), what="the elastic job running on the 2 free nodes", within=60,
+                          context=context)  # fmt: skip
+    assert started["replicas"] == {"current": 2, "min": 2, "max": 8}
+    assert started["message"] == "2 of at most 8 replicas running on 2 nodes"
+    pod = await api.get("/api/v1/namespaces/t-elastic/pods/elastic-7")
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["PET_NNODES"] == "2:8"
+    assert env["PET_RDZV_BACKEND"] == "c10d"
+    assert env["PET_RDZV_ENDPOINT"] == "elastic-0.elastic.t-elastic.svc:29500"
+    # the blocker ends: the job grows into its 6 nodes
+    grown = await until(lambda: replicas(8), what="the elastic job grown to 8", within=90, context=context)
+    assert len(set(grown["placement"]["nodes"])) == 8
+    # a tenant below its fair share arrives: the job gives back its highest ranks, its gang runs on
+    await job(api, "t-other", "late", 4)
+    await until(lambda: bound("t-other", 32), what="the late job bound on given-back nodes", within=90,
+                context=context)  # fmt: skip
+    shrunk = await until(lambda: replicas(4), what="the elastic job shrunk to 4", within=60, context=context)
+    assert shrunk["phase"] == "Running"
+    pods = {p["metadata"]["name"]: p for p in (await api.list("/api/v1/namespaces/t-elastic/pods"))["items"]}
+    running = sorted(name for name, p in pods.items() if p["spec"].get("nodeName"))
+    assert running == ["elastic-0", "elastic-1", "elastic-2", "elastic-3"]  # the highest ranks went first
+    assert all(not p["spec"].get("nodeName") for name, p in pods.items() if name not in running)  # made again
+    events = (await api.list("/api/v1/namespaces/t-elastic/events"))["items"]
+    shrinking = [e["message"] for e in events if e["reason"] == "Shrinking"]
+    assert shrinking, [e["reason"] for e in events]
+    assert "ranks 7, 6, 5, 4" in shrinking[0]
+    assert "t-other/late" in shrinking[0]
+    assert (await held(api))["t-elastic"] == 32

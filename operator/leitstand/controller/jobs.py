@@ -75,6 +75,7 @@ class Verdict:
     grace_seconds: int | None = None  # a preempted job's pods' grace period (None: the operator's default)
     stops_at: float | None = None  # when an evicted job's pods are deleted (None: now): after its notice
     refused: str | None = None  # why the API server refused to create the job's pods, for good (pod security, ...)
+    shrunk: tuple[model.Eviction | model.Release, ...] = ()  # an elastic job's replicas above its gang that stop
 
 
 def rfc3339(moment: float) -> str:
@@ -150,16 +151,27 @@ def rank_environment(job: TrainingJob, spec: resources.TrainingJobSpec, rank: in
     torchrun's ``PET_`` ones, so that a bare ``torchrun train.py`` joins the rendezvous."""
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
     master = f"{pod_name(name, 0)}.{name}.{namespace}.svc"
-    values = {
+    values: dict[str, object] = {
         "WORLD_SIZE": spec.replicas,
         "RANK": rank,
         "MASTER_ADDR": master,
         "MASTER_PORT": MASTER_PORT,
-        "PET_NNODES": spec.replicas,
-        "PET_NODE_RANK": rank,
-        "PET_MASTER_ADDR": master,
-        "PET_MASTER_PORT": MASTER_PORT,
     }
+    gang = bodies.gang_size(spec)
+    if gang < spec.replicas:  # elastic: torchrun's c10d rendezvous on replica 0 (always in the gang), MIN:MAX nodes
+        values |= {
+            "PET_NNODES": f"{gang}:{spec.replicas}",
+            "PET_RDZV_BACKEND": "c10d",
+            "PET_RDZV_ENDPOINT": f"{master}:{MASTER_PORT}",
+            "PET_RDZV_ID": job["metadata"].get("uid") or name,
+        }
+    else:
+        values |= {
+            "PET_NNODES": spec.replicas,
+            "PET_NODE_RANK": rank,
+            "PET_MASTER_ADDR": master,
+            "PET_MASTER_PORT": MASTER_PORT,
+        }
     return [{"name": key, "value": str(value)} for key, value in values.items()]
 
 
@@ -232,6 +244,12 @@ def plan(
     old: Body = dict(status(job))
     spec = bodies.job_spec(job)
     live = {rank: pod for rank, pod in pods.items() if not pod["metadata"].get("deletionTimestamp")}
+    gang = bodies.gang_size(spec)
+    stopping: list[int] = []  # an elastic job's replicas above its gang that stop now; the gang runs on
+    for stop in verdict.shrunk:
+        stopping += [rank for rank in stop.ranks if rank >= gang and rank in live]
+    for rank in sorted(set(stopping)):
+        live.pop(rank)
     terminating = len(pods) - len(live)
     phases = {rank: pod_status(pod).get("phase", "Pending") for rank, pod in live.items()}
     finalizers = meta.get("finalizers") or []
@@ -245,6 +263,13 @@ def plan(
 
     new: Body = dict(old)
     new["gpus"] = spec.replicas * spec.gpus_per_replica
+    if gang < spec.replicas:  # elastic: how many run now, between its bounds
+        new["replicas"] = {
+            "current": sum(1 for pod in live.values() if pod_spec(pod).get("nodeName")
+                           and pod_status(pod).get("phase") not in bodies.TERMINAL),
+            "min": gang,
+            "max": spec.replicas,
+        }  # fmt: skip
     new["queue"] = verdict.queue
     new["observedGeneration"] = meta.get("generation", 1)
     new.setdefault("queuedAt", meta.get("creationTimestamp") or rfc3339(now))
@@ -263,10 +288,23 @@ def plan(
         result.delete = [(p["metadata"]["name"], 0) for r, p in live.items() if phases[r] not in bodies.TERMINAL]
         return result
 
+    if stopping:
+        grace = verdict.grace_seconds if verdict.grace_seconds is not None else eviction_grace_seconds
+        result.delete += [(pods[rank]["metadata"]["name"], grace) for rank in sorted(set(stopping))]
+        for stop in verdict.shrunk:
+            ranks = ", ".join(str(rank) for rank in stop.ranks)
+            if isinstance(stop, model.Eviction):
+                text = f"{stop.reason.value} for {stop.beneficiary}: {stop.message} (ranks {ranks})"
+            else:
+                text = f"released replicas {ranks}: {stop.message}"
+            result.events.append(Event("Normal", "Shrinking", text))
     started = bodies.timestamp(old.get("startedAt"))
     explanation = verdict.explanation
     notice_at = bodies.preempt_at(live.values())  # a preemption already noticed, its pods not yet deleted
-    succeeded = len(live) == spec.replicas and all(p == "Succeeded" for p in phases.values())  # even if told
+    # even if told; an elastic job when its gang and every replica that ran succeeded (the rest never started)
+    succeeded = all(phases.get(rank) == "Succeeded" for rank in range(gang)) and all(
+        p == "Succeeded" for r, p in phases.items() if r < gang or pod_spec(live[r]).get("nodeName")
+    )
     notified = next((c for c in old.get("conditions") or [] if c.get("type") == "Preempting"), None)
     preempting: tuple[str, str] | None = None  # (reason, message) of this preemption
     if notified is not None and notified.get("status") == "True":
@@ -352,12 +390,26 @@ def plan(
             "Succeeded", "Completed", "every replica succeeded", Event("Normal", "Succeeded", "every replica succeeded")
         )
         new["finishedAt"] = rfc3339(now)
-    elif len(live) == spec.replicas and all(p in {"Running", "Succeeded"} for p in phases.values()):
-        placed = [pod_spec(live[rank]).get("nodeName") for rank in range(spec.replicas)]
+    elif all(phases.get(rank) in {"Running", "Succeeded"} for rank in range(gang)) and (
+        gang < spec.replicas or len(live) == spec.replicas
+    ):
+        placed = [pod_spec(live[rank]).get("nodeName") if rank in live else None for rank in range(spec.replicas)]
+        if gang < spec.replicas:  # elastic: the gang runs; replicas above it come and go
+            placed = [node for node in placed if node]
+            existing = set(pods) | set(stopping)  # a rank's pod is made again once the old one is gone
+            result.create = [pod_manifest(job, spec, rank) for rank in range(gang, spec.replicas)
+                             if rank not in existing]  # fmt: skip
         new.setdefault("startedAt", rfc3339(now))
         domains = sorted({_domain(nodes.get(node or ""), spec, settings) for node in placed} - {""})
         new["placement"] = {"domains": domains, "nodes": placed}
-        text = f"all {spec.replicas} replicas running on {len(set(placed))} nodes"
+        if gang < spec.replicas:
+            text = f"{len(placed)} of at most {spec.replicas} replicas running on {len(set(placed))} nodes"
+            before = (old.get("replicas") or {}).get("current")
+            if previous_phase == "Running" and before is not None and before != len(placed):
+                grew = "grew" if len(placed) > before else "shrank"
+                result.events.append(Event("Normal", "Scaled", f"{grew} from {before} to {len(placed)} replicas"))
+        else:
+            text = f"all {spec.replicas} replicas running on {len(set(placed))} nodes"
         transition("Running", "Running", text, Event("Normal", "Running", text))
     else:
         if not terminating and FINALIZER in finalizers:  # pods only once deleting the job must wait for them
@@ -366,7 +418,8 @@ def plan(
         if phase == "Preempted" and (terminating or not live):
             pass  # stays Preempted until the evicted pods are gone and new ones exist
         elif verdict.bound:
-            text = f"all {spec.replicas} replicas bound; waiting for them to start"
+            count = f"all {spec.replicas}" if gang == spec.replicas else f"{gang} of at most {spec.replicas}"
+            text = f"{count} replicas bound; waiting for them to start"
             transition("Queued", "Scheduled", text, Event("Normal", "Scheduled", text))
         elif verdict.explanation is not None:
             explanation = verdict.explanation

@@ -141,9 +141,9 @@ class Scheduler:
         self.reserved = dict(decisions.reserved)
         self.forecaster.after_cycle(snapshot, self.policy, now)
         outcome = Report(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
-        released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome)
+        released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome, snapshot.jobs)
         pods = self.applier.overlay.view(view.stored_pods)  # the same instant, with this cycle's binds
-        nominations = self._nominations(decisions, pod_of_job, pods_of_gang)
+        nominations = self._nominations(decisions, pod_of_job, pods_of_gang, snapshot.jobs)
         nominated = {id(write): pod for write, pod in nominations}
         queues = {queue.name: queue for queue in snapshot.queues}
         job_writes, services, creates = self._job_writes(view, pods, decisions, queues, outcome, now)
@@ -198,9 +198,12 @@ class Scheduler:
         pod_of_job: dict[model.JobKey, Pod],
         pods_of_gang: dict[model.JobKey, dict[int, Pod]],
         outcome: Report,
+        snapshot_jobs: tuple[model.Job, ...],
     ) -> list[Write]:
         """Binds the decided gangs; returns the deletions that release a gang whose binding failed part-way."""
         gangs: dict[model.JobKey, list[PodBind]] = {}
+        growing: set[model.JobKey] = set()  # binds of elastic jobs' replicas above their running gangs
+        gang_of = {job.key: job.gang for job in snapshot_jobs if job.elastic}
         for bind in decisions.binds:
             plain = pod_of_job.get(bind.job)
             if plain is not None:
@@ -209,6 +212,12 @@ class Scheduler:
                 continue
             members = pods_of_gang.get(bind.job, {})
             waiting = [rank for rank in sorted(members) if not pod_spec(members[rank]).get("nodeName")]
+            if bind.ranks:  # an elastic job: exactly these ranks
+                if not all(rank in waiting for rank in bind.ranks):
+                    continue  # a pod replaced or bound meanwhile; the next cycle decides again
+                waiting = list(bind.ranks)
+                if min(bind.ranks) >= gang_of.get(bind.job, 0):
+                    growing.add(bind.job)
             if len(waiting) != len(bind.nodes):
                 continue  # pods still being created; the next cycle binds the whole gang
             gangs[bind.job] = [
@@ -231,7 +240,7 @@ class Scheduler:
         releases: list[Write] = []
         for key, binds in gangs.items():
             gang_failures = [failed[b.key] for b in binds if b.key in failed]
-            if not gang_failures:
+            if not gang_failures or key in growing:  # a replica that did not grow just waits; the gang runs on
                 continue
             logger.warning("binding gang %s failed part-way (%s); releasing it", key, gang_failures[0])
             outcome.released_gangs.append(key)
@@ -243,6 +252,7 @@ class Scheduler:
         decisions: model.Decisions,
         pod_of_job: dict[model.JobKey, Pod],
         pods_of_gang: dict[model.JobKey, dict[int, Pod]],
+        snapshot_jobs: tuple[model.Job, ...],
     ) -> list[tuple[Write, tuple[str, str | None, str | None]]]:
         """The writes that store every waiting job's nomination on its pods' ``status.nominatedNodeName``
         (one node per replica, by rank) and clear the ones that lapsed, so a restarted operator keeps them;
@@ -255,9 +265,11 @@ class Scheduler:
         for key, pod in pod_of_job.items():
             nodes = decisions.nominations.get(key, ())
             wanted[_pod_key(pod)] = (pod, nodes[0] if nodes else None)
+        gang_of = {job.key: job.gang for job in snapshot_jobs if job.elastic}  # an elastic gang's ranks only
         for key, members in pods_of_gang.items():
             nodes = decisions.nominations.get(key, ())
-            waiting = [rank for rank in sorted(members) if not pod_spec(members[rank]).get("nodeName")]
+            gang = gang_of.get(key, len(members))
+            waiting = [r for r in sorted(members) if r < gang and not pod_spec(members[r]).get("nodeName")]
             for index, rank in enumerate(waiting):
                 wanted[_pod_key(members[rank])] = (members[rank], nodes[index] if len(nodes) == len(waiting) else None)
         writes: list[tuple[Write, tuple[str, str | None, str | None]]] = []
@@ -312,8 +324,13 @@ class Scheduler:
         its job)."""
         explanations = {e.job: e for e in decisions.pending}
         bound = {b.job for b in decisions.binds}
-        evictions = {e.job: e for e in decisions.evictions}
-        releases = {r.job: r for r in decisions.releases}
+        evictions = {e.job: e for e in decisions.evictions if not e.ranks}
+        releases = {r.job: r for r in decisions.releases if not r.ranks}
+        shrinks: dict[model.JobKey, list[model.Eviction | model.Release]] = {}  # elastic jobs' replicas that stop
+        ended: list[model.Eviction | model.Release] = [*decisions.evictions, *decisions.releases]
+        for stop in ended:
+            if stop.ranks:
+                shrinks.setdefault(stop.job, []).append(stop)
         jobs_by_key: dict[model.JobKey, model.Job] = {}  # the snapshot's, read only for preempted jobs
         writes: list[Write] = []
         services: dict[int, str] = {}
@@ -344,6 +361,7 @@ class Scheduler:
                 bound=key in bound and key not in outcome.released_gangs,
                 evicted=evictions.get(key),
                 released=releases.get(key),
+                shrunk=tuple(shrinks.get(key, ())),
                 queue=queue,
                 runtime_limit=limit,
                 estimate=self._estimate(decisions, key),

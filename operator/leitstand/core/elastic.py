@@ -87,7 +87,7 @@ def split(snapshot: Snapshot) -> Snapshot:
                     grows=job.key,
                     rank=rank,
                     started=job.started if node is not None else None,
-                    terminating=job.terminating or (node is not None and rank in job.leaving),
+                    terminating=job.terminating or rank in job.leaving,
                     leaving=(),
                     nominated=(),
                     reserved=(),

@@ -157,7 +157,7 @@ class Job:
     checkpoint_interval: float | None = None  # seconds: the job saves its work about this often
     last_checkpoint: float | None = None  # when it last reported saving its work (on the caller's clock)
     min_replicas: int | None = None  # elastic: a gang of this many, growing to ``replicas`` into idle capacity
-    leaving: tuple[int, ...] = ()  # elastic: ranks above the gang whose pods are stopping (they hold their nodes)
+    leaving: tuple[int, ...] = ()  # elastic: ranks above the gang not to place now (their pods stop, or are not there)
     grows: JobKey | None = None  # inside a cycle only: this is replica ``rank`` of elastic job ``grows``
     rank: int = 0
 

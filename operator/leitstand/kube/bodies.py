@@ -495,7 +495,7 @@ def job_spec(body: TrainingJob) -> resources.TrainingJobSpec:
 
 
 OWNED_ENV = ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "PET_NNODES", "PET_NODE_RANK",
-             "PET_MASTER_ADDR", "PET_MASTER_PORT")  # fmt: skip
+             "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_RDZV_BACKEND", "PET_RDZV_ENDPOINT", "PET_RDZV_ID")  # fmt: skip
 OWNED_LABELS = (JOB_LABEL, REPLICA_LABEL)
 
 
@@ -574,12 +574,15 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         for rank in range(spec.replicas)
     )
     bound = any(placement)
-    if not bound and len(pods) < spec.replicas:
+    gang = gang_size(spec)
+    if not bound and any(rank not in pods for rank in range(gang)):
         return None
     meta = body["metadata"]
     topology = spec.topology
     nominated = [pod_status(pods[rank]).get("nominatedNodeName") if rank in pods else None
-                 for rank in range(spec.replicas)]  # fmt: skip
+                 for rank in range(gang)]  # fmt: skip
+    # elastic: ranks above the gang whose pod is not there (being deleted, or not created yet) wait their turn
+    absent = tuple(rank for rank in range(gang, spec.replicas) if rank not in pods)
     return model.Job(
         key=model.JobKey(f"{meta['namespace']}/{meta['name']}"),
         namespace=meta["namespace"],
@@ -598,12 +601,19 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         started=timestamp(current.get("startedAt")) if bound else None,
         runtime_limit=resources.duration_seconds(spec.runtime_limit),
         nominated=tuple(model.NodeName(n) for n in nominated if n) if not bound and all(nominated) else (),
-        terminating=bound and preempt_at(pods.values()) is not None,  # noticed of its preemption: leaving
+        terminating=bound and preempt_at(pods[r] for r in range(gang) if r in pods) is not None,  # noticed: leaving
         checkpoint_interval=float(spec.checkpoint.interval_seconds)
         if spec.checkpoint is not None and spec.checkpoint.interval_seconds
         else None,
         last_checkpoint=last_checkpoint(body, *pods.values()),
+        min_replicas=gang if gang < spec.replicas else None,
+        leaving=absent,
     )
+
+
+def gang_size(spec: resources.TrainingJobSpec) -> int:
+    """Replicas placed together or not at all: ``minReplicas`` of an elastic job, else ``replicas``."""
+    return min(spec.min_replicas, spec.replicas) if spec.min_replicas is not None else spec.replicas
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,11 @@ class TrainingJobSpec(Model):
                 "gpuType is immutable once set; delete and recreate the job to change it",
                 ".gpuType",
             ),
+            (
+                "!has(self.minReplicas) || self.minReplicas <= self.replicas",
+                "minReplicas must not be more than replicas (the most the job grows to)",
+                ".minReplicas",
+            ),
         )
     )
 
@@ -129,6 +134,21 @@ class TrainingJobSpec(Model):
         le=4096,
         description="Number of pods of the gang; all are placed together or none is.",
         json_schema_extra=cel(("self == oldSelf", "replicas is immutable; delete and recreate the job to change it")),
+    )
+    min_replicas: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description=(
+            "Elastic: the job starts once this many replicas can be placed together (its gang) and grows, one "
+            "replica at a time, up to replicas into GPUs nobody entitled to them waits for. Replicas above it "
+            "are always preemptible and are given back first, the highest ranks first; below it the job is "
+            "only ever preempted whole. Its pods get torchrun's elastic settings (PET_NNODES=min:max and a c10d "
+            "rendezvous on the job's Service). Not elastic when absent or equal to replicas."
+        ),
+        json_schema_extra=cel(
+            ("self == oldSelf", "minReplicas is immutable; delete and recreate the job to change it")
+        ),
     )
     gpus_per_replica: int = pydantic.Field(
         ge=0,
@@ -210,6 +230,14 @@ class Placement(Model):
     nodes: list[str] = pydantic.Field(default_factory=list, description="Nodes of the replicas, by rank.")
 
 
+class Replicas(Model):
+    """How many replicas run now, and between which bounds (an elastic job moves between them)."""
+
+    current: int = pydantic.Field(default=0, ge=0, description="Replicas bound to nodes now.")
+    min: int = pydantic.Field(default=0, ge=0, description="The gang: fewer never run (minReplicas, else replicas).")
+    max: int = pydantic.Field(default=0, ge=0, description="The most the job grows to (replicas).")
+
+
 class TrainingJobStatus(Model):
     """What Leitstand did with the job and why it waits."""
 
@@ -224,6 +252,9 @@ class TrainingJobStatus(Model):
         default=None, ge=0, description="Place in the queue's order, 1 being next; absent once running."
     )
     gpus: int | None = pydantic.Field(default=None, ge=0, description="GPUs of the whole gang.")
+    replicas: Replicas | None = pydantic.Field(
+        default=None, description="An elastic job's replicas running now, and the least and most it runs with."
+    )
     placement: Placement | None = pydantic.Field(default=None, description="Where the gang runs.")
     reason: str | None = pydantic.Field(default=None, description="Why the job waits, in CamelCase.")
     message: str | None = pydantic.Field(default=None, description="Why the job waits, with the numbers.")

@@ -162,6 +162,7 @@ def definitions() -> dict[str, Schema]:
             _column("Phase", ".status.phase", "string", "Queued, Running, Succeeded, Failed or Preempted."),
             _column("Reason", ".status.reason", "string", "Why the job waits."),
             _column("Position", ".status.queuePosition", "integer", "Place in its queue.", priority=1),
+            _column("Replicas", ".status.replicas.current", "integer", "Replicas running now.", priority=1),
             _column(
                 "Image",
                 ".spec.template.spec.containers[0].image",

@@ -79,7 +79,7 @@ def test_a_new_job_gets_its_pods_with_the_torchrun_environment_and_a_finalizer()
         "PET_MASTER_ADDR": "llm-0.llm.soofi.svc",
         "PET_MASTER_PORT": "29500",
     }
-    assert set(env) - {"NCCL_DEBUG"} == set(bodies.OWNED_ENV)
+    assert set(env) - {"NCCL_DEBUG"} <= set(bodies.OWNED_ENV)
     assert pod["spec"]["schedulerName"] == "leitstand"
     assert pod["spec"]["restartPolicy"] == "Never"
     assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == ("llm-1", "llm")
@@ -529,3 +529,76 @@ def test_only_refusals_that_come_again_fail_a_job() -> None:
     assert not scheduler.refused_for_good(outcome(403, "403 Forbidden: exceeded quota: compute"))
     assert not scheduler.refused_for_good(outcome(500, "500 Internal Server Error"))
     assert not scheduler.refused_for_good(outcome(None, "ClientConnectorError: refused"))
+
+
+def an_elastic_job(least: int = 2, most: int = 4, *, status: Body | None = None) -> Body:
+    job = a_job(most, status=status)
+    job["spec"]["minReplicas"] = least
+    return job
+
+
+def test_an_elastic_jobs_pods_get_torchruns_elastic_rendezvous_and_every_rank_is_created() -> None:
+    result = plan(an_elastic_job(), {})
+    assert [pod["metadata"]["name"] for pod in result.create] == ["llm-0", "llm-1", "llm-2", "llm-3"]
+    env = {e["name"]: e["value"] for e in result.create[3]["spec"]["containers"][0]["env"]}
+    assert env["PET_NNODES"] == "2:4"
+    assert env["PET_RDZV_BACKEND"] == "c10d"
+    assert env["PET_RDZV_ENDPOINT"] == "llm-0.llm.soofi.svc:29500"
+    assert env["PET_RDZV_ID"] == "uid-1"
+    assert "PET_NODE_RANK" not in env  # torchrun gives ranks on every rendezvous
+    assert set(env) - {"NCCL_DEBUG"} <= set(bodies.OWNED_ENV)
+    assert result.status is not None
+    assert result.status["replicas"] == {"current": 0, "min": 2, "max": 4}
+
+
+def test_an_elastic_job_runs_once_its_gang_runs_and_says_how_many_replicas_it_has() -> None:
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2"), 2: a_pod(2), 3: a_pod(3)}
+    result = plan(an_elastic_job(), pods)
+    assert result.status is not None
+    assert result.status["phase"] == "Running"
+    assert result.status["message"] == "2 of at most 4 replicas running on 2 nodes"
+    assert result.status["replicas"] == {"current": 2, "min": 2, "max": 4}
+    assert result.create == []
+    grown = {**pods, 2: a_pod(2, "Running", "n3")}
+    again = plan(an_elastic_job(status=result.status), grown)
+    assert again.status is not None
+    assert again.status["replicas"]["current"] == 3
+    assert [(e.reason, e.message) for e in again.events] == [("Scaled", "grew from 2 to 3 replicas")]
+
+
+def test_an_elastic_job_shrinks_by_the_ranks_it_gives_back_and_makes_their_pods_again_once_gone() -> None:
+    pods = {r: a_pod(r, "Running", f"n{r}") for r in range(4)}
+    running = plan(an_elastic_job(), pods).status
+    eviction = model.Eviction(
+        model.JobKey("soofi/llm"), model.Reason.RECLAIMED, model.JobKey("helix/train"),
+        "2 replicas above its minimum: reclaimed by queue helix", ranks=(3, 2),
+    )  # fmt: skip
+    result = plan(an_elastic_job(status=running), pods, jobs.Verdict(queue="soofi", shrunk=(eviction,)))
+    assert result.delete == [("llm-2", 30), ("llm-3", 30)]
+    assert result.status is not None
+    assert result.status["phase"] == "Running"  # the gang runs on
+    assert result.status["replicas"]["current"] == 2
+    assert [e.reason for e in result.events] == ["Shrinking", "Scaled"]
+    assert result.create == []
+    # while the old pods terminate nothing is made; once they are gone, new ones wait for room
+    leaving = {**pods, 2: a_pod(2, "Running", "n2", deleting=True), 3: a_pod(3, "Running", "n3", deleting=True)}
+    assert plan(an_elastic_job(status=result.status), leaving).create == []
+    gone = {0: pods[0], 1: pods[1]}
+    assert [p["metadata"]["name"] for p in plan(an_elastic_job(status=result.status), gone).create] == [
+        "llm-2",
+        "llm-3",
+    ]
+
+
+def test_the_core_sees_an_elastic_job_as_its_gang_with_absent_ranks_left_out() -> None:
+    pods = {0: a_pod(0, "Running", "n1"), 1: a_pod(1, "Running", "n2"), 3: a_pod(3)}
+    job = bodies.training_job(an_elastic_job(), pods)
+    assert job is not None
+    assert (job.min_replicas, job.replicas, job.gang) == (2, 4, 2)
+    assert job.placement == ("n1", "n2", None, None)
+    assert job.running
+    assert job.leaving == (2,)  # its pod is being made again: not placed this cycle
+    waiting = bodies.training_job(an_elastic_job(), {0: a_pod(0), 1: a_pod(1)})
+    assert waiting is not None  # the gang's pods are there: it may be scheduled before the rest exist
+    assert waiting.leaving == (2, 3)
+    assert bodies.training_job(an_elastic_job(), {0: a_pod(0)}) is None
