@@ -41,6 +41,7 @@ def nominate(index: Index, statement: Statement, before: Decided) -> Decided:
     a partial gang must not take a nominee's capacity.
     """
     mine = Decided()
+    _hold_moves(index, statement, mine)
     leaving: dict[NodeName, list[int]] = {}  # unclaimed resources of terminating jobs, per node
     for job in index.terminating_jobs:
         for name in statement.holdings[job.key].nodes:
@@ -108,6 +109,30 @@ def nominate(index: Index, statement: Statement, before: Decided) -> Decided:
             f"{'are' if len(going) != 1 else 'is'} gone",
         )  # fmt: skip
     return mine
+
+
+def _hold_moves(index: Index, statement: Statement, mine: Decided) -> None:
+    """Jobs being moved (``consolidation``) keep the nodes they were placed on while their old pods go, so
+    that nothing else takes them; a nomination whose nodes are gone or taken lapses."""
+    for job in index.moving:
+        queue = index.job_queue[job.key]
+        nodes = job.nominated
+        if len(nodes) != job.replicas or any(n not in statement.nodes or not statement.nodes[n].ready for n in nodes):
+            continue
+        need: dict[NodeName, tuple[int, int, int]] = {}
+        for name in nodes:
+            gpus, cpu, memory = need.get(name, (0, 0, 0))
+            need[name] = (gpus + job.gpus_per_replica, cpu + job.cpu_millis_per_replica,
+                          memory + job.memory_bytes_per_replica)  # fmt: skip
+        free = statement.free
+        if not all(
+            free[name].gpus >= g and free[name].cpu_millis >= c and free[name].memory_bytes >= m
+            for name, (g, c, m) in need.items()
+        ):
+            continue
+        gpu_type = statement.nodes[nodes[0]].gpu_type if job.gpus_per_replica else None
+        statement.reserve(need, index.paths[queue], gpu_type, job.gpus, firm=not job.priority.preemptible)
+        mine.nominations[job.key] = nodes
 
 
 def repair(index: Index, statement: Statement, before: Decided) -> Decided:

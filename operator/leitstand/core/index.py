@@ -72,6 +72,7 @@ class Index:
     queueless: list[Job] = field(default_factory=list)  # running preemptible jobs whose namespace has no queue
     nominees: list[Job] = field(default_factory=list)  # waiting jobs with a nomination
     growing: dict[JobKey, list[Job]] = field(default_factory=dict)  # elastic gangs' growth replicas, by rank
+    moving: list[Job] = field(default_factory=list)  # terminating jobs nominated elsewhere (moved), by key
     running: dict[tuple[QueueName, GPUType], int] = field(default_factory=dict)  # held at the snapshot
     shares: dict[QueueName, dict[GPUType, int]] = field(default_factory=dict)
     waiting_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # in queue order
@@ -453,6 +454,8 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
                 preemptible = job.priority is train
                 if job.terminating:
                     index.terminating_jobs.append(job)
+                    if job.nominated and queue is not None:
+                        index.moving.append(job)
                 elif preemptible and queue is not None:
                     index.preemptible_by_queue.setdefault(queue, []).append(job)
                 elif preemptible:
@@ -497,6 +500,7 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
     for replicas in index.growing.values():
         replicas.sort(key=lambda j: j.rank)
     index.nominees.sort(key=lambda j: j.key)
+    index.moving.sort(key=lambda j: j.key)
     index.running = dict(statement.allocated)  # what runs now, for status: terminating jobs still do
     for key, gpus in leaving.items():
         index.running[key] = index.running.get(key, 0) + gpus

@@ -157,6 +157,7 @@ class Job:
     checkpoint_interval: float | None = None  # seconds: the job saves its work about this often
     last_checkpoint: float | None = None  # when it last reported saving its work (on the caller's clock)
     min_replicas: int | None = None  # elastic: a gang of this many, growing to ``replicas`` into idle capacity
+    movable: bool = False  # it says a restart elsewhere costs it nothing: consolidation may move it (``consolidation``)
     leaving: tuple[int, ...] = ()  # elastic: ranks above the gang not to place now (their pods stop, or are not there)
     grows: JobKey | None = None  # inside a cycle only: this is replica ``rank`` of elastic job ``grows``
     rank: int = 0
@@ -237,6 +238,10 @@ class Policy:
     preemption: bool = True
     backfill: bool = True  # reservations with backfill; False: a starving job holds its whole GPU type (round 1)
     reservations: int = 4  # at most this many waiting gangs hold reservations at once
+    moves_per_cycle: int = 2  # consolidation plans per cycle (0: no consolidation)
+    move_budget: float = 8 * 3600.0  # GPU-seconds of work the moves of one cycle may throw away
+    move_checkpoint_age: float = 600.0  # a job that saved its work this recently may be moved
+    move_settle_seconds: float = 1800.0  # a job is moved only once it has run this long (moved jobs settle)
 
     def level_index(self, name: str | None) -> int | None:
         """The index of topology level ``name`` (0 the coarsest); None for no level or an unknown one."""
@@ -286,6 +291,7 @@ class Reason(enum.StrEnum):
     RECLAIMED = "Reclaimed"
     PREEMPTED = "Preempted"
     RETURNED_LENT_CAPACITY = "ReturnedLentCapacity"
+    MOVED = "Moved"  # consolidation: placed again elsewhere at once, so that a gang finds a whole domain
 
 
 CAPACITY_REASONS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE})  # would fit with more room

@@ -28,13 +28,16 @@ allocations with checkpoint, rollback and commit) and returns what it decided
 5. ``preemption.reclaim`` (when ``Policy.preemption``): for jobs still waiting,
    reclaim and preemption, nominating what each eviction frees for the job it
    was freed for;
-6. ``elastic.grow``: elastic jobs' replicas above their gangs (``elastic.split`` made them
+6. ``consolidation.consolidate`` (when ``Policy.preemption``): for gangs that require a domain
+   and wait although enough GPUs are free in total, cheap-to-move jobs leave one domain and are
+   placed again elsewhere at once, all or nothing, within a budget of lost work;
+7. ``elastic.grow``: elastic jobs' replicas above their gangs (``elastic.split`` made them
    jobs of one replica that are never demand) grow into capacity no waiting job of a queue at
    or below its fair share could use; ``elastic.fold`` gives their binds, evictions and
    releases back to their jobs, with ranks;
-7. ``explain.explain``: explain every job that still waits, with its place in
+8. ``explain.explain``: explain every job that still waits, with its place in
    its queue, and report each queue's allocated, reclaiming and pending GPUs;
-8. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
+9. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
 
 Pure and deterministic: no I/O, no clock (``now`` is an argument), ties broken
 by names, every output sorted.
@@ -43,7 +46,7 @@ by names, every output sorted.
 from collections.abc import Callable
 from dataclasses import replace
 
-from leitstand.core import actions, elastic, explain, forecast, index, preemption
+from leitstand.core import actions, consolidation, elastic, explain, forecast, index, preemption
 from leitstand.core.decided import Decided
 from leitstand.core.model import Decisions, Policy, Snapshot
 from leitstand.core.statements import Statement
@@ -63,7 +66,7 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float,
     facts, statement, decided = index.build(elastic.split(snapshot), policy, now)
     steps: list[Action] = [actions.nominate, actions.repair, actions.allocate]
     if policy.preemption:
-        steps.append(preemption.reclaim)
+        steps += [preemption.reclaim, consolidation.consolidate]
     steps.append(elastic.grow)
     for action in steps:
         decided.add(action(facts, statement, decided))

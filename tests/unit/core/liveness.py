@@ -52,7 +52,7 @@ from leitstand.core.statements import Statement
 B200, RTX = GPUType("b200"), GPUType("rtx-pro-6000")
 SECONDS_PER_CYCLE = 10.0
 SETTLE_CYCLES = 25  # a fixpoint must come within this many cycles after the last event
-POLICY = Policy()
+POLICY = Policy(move_settle_seconds=3 * SECONDS_PER_CYCLE)  # moves happen within a run's few cycles
 NEVER = frozenset({Reason.UNSCHEDULABLE, Reason.NO_MATCHING_NODES})
 
 
@@ -150,6 +150,7 @@ def generate(seed: int) -> Scenario:
                     tolerations=(("gpu", "Exists", "", ""),) if rng.random() < 0.2 else (),
                     submitted=cycle * SECONDS_PER_CYCLE - (2 * POLICY.starvation_seconds if aged else 0),
                     checkpoint_interval=rng.choice([None, None, 30.0, 70.0]),
+                    movable=rng.random() < 0.25,  # consolidation may move it whatever it saved
                 )
             )
             if rng.random() < 0.2:  # elastic: a gang of 1 to 3 that grows to up to 6
@@ -163,6 +164,23 @@ def generate(seed: int) -> Scenario:
                 least = durations.get(key, rng.randint(2, 10))
                 limit = rng.choice([least, least, least + rng.randint(1, 5)]) * SECONDS_PER_CYCLE
                 arrivals[cycle][-1] = replace(arrivals[cycle][-1], runtime_limit=limit)
+    if rng.random() < 0.35:  # fragmentation: small jobs scattered over the leaves, then a gang needing a whole one
+        leaves: dict[str, int] = {}
+        for node in nodes:
+            if node.gpu_type == B200 and node.ready and not node.taints:
+                leaves[node.domains[1]] = leaves.get(node.domains[1], 0) + 1
+        if leaves:
+            for leaf in sorted(leaves):
+                key = JobKey(f"{rng.choice(tenants)}/scattered-{leaf}")
+                arrivals.setdefault(0, []).append(
+                    Job(key, key.split("/")[0], 1, 8, gpu_type=B200, movable=rng.random() < 0.7,
+                        checkpoint_interval=rng.choice([None, 30.0]), submitted=0.0)
+                )  # fmt: skip
+            tenant = rng.choice(tenants)
+            arrive = rng.randint(4, 8)
+            gang = Job(JobKey(f"{tenant}/whole-leaf"), tenant, max(leaves.values()), 8, gpu_type=B200,
+                       required_level="leaf", submitted=arrive * SECONDS_PER_CYCLE)  # fmt: skip
+            arrivals.setdefault(arrive, []).append(gang)
     half_life = rng.choice([0.0, 0.0, 5.0, 20.0, 200.0]) * SECONDS_PER_CYCLE  # short: shares move within the run
     return Scenario(seed, tuple(nodes), tuple(queues), arrivals, durations, rng.randint(1, 3), half_life)
 
@@ -430,6 +448,11 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
     shrunk = {e.job: set(e.ranks) for e in decisions.evictions if e.ranks}
     for eviction in decisions.evictions:
         job = jobs[eviction.job]
+        if eviction.reason is Reason.MOVED and not eviction.ranks:
+            if eviction.job not in decisions.nominations or eviction.beneficiary not in decisions.nominations:
+                result.fail(cycle, f"{eviction.job} moved for {eviction.beneficiary} without a place for both")
+            if not job.priority.preemptible or not job.running or job.terminating:
+                result.fail(cycle, f"{eviction.job} moved but not a running preemptible job")
         if eviction.ranks:  # growth is always preemptible, but only growth: never part of the gang
             held_ranks = {r for r, node in enumerate(job.placement) if node is not None and r not in job.leaving}
             if min(eviction.ranks) < job.gang or not set(eviction.ranks) <= held_ranks:
