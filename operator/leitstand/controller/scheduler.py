@@ -93,6 +93,10 @@ class Scheduler:
             starvation_seconds=config.starvation_seconds,
             backfill=config.backfill,
             reservations=config.reservations,
+            moves_per_cycle=config.moves_per_cycle,
+            move_budget=config.move_budget_gpu_hours * 3600,
+            move_checkpoint_age=config.move_checkpoint_age_seconds,
+            move_settle_seconds=config.move_settle_seconds,
         )
         self.reserved: dict[model.JobKey, model.Planned] = {}  # the last cycle's, for the next (this replica's)
         self.forecaster = Forecaster(config.estimate_interval_seconds)

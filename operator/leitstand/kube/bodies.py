@@ -42,6 +42,7 @@ REPLICA_LABEL = "leitstand.dev/replica"
 RUNTIME_LIMIT_ANNOTATION = "leitstand.dev/runtime-limit"
 PREEMPT_AT_ANNOTATION = "leitstand.dev/preempt-at"  # on the pods of a job being preempted: when they stop
 LAST_CHECKPOINT_ANNOTATION = "leitstand.dev/last-checkpoint"  # on a TrainingJob or pod: when it last saved its work
+MOVABLE_ANNOTATION = "leitstand.dev/movable"  # "true" on a TrainingJob or pod: a restart elsewhere costs it nothing
 TERMINAL = frozenset({"Succeeded", "Failed"})
 
 # The defaults of the operator's configuration (and so of the chart's values): NVIDIA Topograph's
@@ -261,7 +262,13 @@ def pod_job(pod: Pod) -> model.Job:
         nominated=(model.NodeName(nominated),) if nominated and not node else (),
         runtime_limit=pod_runtime_limit(pod),
         last_checkpoint=last_checkpoint(pod),
+        movable=movable(pod),
     )
+
+
+def movable(*bodies: Pod | TrainingJob) -> bool:
+    """Does any of ``bodies`` say ``leitstand.dev/movable: "true"`` (consolidation may move it at no cost)?"""
+    return any(annotations(body).get(MOVABLE_ANNOTATION) == "true" for body in bodies)
 
 
 _NONE: Mapping[str, str] = {}
@@ -422,6 +429,7 @@ def group_job(
         runtime_limit=min(limits) if limits else None,
         terminating=any(nodes) and preempt_at(members) is not None,
         last_checkpoint=last_checkpoint(*members),
+        movable=all(job.movable for job in single),
     ), None
 
 
@@ -608,6 +616,7 @@ def training_job(body: TrainingJob, pods: dict[int, Pod]) -> model.Job | None:
         last_checkpoint=last_checkpoint(body, *pods.values()),
         min_replicas=gang if gang < spec.replicas else None,
         leaving=absent,
+        movable=movable(body),
     )
 
 

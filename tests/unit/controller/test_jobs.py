@@ -602,3 +602,15 @@ def test_the_core_sees_an_elastic_job_as_its_gang_with_absent_ranks_left_out() -
     assert waiting is not None  # the gang's pods are there: it may be scheduled before the rest exist
     assert waiting.leaving == (2, 3)
     assert bodies.training_job(an_elastic_job(), {0: a_pod(0)}) is None
+
+
+def test_a_job_that_says_it_is_movable_reaches_the_core_as_movable() -> None:
+    body = a_job()
+    pods = {0: a_pod(0), 1: a_pod(1)}
+    plain = bodies.training_job(body, pods)
+    assert plain is not None
+    assert not plain.movable
+    body["metadata"]["annotations"] = {bodies.MOVABLE_ANNOTATION: "true"}
+    movable = bodies.training_job(body, pods)
+    assert movable is not None
+    assert movable.movable
