@@ -300,7 +300,7 @@ def _serve(index: Index, places: Places, book: Book, mine: Decided, job: Job, qu
     exclude = book.exclude_for(job)
     shape = (queue, job.gpu_type, job.replicas, job.gpus_per_replica, job.cpu_millis_per_replica,
              job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector,
-             job.tolerations, job.priority, index.limit_of(job), id(exclude))  # fmt: skip
+             job.tolerations, job.priority, index.limit_of(job), exclude)  # fmt: skip
     known = book.failed.get(shape)
     if known is not None and known[0] == statement.version and job.key not in book.booked:
         _version, reason, message, failed_type = known  # the same shape, nothing given back since: it fails again

@@ -159,7 +159,7 @@ class Index:
 
     def without(self, nodes: list[Node], exclude: frozenset[NodeName]) -> list[Node]:
         """``nodes`` minus ``exclude`` (both live, cached, for the whole cycle)."""
-        key = ("without", id(nodes), id(exclude))
+        key = ("without", id(nodes), exclude)  # the set itself: a short-lived one's id may be reused
         cached = self._candidates.get(key)
         if cached is None:
             cached = self._candidates[key] = [node for node in nodes if node.name not in exclude]

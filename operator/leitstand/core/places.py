@@ -170,7 +170,7 @@ class Places:
             shape = (
                 index.owner(queue), lent, gpu_type, job.gpus_per_replica, job.cpu_millis_per_replica,
                 job.memory_bytes_per_replica, job.required_level, job.preferred_level, job.node_selector, pinned,
-                job.tolerations, count, id(exclude) if exclude else None,
+                job.tolerations, count, exclude or None,
             )  # fmt: skip
             known = self.failures.get(shape)
             if known is not None and known[0] == statement.version:

@@ -12,13 +12,15 @@
 
 The baselines see the same nodes and jobs as Leitstand and honour the same
 constraints (GPU type, GPU count, CPU and memory per pod, node readiness).
+They see an elastic job as a rigid gang of all its replicas; Leitstand grows
+and shrinks it, rank by rank, as its decisions say.
 """
 
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from leitstand.core.model import Job, JobKey, Node, NodeName, Policy, Reason, Snapshot
+from leitstand.core.model import Eviction, Job, JobKey, Node, NodeName, Policy, Reason, Release, Snapshot
 from leitstand.core.scheduling import schedule
 from leitstand.sim.engine import Step
 
@@ -42,16 +44,30 @@ class Leitstand:
         decisions = schedule(snapshot, self.policy, now=now, estimate=estimate)
         jobs = {job.key: job for job in snapshot.jobs}
         placements: dict[JobKey, tuple[NodeName | None, ...]] = {}
+        stops: list[Eviction | Release] = [*decisions.evictions, *decisions.releases]
+        whole = {stop.job for stop in stops if not stop.ranks}  # beside stops of some ranks, the whole job wins
+        shrinks: dict[JobKey, set[int]] = {}
+        for stop in stops:
+            if stop.ranks and stop.job not in whole:
+                shrinks.setdefault(stop.job, set()).update(stop.ranks)
         for release in decisions.releases:
-            placements[release.job] = ()
+            if not release.ranks:
+                placements[release.job] = ()
         for bind in decisions.binds:
             job = jobs[bind.job]
             current = placements.get(bind.job, job.placement) or (None,) * job.replicas
+            if bind.ranks:  # an elastic job: exactly these ranks
+                slots = [*current, *(None,) * (job.replicas - len(current))]
+                for rank, node in zip(bind.ranks, bind.nodes, strict=True):
+                    slots[rank] = node
+                placements[bind.job] = tuple(slots)
+                continue
             given = iter(bind.nodes)
             placements[bind.job] = tuple(node if node is not None else next(given) for node in current)
         return Step(
             placements=placements,
-            evictions=tuple(eviction.job for eviction in decisions.evictions),
+            evictions=tuple(dict.fromkeys(eviction.job for eviction in decisions.evictions if not eviction.ranks)),
+            shrinks={key: tuple(sorted(ranks)) for key, ranks in sorted(shrinks.items())},
             failed=tuple(e.job for e in decisions.pending if e.reason in CAPACITY_REASONS),
             fair_shares={q: {t: s.fair_share for t, s in per.items()} for q, per in decisions.queues.items()},
             job_queues=decisions.job_queues,
@@ -106,7 +122,13 @@ def _shape(job: Job) -> tuple[object, ...]:
 
 
 def _waiting(snapshot: Snapshot) -> list[Job]:
-    return sorted((job for job in snapshot.jobs if not job.running), key=lambda job: (job.submitted, job.key))
+    """Jobs with replicas to place: an elastic job is a rigid gang of all its replicas here."""
+    waiting = (job for job in snapshot.jobs if not _complete(job))
+    return sorted(waiting, key=lambda job: (job.submitted, job.key))
+
+
+def _complete(job: Job) -> bool:
+    return len(job.placement) == job.replicas and all(node is not None for node in job.placement)
 
 
 Choose = Callable[[_Free, list[Node], Job], Node | None]

@@ -18,6 +18,26 @@ seconds of its run; without one it starts over): the work since then is
 counted as lost, as ``model.work_at_risk`` counts it. Each queue's decayed
 over-quota usage (``fairshare.remember``) goes into every snapshot, as the
 operator keeps it in GPUQuota statuses.
+
+Elastic jobs (``TraceJob.min_replicas`` below ``replicas``) run once the
+replicas of their gang (ranks below ``min_replicas``) are placed. An elastic
+job's work is ``replicas`` x ``duration`` replica-seconds (its duration as
+traced, at its full size); it progresses at the rate of its working replicas
+(linear scaling: placed ones, less those a shrink has stopped). Each time that
+number changes while it runs, it grows or shrinks: its workers restart from
+their last save, as torchrun does on a change of membership. The work since
+that save is lost (its GPUs times the seconds since, in ``lost_gpu_seconds``;
+the restart counts in ``resizes``), its saves count again from the restart, and
+its end is computed anew (the old FINISH event is dropped by its generation).
+An elastic job saves every ``checkpoint_interval`` seconds, else every
+``elastic_checkpoint_interval``. Replicas a shrink stops (``Step.shrinks``) run
+on through their queue's preemption notice as an evicted job does (till a minute
+after the job's next save, when the scheduler knows its interval), then take
+``grace_seconds`` to terminate, holding their nodes all the while
+(``Job.leaving``; at once when both are 0). A shrink is not an eviction: it
+counts in ``resizes``, not ``preemptions``. A whole elastic job evicted resumes
+from its last save, as any job does; a runtime limit ends it at its limit from
+its start, whatever its size meanwhile.
 """
 
 import collections
@@ -41,20 +61,29 @@ from leitstand.core.model import (
     Snapshot,
     preemption_notice,
     stop_time,
+    unsaved,
 )
 from leitstand.sim.traces import TraceJob
 
 ARRIVE, FINISH, GONE = 0, 1, 2  # GONE: an evicted job's pods have terminated
+STOP, LEFT = 3, 4  # replicas an elastic job shrinks by stop working; their pods have terminated
 FINISHED_PER_NAMESPACE = 50  # the latest finished jobs each cycle's snapshot carries, per namespace
 MAX_ROUNDS = 4  # cycles at one instant after evictions
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What a scheduler decided in one cycle."""
+    """What a scheduler decided in one cycle.
+
+    ``placements`` are jobs' whole new placements, one entry per replica (None: not placed; empty: the job
+    waits whole). An elastic job runs with some of its replicas unplaced: those above its gang. ``evictions``
+    stop whole jobs; ``shrinks`` stop only the replicas of the ranks given, of elastic jobs (they hold their
+    nodes until their pods are gone, as ``Job.leaving``).
+    """
 
     placements: Mapping[JobKey, tuple[NodeName | None, ...]] = field(default_factory=dict)
     evictions: tuple[JobKey, ...] = ()
+    shrinks: Mapping[JobKey, tuple[int, ...]] = field(default_factory=dict)  # ranks that stop, by elastic job
     failed: tuple[JobKey, ...] = ()  # tried and did not fit (the fragmentation measure's trigger)
     fair_shares: Mapping[QueueName, Mapping[GPUType, int]] | None = None
     job_queues: Mapping[JobKey, QueueName] | None = None
@@ -82,7 +111,8 @@ class Record:
     first_start: float | None = None
     finish: float | None = None
     preemptions: int = 0
-    lost_gpu_seconds: float = 0.0
+    lost_gpu_seconds: float = 0.0  # work thrown away by evictions and (elastic jobs) resizes, GPUs x seconds
+    resizes: int = 0  # times an elastic job grew or shrank while it ran (its workers restarted)
     first_estimate: float | None = None  # the first expected start planned for it (near its submission)
     last_estimate: float | None = None  # the last one before it started
     first_reserved: float | None = None  # the start its first reservation planned
@@ -98,7 +128,7 @@ class Sample:
     pending: int
     by_queue: Mapping[QueueName, int]
     fair_share: Mapping[QueueName, int]
-    working: int = 0  # GPUs of complete gangs: what a half-placed gang holds does no work
+    working: int = 0  # GPUs of running gangs (elastic: their working replicas'); half a gang does no work
     reservations: int = 0  # gangs holding a reservation after the cycle
     reserved_idle: int = 0  # GPUs free on reserved nodes after the cycle (kept for the gangs that reserved them)
 
@@ -142,6 +172,7 @@ class Options:
     fill: bool = False
     runtime_limit_factor: float | None = None  # a job without a limit of its own asks for this x its duration
     checkpoint_interval: float | None = None  # every job saves its work this often (None: never; evictions lose all)
+    elastic_checkpoint_interval: float | None = 1800.0  # elastic jobs save this often without checkpoint_interval
     checkpoints_known: bool = True  # the scheduler is told the interval (False: it chooses victims blind to it)
     grace_seconds: float = 0.0  # an evicted job's pods terminate this long after they stop, holding their nodes
     preemption_notice: float | None = None  # seconds every queue's jobs run on once evicted (None: the queues')
@@ -149,6 +180,15 @@ class Options:
 
 
 Progress = Callable[[float, int, int], None]  # (simulated time, jobs done or placed, jobs in all)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """An elastic job running at one size: since its last (re)start, from the work it had saved then."""
+
+    since: float
+    base: float  # replica-seconds of its work done at ``since``
+    replicas: int  # working replicas: its rate of progress
 
 
 class Simulation:
@@ -189,6 +229,13 @@ class Simulation:
         self.usage: dict[QueueName, float] = {}  # decayed over-quota GPU-seconds per queue
         self.over_quota: dict[QueueName, int] = {}  # GPUs each queue held above its guarantees after the last cycle
         self.usage_time = 0.0
+        # elastic jobs
+        self.runs: dict[JobKey, _Run] = {}  # each running elastic job's size and progress
+        self.work_saved: dict[JobKey, float] = {}  # replica-seconds each stopped elastic job saved (resumed there)
+        self.stopped: dict[JobKey, frozenset[int]] = {}  # ranks a shrink stopped whose pods still terminate
+        self.stopping: dict[int, tuple[JobKey, int, tuple[int, ...]]] = {}  # STOP and LEFT events due, by tag
+        self.tags = 0
+        self.touched: set[JobKey] = set()  # elastic jobs a cycle placed or shrank: their sizes are checked after it
         for key, job in self.trace.items():
             self._push(job.submit, ARRIVE, key, 0)
 
@@ -212,9 +259,17 @@ class Simulation:
             submitted=trace.submit,
             runtime_limit=self._limit(trace),
             required_level=trace.required_level,
-            checkpoint_interval=self.options.checkpoint_interval if self.options.checkpoints_known else None,
+            checkpoint_interval=self._interval(trace) if self.options.checkpoints_known else None,
+            min_replicas=trace.min_replicas,
         )
         self.generation[key] = 0
+
+    def _interval(self, trace: TraceJob) -> float | None:
+        """How often the job saves its work (None: never)."""
+        interval = self.options.checkpoint_interval
+        if interval is None and trace.elastic:
+            return self.options.elastic_checkpoint_interval
+        return interval
 
     def _limit(self, trace: TraceJob) -> float | None:
         factor = self.options.runtime_limit_factor
@@ -228,12 +283,19 @@ class Simulation:
         self.records[key].finish = now
         job = self.jobs.pop(key)
         self.done += 1
+        if job.elastic:
+            self.runs.pop(key, None)
+            self.stopped.pop(key, None)
+            self._forget(key)
         if job.started is not None:  # what start estimates learn from, as the operator reads finished jobs
             latest = self.finished.setdefault(job.namespace, collections.deque(maxlen=FINISHED_PER_NAMESPACE))
             latest.append(Finished(job.namespace, now - job.started, job.runtime_limit, now))
 
     def _place(self, key: JobKey, nodes: tuple[NodeName | None, ...], now: float) -> None:
         job = self.jobs[key]
+        if job.elastic:
+            self._place_elastic(key, nodes, now)
+            return
         placed = replace(job, placement=nodes)
         if placed.running:
             placed = replace(placed, started=now)
@@ -260,7 +322,13 @@ class Simulation:
             self.jobs[key] = replace(job, terminating=True)
             return
         record.preemptions += 1
-        if job.started is not None and job.running:
+        if job.elastic:
+            self._forget(key, STOP)  # the whole job stops: so do the replicas it was shrinking by
+            run = self.runs.pop(key, None)
+            if run is not None:
+                self.work_saved[key] = self._halt(key, run, stop)
+            self.ends.pop(key, None)
+        elif job.started is not None and job.running:
             ran = max(stop - job.started, 0.0)
             interval = self.options.checkpoint_interval
             kept = ran - ran % interval if interval else 0.0  # up to its last checkpoint: resumed from there
@@ -275,6 +343,152 @@ class Simulation:
 
     def _gone(self, key: JobKey) -> None:
         self.jobs[key] = replace(self.jobs[key], placement=(), started=None, terminating=False)
+        if self.jobs[key].elastic:
+            self.jobs[key] = replace(self.jobs[key], leaving=(), last_checkpoint=None)
+            self.stopped.pop(key, None)
+            self._forget(key)
+
+    # -- elastic jobs ---------------------------------------------------------------------
+
+    def _place_elastic(self, key: JobKey, nodes: tuple[NodeName | None, ...], now: float) -> None:
+        """A new placement of an elastic job: it starts once its gang is placed; its size is checked after the
+        cycle (``_resize``)."""
+        job = self.jobs[key]
+        placed = replace(job, placement=nodes)
+        if not any(node is not None for node in nodes):  # released whole: it waits as a whole
+            placed = replace(placed, placement=(), started=None, leaving=(), last_checkpoint=None)
+            self.stopped.pop(key, None)
+            self._forget(key)
+        elif placed.running and not job.running:
+            placed = replace(placed, started=now)
+            record = self.records[key]
+            if record.first_start is None:
+                record.first_start = now
+                if self.options.fill:
+                    self.done += 1
+        elif not placed.running:
+            placed = replace(placed, started=None)
+        self.jobs[key] = placed
+        self.touched.add(key)
+
+    def _shrink(self, key: JobKey, ranks: tuple[int, ...], now: float) -> None:
+        """Stop the replicas of ``ranks``: after the queue's notice, as an eviction stops a job; their pods
+        hold their nodes until they are gone."""
+        job = self.jobs.get(key)
+        if job is None or job.terminating:
+            return
+        chosen = tuple(sorted(
+            rank for rank in set(ranks)
+            if rank < len(job.placement) and job.placement[rank] is not None and rank not in job.leaving
+        ))  # fmt: skip
+        if not chosen:
+            return
+        notice = preemption_notice(self.queue_of_namespace.get(job.namespace), self.queue_by_name)
+        stop = stop_time(job, now, notice)
+        self.jobs[key] = replace(job, leaving=tuple(sorted({*job.leaving, *chosen})))
+        if stop <= now:
+            self._stop(key, chosen, now)
+            self.touched.add(key)
+        else:
+            self._later(stop, STOP, key, chosen)
+
+    def _stop(self, key: JobKey, ranks: tuple[int, ...], now: float) -> None:
+        """The replicas of ``ranks`` stop working; their pods terminate for ``grace_seconds``."""
+        self.stopped[key] = self.stopped.get(key, frozenset()) | frozenset(ranks)
+        if self.options.grace_seconds > 0:
+            self._later(now + self.options.grace_seconds, LEFT, key, ranks)
+        else:
+            self._left(key, ranks)
+
+    def _left(self, key: JobKey, ranks: tuple[int, ...]) -> None:
+        """The pods of ``ranks`` are gone: their nodes are free."""
+        job = self.jobs[key]
+        placement = tuple(None if rank in ranks else node for rank, node in enumerate(job.placement))
+        if not any(node is not None for node in placement):
+            placement = ()
+        placed = replace(job, placement=placement, leaving=tuple(rank for rank in job.leaving if rank not in ranks))
+        self.jobs[key] = placed if placed.running else replace(placed, started=None)
+        stopped = self.stopped.get(key, frozenset()) - frozenset(ranks)
+        if stopped:
+            self.stopped[key] = stopped
+        else:
+            self.stopped.pop(key, None)
+
+    def _later(self, time: float, kind: int, key: JobKey, ranks: tuple[int, ...]) -> None:
+        self.tags += 1
+        self.stopping[self.tags] = (key, kind, ranks)
+        self._push(time, kind, key, self.tags)
+
+    def _forget(self, key: JobKey, kind: int | None = None) -> None:
+        """Drop the job's STOP and LEFT events due (of ``kind`` only, when given)."""
+        if self.stopping:
+            for tag in [t for t, (k, due, _r) in self.stopping.items() if k == key and kind in (None, due)]:
+                del self.stopping[tag]
+
+    def _due(self, tag: int, time: float) -> None:
+        """A STOP or LEFT event of a shrink."""
+        pending = self.stopping.pop(tag, None)
+        if pending is None:
+            return
+        key, kind, ranks = pending
+        if key not in self.jobs:
+            return
+        if kind == STOP:
+            self._stop(key, ranks, time)
+        else:
+            self._left(key, ranks)
+        self._resize(key, time)
+
+    def _working(self, job: Job) -> int:
+        """Replicas of ``job`` that work: all placed when it runs (of an elastic job, less those stopped)."""
+        if not job.running:
+            return 0
+        if not job.elastic:
+            return job.replicas
+        stopped = self.stopped.get(job.key, frozenset())
+        if any(rank in stopped for rank in range(job.gang)):
+            return 0
+        return sum(1 for rank, node in enumerate(job.placement) if node is not None and rank not in stopped)
+
+    def _halt(self, key: JobKey, run: _Run, now: float) -> float:
+        """The work an elastic job has saved when its run ends at ``now`` (replica-seconds); what it did since
+        its last save is lost."""
+        ran = max(now - run.since, 0.0)
+        kept = ran - unsaved(ran, self._interval(self.trace[key]))
+        self.records[key].lost_gpu_seconds += run.replicas * self.jobs[key].gpus_per_replica * (ran - kept)
+        return run.base + run.replicas * kept
+
+    def _resize(self, key: JobKey, now: float) -> None:
+        """Start, resize or halt an elastic job whose working replicas changed, and when it ends."""
+        job = self.jobs.get(key)
+        if job is None or not job.elastic or job.terminating:
+            return
+        working = self._working(job)
+        run = self.runs.get(key)
+        if (run.replicas if run is not None else 0) == working:
+            return
+        if run is None:
+            base = self.work_saved.get(key, 0.0)  # (re)started: from its last save
+        else:
+            base = self._halt(key, run, now)
+            if working:
+                self.records[key].resizes += 1
+        self.generation[key] += 1  # its FINISH event, if any, is stale
+        self.ends.pop(key, None)
+        if not working:
+            del self.runs[key]
+            self.work_saved[key] = base
+            return
+        self.runs[key] = _Run(now, base, working)
+        if self.options.checkpoints_known:  # its saves count from the restart, as the scheduler is told
+            self.jobs[key] = replace(job, last_checkpoint=now)
+        trace = self.trace[key]
+        end = now + max(trace.replicas * trace.duration - base, 0.0) / working
+        if job.runtime_limit is not None and job.started is not None:
+            end = min(end, job.started + job.runtime_limit)  # the operator ends a job at its limit
+        if not self.options.fill and math.isfinite(end):
+            self._push(end, FINISH, key, self.generation[key])
+            self.ends[key] = end
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -290,7 +504,7 @@ class Simulation:
             self._apply_due(now)
             for _round in range(MAX_ROUNDS):
                 step = self._cycle(now)
-                if not step.evictions:
+                if not step.evictions and not step.shrinks:
                     break
             last_cycle = now
             if progress is not None:
@@ -315,10 +529,12 @@ class Simulation:
         while self.events and self.events[0][0] <= now:
             if self.options.fill and arrived and self.events[0][1] == ARRIVE:
                 break  # the fill experiment: one arrival per cycle
-            _time, kind, _seq, key, generation = heapq.heappop(self.events)
+            time, kind, _seq, key, generation = heapq.heappop(self.events)
             if kind == ARRIVE:
                 self._arrive(key)
                 arrived += 1
+            elif kind in (STOP, LEFT):
+                self._due(generation, time)  # its tag, not a generation
             elif key in self.jobs and generation == self.generation[key]:
                 if kind == GONE:
                     self._gone(key)
@@ -341,6 +557,11 @@ class Simulation:
             self._evict(key, now)
         for key, nodes in step.placements.items():
             self._place(key, nodes, now)
+        for key, ranks in step.shrinks.items():
+            self._shrink(key, ranks, now)
+        for key in sorted(self.touched):
+            self._resize(key, now)
+        self.touched.clear()
         for key, job in list(self.jobs.items()):  # nominations live with the jobs, as on the pods in a cluster
             nominated = step.nominations.get(key, ())
             reserved = step.reserved.get(key, ())  # and reservations, as the operator carries them
@@ -359,7 +580,7 @@ class Simulation:
         for key in step.backfilled:
             self.records[key].backfilled = True
         allocated = sum(job.gpus_per_replica * _placed(job) for job in self.jobs.values())
-        working = sum(job.gpus for job in self.jobs.values() if job.running)
+        working = sum(job.gpus_per_replica * self._working(job) for job in self.jobs.values())
         if step.failed and self.first_failure is None:
             key = step.failed[0]
             self.first_failure = FirstFailure(now, key, self.jobs[key].gpus, self.capacity - allocated)
@@ -398,13 +619,13 @@ class Simulation:
             queue = (step.job_queues or {}).get(job.key) or self.queue_of_namespace.get(job.namespace)
             placed = _placed(job)
             if not job.running:
-                pending += job.gpus
+                pending += job.gang * job.gpus_per_replica  # an elastic job waits for its gang only
             if queue is None:
                 continue
             by_queue[queue] = by_queue.get(queue, 0) + job.gpus_per_replica * placed
             gpu_type = job.gpu_type or _ANY
             per_type = demand.setdefault(queue, {})
-            per_type[gpu_type] = per_type.get(gpu_type, 0) + job.gpus
+            per_type[gpu_type] = per_type.get(gpu_type, 0) + job.gang * job.gpus_per_replica  # growth: no demand
         if step.fair_shares is not None:
             shares = {queue: sum(per_type.values()) for queue, per_type in step.fair_shares.items()}
         else:

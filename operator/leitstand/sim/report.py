@@ -5,8 +5,9 @@ held, and those held by complete gangs: a gang placed in part holds GPUs that
 do no work); queueing
 delay (submission to first start) and job completion time (submission to
 finish), mean and p95; the unallocated GPUs at the first placement failure
-(the fragmentation measure of "Beware of Fragmentation", ATC '23); evictions
-and the GPU-hours they threw away (in all and per tenant); and per tenant,
+(the fragmentation measure of "Beware of Fragmentation", ATC '23); evictions,
+elastic jobs' resizes, and the GPU-hours both threw away (in all and per
+tenant); and per tenant,
 allocation against fair share over time, with the mean distance between the
 two, now and remembered (both decayed with the run's usage half-life).
 """
@@ -155,6 +156,7 @@ def summarise(result: Result) -> dict[str, Any]:
             "unallocatedGPUs": failure.unallocated,
         },
         "evictions": sum(r.preemptions for r in records),
+        "resizes": sum(r.resizes for r in records),  # elastic jobs grown or shrunk while running
         "lostGPUHours": sum(r.lost_gpu_seconds for r in records) / 3600,
         "lostGPUHoursByTenant": {
             tenant: sum(r.lost_gpu_seconds for r in records if r.trace.tenant == tenant) / 3600

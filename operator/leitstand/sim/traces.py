@@ -28,7 +28,8 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TraceJob:
-    """One job of a trace: a gang of ``replicas`` pods that runs ``duration`` seconds once started."""
+    """One job of a trace: a gang of ``replicas`` pods that runs ``duration`` seconds once started (an elastic
+    job: ``replicas`` x ``duration`` replica-seconds of work, on ``min_replicas`` to ``replicas`` pods)."""
 
     name: str
     tenant: str
@@ -42,10 +43,16 @@ class TraceJob:
     gpu_type: GPUType | None = None
     runtime_limit: float | None = None  # seconds, as the user asked (the trace's own column)
     required_level: str | None = None  # a topology level all its pods must share (scenarios; no trace has it)
+    min_replicas: int | None = None  # elastic (when 0 < min_replicas < replicas): a gang of this many that grows
 
     @property
     def gpus(self) -> int:
         return self.replicas * self.gpus_per_replica
+
+    @property
+    def elastic(self) -> bool:
+        """Does the job run on as few as ``min_replicas`` replicas, growing up to ``replicas``?"""
+        return self.min_replicas is not None and 0 < self.min_replicas < self.replicas
 
 
 def gang_shape(gpus: int) -> tuple[int, int]:

@@ -1,11 +1,29 @@
-"""The simulator on small clusters: time, gangs, fragmentation, head-of-line blocking and reclaim."""
+"""The simulator on small clusters: time, gangs, fragmentation, head-of-line blocking, reclaim, elastic jobs."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from leitstand.core.model import GPUType, Node, NodeName, Policy, Priority, Queue, QueueName, Share, Snapshot
+from leitstand.core.model import (
+    Bind,
+    Decisions,
+    Eviction,
+    GPUType,
+    Job,
+    JobKey,
+    Node,
+    NodeName,
+    Policy,
+    Priority,
+    Queue,
+    QueueName,
+    Reason,
+    Release,
+    Share,
+    Snapshot,
+)
 from leitstand.sim import baselines, engine, plots, report
 from leitstand.sim.traces import TraceJob
 
@@ -52,8 +70,6 @@ def test_a_job_starts_on_arrival_and_finishes_after_its_duration() -> None:
 
 
 def test_jobs_ask_for_a_multiple_of_their_duration_and_end_at_their_own_limit() -> None:
-    from dataclasses import replace
-
     over = replace(job("over", 0, 8, 500), runtime_limit=200.0)  # asked for less than it needs: ended at 200
     result = run(baselines.Leitstand(POLICY), [job("x", 0, 8, 100), over], nodes(2), interval=0, runtime_limit_factor=2)
     assert result.records["a/x"].finish == 100  # type: ignore[index]
@@ -265,3 +281,137 @@ def test_the_preemption_plot_is_drawn(tmp_path: Path) -> None:
     ]  # fmt: skip
     path = plots.preemption(lines, tmp_path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- elastic jobs ---------------------------------------------------------------------------------
+
+
+def elastic(name: str, submit: float, replicas: int, minimum: int, duration: float, *, tenant: str = "a") -> TraceJob:
+    """An elastic job of 8-GPU replicas: ``replicas`` x ``duration`` replica-seconds of work on ``minimum`` and up."""
+    return TraceJob(f"{tenant}/{name}", tenant, submit, replicas, 8, duration, min_replicas=minimum)
+
+
+def last_samples(result: engine.Result) -> dict[float, engine.Sample]:
+    """The sample after the last cycle at each instant."""
+    return {sample.time: sample for sample in result.samples}
+
+
+def test_an_elastic_job_alone_starts_at_its_maximum_and_finishes_after_its_duration() -> None:
+    for scheduler in ALL:  # the baselines see it as a rigid gang of all its replicas
+        result = run(scheduler, [elastic("e", 5, 4, 2, 100)], nodes(4), interval=0)
+        record = result.records["a/e"]  # type: ignore[index]
+        assert (record.first_start, record.finish, record.resizes, record.lost_gpu_seconds) == (5, 105, 0, 0.0)
+        assert last_samples(result)[5].working == 32, scheduler.name
+
+
+def test_an_elastic_job_starts_at_its_gang_grows_as_nodes_free_up_and_ends_before_its_gang_alone_would() -> None:
+    # b holds two nodes until 300; the elastic job starts on the other two at 1 and grows to four at 300: its
+    # workers restart from their save at 201 (they save every 100 s), so 99 s of two replicas are lost
+    trace = [job("b0", 0, 8, 300, tenant="b"), job("b1", 0, 8, 300, tenant="b"), elastic("e", 1, 4, 2, 1_000)]
+    options = engine.Options(interval=0, checkpoint_interval=100)
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), trace, options).run()
+    record = result.records["a/e"]  # type: ignore[index]
+    assert record.first_start == 1
+    samples = last_samples(result)
+    assert (samples[1].by_queue["a"], samples[300].by_queue["a"]) == (16, 32)  # type: ignore[index]
+    saved = 2 * 200  # replica-seconds saved at 201, of 4 x 1,000
+    assert record.finish == 300 + (4 * 1_000 - saved) / 4
+    assert (record.resizes, record.preemptions, record.lost_gpu_seconds) == (1, 0, 2 * 8 * 99)
+    summary = report.summarise(result)
+    assert summary["resizes"] == 1
+    assert summary["lostGPUHours"] == 2 * 8 * 99 / 3600
+    # the same work as a rigid gang of its minimum: two replicas for 2,000 s
+    rigid = [*trace[:2], TraceJob("a/e", "a", 1, 2, 8, 2_000)]
+    alone = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), rigid, options).run()
+    finish = alone.records["a/e"].finish  # type: ignore[index]
+    assert finish == 2_001
+    assert record.finish is not None
+    assert record.finish < finish
+
+
+def test_a_tenant_below_its_fair_share_shrinks_an_elastic_job_after_grace_and_its_end_moves_later() -> None:
+    # the elastic job runs at four from 0 (due at 1,000); b arrives at 550 for its guaranteed 16 GPUs: ranks 3 and 2
+    # stop at once (50 s since their save at 500 lost), their pods hold the nodes 30 s more, b starts at 580, and
+    # the job goes on at two from its save: 4 x 500 done, 2,000 replica-seconds left at two a second
+    trace = [elastic("e", 0, 4, 2, 1_000), job("b0", 550, 8, 10_000, replicas=2, tenant="b")]
+    options = engine.Options(interval=0, checkpoint_interval=100, grace_seconds=30)
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), trace, options).run()
+    record = result.records["a/e"]  # type: ignore[index]
+    assert (record.first_start, record.finish) == (0, 550 + 2_000 / 2)
+    assert record.finish > 1_000
+    assert (record.resizes, record.preemptions, record.lost_gpu_seconds) == (1, 0, 4 * 8 * 50)
+    samples = last_samples(result)
+    assert (samples[550].allocated, samples[550].working, samples[550].pending) == (32, 16, 16)
+    assert result.records["b/b0"].first_start == 580  # type: ignore[index]
+    assert samples[580].working == 32
+    # without grace, the nodes are free at once
+    quick = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), trace,
+                              replace(options, grace_seconds=0)).run()  # fmt: skip
+    assert quick.records["b/b0"].first_start == 550  # type: ignore[index]
+    assert quick.records["a/e"].finish == record.finish  # type: ignore[index]
+
+
+def test_replicas_an_elastic_job_shrinks_by_run_through_the_notice_until_a_minute_after_its_next_save() -> None:
+    # told it saves every 100 s, ranks 3 and 2 stop at the end of their 100 s notice, 650 (a minute after the
+    # save at 600 would be later); the 50 s since that save are lost, and b starts after 30 s of grace
+    trace = [elastic("e", 0, 4, 2, 1_000), job("b0", 550, 8, 10_000, replicas=2, tenant="b")]
+    options = engine.Options(interval=0, checkpoint_interval=100, grace_seconds=30, preemption_notice=100)
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), trace, options).run()
+    record = result.records["a/e"]  # type: ignore[index]
+    assert (record.finish, record.resizes, record.lost_gpu_seconds) == (650 + (4_000 - 4 * 600) / 2, 1, 4 * 8 * 50)
+    assert last_samples(result)[550].working == 32  # all four work on through the notice
+    assert result.records["b/b0"].first_start == 680  # type: ignore[index]
+
+
+def test_an_elastic_job_saves_every_elastic_checkpoint_interval_without_a_checkpoint_interval() -> None:
+    trace = [elastic("e", 0, 4, 2, 1_000), job("b0", 550, 8, 10_000, replicas=2, tenant="b")]
+    for interval, lost in ((None, 550), (200.0, 150)):
+        options = engine.Options(interval=0, elastic_checkpoint_interval=interval)
+        result = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), trace, options).run()
+        record = result.records["a/e"]  # type: ignore[index]
+        assert record.lost_gpu_seconds == 4 * 8 * lost
+        assert record.finish == 550 + (4_000 - 4 * (550 - lost)) / 2
+
+
+def test_a_trace_without_elastic_jobs_runs_as_before() -> None:
+    # b reclaims two of a's four jobs at 500: they start over when b ends at 600 and run their whole duration
+    expected = {"a/a0": (0, 1_600, 1, 8 * 500.0, 0), "a/a1": (0, 1_600, 1, 8 * 500.0, 0),
+                "a/a2": (0, 1_000, 0, 0.0, 0), "a/a3": (0, 1_000, 0, 0.0, 0), "b/b0": (500, 600, 0, 0.0, 0)}  # fmt: skip
+    for a_minimum, b_minimum in ((None, None), (1, 2)):  # as many as its replicas: not elastic either
+        trace = [replace(job(f"a{i}", 0, 8, 1_000), min_replicas=a_minimum) for i in range(4)]
+        trace.append(replace(job("b0", 500, 8, 100, replicas=2, tenant="b"), min_replicas=b_minimum))
+        result = engine.Simulation(baselines.Leitstand(POLICY), nodes(4), two_tenants(16), trace,
+                                   engine.Options(interval=0)).run()  # fmt: skip
+        records = {key: (r.first_start, r.finish, r.preemptions, r.lost_gpu_seconds, r.resizes)
+                   for key, r in result.records.items()}  # fmt: skip
+        assert records == expected, a_minimum
+        assert report.summarise(result)["resizes"] == 0
+
+
+def test_leitstand_binds_exact_ranks_shrinks_by_ranks_and_a_whole_eviction_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    n = [NodeName(f"n{i}") for i in range(9)]
+    jobs = (
+        Job(JobKey("a/grows"), "a", 4, 8, min_replicas=2, placement=(n[0], n[1], None, None), started=0),
+        Job(JobKey("a/goes"), "a", 2, 8, min_replicas=1, placement=(n[2], n[3]), started=0),
+        Job(JobKey("a/shrinks"), "a", 4, 8, min_replicas=1, placement=(n[4], n[5], n[6], n[7]), started=0),
+    )
+    decisions = Decisions(
+        binds=(Bind(JobKey("a/grows"), (n[8],), (3,)),),
+        evictions=(
+            Eviction(JobKey("a/goes"), Reason.RECLAIMED, JobKey("b/x"), "whole", ()),
+            Eviction(JobKey("a/goes"), Reason.RECLAIMED, JobKey("b/y"), "part", (1,)),
+            Eviction(JobKey("a/shrinks"), Reason.RECLAIMED, JobKey("b/x"), "part", (3,)),
+            Eviction(JobKey("a/shrinks"), Reason.PREEMPTED, JobKey("a/z"), "part", (2,)),
+        ),
+        releases=(Release(JobKey("a/shrinks"), "gang gone", (1,)),),
+        pending=(),
+        queues={},
+        job_queues={},
+    )
+    monkeypatch.setattr(baselines, "schedule", lambda *_args, **_kwargs: decisions)
+    step = baselines.Leitstand(POLICY)(Snapshot(nodes(9), QUEUES, jobs), 0.0)
+    assert step.placements == {JobKey("a/grows"): (n[0], n[1], None, n[8])}
+    assert step.evictions == (JobKey("a/goes"),)
+    assert step.shrinks == {JobKey("a/shrinks"): (1, 2, 3)}
