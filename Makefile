@@ -52,10 +52,11 @@ soak: binaries ## 50,000 liveness scenarios, 10x the generated bad input, then 3
 	LEITSTAND_FUZZ_CASES=5000 $(BIN)/pytest tests/e2e/test_bad_input.py -k generated
 	$(BIN)/python -m tests.soak.trace_load --minutes 30
 
-bench: $(STAMP) ## quick benchmarks: the scheduling cycle, the snapshot of pods, and the simulator on the real traces (BENCHMARKS.md)
+bench: $(STAMP) ## quick benchmarks: the scheduling cycle, the snapshot of pods, the simulator on the real traces, elastic gangs and consolidation (BENCHMARKS.md)
 	$(BIN)/python -m tests.bench.cycle
 	$(BIN)/python -m tests.bench.snapshot
 	$(BIN)/python -m tests.bench.simulation
+	$(BIN)/python -m tests.bench.elastic
 
 bench-full: bench binaries ## and Leitstand beside kube-scheduler, and beside Kueue, on the real control plane
 	$(BIN)/python -m tests.bench.peer

@@ -7,16 +7,17 @@ reclaim, ``consolidate`` looks at such gangs (queue order, the least served
 queue first; at most ``Policy.moves_per_cycle`` plans), and for each tries the
 domains of its required level that could hold it, fewest GPUs to move first:
 
-- every job on the domain's nodes must be **movable**: preemptible, running,
+- the jobs on enough of the domain's nodes (the cheapest nodes first, after the
+  room free there) must be **movable**: preemptible, running,
   not bound or evicted this cycle, past its queue's ``minRuntimeSeconds`` and
   running for at least ``Policy.move_settle_seconds`` (a job just moved is not
   moved again), and either declaring itself movable (``Job.movable``) or having
   saved its work within ``Policy.move_checkpoint_age`` seconds;
 - what the moves throw away (``model.work_at_risk``, nothing for a movable job)
   fits what is left of ``Policy.move_budget`` GPU-seconds this cycle;
-- with those jobs gone the gang fits the domain, and **every** moved job is
-  placed at once elsewhere, outside the domain (elastic growth replicas there
-  are simply given back).
+- with those jobs gone the gang fits the domain, and **every** job on the nodes
+  it then takes is placed at once elsewhere, not where it was (elastic growth
+  replicas there are simply given back); jobs on nodes it did not need stay.
 
 A plan is all or nothing (the statement rolls back otherwise). Carried out, the
 moved jobs are evicted (``Reason.MOVED``, naming the gang), each nominated for
@@ -102,56 +103,98 @@ def _plan(
     bound: set[JobKey],
     budget: float,
 ) -> tuple[str, list[Move], float] | None:
-    """The cheapest domain whose jobs can all move elsewhere at once, within ``budget``, so that the gang fits
-    it; applied to the statement (the gang and the moved jobs hold their new nodes). None when none can."""
+    """The cheapest domain where moving movable jobs off enough of its nodes lets the gang in, each of them
+    placed again at once outside the gang's nodes, within ``budget``; applied to the statement (the gang and
+    the moved jobs hold their new nodes). None when no domain can."""
     job, queue, gpu_type = waiting.job, waiting.queue, waiting.gpu_type
     assert queue is not None
     assert gpu_type is not None
     level = index.policy.level_index(job.required_level)
     assert level is not None
     reserved = {name for key, booked in before.reserved.items() if key != job.key for name in booked.nodes}
-    nodes = [node for node in index.candidates(job, queue, gpu_type, lent=False) if node.name not in reserved]
     domains: dict[str, list[Node]] = {}
-    for node in nodes:
-        if level < len(node.domains) and node.domains[level]:
+    for node in index.candidates(job, queue, gpu_type, lent=False):
+        if node.name not in reserved and level < len(node.domains) and node.domains[level]:
             domains.setdefault(node.domains[level], []).append(node)
     options: list[tuple[int, float, str, list[Job]]] = []
     for domain, members in domains.items():
-        if sum(node.gpus for node in members) < job.gpus:
+        chosen = _clearing(index, statement, job, members, on_node, bound)
+        if chosen is None:
             continue
-        inside = {node.name for node in members}
-        movers = sorted({m.key: m for name in inside for m in on_node.get(name, ())}.values(), key=lambda m: m.key)
-        if not movers or not all(_movable(index, statement, m, bound) for m in movers):
-            continue
-        cost = sum(_cost(index, m) for m in movers)
-        if cost > budget:
-            continue
-        moved = sum(m.gpus_per_replica * len(statement.holdings[m.key].nodes) for m in movers)
-        options.append((moved, cost, domain, movers))
+        cost = sum(_cost(index, m) for m in chosen)
+        moved = sum(m.gpus_per_replica * len(statement.holdings[m.key].nodes) for m in chosen)
+        if chosen and cost <= budget:
+            options.append((moved, cost, domain, chosen))
     options.sort(key=lambda option: option[:3])
-    for _moved, cost, domain, movers in options[:DOMAINS_TRIED]:
-        names = frozenset(node.name for node in domains[domain])
+    for _moved, _cost_bound, domain, candidates in options[:DOMAINS_TRIED]:
         mark = statement.checkpoint()
-        for mover in movers:
+        old = {m.key: statement.holdings[m.key] for m in candidates}
+        for mover in candidates:
             statement.release(mover)
         placed = places.attempt(job, queue, job.replicas, pinned=domain, only_type=gpu_type)
-        moves: list[Move] = []
         if isinstance(placed, tuple):
-            keep_out = frozenset(names | reserved)
-            for mover in sorted(movers, key=lambda m: (-m.gpus, m.key)):  # the largest first: they fit least
-                if mover.grows is not None:
-                    moves.append((mover, ()))  # growth is given back, not moved: it grows again where it can
-                    continue
-                mover_queue = index.job_queue[mover.key]
-                target = places.attempt(mover, mover_queue, mover.replicas, exclude=keep_out)
-                if not isinstance(target, tuple):
-                    break
-                moves.append((mover, target))
-            else:
+            taken = set(placed)
+            movers = [m for m in candidates if taken & set(old[m.key].nodes)]
+            moving = {m.key for m in movers}
+            for mover in candidates:  # those the gang did not need stay where they are
+                if mover.key not in moving:
+                    holding = old[mover.key]
+                    statement.hold(mover, holding.nodes, holding.queues, firm=holding.firm)
+            cost = sum(_cost(index, m) for m in movers)
+            moves = _replace(index, places, movers, reserved) if cost <= budget else None
+            if moves is not None:
                 statement.commit()
                 return domain, [(job, placed), *moves], cost
         statement.rollback(mark)
     return None
+
+
+def _clearing(
+    index: Index,
+    statement: Statement,
+    job: Job,
+    members: list[Node],
+    on_node: dict[NodeName, list[Job]],
+    bound: set[JobKey],
+) -> list[Job] | None:
+    """The jobs to move off ``members`` (one domain) so that the gang has room there: the room free now first,
+    then the nodes whose jobs are all movable, cheapest first; None when even that is not enough."""
+    per = job.gpus_per_replica
+    room = 0
+    clearable: list[tuple[float, int, NodeName, list[Job]]] = []
+    for node in members:
+        free = statement.free[node.name].gpus
+        jobs = on_node.get(node.name, [])
+        if not jobs or free >= node.gpus:
+            room += free // per
+            continue
+        if all(_movable(index, statement, other, bound) for other in jobs):
+            clearable.append((sum(_cost(index, other) for other in jobs), -free, node.name, jobs))
+        else:
+            room += free // per
+    chosen: dict[JobKey, Job] = {}
+    for _cost_of, _free, name, jobs in sorted(clearable):
+        if room >= job.replicas:
+            break
+        room += statement.nodes[name].gpus // per
+        chosen.update((other.key, other) for other in jobs)
+    return sorted(chosen.values(), key=lambda m: m.key) if room >= job.replicas else None
+
+
+def _replace(index: Index, places: Places, movers: list[Job], reserved: set[NodeName]) -> list[Move] | None:
+    """Each moved job placed at once somewhere else (not where it was, not on reserved nodes), the largest
+    first; elastic growth is given back instead. None when one of them does not fit."""
+    moves: list[Move] = []
+    for mover in sorted(movers, key=lambda m: (-m.gpus, m.key)):  # the largest first: they fit least
+        if mover.grows is not None:
+            moves.append((mover, ()))  # growth is given back, not moved: it grows again where it can
+            continue
+        away = frozenset({name for name in mover.placement if name is not None} | reserved)
+        target = places.attempt(mover, index.job_queue[mover.key], mover.replicas, exclude=away)
+        if not isinstance(target, tuple):
+            return None
+        moves.append((mover, target))
+    return moves
 
 
 def _movable(index: Index, statement: Statement, job: Job, bound: set[JobKey]) -> bool:

@@ -14,9 +14,10 @@ kinds of job (``split``):
   any whole gang, the highest ranks first (``preemption.Pool``).
 
 ``grow`` runs last in a cycle: it places growth replicas of running gangs, one
-replica at a time to the least served queue first, only on nodes that no
-waiting job of a queue at or below its fair share could use, that are reserved
-for no waiting gang, and inside the domain of the gang's required level.
+replica at a time to the least served queue first, only on nodes where no
+waiting job of a queue at or below its fair share would start now (nor one of
+its own queue), that are reserved for no waiting gang and freed by no eviction
+of this cycle, and inside the domain of the gang's required level.
 Growth replicas whose gang no longer runs are released.
 
 ``fold`` turns the cycle's decisions back into decisions about whole jobs:
@@ -126,9 +127,9 @@ def grow(index: Index, statement: Statement, before: Decided) -> Decided:
             elif replica.placement[0] not in statement.nodes:
                 mine.releases.append(Release(replica.key, f"it is bound to {replica.placement[0]}, which is gone"))
             # it keeps its node for the rest of the cycle: its pod runs until the caller has deleted it
-    everyone, own = _wanted(index, statement, before)
-    blocking: dict[QueueName, frozenset[NodeName]] = {}
     places = Places(index, statement, mine)
+    everyone, own = _wanted(index, statement, places, before)
+    blocking: dict[QueueName, frozenset[NodeName]] = {}
     heap: list[tuple[tuple[int, float], tuple[int, float, str], JobKey]] = []
     next_rank: dict[JobKey, int] = {}
     for key in running:
@@ -168,16 +169,19 @@ def grow(index: Index, statement: Statement, before: Decided) -> Decided:
 
 
 def _wanted(
-    index: Index, statement: Statement, before: Decided
+    index: Index, statement: Statement, places: Places, before: Decided
 ) -> tuple[frozenset[NodeName], dict[QueueName, frozenset[NodeName]]]:
     """Nodes growth must leave alone: for every queue, those of this cycle's victims, those reserved for
-    waiting gangs and every node a job
-    that waits for capacity could use when its queue is at or below its fair share of that GPU type; for a
-    queue's own growth, also every node its own waiting jobs could use (they come before its growth)."""
+    waiting gangs, and the nodes where a job waiting for capacity would start now (it may wait only because a
+    reservation or an older job holds it back) when its queue is at or below its fair share of that GPU type;
+    for a queue's own growth, also where its own waiting jobs would start (they come before its growth).
+
+    What a waiting job could not use now (a gang larger than what is free) is growth's to use meanwhile:
+    allocation always serves waiting jobs first, and reclaim takes growth back first, so it never stands
+    in a waiting job's way for longer than its pods take to stop."""
     wanted: set[NodeName] = {name for planned in before.reserved.values() for name in planned.nodes}
     wanted |= before.freed  # this cycle's victims still run there until they are gone
     own: dict[QueueName, set[NodeName]] = {}
-    seen: set[tuple[int, QueueName | None]] = set()
     for waiting in before.waiting.values():
         queue = waiting.queue
         if queue is None or waiting.reason not in _WANTS_CAPACITY or not waiting.ranked:
@@ -186,12 +190,9 @@ def _wanted(
             if gpu_type is None:
                 continue
             over = statement.queue_allocated(queue, gpu_type) > index.shares.get(queue, {}).get(gpu_type, 0)
-            into = own.setdefault(queue, set()) if over else wanted
-            for lent in (False, True) if index.lent(waiting.job, queue) else (False,):
-                nodes = index.candidates(waiting.job, queue, gpu_type, lent=lent)
-                if (id(nodes), queue if over else None) not in seen:
-                    seen.add((id(nodes), queue if over else None))
-                    into |= index.names_of(nodes)
+            outcome = places.try_place(waiting.job, queue, waiting.job.replicas, gpu_type)
+            if outcome.nodes is not None:
+                (own.setdefault(queue, set()) if over else wanted).update(outcome.nodes)
     return frozenset(wanted), {queue: frozenset(names) for queue, names in own.items()}
 
 

@@ -67,6 +67,7 @@ class Leitstand:
         return Step(
             placements=placements,
             evictions=tuple(dict.fromkeys(eviction.job for eviction in decisions.evictions if not eviction.ranks)),
+            moved=tuple(e.job for e in decisions.evictions if e.reason is Reason.MOVED and not e.ranks),
             shrinks={key: tuple(sorted(ranks)) for key, ranks in sorted(shrinks.items())},
             failed=tuple(e.job for e in decisions.pending if e.reason in CAPACITY_REASONS),
             fair_shares={q: {t: s.fair_share for t, s in per.items()} for q, per in decisions.queues.items()},

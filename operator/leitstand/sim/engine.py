@@ -91,6 +91,7 @@ class Step:
     reserved: Mapping[JobKey, tuple[NodeName, ...]] = field(default_factory=dict)  # kept with the jobs too
     reserved_starts: Mapping[JobKey, float] = field(default_factory=dict)  # each reservation's planned start
     backfilled: tuple[JobKey, ...] = ()
+    moved: tuple[JobKey, ...] = ()  # of ``evictions``, the jobs moved so that a gang finds a whole domain
     estimates: Mapping[JobKey, float] = field(default_factory=dict)  # expected starts, on the cycles that plan them
 
 
@@ -113,6 +114,8 @@ class Record:
     preemptions: int = 0
     lost_gpu_seconds: float = 0.0  # work thrown away by evictions and (elastic jobs) resizes, GPUs x seconds
     resizes: int = 0  # times an elastic job grew or shrank while it ran (its workers restarted)
+    moves: int = 0  # of its preemptions, those that moved it so a gang found a whole domain (consolidation)
+    moved_gpu_seconds: float = 0.0  # of its lost work, what those moves threw away
     first_estimate: float | None = None  # the first expected start planned for it (near its submission)
     last_estimate: float | None = None  # the last one before it started
     first_reserved: float | None = None  # the start its first reservation planned
@@ -259,6 +262,7 @@ class Simulation:
             submitted=trace.submit,
             runtime_limit=self._limit(trace),
             required_level=trace.required_level,
+            movable=trace.movable,
             checkpoint_interval=self._interval(trace) if self.options.checkpoints_known else None,
             min_replicas=trace.min_replicas,
         )
@@ -312,9 +316,10 @@ class Simulation:
                 self.ends[key] = now + duration
         self.jobs[key] = placed
 
-    def _evict(self, key: JobKey, now: float) -> None:
+    def _evict(self, key: JobKey, now: float, *, moved: bool = False) -> None:
         job = self.jobs[key]
         record = self.records[key]
+        lost_before = record.lost_gpu_seconds
         queue = self.queue_of_namespace.get(job.namespace)
         notice = preemption_notice(queue, self.queue_by_name)  # it runs on, and may save, until its pods stop
         stop = stop_time(job, now, notice)  # as the operator sets it (told the interval: after its next save)
@@ -332,8 +337,13 @@ class Simulation:
             ran = max(stop - job.started, 0.0)
             interval = self.options.checkpoint_interval
             kept = ran - ran % interval if interval else 0.0  # up to its last checkpoint: resumed from there
+            if job.movable:
+                kept = ran  # it saves when told to stop: nothing is lost
             self.saved[key] = self.saved.get(key, 0.0) + kept
             record.lost_gpu_seconds += job.gpus * (ran - kept)
+        if moved:
+            record.moves += 1
+            record.moved_gpu_seconds += record.lost_gpu_seconds - lost_before
         self.generation[key] += 1
         if stop - now + self.options.grace_seconds > 0 and job.placement:
             self.jobs[key] = replace(job, terminating=True)
@@ -553,8 +563,9 @@ class Simulation:
         snapshot = Snapshot(nodes=self.nodes, queues=queues, jobs=tuple(self.jobs.values()), finished=finished)
         step = self.scheduler(snapshot, now)
         self.cycles += 1
+        moved = set(step.moved)
         for key in step.evictions:
-            self._evict(key, now)
+            self._evict(key, now, moved=key in moved)
         for key, nodes in step.placements.items():
             self._place(key, nodes, now)
         for key, ranks in step.shrinks.items():

@@ -157,6 +157,8 @@ def summarise(result: Result) -> dict[str, Any]:
         },
         "evictions": sum(r.preemptions for r in records),
         "resizes": sum(r.resizes for r in records),  # elastic jobs grown or shrunk while running
+        "moves": sum(r.moves for r in records),  # jobs moved so that a gang found a whole domain (consolidation)
+        "movedGPUHours": sum(r.moved_gpu_seconds for r in records) / 3600,  # the work those moves threw away
         "lostGPUHours": sum(r.lost_gpu_seconds for r in records) / 3600,
         "lostGPUHoursByTenant": {
             tenant: sum(r.lost_gpu_seconds for r in records if r.trace.tenant == tenant) / 3600

@@ -43,6 +43,7 @@ class TraceJob:
     gpu_type: GPUType | None = None
     runtime_limit: float | None = None  # seconds, as the user asked (the trace's own column)
     required_level: str | None = None  # a topology level all its pods must share (scenarios; no trace has it)
+    movable: bool = False  # it saves on SIGTERM: a move loses nothing (scenarios; leitstand.dev/movable)
     min_replicas: int | None = None  # elastic (when 0 < min_replicas < replicas): a gang of this many that grows
 
     @property

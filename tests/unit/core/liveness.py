@@ -554,31 +554,54 @@ _WANTS = frozenset({Reason.INSUFFICIENT_CAPACITY, Reason.TOPOLOGY_UNSATISFIABLE,
 
 
 def _check_growth(result: Run, cycle: int, snap: Snapshot, decisions: Decisions) -> None:
-    """An elastic job grows only onto nodes that no job waiting for capacity could use while its queue is at or
-    below its fair share (nor a job of its own queue)."""
-    nodes = {node.name: node for node in snap.nodes}
+    """An elastic job grows only into capacity that no job waiting for capacity could start on now while its
+    queue is at or below its fair share (nor a job of its own queue): without this cycle's growth, no such job
+    fits where it may go (outside other gangs' reservations)."""
+    grown: dict[JobKey, list[NodeName]] = {}
     jobs = {job.key: job for job in snap.jobs}
-    queues = {queue.name: queue for queue in snap.queues}
-    waiting = [(jobs[e.job], e.queue) for e in decisions.pending if e.reason in _WANTS and e.queue is not None]
     for bind in decisions.binds:
         job = jobs[bind.job]
-        own = decisions.job_queues.get(bind.job)
         for rank, name in zip(bind.ranks, bind.nodes, strict=True) if bind.ranks else ():
-            if rank < job.gang:
+            if rank >= job.gang:
+                grown.setdefault(bind.job, []).append(name)
+    if not grown:
+        return
+    queues = {queue.name: queue for queue in snap.queues}
+    growing_queues = {decisions.job_queues.get(key) for key in grown}
+    statement = Statement(list(snap.nodes))  # what is held after the cycle, growth left out (victims still hold)
+    for job in snap.jobs:
+        placed = [n for n in job.placement if n is not None]
+        if placed:
+            statement.load(job, placed, (), firm=False)
+    for bind in decisions.binds:
+        job = jobs[bind.job]
+        kept = [
+            n for r, n in (zip(bind.ranks, bind.nodes, strict=True) if bind.ranks else enumerate(bind.nodes))
+            if not bind.ranks or r < job.gang
+        ]  # fmt: skip
+        if kept:
+            statement.hold(replace(job, key=JobKey(f"{job.key}@bound")), kept, (), firm=False)
+    for explanation in decisions.pending:
+        other, queue = jobs[explanation.job], explanation.queue
+        if explanation.reason not in _WANTS or queue is None or not other.gpus_per_replica:
+            continue
+        reserved = {n for key, r in decisions.reserved.items() if key != other.key for n in r.nodes}
+        for gpu_type in [other.gpu_type] if other.gpu_type else sorted({n.gpu_type for n in snap.nodes if n.gpu_type}):
+            status = decisions.queues[queue].get(gpu_type)
+            if status is None or (queue not in growing_queues and status.allocated > status.fair_share):
                 continue
-            node = nodes[name]
-            for other, queue in waiting:
-                if other.gpu_type not in (None, node.gpu_type) or node.gpu_type is None or queue is None:
-                    continue
-                if node.gpus < other.gpus_per_replica or node.cpu_millis < other.cpu_millis_per_replica:
-                    continue  # not even a replica of it would fit there
-                status = decisions.queues[queue][node.gpu_type]
-                if queue != own and status.allocated > status.fair_share:
-                    continue
-                if node in _candidates(queues, snap.nodes, other, queue, node.gpu_type):
-                    result.fail(
-                        cycle, f"{bind.job} grew (rank {rank}) onto {name}, which waiting {other.key} could use"
-                    )
+            nodes = [n for n in _candidates(queues, snap.nodes, other, queue, gpu_type) if n.name not in reserved]
+            if placement.place(other, other.gang, statement, nodes, POLICY, gpu_type=gpu_type).nodes is None:
+                continue  # it could not start now even without the growth
+            with_growth = Statement(list(snap.nodes))
+            for job in snap.jobs:
+                placed = [n for n in job.placement if n is not None]
+                if placed:
+                    with_growth.load(job, placed, (), firm=False)
+            for bind in decisions.binds:
+                with_growth.hold(replace(jobs[bind.job], key=JobKey(f"{bind.job}@bound")), bind.nodes, (), firm=False)
+            if placement.place(other, other.gang, with_growth, nodes, POLICY, gpu_type=gpu_type).nodes is None:
+                result.fail(cycle, f"growth of {sorted(grown)} took capacity {other.key} could start on now")
 
 
 def _held_gpus(job: Job) -> int:

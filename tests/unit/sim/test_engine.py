@@ -415,3 +415,29 @@ def test_leitstand_binds_exact_ranks_shrinks_by_ranks_and_a_whole_eviction_wins(
     assert step.placements == {JobKey("a/grows"): (n[0], n[1], None, n[8])}
     assert step.evictions == (JobKey("a/goes"),)
     assert step.shrinks == {JobKey("a/shrinks"): (1, 2, 3)}
+
+
+def test_consolidation_moves_a_movable_job_so_a_gang_finds_a_whole_leaf_and_the_move_loses_nothing() -> None:
+    leaves = tuple(
+        Node(NodeName(f"{leaf}-n{i}"), B200, 8, 100_000, 2**40, (leaf, f"{leaf}-n{i}"))
+        for leaf in ("l1", "l2")
+        for i in range(2)
+    )
+    policy = Policy(topology_levels=("leaf", "node"), default_preferred_level=None, move_settle_seconds=60)
+    small = [replace(job(f"s{i}", 0, 8, 10_000), movable=True) for i in range(2)]
+    other = job("other", 0, 8, 200)  # ends at 200: until then each leaf has one node free, never two
+    gang = replace(job("gang", 300, 8, 100, replicas=2), required_level="leaf")
+    trace = [*small, other, gang]
+    results = {}
+    for moves in (0, 2):
+        chosen = baselines.Leitstand(replace(policy, moves_per_cycle=moves))
+        results[moves] = engine.Simulation(chosen, leaves, QUEUES, trace, engine.Options(interval=10)).run()
+    still = results[0].records[JobKey("a/gang")]
+    moved = results[2].records[JobKey("a/gang")]
+    assert still.first_start is None or still.first_start >= 10_000  # without moves: until a small job ends
+    assert moved.first_start is not None
+    assert moved.first_start < 400
+    small_records = [results[2].records[JobKey(f"a/s{i}")] for i in range(2)]
+    assert sum(r.moves for r in small_records) == 1
+    assert sum(r.moved_gpu_seconds for r in small_records) == 0.0  # movable: it saved when told to stop
+    assert report.summarise(results[2])["moves"] == 1
