@@ -60,13 +60,7 @@ def consolidate(index: Index, statement: Statement, before: Decided) -> Decided:
         return mine
     gangs.sort(key=lambda w: (served(index, statement, w.queue, w.gpu_type) if w.queue else (2, 0.0), order_key(w.job)))
     bound = {bind.job for bind in before.binds}
-    on_node: dict[NodeName, list[Job]] = {}
-    for key, holding in statement.holdings.items():
-        job = index.jobs_by_key.get(key)
-        if job is None:
-            continue
-        for name in set(holding.nodes):
-            on_node.setdefault(name, []).append(job)
+    on_node: dict[NodeName, list[Job]] = {}  # built once a gang gets this far: most cycles never need it
     budget = policy.move_budget
     planned = 0
     places = Places(index, statement, mine)
@@ -80,6 +74,12 @@ def consolidate(index: Index, statement: Statement, before: Decided) -> Decided:
         free_of_type = statement.free_by_type.get(gpu_type, 0)
         if free_of_type < waiting.job.gpus:
             continue  # not enough free in total: that is reclaim's case, not a move's
+        if not on_node:
+            for key, holding in statement.holdings.items():
+                job = index.jobs_by_key.get(key)
+                if job is not None:
+                    for name in set(holding.nodes):
+                        on_node.setdefault(name, []).append(job)
         plan = _plan(index, statement, places, before, waiting, on_node, bound, budget)
         if plan is None:
             continue

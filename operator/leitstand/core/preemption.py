@@ -82,7 +82,10 @@ class Pool:
                 started = victim.started if victim.started is not None else now
                 young = victim.grows is None and now - started < protect  # growth replicas are never protected
                 entries.append((self.cost(victim), victim.key, victim, young))
-            entries.sort(key=lambda entry: victim_order(entry[2], entry[0]))
+            if any(entry[2].grows is not None for entry in entries):
+                entries.sort(key=lambda entry: victim_order(entry[2], entry[0]))
+            else:
+                entries.sort()  # by work at risk, then key (unique: jobs are never compared)
             self.sorted_by_queue[queue] = entries
         return entries
 

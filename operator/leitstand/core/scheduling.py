@@ -63,7 +63,8 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float,
     Idempotent for the same inputs; the order of the snapshot's tuples does not
     change the result.
     """
-    facts, statement, decided = index.build(elastic.split(snapshot), policy, now)
+    split = elastic.split(snapshot)
+    facts, statement, decided = index.build(split, policy, now)
     steps: list[Action] = [actions.nominate, actions.repair, actions.allocate]
     if policy.preemption:
         steps += [preemption.reclaim, consolidation.consolidate]
@@ -73,4 +74,4 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float,
     decisions = explain.explain(facts, statement, decided)
     if estimate:
         decisions = replace(decisions, estimates=forecast.estimate(facts, statement, decided))
-    return elastic.fold(decisions, snapshot)
+    return decisions if split is snapshot else elastic.fold(decisions, snapshot)

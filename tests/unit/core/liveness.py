@@ -415,7 +415,8 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
         for job in snap.jobs:
             if job.key in evicted_now:
                 continue
-            names = [n for n in job.placement if n is not None] + list(placed_now.get(job.key, ()))
+            names = [n for r, n in enumerate(job.placement) if n is not None and r not in job.leaving]
+            names += list(placed_now.get(job.key, ()))  # replicas an elastic job gave back are on their way
             if not names or job.terminating:
                 continue
             limit = _limit_of(result.scenario, job)
@@ -475,6 +476,7 @@ def check_cycle(result: Run, cycle: int, snap: Snapshot, decisions: Decisions, n
         if queue is None or job.terminating or job.key in evicted or not job.gpus_per_replica:
             continue
         gone = shrunk.get(job.key, set())
+        gone = gone | set(job.leaving)  # replicas given back, still stopping, count no more (as terminating jobs)
         placed = [n for r, n in enumerate(job.placement) if n is not None and r not in gone]
         if job.key in bound:
             placed += list(next(b.nodes for b in decisions.binds if b.job == job.key))

@@ -93,20 +93,21 @@ def test_a_gang_and_its_growth_are_reclaimed_only_as_far_as_its_queue_stays_at_i
     assert reasons(decisions) == {"helix/big": "InsufficientCapacity"}
 
 
-def test_growth_leaves_alone_the_nodes_a_tenant_at_or_below_its_share_waits_for() -> None:
+def test_growth_takes_what_a_waiting_tenant_cannot_use_now_and_gives_it_back_when_it_can() -> None:
     nodes = nodes_in_leaf("su-1", 4)
     queues = [a_root(), a_queue("acme").with_share(16), a_queue("helix").with_share(16)]
+    serve = a_job("acme/serve").of(2, 8).with_priority(Priority.BUILD).running_on("su-1-n1", "su-1-n2", since=0)
     jobs = [
-        a_job("acme/serve").of(2, 8).with_priority(Priority.BUILD).running_on("su-1-n1", "su-1-n2", since=0),
+        serve,
         a_job("acme/elastic").of(2, 8).elastic(1).running_on("su-1-n3", None, since=0),
-        a_job("helix/wide").of(3, 8),  # within helix's share; not even evicting the elastic job makes room
+        a_job("helix/wide").of(3, 8),  # within helix's share, but 3 nodes never free up here: it cannot use n4
     ]
     decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
-    assert decisions.binds == ()
+    assert [(b.job, b.ranks, b.nodes) for b in decisions.binds] == [("acme/elastic", (1,), ("su-1-n4",))]
     assert reasons(decisions) == {"helix/wide": "InsufficientCapacity"}
-    # without the waiting tenant, the same free node is grown into
-    alone = schedule(snapshot(nodes, queues, jobs[:2]), now=NOW)
-    assert [(b.job, b.ranks, b.nodes) for b in alone.binds] == [("acme/elastic", (1,), ("su-1-n4",))]
+    # helix's job needs one node now: growth would take the node it starts on, so it does not grow
+    small = [serve, jobs[1], a_job("helix/one").of(1, 8)]
+    assert bound(schedule(snapshot(nodes, queues, small), now=NOW)) == {"helix/one": ("su-1-n4",)}
 
 
 def test_growth_stays_in_the_domain_its_gang_requires() -> None:
