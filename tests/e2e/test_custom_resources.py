@@ -241,7 +241,7 @@ def test_every_example_applies_and_kubectl_shows_the_columns(
     assert "llm-100b-pretrain" in jobs
     wide = kubectl_run(kubectl, control_plane, "get", "tj", "-n", "soofi", "-o", "wide")
     header = wide.splitlines()[0].split()
-    assert header[header.index("POSITION") + 1] == "IMAGE"
+    assert header[header.index("POSITION") + 1 : header.index("POSITION") + 3] == ["REPLICAS", "IMAGE"]
     assert "nvcr.io/nvidia/nemo:25.09" in wide
     quotas = kubectl_run(kubectl, control_plane, "get", "gq")
     assert quotas.splitlines()[0].split() == ["NAME", "PARENT", "GUARANTEED", "ALLOCATED", "FAIR", "SHARE", "PENDING", "AGE"]  # fmt: skip
