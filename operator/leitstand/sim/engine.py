@@ -303,11 +303,7 @@ class Simulation:
         placed = replace(job, placement=nodes)
         if placed.running:
             placed = replace(placed, started=now)
-            record = self.records[key]
-            if record.first_start is None:
-                record.first_start = now
-                if self.options.fill:
-                    self.done += 1
+            self._first_start(key, now)
             duration = self.trace[key].duration - self.saved.get(key, 0.0)  # resumed from its last checkpoint
             if job.runtime_limit is not None:
                 duration = min(duration, job.runtime_limit)  # the operator ends a job at its limit
@@ -315,6 +311,14 @@ class Simulation:
                 self._push(now + duration, FINISH, key, self.generation[key])
                 self.ends[key] = now + duration
         self.jobs[key] = placed
+
+    def _first_start(self, key: JobKey, now: float) -> None:
+        """Records when a job first ran (in the fill experiment, a job placed is a job done)."""
+        record = self.records[key]
+        if record.first_start is None:
+            record.first_start = now
+            if self.options.fill:
+                self.done += 1
 
     def _evict(self, key: JobKey, now: float, *, moved: bool = False) -> None:
         job = self.jobs[key]
@@ -371,11 +375,7 @@ class Simulation:
             self._forget(key)
         elif placed.running and not job.running:
             placed = replace(placed, started=now)
-            record = self.records[key]
-            if record.first_start is None:
-                record.first_start = now
-                if self.options.fill:
-                    self.done += 1
+            self._first_start(key, now)
         elif not placed.running:
             placed = replace(placed, started=None)
         self.jobs[key] = placed
