@@ -63,19 +63,9 @@ def nominate(index: Index, statement: Statement, before: Decided) -> Decided:
             continue
         if gpu_type is not None and quota_block(index, statement, job, queue, gpu_type, job.replicas) is not None:
             continue
-        need: dict[NodeName, tuple[int, int, int]] = {}
-        for name in nodes:
-            gpus, cpu, memory = need.get(name, (0, 0, 0))
-            need[name] = (
-                gpus + job.gpus_per_replica,
-                cpu + job.cpu_millis_per_replica,
-                memory + job.memory_bytes_per_replica,
-            )
+        need = _need(job, nodes)
         free = statement.free
-        if all(
-            free[name].gpus >= g and free[name].cpu_millis >= c and free[name].memory_bytes >= m
-            for name, (g, c, m) in need.items()
-        ):
+        if _fits(statement, need):
             statement.hold(job, nodes, index.paths[queue], firm=not job.priority.preemptible)
             statement.commit()
             if gpu_type is not None:
@@ -119,20 +109,31 @@ def _hold_moves(index: Index, statement: Statement, mine: Decided) -> None:
         nodes = job.nominated
         if len(nodes) != job.replicas or any(n not in statement.nodes or not statement.nodes[n].ready for n in nodes):
             continue
-        need: dict[NodeName, tuple[int, int, int]] = {}
-        for name in nodes:
-            gpus, cpu, memory = need.get(name, (0, 0, 0))
-            need[name] = (gpus + job.gpus_per_replica, cpu + job.cpu_millis_per_replica,
-                          memory + job.memory_bytes_per_replica)  # fmt: skip
-        free = statement.free
-        if not all(
-            free[name].gpus >= g and free[name].cpu_millis >= c and free[name].memory_bytes >= m
-            for name, (g, c, m) in need.items()
-        ):
+        need = _need(job, nodes)
+        if not _fits(statement, need):
             continue
         gpu_type = statement.nodes[nodes[0]].gpu_type if job.gpus_per_replica else None
         statement.reserve(need, index.paths[queue], gpu_type, job.gpus, firm=not job.priority.preemptible)
         mine.nominations[job.key] = nodes
+
+
+def _need(job: Job, nodes: tuple[NodeName, ...]) -> dict[NodeName, tuple[int, int, int]]:
+    """GPUs, CPU and memory ``job`` needs on each of ``nodes`` (one replica per entry)."""
+    need: dict[NodeName, tuple[int, int, int]] = {}
+    for name in nodes:
+        gpus, cpu, memory = need.get(name, (0, 0, 0))
+        need[name] = (gpus + job.gpus_per_replica, cpu + job.cpu_millis_per_replica,
+                      memory + job.memory_bytes_per_replica)  # fmt: skip
+    return need
+
+
+def _fits(statement: Statement, need: dict[NodeName, tuple[int, int, int]]) -> bool:
+    """Is ``need`` free now on its nodes?"""
+    free = statement.free
+    return all(
+        free[name].gpus >= g and free[name].cpu_millis >= c and free[name].memory_bytes >= m
+        for name, (g, c, m) in need.items()
+    )
 
 
 def repair(index: Index, statement: Statement, before: Decided) -> Decided:

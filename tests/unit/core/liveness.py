@@ -583,6 +583,13 @@ def _check_growth(result: Run, cycle: int, snap: Snapshot, decisions: Decisions)
         ]  # fmt: skip
         if kept:
             statement.hold(replace(job, key=JobKey(f"{job.key}@bound")), kept, (), firm=False)
+    with_growth = Statement(list(snap.nodes))  # and what is held with it
+    for job in snap.jobs:
+        placed = [n for n in job.placement if n is not None]
+        if placed:
+            with_growth.load(job, placed, (), firm=False)
+    for bind in decisions.binds:
+        with_growth.hold(replace(jobs[bind.job], key=JobKey(f"{bind.job}@bound")), bind.nodes, (), firm=False)
     for explanation in decisions.pending:
         other, queue = jobs[explanation.job], explanation.queue
         if explanation.reason not in _WANTS or queue is None or not other.gpus_per_replica:
@@ -595,13 +602,6 @@ def _check_growth(result: Run, cycle: int, snap: Snapshot, decisions: Decisions)
             nodes = [n for n in _candidates(queues, snap.nodes, other, queue, gpu_type) if n.name not in reserved]
             if placement.place(other, other.gang, statement, nodes, POLICY, gpu_type=gpu_type).nodes is None:
                 continue  # it could not start now even without the growth
-            with_growth = Statement(list(snap.nodes))
-            for job in snap.jobs:
-                placed = [n for n in job.placement if n is not None]
-                if placed:
-                    with_growth.load(job, placed, (), firm=False)
-            for bind in decisions.binds:
-                with_growth.hold(replace(jobs[bind.job], key=JobKey(f"{bind.job}@bound")), bind.nodes, (), firm=False)
             if placement.place(other, other.gang, with_growth, nodes, POLICY, gpu_type=gpu_type).nodes is None:
                 result.fail(cycle, f"growth of {sorted(grown)} took capacity {other.key} could start on now")
 
