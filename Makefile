@@ -44,7 +44,7 @@ unit: $(STAMP) ## the fast, pure unit tests
 e2e: binaries ## the end-to-end tests on the real local control plane
 	$(BIN)/pytest tests/e2e
 
-demo: binaries ## the dev cluster, the operator and the examples; Ctrl-C tears it all down
+demo: binaries ## the site in small, the operator, the examples and their scenario, and the map URL; Ctrl-C tears it all down
 	$(BIN)/leitstand demo
 
 soak: binaries ## 50,000 liveness scenarios, 10x the generated bad input, then 30 minutes of trace-driven load (not in CI)

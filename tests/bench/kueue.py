@@ -6,7 +6,7 @@ kube-controller-manager built by hack/):
 
 - **Kueue** v0.17.0's manager admits, kube-scheduler 1.36.5 binds (kube-scheduler's client at
   QPS 1,000; Kueue's not rate-limited). The queues are the GPUQuota tree of
-  ``deploy/examples/10-queues.yaml`` translated by ``leitstand.kube.kueue`` (cohorts,
+  ``deploy/examples/site/10-queues.yaml`` translated by ``leitstand.kube.kueue`` (cohorts,
   ClusterQueues, a LocalQueue per namespace, a flavor per GPU type and one for SOOFI's
   reserved block, a Topology of spine / leaf / hostname). Kueue's fair sharing is on; jobs
   carry ``kueue.x-k8s.io/queue-name``.
@@ -69,7 +69,7 @@ from leitstand.sim import report, traces
 from tests.e2e.operators import Operator
 
 ROOT = Path(__file__).resolve().parents[2]
-QUOTAS = ROOT / "deploy" / "examples" / "10-queues.yaml"
+QUOTAS = ROOT / "deploy" / "examples" / "site" / "10-queues.yaml"
 NAMESPACES = ROOT / "deploy" / "examples" / "00-namespaces.yaml"
 TRACES = [ROOT / "tests" / "data" / "traces" / "microsoft-itp-2021" / f"cluster0{n}.csv" for n in (3, 6)]
 TENANTS = ("acme-robotics", "nordwind-energy", "helix-pharma")

@@ -162,7 +162,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 async def soofi_gang(api: Client, local: cluster.LocalCluster) -> dict[str, Any]:
-    for name in ("00-namespaces.yaml", "10-queues.yaml"):
+    for name in ("00-namespaces.yaml", "site/10-queues.yaml"):
         for document in yaml.safe_load_all((EXAMPLES / name).read_text()):
             if not document:
                 continue

@@ -244,7 +244,7 @@ def test_every_example_applies_and_kubectl_shows_the_columns(
     assert header[header.index("POSITION") + 1 : header.index("POSITION") + 3] == ["REPLICAS", "IMAGE"]
     assert "nvcr.io/nvidia/nemo:25.09" in wide
     quotas = kubectl_run(kubectl, control_plane, "get", "gq")
-    assert quotas.splitlines()[0].split() == ["NAME", "PARENT", "GUARANTEED", "ALLOCATED", "FAIR", "SHARE", "PENDING", "AGE"]  # fmt: skip
+    assert quotas.splitlines()[0].split() == ["NAME", "PARENT", "GUARANTEED", "ALLOCATED", "FAIR", "SHARE", "PENDING", "RUNNING", "JOBS", "WAITING", "JOBS", "AGE"]  # fmt: skip
     by_name = {line.split()[0]: line.split() for line in quotas.splitlines()[1:]}
     assert by_name["soofi"][1] == "research"
     both = kubectl_run(kubectl, control_plane, "get", "leitstand", "-A")
@@ -267,13 +267,13 @@ def test_the_examples_are_valid_for_the_python_models_too() -> None:
 
     kinds = {"TrainingJob": resources.TrainingJobSpec, "GPUQuota": resources.GPUQuotaSpec}
     seen = 0
-    for path in sorted(EXAMPLES.glob("*.yaml")):
+    for path in sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("site/*.yaml")]):
         for document in yaml.safe_load_all(path.read_text()):
             model = kinds.get(document["kind"])
             if model is not None:
                 model.model_validate(copy.deepcopy(document["spec"]))
                 seen += 1
-    assert seen == 9
+    assert seen == 16  # the demo's tree and the site's (7 queues each), the pretraining and the fine-tune
 
 
 async def test_the_pod_template_schema_is_the_running_api_servers_own(admin: Client) -> None:

@@ -1,5 +1,6 @@
 """`leitstand dev-cluster` and `leitstand demo` as a user runs them, in subprocesses."""
 
+import base64
 import json
 import os
 import signal
@@ -7,8 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from leitstand.devcluster import binaries
 
@@ -84,59 +88,120 @@ def test_a_second_up_with_the_same_name_is_refused_and_two_names_do_not_collide(
         assert leitstand("dev-cluster", "down", "--name", "one", env=user_env).returncode == 0
 
 
-def test_make_demo_binds_the_examples_and_ctrl_c_tears_everything_down(user_env: dict[str, str], kubectl: Path) -> None:
+def run_demo(*args: str, env: dict[str, str], within: float) -> tuple[subprocess.Popen[str], list[str]]:
+    """``leitstand demo ARGS`` in the background, and its output up to "Press Ctrl-C" (read within ``within`` s)."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "leitstand", "demo"],
-        env=user_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "leitstand", "demo", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert demo.stdout is not None
     output: list[str] = []
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = demo.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        text = "".join(output)
-        assert "Leitstand demo is running" in text, text
-        kubeconfig = next(part for part in text.split() if part.endswith("/kubeconfig"))
-        state = json.loads((Path(kubeconfig).parent / "state.json").read_text())
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    return demo, output
 
-        columns = '{range .items[*]}{.metadata.namespace}/{.metadata.name}={.status.phase}{"\\n"}{end}'
-        deadline = time.monotonic() + 60
-        phases: dict[str, str] = {}
-        wanted = {"helix-pharma/notebook": "Running", "acme-robotics/vision-finetune-0": "Running"}
-        while time.monotonic() < deadline:
-            listed = subprocess.run(
-                [str(kubectl), "--kubeconfig", kubeconfig, "get", "pods", "-A", "-o", f"jsonpath={columns}"],
-                capture_output=True, text=True, check=True, timeout=30,
-            ).stdout  # fmt: skip
-            phases = dict(line.split("=", 1) for line in listed.split())
-            if all(phases.get(pod) == phase for pod, phase in wanted.items()):
-                break
-            time.sleep(0.5)
-        assert {pod: phases.get(pod) for pod in wanted} == wanted, text
-        # The binds and the status of a job that cannot be placed are separate writes of one cycle:
-        # the status may land a moment after the pods run.
-        deadline = time.monotonic() + 30
-        waiting = ""
-        while time.monotonic() < deadline:
-            waiting = subprocess.run(
-                [str(kubectl), "--kubeconfig", kubeconfig, "get", "tj", "-n", "soofi", "llm-100b-pretrain",
-                 "-o", "jsonpath={.status.phase}/{.status.reason}"],
-                capture_output=True, text=True, check=True, timeout=30,
-            ).stdout  # fmt: skip
-            if waiting == "Queued/NoMatchingNodes":
-                break
-            time.sleep(0.5)
-        assert waiting == "Queued/NoMatchingNodes"  # the dev profile has no SOOFI pool: it says so
-    finally:
-        demo.send_signal(signal.SIGINT)
-        rest, _ = demo.communicate(timeout=60)
+
+def stop_demo(demo: subprocess.Popen[str]) -> str:
+    """Ctrl-C, and what the demo printed after it; it must exit cleanly."""
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, rest
     assert "Traceback" not in rest
+    return rest
+
+
+def get(kubectl: Path, kubeconfig: str, *args: str, token: str | None = None) -> Any:
+    auth = ["--token", token] if token else []
+    listed = subprocess.run(
+        [str(kubectl), "--kubeconfig", kubeconfig, *auth, "get", *args, "-o", "json"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return json.loads(listed)
+
+
+def test_make_demo_plays_the_scenario_prints_a_map_url_that_opens_and_ctrl_c_tears_everything_down(
+    user_env: dict[str, str], kubectl: Path, tmp_path: Path
+) -> None:
+    demo, output = run_demo("--exit-after", "600", env=user_env, within=360)
+    try:
+        text = "".join(output)
+        assert "Leitstand demo is running" in text, text
+        kubeconfig = text.split("export KUBECONFIG=", 1)[1].split("`", 1)[0]
+        state = json.loads((Path(kubeconfig).parent / "state.json").read_text())
+        steps = [line.strip() for line in output if line.startswith("[")]
+        assert [step[:5] for step in steps] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"], text
+
+        # 1: SOOFI's gang runs whole on its reserved block
+        soofi = get(kubectl, kubeconfig, "tj", "-n", "soofi", "llm-100b-pretrain")
+        assert soofi["status"]["phase"] == "Running"
+        pods = get(kubectl, kubeconfig, "pods", "-n", "soofi")["items"]
+        assert len(pods) == 128
+        assert all(p["spec"]["nodeName"].startswith("soofi-") for p in pods)
+        # 2: both companies beyond their guarantees (the numbers the step printed are the status's)
+        quotas = {q["metadata"]["name"]: q["status"]["gpus"] for q in get(kubectl, kubeconfig, "gq")["items"]}
+        for company in ("acme-robotics", "nordwind-energy"):
+            assert quotas[company]["b200"]["allocated"] > quotas[company]["b200"]["guaranteed"], quotas[company]
+            assert f"{company} holds " in text
+        # 3: helix-pharma's jobs run; the victims it reclaimed from are named, and queued again (or running again)
+        helix = {
+            j["metadata"]["name"]: j["status"] for j in get(kubectl, kubeconfig, "tj", "-n", "helix-pharma")["items"]
+        }
+        assert all(helix[f"assay-{i}"]["phase"] == "Running" for i in range(1, 5)), helix
+        events = get(kubectl, kubeconfig, "events", "-A", "--field-selector", "reason=Preempting")["items"]
+        victims = {f"{e['involvedObject']['namespace']}/{e['involvedObject']['name']}" for e in events
+                   if e["involvedObject"]["kind"] == "TrainingJob"}  # fmt: skip
+        assert victims, events
+        reclaimed = next(line for line in output if "reclaimed from" in line)
+        assert all(victim in reclaimed for victim in victims), (victims, reclaimed)
+        # 4: the job that can never fit says so
+        assert helix["protein-fold-xl"]["phase"] == "Queued"
+        assert helix["protein-fold-xl"]["reason"] == "Unschedulable", helix["protein-fold-xl"]
+        # 5: the job with a runtime limit ended at it
+        limited = get(kubectl, kubeconfig, "tj", "-n", "acme-robotics", "eval-sweep")["status"]
+        assert (limited["phase"], limited["reason"]) == ("Failed", "RuntimeLimitExceeded")
+
+        # the map's URL opens with the read-only token it carries, which may read and nothing else
+        url = next(part for part in text.split() if "/ui#token=" in part)
+        base, token = url.split("/ui#token=")
+        with httpx.Client(base_url=base, timeout=30) as http:
+            assert "cluster map" in http.get("/ui").text
+            cluster = http.get("/api/v1/cluster", headers={"Authorization": f"Bearer {token}"})
+            assert cluster.status_code == 200, cluster.text
+            assert len(cluster.json()["nodes"]) == 166
+            jobs = http.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}).json()
+            assert {"helix-pharma/protein-fold-xl", "soofi/llm-100b-pretrain"} <= {
+                f"{j['namespace']}/{j['name']}" for j in jobs
+            }
+        server = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
+        authority = tmp_path / "ca.crt"
+        authority.write_bytes(base64.b64decode(server["certificate-authority-data"]))
+        may = subprocess.run(
+            [str(kubectl), "--kubeconfig", "/dev/null", "--server", server["server"],
+             "--certificate-authority", str(authority), "--token", token, "auth", "can-i", "--list"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+        granted = [line.split()[0] for line in may.splitlines()[1:] if "leitstand.dev" in line.split()[0]]
+        assert sorted(granted) == ["gpuquotas.leitstand.dev", "trainingjobs.leitstand.dev"], may
+        assert all("[get list]" in line for line in may.splitlines() if "leitstand.dev" in line.split()[0]), may
+        assert " top --kubeconfig " in text
+    finally:
+        stop_demo(demo)
     assert not [name for name, pid in state["pids"].items() if alive(pid)]
     assert binaries.locate("kubectl") == kubectl
+
+    # --no-scenario starts the same demo again (nothing of the last one, its etcd data included, is in the way)
+    again, output = run_demo("--no-scenario", "--exit-after", "600", env=user_env, within=180)
+    try:
+        text = "".join(output)
+        assert "Leitstand demo is running" in text, text
+        assert "[1/5]" not in text
+        jobs = get(kubectl, kubeconfig, "tj", "-A")["items"]
+        assert sorted(j["metadata"]["name"] for j in jobs) == ["llm-100b-pretrain", "vision-finetune"]
+    finally:
+        stop_demo(again)

@@ -10,6 +10,7 @@ from leitstand.core import dumps
 from leitstand.devcluster import cluster
 from leitstand.kube import connection
 from leitstand.kube.client import Client
+from tests.e2e.browser import chromium
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator, account
 from tests.e2e.test_faults import wait_running
@@ -200,13 +201,16 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
         "ALLOCATED",
         "RECLAIMING",
         "PENDING",
+        "RUNNING",
+        "JOBS",
+        "WAITING",
         "JOBS",
         "USED",
         "GPU",
         "H",
     ]
     by_queue = {row[0]: row for row in queues[1:]}
-    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "0", "64", "1/1", "0.0"]
+    assert by_queue["t-alice"][1:] == ["b200", "16", "-", by_queue["t-alice"][4], "8", "0", "64", "1", "1", "0.0"]
     assert by_queue["t-bob"][5] == "16"
 
     top = table(cli(dev, "top", "--once"))
@@ -215,23 +219,6 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
         "b200-su-01": ("4", "32"), "b200-su-02": ("4", "32"), "rtxpro-su-01": ("2", "16"),
     }  # fmt: skip
     assert sum(int(row[3]) for row in leaves.values()) == 24
-
-
-def chromium(*args: str, user_data: Path) -> str:
-    """Debian's chromium, headless, with the flags that keep it off the (closed) network."""
-    import shutil
-    import subprocess
-
-    binary = shutil.which("chromium")
-    assert binary is not None, "chromium is not installed: run `make chromium`"
-    result = subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={user_data}", "--virtual-time-budget=10000", *args],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 async def test_the_cluster_map_renders_every_node_of_the_dev_profile_in_chromium(

@@ -1,23 +1,29 @@
-"""``leitstand demo`` (``make demo``): the dev cluster, the operator and the examples.
+"""``leitstand demo`` (``make demo``): the site in small, the operator, the examples and their story.
 
-Builds what is missing, starts the ``dev`` profile on a local control plane,
+Builds what is missing, starts the ``demo`` profile on a local control plane,
 runs the real operator entry point (``leitstand run``) against it, applies
-``deploy/examples/`` with kubectl, and prints where to look. Ctrl-C (or
-SIGTERM) stops the operator and the cluster; nothing is left running.
+``deploy/examples/`` with kubectl, makes a read-only account for the cluster
+map and prints its URL, then plays the scenario of ``cli.scenario`` step by
+step (``--no-scenario`` leaves it out). Ctrl-C (or SIGTERM) stops the operator
+and the cluster; nothing is left running.
 """
 
+import asyncio
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from leitstand import locations
-from leitstand.cli import dev_cluster
+from leitstand.cli import dev_cluster, scenario
 from leitstand.devcluster import binaries, cluster
 from leitstand.errors import UserError
+from leitstand.kube import connection, resources
+from leitstand.kube.client import ApiError, Client
 
 console = dev_cluster.console
 
@@ -29,15 +35,83 @@ def _examples_dir() -> Path:
     return root / "deploy" / "examples"
 
 
+VIEWER = "leitstand-viewer"
+VIEWER_NAMESPACE = "leitstand-system"
+# Exactly the reads the status API checks (``api.server``): list GPUQuotas for queues, the cluster and the
+# snapshot; list TrainingJobs for the jobs of a namespace.
+VIEWER_RULES = [{"apiGroups": [resources.GROUP], "resources": ["gpuquotas", "trainingjobs"], "verbs": ["get", "list"]}]
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+
+async def _create(client: Client, path: str, body: dict[str, Any]) -> None:
+    try:
+        await client.create(path, body)
+    except ApiError as error:
+        if error.status != 409:
+            raise
+
+
+async def viewer_token(client: Client) -> str:
+    """A read-only ServiceAccount for the cluster map, bound to a ClusterRole of ``VIEWER_RULES``, and a token."""
+    meta = {"name": VIEWER, "labels": {"app.kubernetes.io/name": "leitstand", "leitstand.dev/demo": "viewer"}}
+    await _create(client, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                 "metadata": {"name": VIEWER_NAMESPACE}})  # fmt: skip
+    await _create(client, f"/api/v1/namespaces/{VIEWER_NAMESPACE}/serviceaccounts",
+                  {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta})  # fmt: skip
+    await _create(client, f"{RBAC}/clusterroles",
+                  {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta,
+                   "rules": VIEWER_RULES})  # fmt: skip
+    await _create(client, f"{RBAC}/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": VIEWER},
+        "subjects": [{"kind": "ServiceAccount", "name": VIEWER, "namespace": VIEWER_NAMESPACE}],
+    })  # fmt: skip
+    answer = await client.create(
+        f"/api/v1/namespaces/{VIEWER_NAMESPACE}/serviceaccounts/{VIEWER}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}},
+    )
+    return str(answer["status"]["token"])
+
+
+def _with_client(kubeconfig: Path, work: Any) -> Any:
+    async def main() -> Any:
+        async with Client(connection.load(kubeconfig)) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except ApiError as error:
+        raise UserError(f"the demo's API server refused: {error.status} {error.reason}: {error.message}") from None
+
+
+def _wait_ready(port: int, operator: "subprocess.Popen[bytes]", log_path: Path) -> None:
+    """Until the operator answers ``/readyz`` (it has synced), so that the scenario's timings are its own."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if operator.poll() is not None:
+            raise UserError(f"the operator exited with code {operator.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise UserError(f"the operator was not ready within 120 s; see {log_path}")
+
+
 def demo(
-    profile: Annotated[str, typer.Option(help="Cluster profile to start.")] = "dev",
+    profile: Annotated[str, typer.Option(help="Cluster profile to start.")] = "demo",
+    play: Annotated[
+        bool, typer.Option("--scenario/--no-scenario", help="Play the scenario, or only apply the examples.")
+    ] = True,
     http_port: Annotated[int | None, typer.Option(help="Operator HTTP port (default: a free one).")] = None,
     exit_after: Annotated[
         float | None,
-        typer.Option(help="Stop by itself after this many seconds (for scripted runs)."),
+        typer.Option(help="Stop by itself this many seconds after the scenario (for scripted runs)."),
     ] = None,
 ) -> None:
-    """Start the dev cluster and the operator, apply the examples, and keep running until Ctrl-C."""
+    """Start the site in small and the operator, apply the examples, play the scenario, run until Ctrl-C."""
     examples = _examples_dir()
     if http_port is not None:
         cluster.ensure_port_free(http_port, "--http-port")
@@ -67,6 +141,7 @@ def demo(
                 preexec_fn=cluster.die_with_parent,
             )
         console.print(f"  operator running (log: {log_path})")
+        _wait_ready(port, operator, log_path)
         kubectl = binaries.locate("kubectl")
         applied = subprocess.run(
             [str(kubectl), "--kubeconfig", str(local.kubeconfig), "apply", "-f", str(examples)],
@@ -78,9 +153,26 @@ def demo(
             raise UserError(f"applying {examples} failed: {applied.stderr.strip()}")
         for line in applied.stdout.splitlines():
             console.print(f"  {line}")
+        token = _with_client(local.kubeconfig, viewer_token)
+        leitstand = Path(sys.executable).parent / "leitstand"
         console.print()
+        console.print(f"[bold]Cluster map[/] (read-only, as {VIEWER_NAMESPACE}/{VIEWER}):")
+        console.print(f"  http://127.0.0.1:{port}/ui#token={token}")
+        console.print(f"  {leitstand} top --kubeconfig {local.kubeconfig}")
+        console.print()
+        if play:
+            console.print(
+                f"The scenario (commands as after `export KUBECONFIG={local.kubeconfig}`; kubectl is {kubectl}):"
+            )
+
+            async def story(client: Client) -> None:
+                await scenario.Scenario(client, console).run()
+
+            _with_client(local.kubeconfig, story)
+            console.print()
         console.print("[bold]Leitstand demo is running.[/] Look at it with:")
         console.print(f"  {kubectl} --kubeconfig {local.kubeconfig} get pods -A -o wide")
+        console.print(f"  {leitstand} queues --kubeconfig {local.kubeconfig}")
         console.print(f"  metrics: http://127.0.0.1:{port}/metrics")
         console.print(f"  operator log: {log_path}")
         console.print("Press Ctrl-C to stop everything.")

@@ -100,7 +100,7 @@ def start(
 @app.command()
 def up(
     profile: Annotated[
-        str, typer.Option(help="A profile name (dev, soofi, industrial-ai-cloud) or YAML file.")
+        str, typer.Option(help="A profile name (demo, dev, soofi, industrial-ai-cloud) or YAML file.")
     ] = "dev",
     name: NameOption = "dev",
     port: Annotated[int | None, typer.Option(help="kube-apiserver port (default: a free one).")] = None,

@@ -301,7 +301,7 @@ def queues(
                 "queue": "  " * depth + name, "gpu_type": gpu_type, "guaranteed": share.get("guaranteed", 0),
                 "limit": share.get("limit"), "fair_share": got.get("fairShare"), "allocated": got.get("allocated"),
                 "reclaiming": got.get("reclaiming"), "pending": got.get("pending"),
-                "jobs": f"{status.get('runningJobs', 0)}/{status.get('pendingJobs', 0)}",
+                "running_jobs": status.get("runningJobs", 0), "waiting_jobs": status.get("pendingJobs", 0),
                 "used_gpu_h": round((status.get("usage") or {}).get("overQuotaGPUSeconds", 0) / 3600, 1),
             })  # fmt: skip
         for child in children.get(name, []):
@@ -324,7 +324,8 @@ def queues(
             "allocated",
             "reclaiming",
             "pending",
-            "jobs",
+            "running_jobs",
+            "waiting_jobs",
             "used_gpu_h",
         ],
     )

@@ -258,13 +258,14 @@ class LocalCluster:
     def start(self, *, wait_timeout: float = 120.0) -> None:
         """Brings the whole cluster up; on any failure stops what started and re-raises."""
         existing = read_state(self.directory)
-        if existing is not None:
-            if any(running_components(existing).values()):
-                raise UserError(
-                    f"dev cluster {self.name!r} is already running (kubeconfig {existing.kubeconfig}); "
-                    f"run `leitstand dev-cluster down --name {self.name}` first"
-                )
-            shutil.rmtree(self.directory)
+        if existing is not None and any(running_components(existing).values()):
+            raise UserError(
+                f"dev cluster {self.name!r} is already running (kubeconfig {existing.kubeconfig}); "
+                f"run `leitstand dev-cluster down --name {self.name}` first"
+            )
+        # what a stopped cluster of this name left (its logs, and its etcd data, which a new cluster must not
+        # inherit: its CRDs and objects would be there already)
+        shutil.rmtree(self.directory, ignore_errors=True)
         if self.api_port is not None:
             ensure_port_free(self.api_port, "--port")
         tools = ("etcd", "kube-apiserver", "kwok", *(binaries.CONTROLLERS[c] for c in self.controllers))

@@ -201,6 +201,8 @@ def definitions() -> dict[str, Schema]:
             _column("Allocated", ".status.summary.allocated", "string", "Allocated GPUs per type."),
             _column("Fair Share", ".status.summary.fairShare", "string", "Fair share per type."),
             _column("Pending", ".status.summary.pending", "string", "Pending GPU demand per type."),
+            _column("Running Jobs", ".status.runningJobs", "integer", "Jobs of the queue running now."),
+            _column("Waiting Jobs", ".status.pendingJobs", "integer", "Jobs of the queue waiting to start."),
         ],
         root_rules=[
             {

@@ -47,7 +47,7 @@ def busy_port() -> Iterator[int]:
 
 def test_an_unknown_profile(env: dict[str, str]) -> None:
     result = leitstand("dev-cluster", "up", "--profile", "h100-superpod", env=env)
-    assert_one_clear_error(result, "unknown profile 'h100-superpod'; choose one of dev, industrial-ai-cloud, soofi")
+    assert_one_clear_error(result, "unknown profile 'h100-superpod'; choose one of demo, dev, industrial-ai-cloud, soofi")
 
 
 def test_a_port_in_use(env: dict[str, str], busy_port: int) -> None:
@@ -74,7 +74,7 @@ def test_a_corrupt_binary_cache(env: dict[str, str], tmp_path: Path, monkeypatch
 
 
 def test_a_bad_shared_node_label_for_kueue(env: dict[str, str]) -> None:
-    example = str(Path(__file__).resolve().parents[3] / "deploy" / "examples" / "10-queues.yaml")
+    example = str(Path(__file__).resolve().parents[3] / "deploy" / "examples" / "site" / "10-queues.yaml")
     assert_one_clear_error(leitstand("kueue", example, "--shared-node-label", "shared", env=env), "is not KEY=VALUE")
 
 

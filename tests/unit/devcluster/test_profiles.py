@@ -18,8 +18,8 @@ def leaf_sizes(nodes: list[dict[str, object]], prefix: str) -> list[int]:
     return [counts[leaf] for leaf in sorted(counts)]
 
 
-def test_the_shipped_profiles_are_dev_soofi_and_industrial_ai_cloud() -> None:
-    assert profiles.available() == ["dev", "industrial-ai-cloud", "soofi"]
+def test_the_shipped_profiles_are_demo_dev_soofi_and_industrial_ai_cloud() -> None:
+    assert profiles.available() == ["demo", "dev", "industrial-ai-cloud", "soofi"]
 
 
 def test_dev_has_one_spine_two_leaf_groups_of_four_b200_and_two_rtx_pro_servers() -> None:
@@ -29,6 +29,21 @@ def test_dev_has_one_spine_two_leaf_groups_of_four_b200_and_two_rtx_pro_servers(
         n["metadata"]["labels"][profiles.SPINE_LABEL] for n in nodes if n["metadata"]["name"].startswith("b200")
     } == {"b200-spine-1"}
     assert sum(1 for n in nodes if n["metadata"]["name"].startswith("rtxpro-")) == 2
+
+
+def test_demo_is_the_site_in_small_with_a_soofi_block_that_fits_its_pretraining() -> None:
+    profile = profiles.load("demo")
+    nodes = profiles.nodes(profile)
+    assert (profile.node_count, profile.gpu_count) == (166, 1328)
+    assert leaf_sizes(nodes, "soofi-") == [32, 32, 32, 32, 2]
+    assert {
+        n["metadata"]["labels"][profiles.SPINE_LABEL] for n in nodes if n["metadata"]["name"].startswith("soofi-")
+    } == {"soofi-spine-1"}
+    assert {n["metadata"]["name"] for n in nodes if n["metadata"]["labels"].get("leitstand.dev/pool") == "soofi"} == {
+        f"soofi-{i:04d}" for i in range(1, 131)
+    }
+    assert leaf_sizes(nodes, "b200-") == [8, 8, 8, 8]
+    assert leaf_sizes(nodes, "rtxpro-") == [4]
 
 
 def test_soofi_is_130_b200_under_one_spine_in_leaf_groups_of_32() -> None:
@@ -71,7 +86,7 @@ def test_a_node_carries_gpu_feature_discovery_labels_and_allocatable_gpus() -> N
 
 
 def test_an_unknown_profile_names_the_known_ones() -> None:
-    with pytest.raises(UserError, match="unknown profile 'nope'; choose one of dev, industrial-ai-cloud, soofi"):
+    with pytest.raises(UserError, match="unknown profile 'nope'; choose one of demo, dev, industrial-ai-cloud, soofi"):
         profiles.load("nope")
 
 

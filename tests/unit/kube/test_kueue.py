@@ -1,4 +1,4 @@
-"""The GPUQuota tree in Kueue's model, on the worked example of deploy/examples/10-queues.yaml."""
+"""The GPUQuota tree in Kueue's model, on the worked example of deploy/examples/site/10-queues.yaml."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from leitstand.errors import UserError
 from leitstand.kube import kueue
 from leitstand.kube.resources import GPUQuotaSpec
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "10-queues.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "site" / "10-queues.yaml"
 SHARED = {"leitstand.dev/shared": "true"}
 
 
