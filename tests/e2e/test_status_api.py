@@ -10,7 +10,6 @@ from leitstand.core import dumps
 from leitstand.devcluster import cluster
 from leitstand.kube import connection
 from leitstand.kube.client import Client
-from tests.e2e.browser import chromium
 from tests.e2e.clusters import own_cluster
 from tests.e2e.operators import Operator, account
 from tests.e2e.test_faults import wait_running
@@ -219,25 +218,3 @@ async def test_the_cli_shows_jobs_explanations_queues_and_the_cluster(
         "b200-su-01": ("4", "32"), "b200-su-02": ("4", "32"), "rtxpro-su-01": ("2", "16"),
     }  # fmt: skip
     assert sum(int(row[3]) for row in leaves.values()) == 24
-
-
-async def test_the_cluster_map_renders_every_node_of_the_dev_profile_in_chromium(
-    api: httpx.AsyncClient, tokens: dict[str, str], tmp_path: Path
-) -> None:
-    import asyncio
-    import re
-
-    url = f"http://127.0.0.1:{api.base_url.port}/ui#token={tokens['platform']}"
-    dom = await asyncio.to_thread(chromium, "--dump-dom", url, user_data=tmp_path / "profile-dom")
-    assert 'data-loaded="true"' in dom, dom[-2000:]
-    nodes = re.findall(r'class="node[^"]*" data-node="([^"]+)" data-allocated="(\d+)"', dom)
-    assert len(nodes) == 10
-    assert sum(int(allocated) for _name, allocated in nodes) == 24
-    assert set(re.findall(r'class="leaf" data-leaf="([^"]+)"', dom)) == {"b200-su-01", "b200-su-02", "rtxpro-su-01"}
-    assert set(re.findall(r'<tr data-queue="([^"]+)"', dom)) >= {"t-alice", "t-bob"}
-    screenshot = tmp_path / "cluster-map.png"
-    await asyncio.to_thread(
-        chromium, f"--screenshot={screenshot}", "--window-size=1280,720", url, user_data=tmp_path / "profile-shot"
-    )
-    assert screenshot.stat().st_size > 10_000
-    print(f"\ncluster map screenshot: {screenshot}")

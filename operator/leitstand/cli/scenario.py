@@ -5,7 +5,7 @@ the outcome, prints one line of what happened with the numbers the API server
 reports, and the ``kubectl`` command that shows it. A step that does not happen
 in time stops the demo with one line that says which and where the log is.
 
-1. SOOFI's pretraining (128 x 8 B200, ``required: spine``) binds on its reserved block.
+1. SOOFI submits its pretraining (128 x 8 B200, ``required: spine``); it binds on its reserved block.
 2. Fine-tunes of acme-robotics and nordwind-energy fill the shared B200 part beyond their
    guarantees, while helix-pharma's guarantee lies idle.
 3. helix-pharma arrives below its share and reclaims: the victims are named, stopped and queued again.
@@ -17,8 +17,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from rich.console import Console
 
 from leitstand.errors import UserError
@@ -26,6 +28,8 @@ from leitstand.kube import resources
 from leitstand.kube.client import ApiError, Client
 
 GROUP = f"/apis/{resources.API_VERSION}"
+PRETRAINING = "20-soofi-pretraining.yaml"  # of deploy/examples/: step 1 submits it, the demo applies the rest
+SOOFI_REPLICAS = 128
 STEP_SECONDS = 90.0  # the longest a step may take on a busy 2-core machine
 LIMITED_SECONDS = 40  # the runtime limit of step 5's job
 
@@ -80,11 +84,13 @@ def never_fits() -> dict[str, Any]:
 class Scenario:
     client: Client
     console: Console
+    pretraining: Path  # deploy/examples/20-soofi-pretraining.yaml: step 1 submits it
     kubectl: str = "kubectl"  # the kubectl command line a user would type, up to the verb
 
     async def run(self) -> None:
         steps: list[tuple[str, Callable[[], Awaitable[str]], str]] = [
-            ("SOOFI's pretraining, 128 x 8 B200, binds on its reserved block", self.soofi, "get tj -n soofi"),
+            ("SOOFI submits its pretraining, 128 x 8 B200: it binds on its reserved block", self.soofi,
+             "get tj -n soofi"),
             ("Fine-tunes of two companies fill the shared B200 beyond their guarantees", self.fill, "get gq"),
             ("helix-pharma arrives below its share and reclaims", self.reclaim,
              "get events -A --field-selector reason=Preempting"),
@@ -105,25 +111,38 @@ class Scenario:
         listed = await self.client.list(f"{GROUP}/namespaces/{namespace}/trainingjobs")
         return {body["metadata"]["name"]: body.get("status") or {} for body in listed["items"]}
 
-    async def until(self, what: str, check: Callable[[], Awaitable[T | None]]) -> T:
+    async def until(self, what: str, check: Callable[[], Awaitable[T | None]], *, every: float = 0.5) -> T:
         deadline = time.monotonic() + STEP_SECONDS
         while time.monotonic() < deadline:
             found = await check()
             if found is not None:
                 return found
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(every)
         raise UserError(f"the demo waited {STEP_SECONDS:.0f} s for {what}, in vain; see the operator log")
 
     async def soofi(self) -> str:
-        async def running() -> str | None:
-            status = (await self.jobs("soofi")).get("llm-100b-pretrain", {})
-            return str(status.get("placement", {}).get("domains") or "") if status.get("phase") == "Running" else None
+        started = time.monotonic()
+        for document in yaml.safe_load_all(self.pretraining.read_text()):
+            plural = {"PersistentVolumeClaim": "/api/v1", "TrainingJob": GROUP}[document["kind"]]
+            kind = document["kind"].lower() + "s"
+            await self.client.create(f"{plural}/namespaces/{document['metadata']['namespace']}/{kind}", document)
+        made: float | None = None
 
-        await self.until("SOOFI's pretraining to run", running)
-        pods = (await self.client.list("/api/v1/namespaces/soofi/pods"))["items"]
-        nodes = {p["spec"].get("nodeName", "") for p in pods}
-        on_block = sum(1 for node in nodes if node.startswith("soofi-"))
-        return f"all {len(pods)} pods bound, on {on_block} nodes of SOOFI's block"
+        async def running() -> list[dict[str, Any]] | None:
+            nonlocal made
+            pods = (await self.client.list("/api/v1/namespaces/soofi/pods"))["items"]
+            if made is None and len(pods) == SOOFI_REPLICAS:
+                made = time.monotonic()
+            status = (await self.jobs("soofi")).get("llm-100b-pretrain", {})
+            return pods if status.get("phase") == "Running" else None
+
+        pods = await self.until("SOOFI's pretraining to run", running, every=0.1)
+        bound = time.monotonic()
+        on_block = {p["spec"].get("nodeName", "") for p in pods if p["spec"].get("nodeName", "").startswith("soofi-")}
+        return (
+            f"the operator made its {len(pods)} pods in {(made or bound) - started:.1f} s; all bound "
+            f"{bound - (made or bound):.1f} s later, on {len(on_block)} nodes of SOOFI's block"
+        )
 
     async def submit(self, namespace: str, names: list[str]) -> None:
         for name in names:

@@ -47,7 +47,9 @@ def busy_port() -> Iterator[int]:
 
 def test_an_unknown_profile(env: dict[str, str]) -> None:
     result = leitstand("dev-cluster", "up", "--profile", "h100-superpod", env=env)
-    assert_one_clear_error(result, "unknown profile 'h100-superpod'; choose one of demo, dev, industrial-ai-cloud, soofi")
+    assert_one_clear_error(
+        result, "unknown profile 'h100-superpod'; choose one of demo, dev, industrial-ai-cloud, soofi"
+    )
 
 
 def test_a_port_in_use(env: dict[str, str], busy_port: int) -> None:
