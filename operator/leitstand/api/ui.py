@@ -35,7 +35,7 @@ PAGE = """<!doctype html>
   .total { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 3px 9px; font-size: 12px; }
   .total b { font-variant-numeric: tabular-nums; }
   #login { display: none; margin: 8px 0 12px; }
-  main { display: grid; grid-template-columns: minmax(0, 1.1fr) minmax(0, 1fr); gap: 16px; align-items: start; }
+  main { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 16px; align-items: start; }
   .scroll { overflow-x: auto; }
   .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; margin-bottom: 14px; }
   .muted { color: var(--muted); }
@@ -88,15 +88,15 @@ PAGE = """<!doctype html>
   .mini-node { box-sizing: border-box; width: 12px; height: 12px; border-radius: 2px; }
   /* tables */
   table { border-collapse: collapse; width: 100%; font-size: 12px; }
-  th { font-weight: 600; color: var(--muted); font-size: 11px; text-align: right; padding: 4px 6px; border-bottom: 1px solid var(--line); white-space: nowrap; }
-  td { padding: 4px 6px; border-bottom: 1px solid #eef1f4; text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+  th { font-weight: 600; color: var(--muted); font-size: 11px; text-align: right; padding: 4px 5px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+  td { padding: 4px 5px; border-bottom: 1px solid #eef1f4; text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
   th.left, td.left { text-align: left; }
   td.wrap { white-space: normal; overflow-wrap: anywhere; }
   tr.sub td { border-bottom-style: dotted; }
   .qname { display: inline-flex; align-items: center; gap: 6px; }
   .qname .tree { color: #aab2bd; font-family: ui-monospace, monospace; }
   .qname.parent { font-weight: 650; }
-  .qbar { position: relative; width: 90px; height: 10px; background: #f0f2f5; border-radius: 2px; display: inline-block; vertical-align: middle; }
+  .qbar { position: relative; width: 64px; height: 10px; background: #f0f2f5; border-radius: 2px; display: inline-block; vertical-align: middle; }
   .qbar .fill { position: absolute; left: 0; top: 0; bottom: 0; border-radius: 2px 0 0 2px; }
   .qbar .want { position: absolute; top: 0; bottom: 0; background: repeating-linear-gradient(135deg, rgba(28,36,48,.28) 0 2px, transparent 2px 4px); }
   .qbar .mark { position: absolute; top: -3px; bottom: -3px; width: 0; border-left: 2px solid var(--ink); }
