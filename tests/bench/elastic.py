@@ -56,6 +56,9 @@ def elasticity(first: int) -> list[dict[str, object]]:
             "variant": variant,
             "elasticJobs": sum(1 for job in trace if job.min_replicas is not None),
             "meanAllocation": round(summary["meanAllocation"], 3),
+            # the capacity left idle, over time: while jobs waited, while nothing did, and of that what running
+            # elastic jobs could still have grown into (their maximum is what the trace asked for)
+            "idle": {key: round(value, 4) for key, value in summary["idle"].items()},
             "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
             "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
             "meanGangDelayHours": _hours(sum(r.first_start - r.trace.submit for r in gangs) / max(len(gangs), 1)),

@@ -127,21 +127,25 @@ class Scenario:
             kind = document["kind"].lower() + "s"
             await self.client.create(f"{plural}/namespaces/{document['metadata']['namespace']}/{kind}", document)
         made: float | None = None
+        bound: float | None = None
 
         async def running() -> list[dict[str, Any]] | None:
-            nonlocal made
+            nonlocal made, bound
             pods = (await self.client.list("/api/v1/namespaces/soofi/pods"))["items"]
             if made is None and len(pods) == SOOFI_REPLICAS:
                 made = time.monotonic()
+            if bound is None and len(pods) == SOOFI_REPLICAS and all(p["spec"].get("nodeName") for p in pods):
+                bound = time.monotonic()
             status = (await self.jobs("soofi")).get("llm-100b-pretrain", {})
-            return pods if status.get("phase") == "Running" else None
+            return pods if bound is not None and status.get("phase") == "Running" else None
 
         pods = await self.until("SOOFI's pretraining to run", running, every=0.1)
-        bound = time.monotonic()
-        on_block = {p["spec"].get("nodeName", "") for p in pods if p["spec"].get("nodeName", "").startswith("soofi-")}
+        assert made is not None
+        assert bound is not None
+        on_block = {p["spec"]["nodeName"] for p in pods if p["spec"]["nodeName"].startswith("soofi-")}
         return (
-            f"the operator made its {len(pods)} pods in {(made or bound) - started:.1f} s; all bound "
-            f"{bound - (made or bound):.1f} s later, on {len(on_block)} nodes of SOOFI's block"
+            f"the operator made its {len(pods)} pods in {made - started:.1f} s; all were bound "
+            f"{bound - made:.1f} s later, on {len(on_block)} nodes of SOOFI's block"
         )
 
     async def submit(self, namespace: str, names: list[str]) -> None:

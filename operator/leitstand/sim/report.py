@@ -53,6 +53,25 @@ def time_weighted(samples: Sequence[Sample], value: Any, end: float) -> float | 
     return total / weight if weight > 0 else float(value(samples[-1]))
 
 
+def _idle(samples: Sequence[Sample], capacity: int, end: float) -> dict[str, float | None]:
+    """Where the unallocated GPUs were, as shares of the capacity over time: while jobs waited (a scheduler's
+    to fill), while nothing waited (only growth could), and of that what running elastic jobs could still have
+    grown into."""
+    if not capacity:
+        return {"whileJobsWait": None, "whileNothingWaits": None, "growableWhileNothingWaits": None}
+
+    def free(sample: Sample) -> float:
+        return (capacity - sample.allocated) / capacity
+
+    return {
+        "whileJobsWait": time_weighted(samples, lambda s: free(s) if s.pending else 0.0, end),
+        "whileNothingWaits": time_weighted(samples, lambda s: 0.0 if s.pending else free(s), end),
+        "growableWhileNothingWaits": time_weighted(
+            samples, lambda s: 0.0 if s.pending else min(free(s), s.growth_room / capacity), end
+        ),
+    }
+
+
 def remembered_distance(result: Result, tenants: Sequence[QueueName]) -> float | None:
     """The time-weighted mean of sum |U - F| / sum F over tenants, where U and F are each tenant's allocation and
     fair share decayed with the run's half-life (the usage the core remembers, and what it would be had every
@@ -147,6 +166,7 @@ def summarise(result: Result) -> dict[str, Any]:
         "meanAllocatedGPUs": mean_allocated,
         "meanAllocation": mean_allocated / capacity if mean_allocated is not None and capacity else None,
         "meanWorkingAllocation": mean_working / capacity if mean_working is not None and capacity else None,
+        "idle": _idle(result.samples, capacity, end),
         "firstFailure": None
         if failure is None
         else {

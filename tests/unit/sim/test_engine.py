@@ -441,3 +441,15 @@ def test_consolidation_moves_a_movable_job_so_a_gang_finds_a_whole_leaf_and_the_
     assert sum(r.moves for r in small_records) == 1
     assert sum(r.moved_gpu_seconds for r in small_records) == 0.0  # movable: it saved when told to stop
     assert report.summarise(results[2])["moves"] == 1
+
+
+def test_the_report_splits_idle_gpus_into_while_jobs_wait_and_while_nothing_waits() -> None:
+    # x holds one of two nodes until 100; the gang g of two waits for it, leaving the other node idle meanwhile;
+    # then g runs on both until 200, and nothing is idle
+    result = run(baselines.Leitstand(POLICY), [job("x", 0, 8, 100), job("g", 1, 8, 100, replicas=2)], nodes(2),
+                 interval=0)  # fmt: skip
+    assert result.records["a/g"].first_start == 100  # type: ignore[index]
+    idle = report.summarise(result)["idle"]
+    assert idle["whileJobsWait"] == pytest.approx(99 / 200 / 2)  # half the GPUs from 1 to 100, of 200 s
+    assert idle["whileNothingWaits"] == pytest.approx(1 / 200 / 2)  # the first second, before g came
+    assert idle["growableWhileNothingWaits"] == 0
