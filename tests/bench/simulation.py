@@ -7,7 +7,8 @@
 2. **Queueing (Microsoft ITP 2021)**: clusters 03 and 06 as two tenants with equal
    guarantees on the ``dev`` profile (80 GPUs), their first 1,000 jobs on real time:
    queueing delay, completion time, allocation, evictions; runtime limits at 2x and 1x
-   the durations; and the next 1,000 jobs, a window nothing was tuned on.
+   the durations; and the next 1,000 jobs, a window nothing was tuned on. Both windows once more with every
+   job saving hourly under every scheduler (``-saving-3600``).
 3. **A hero job** on ``industrial-ai-cloud`` (``hero``).
 4. **Preemption that respects work** (``preemption``): the ITP study's two windows with Leitstand alone, as
    before issue 18 (jobs never save: an eviction loses the whole run), then with jobs that save hourly and
@@ -20,6 +21,7 @@ scheduler and experiment, then the ratios; ``--out DIR`` also keeps report.json 
 """
 
 import argparse
+import dataclasses
 import json
 import random
 import tempfile
@@ -43,16 +45,21 @@ def fragmentation(out: Path) -> dict[str, object]:
                   engine.Options(interval=0, fill=True), out)  # fmt: skip
 
 
-def queueing(out: Path, factor: float = 2.0, first: int = 0) -> dict[str, object]:
+def queueing(out: Path, factor: float = 2.0, first: int = 0, saving: float | None = None) -> dict[str, object]:
     """The ITP study on 1,000 jobs from the ``first``: 0 is the study the issues set targets on; 1,000 the
-    next thousand, a window nothing was tuned on (heavier: the queue grows for weeks)."""
+    next thousand, a window nothing was tuned on (heavier: the queue grows for weeks). With ``saving``, every
+    job saves its work that often (seconds) under every scheduler, and evicted pods take 30 s to go."""
     nodes, policy, _name = simulating.load_cluster("dev")
     jobs = traces.load([DATA / "microsoft-itp-2021" / "cluster03.csv", DATA / "microsoft-itp-2021" / "cluster06.csv"])
     jobs, _dropped = study.fitting(jobs[first : first + 1000], nodes)
     options = engine.Options(interval=10, runtime_limit_factor=factor)
+    if saving is not None:
+        options = dataclasses.replace(options, checkpoint_interval=saving, grace_seconds=30.0)
     name = "itp-dev" if factor == 2 else f"itp-dev-factor-{factor:g}"
     if first:
         name += f"-from-{first}"
+    if saving is not None:
+        name += f"-saving-{saving:g}"
     schedulers = study.SCHEDULERS if factor == 2 else ("leitstand",)
     return _study(name, nodes, simulating.load_quotas(QUOTAS), jobs, policy, options, out, schedulers)
 
@@ -232,6 +239,8 @@ def main() -> None:
     queueing(out)
     queueing(out, factor=1.0)
     queueing(out, first=1000)
+    for first in (0, 1000):  # the same, every job saving hourly under every scheduler
+        queueing(out, first=first, saving=3600.0)
     hero(out)
     preemption(out, names=("today", "today-grace-30", "checkpoints-blind", "checkpoints-known",
                            "checkpoints-known-notice-600"))  # fmt: skip

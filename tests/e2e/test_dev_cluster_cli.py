@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,11 +144,14 @@ def test_make_demo_plays_the_scenario_prints_a_map_url_that_opens_and_ctrl_c_tea
         pods = get(kubectl, kubeconfig, "pods", "-n", "soofi")["items"]
         assert len(pods) == 128
         assert all(p["spec"]["nodeName"].startswith("soofi-") for p in pods)
-        # 2: both companies beyond their guarantees (the numbers the step printed are the status's)
+        # 2: both companies beyond their guarantees, as the step read them from the GPUQuotas' status (step 3
+        # has changed them since); acme-robotics's jobs are protected by its minRuntimeSeconds, so its number holds
+        found = re.findall(r"([a-z-]+) holds (\d+) GPUs, guaranteed (\d+)", text)
+        held = {queue: (int(allocated), int(guaranteed)) for queue, allocated, guaranteed in found}
+        assert set(held) == {"acme-robotics", "nordwind-energy"}, text
+        assert all(allocated > guaranteed for allocated, guaranteed in held.values()), held
         quotas = {q["metadata"]["name"]: q["status"]["gpus"] for q in get(kubectl, kubeconfig, "gq")["items"]}
-        for company in ("acme-robotics", "nordwind-energy"):
-            assert quotas[company]["b200"]["allocated"] > quotas[company]["b200"]["guaranteed"], quotas[company]
-            assert f"{company} holds " in text
+        assert quotas["acme-robotics"]["b200"]["allocated"] == held["acme-robotics"][0]
         # 3: helix-pharma's jobs run; the victims it reclaimed from are named, and queued again (or running again)
         helix = {
             j["metadata"]["name"]: j["status"] for j in get(kubectl, kubeconfig, "tj", "-n", "helix-pharma")["items"]

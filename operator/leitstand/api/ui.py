@@ -467,11 +467,16 @@ async function refresh() {
       state.texts = { cluster: clusterText, queues: queuesText, jobs: jobsText };
       state.data = { cluster, queues, jobs };
       state.colours = queueColours(queues);
+      const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.node : undefined;
       drawTotals(cluster);
       drawMap(cluster, queues);
       drawQueues(queues);
       drawWaiting(jobs, jobsResult.failure);
       drawPanel();
+      if (focused) {  // keyboard users keep their place across a redraw
+        const again = [...document.querySelectorAll(".node")].find((cell) => cell.dataset.node === focused);
+        if (again) again.focus();
+      }
       state.drawn = true;
     }
     status.classList.remove("error");
@@ -494,8 +499,11 @@ document.getElementById("map").addEventListener("keydown", (event) => {
   const cell = event.target.closest(".node");
   if (cell && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); select(cell.dataset.node); }
 });
-refresh();
-setInterval(refresh, PERIOD);
+async function live() {  // one request in flight at a time: a slow answer never lands over a newer one
+  await refresh();
+  setTimeout(live, PERIOD);
+}
+live();
 </script>
 </body>
 </html>

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from leitstand.cli import dev_cluster, scenario
 from leitstand.devcluster import binaries, cluster
 from leitstand.errors import UserError
 from leitstand.kube import connection, resources
-from leitstand.kube.client import ApiError, Client
+from leitstand.kube.client import ApiError, Client, TransportError
 
 console = dev_cluster.console
 
@@ -73,7 +74,10 @@ async def viewer_token(client: Client) -> str:
     return str(answer["status"]["token"])
 
 
-def _with_client(kubeconfig: Path, work: Any) -> Any:
+def _with_client(kubeconfig: Path, work: Any, alive: Callable[[], None]) -> Any:
+    """``work(client)`` on the demo's cluster; API errors become one line, and so does a cluster or operator that
+    died under it (``alive`` raises for it)."""
+
     async def main() -> Any:
         async with Client(connection.load(kubeconfig)) as client:
             return await work(client)
@@ -82,14 +86,16 @@ def _with_client(kubeconfig: Path, work: Any) -> Any:
         return asyncio.run(main())
     except ApiError as error:
         raise UserError(f"the demo's API server refused: {error.status} {error.reason}: {error.message}") from None
+    except TransportError as error:
+        alive()
+        raise UserError(f"the demo's API server did not answer: {error}") from None
 
 
-def _wait_ready(port: int, operator: "subprocess.Popen[bytes]", log_path: Path) -> None:
+def _wait_ready(port: int, alive: Callable[[], None], log_path: Path) -> None:
     """Until the operator answers ``/readyz`` (it has synced), so that the scenario's timings are its own."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if operator.poll() is not None:
-            raise UserError(f"the operator exited with code {operator.returncode}; see {log_path}")
+        alive()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
                 if answer.status == 200:
@@ -115,12 +121,22 @@ def demo(
     examples = _examples_dir()
     if http_port is not None:
         cluster.ensure_port_free(http_port, "--http-port")
-    port = http_port or cluster.free_port()
+    if play and profile != scenario.PROFILE:
+        console.print(f"The scenario is written for the {scenario.PROFILE} profile; on {profile} only the examples "
+                      "are applied.")  # fmt: skip
+        play = False
     dev_cluster.stop_on_ctrl_c_and_sigterm()
     local = dev_cluster.start("demo", profile, port=None, apiserver_args=[], detached=False)
     operator: subprocess.Popen[bytes] | None = None
     try:
+        port = http_port or cluster.free_port()  # chosen once the cluster's own ports are taken
         log_path = local.directory / "logs" / "operator.log"
+
+        def alive() -> None:
+            local.check_alive()
+            if operator is not None and operator.poll() is not None:
+                raise UserError(f"the operator exited with code {operator.returncode}; see {log_path}")
+
         with log_path.open("ab") as log:
             operator = subprocess.Popen(
                 [
@@ -141,7 +157,7 @@ def demo(
                 preexec_fn=cluster.die_with_parent,
             )
         console.print(f"  operator running (log: {log_path})")
-        _wait_ready(port, operator, log_path)
+        _wait_ready(port, alive, log_path)
         kubectl = binaries.locate("kubectl")
         files = sorted(examples.glob("*.yaml"))
         if play:  # the scenario's first step submits SOOFI's pretraining itself
@@ -155,9 +171,10 @@ def demo(
         if applied.returncode != 0:
             raise UserError(f"applying {examples} failed: {applied.stderr.strip()}")
         for line in applied.stdout.splitlines():
-            console.print(f"  {line}")
-        token = _with_client(local.kubeconfig, viewer_token)
-        leitstand = Path(sys.executable).parent / "leitstand"
+            console.print(f"  {line}", markup=False)
+        token = _with_client(local.kubeconfig, viewer_token, alive)
+        beside = Path(sys.executable).parent / "leitstand"  # the entry point of this installation
+        leitstand = str(beside) if beside.exists() else f"{sys.executable} -m leitstand"
         console.print()
         console.print(f"[bold]Cluster map[/] (read-only, as {VIEWER_NAMESPACE}/{VIEWER}):")
         console.print(f"  http://127.0.0.1:{port}/ui#token={token}")
@@ -169,9 +186,9 @@ def demo(
             )
 
             async def story(client: Client) -> None:
-                await scenario.Scenario(client, console, examples / scenario.PRETRAINING).run()
+                await scenario.Scenario(client, console, examples / scenario.PRETRAINING, alive, log_path).run()
 
-            _with_client(local.kubeconfig, story)
+            _with_client(local.kubeconfig, story, alive)
             console.print()
         console.print("[bold]Leitstand demo is running.[/] Look at it with:")
         console.print(f"  {kubectl} --kubeconfig {local.kubeconfig} get pods -A -o wide")
@@ -181,9 +198,7 @@ def demo(
         console.print("Press Ctrl-C to stop everything.")
         started = time.monotonic()
         while exit_after is None or time.monotonic() - started < exit_after:
-            local.check_alive()
-            if operator.poll() is not None:
-                raise UserError(f"the operator exited with code {operator.returncode}; see {log_path}")
+            alive()
             time.sleep(1)
     except KeyboardInterrupt:
         console.print("Stopping…")

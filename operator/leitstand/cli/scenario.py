@@ -28,6 +28,7 @@ from leitstand.kube import resources
 from leitstand.kube.client import ApiError, Client
 
 GROUP = f"/apis/{resources.API_VERSION}"
+PROFILE = "demo"  # the cluster profile the story is written for
 PRETRAINING = "20-soofi-pretraining.yaml"  # of deploy/examples/: step 1 submits it, the demo applies the rest
 SOOFI_REPLICAS = 128
 STEP_SECONDS = 90.0  # the longest a step may take on a busy 2-core machine
@@ -85,6 +86,8 @@ class Scenario:
     client: Client
     console: Console
     pretraining: Path  # deploy/examples/20-soofi-pretraining.yaml: step 1 submits it
+    alive: Callable[[], None]  # raises UserError when the cluster or the operator has died
+    log: Path  # the operator's log, named when a step does not happen
     kubectl: str = "kubectl"  # the kubectl command line a user would type, up to the verb
 
     async def run(self) -> None:
@@ -104,7 +107,7 @@ class Scenario:
             self.console.print(f"[bold]\\[{number}/{len(steps)}][/] {title} …")
             started = time.monotonic()
             outcome = await step()
-            self.console.print(f"      {outcome} ({time.monotonic() - started:.1f} s)")
+            self.console.print(f"      {outcome} ({time.monotonic() - started:.1f} s)", markup=False)
             self.console.print(f"      see: {self.kubectl} {command}")
 
     async def jobs(self, namespace: str) -> dict[str, dict[str, Any]]:
@@ -114,11 +117,12 @@ class Scenario:
     async def until(self, what: str, check: Callable[[], Awaitable[T | None]], *, every: float = 0.5) -> T:
         deadline = time.monotonic() + STEP_SECONDS
         while time.monotonic() < deadline:
+            self.alive()
             found = await check()
             if found is not None:
                 return found
             await asyncio.sleep(every)
-        raise UserError(f"the demo waited {STEP_SECONDS:.0f} s for {what}, in vain; see the operator log")
+        raise UserError(f"the demo waited {STEP_SECONDS:.0f} s for {what}, in vain; see {self.log}")
 
     async def soofi(self) -> str:
         started = time.monotonic()

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import datetime
 import errno
+import fcntl
 import json
 import os
 import re
@@ -158,8 +159,42 @@ class Binding:
     at: datetime.datetime
 
 
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
 def default_directory(name: str) -> Path:
+    if not CLUSTER_NAME.fullmatch(name):
+        raise UserError(
+            f"{name!r} is not a valid cluster name: use up to 63 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
     return locations.state_home() / "clusters" / name
+
+
+def _clear(directory: Path) -> None:
+    """Removes what a stopped cluster left in ``directory`` (its logs, and its etcd data, which a new cluster
+    must not inherit: its CRDs and objects would be there already)."""
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise UserError(f"cannot clear {directory} of the last cluster of this name: {error}") from None
+
+
+def _hold(directory: Path) -> int:
+    """An exclusive lock on ``directory``'s cluster for this process's life (or until ``release``), so that
+    two starts of one name cannot share (or clear) one directory; a second start is refused."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(directory.with_name(directory.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise UserError(
+            f"another process is starting or running the dev cluster in {directory}; wait for it, or stop it first"
+        ) from None
+    return lock
 
 
 def read_state(directory: Path) -> State | None:
@@ -249,6 +284,7 @@ class LocalCluster:
         self._argv: dict[str, list[str]] = {}
         self._ready: dict[str, Callable[[], bool]] = {}
         self._order: list[tuple[str, int, str]] = []
+        self._lock: int | None = None  # held from start to stop (``_hold``)
         self._etcd_url = ""
         self._authority: pki.Authority | None = None
         self._admin: pki.KeyPair | None = None
@@ -263,9 +299,9 @@ class LocalCluster:
                 f"dev cluster {self.name!r} is already running (kubeconfig {existing.kubeconfig}); "
                 f"run `leitstand dev-cluster down --name {self.name}` first"
             )
-        # what a stopped cluster of this name left (its logs, and its etcd data, which a new cluster must not
-        # inherit: its CRDs and objects would be there already)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self._lock is None:
+            self._lock = _hold(self.directory)
+        _clear(self.directory)
         if self.api_port is not None:
             ensure_port_free(self.api_port, "--port")
         tools = ("etcd", "kube-apiserver", "kwok", *(binaries.CONTROLLERS[c] for c in self.controllers))
@@ -304,6 +340,9 @@ class LocalCluster:
         self._order.clear()
         self._children.clear()
         (self.directory / STATE_FILE).unlink(missing_ok=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
         """Stops component ``name`` (SIGTERM), waits ``down_seconds``, and starts it again as it was.

@@ -134,7 +134,9 @@ class Sample:
     working: int = 0  # GPUs of running gangs (elastic: their working replicas'); half a gang does no work
     reservations: int = 0  # gangs holding a reservation after the cycle
     reserved_idle: int = 0  # GPUs free on reserved nodes after the cycle (kept for the gangs that reserved them)
-    growth_room: int = 0  # free GPUs running elastic jobs could still grow into: of their GPU type, to their maximum
+    # free GPUs running elastic jobs could still grow into: of their GPU type, in whole replicas, to their maximum;
+    # an upper bound (it does not ask whether the queue's limit, a reservation or a selector allows them)
+    growth_room: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +216,6 @@ class Simulation:
         self.queue_by_name = {q.name: q for q in self.queues}
         self.options = options
         self.gpus = {node.name: node.gpus for node in self.nodes if node.gpu_type is not None and node.ready}
-        self.types = {node.name: node.gpu_type for node in self.nodes}
         self.gpu_types = {node.name: node.gpu_type for node in self.nodes}
         self.capacity = sum(self.gpus.values())
         self.trace = {JobKey(job.name): job for job in trace}
@@ -636,7 +637,7 @@ class Simulation:
             if not job.running:
                 pending += job.gang * job.gpus_per_replica  # an elastic job waits for its gang only
             elif job.elastic and job.placement[0] is not None:
-                on = self.types.get(job.placement[0])  # every replica of a job is of one GPU type
+                on = self.gpu_types.get(job.placement[0])  # every replica of a job is of one GPU type
                 wanted, smallest = growth.get(on, (0, job.gpus_per_replica))
                 growth[on] = (
                     wanted + (job.replicas - placed) * job.gpus_per_replica,
@@ -668,9 +669,9 @@ class Simulation:
                     if name is not None:
                         held[name] = held.get(name, 0) + job.gpus_per_replica
             for name, gpus in self.gpus.items():  # in whole replicas of the smallest growing job of the type
-                step_of = growth.get(self.types[name], (0, 1))[1] or 1
+                step_of = growth.get(self.gpu_types.get(name), (0, 1))[1] or 1
                 room = max(gpus - held.get(name, 0), 0) // step_of * step_of
-                free[self.types[name]] = free.get(self.types[name], 0) + room
+                free[self.gpu_types.get(name)] = free.get(self.gpu_types.get(name), 0) + room
             growth_room = sum(min(wanted, free.get(gpu_type, 0)) for gpu_type, (wanted, _) in growth.items())
         return Sample(now, allocated, pending, by_queue, shares, working, len(step.reserved), idle, growth_room)
 

@@ -84,3 +84,8 @@ def test_a_file_without_quotas_for_kueue(env: dict[str, str], tmp_path: Path) ->
     empty = tmp_path / "empty.yaml"
     empty.write_text("kind: ConfigMap\n")
     assert_one_clear_error(leitstand("kueue", str(empty), env=env), "holds no GPUQuota")
+
+
+def test_a_cluster_name_that_is_not_a_plain_name(env: dict[str, str]) -> None:
+    result = leitstand("dev-cluster", "up", "--name", "../../etc", env=env)
+    assert_one_clear_error(result, "'../../etc' is not a valid cluster name")

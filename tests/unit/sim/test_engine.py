@@ -453,3 +453,18 @@ def test_the_report_splits_idle_gpus_into_while_jobs_wait_and_while_nothing_wait
     assert idle["whileJobsWait"] == pytest.approx(99 / 200 / 2)  # half the GPUs from 1 to 100, of 200 s
     assert idle["whileNothingWaits"] == pytest.approx(1 / 200 / 2)  # the first second, before g came
     assert idle["growableWhileNothingWaits"] == 0
+
+
+def test_room_an_elastic_job_could_still_grow_into_counts_only_while_nothing_waits() -> None:
+    # e may grow to 3 replicas, but its queue's limit holds it at 2 of 3 nodes: the third node stays idle while
+    # nothing waits, and it is room e could grow into (the measure is an upper bound: it ignores limits)
+    root = QueueName("root")
+    capped = (Queue(root), Queue(QueueName("a"), root, ("a",), {B200: Share(limit=16)}))
+    trace = [replace(job("e", 0, 8, 100, replicas=3), min_replicas=1)]
+    result = engine.Simulation(baselines.Leitstand(POLICY), nodes(3), capped, trace, engine.Options(interval=0)).run()
+    assert result.samples[0].allocated == 16
+    assert result.samples[0].growth_room == 8
+    idle = report.summarise(result)["idle"]
+    assert idle["whileJobsWait"] == 0
+    assert idle["whileNothingWaits"] == pytest.approx(1 / 3)
+    assert idle["growableWhileNothingWaits"] == pytest.approx(1 / 3)
