@@ -243,9 +243,11 @@ def jobs(
 
 def _named(key: model.JobKey) -> tuple[str, str, str]:
     """(namespace, kind, name) of a core job key: a TrainingJob's ``ns/name``, a pod group's ``ns/kind/name``."""
-    parts = str(key).split("/", 2)
+    parts = str(key).split("#", 1)[0].split("/", 2)  # an elastic job's growth replica (``key#rank``) is its job's
     if len(parts) == 3 and parts[1] in model.POD_GROUP_KINDS:
         return parts[0], model.POD_GROUP_KINDS[parts[1]], parts[2]
+    if len(parts) == 3 and parts[1] == "terminating":  # a pod on its way out, whatever it belonged to
+        return parts[0], "Pod (stopping)", parts[2]
     return parts[0], "TrainingJob", parts[-1]
 
 
@@ -264,7 +266,8 @@ def cluster(latest: model.CycleRecord) -> ClusterView:
         queue = decisions.job_queues.get(entry.key)
         if queue is not None and entry.gpus_per_replica:
             users.setdefault(placed, set()).add(queue)
-        replicas.setdefault(placed, {}).setdefault(entry.key, []).append(entry)
+        whole = model.JobKey(str(entry.key).split("#", 1)[0])  # growth replicas count with their job
+        replicas.setdefault(placed, {}).setdefault(whole, []).append(entry)
     types: dict[str, dict[str, int]] = {}
     domains: dict[str, DomainView] = {}
     spines: dict[str, SpineView] = {}

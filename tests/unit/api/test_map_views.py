@@ -131,3 +131,9 @@ def test_the_page_loads_nothing_from_elsewhere_and_keeps_the_token_out_of_the_ad
     assert not re.search(r"(?:src|href)\s*=|https?://|@import|url\(", ui.PAGE)
     assert "fetch(path, { headers: { Authorization: `Bearer ${token}` } })" in ui.PAGE
     assert 'history.replaceState(null, "", location.pathname' in ui.PAGE
+
+
+def test_a_node_names_a_stopping_pod_as_a_pod_and_a_growth_replica_as_its_job() -> None:
+    assert views._named(model.JobKey("t-a/terminating/vision-0")) == ("t-a", "Pod (stopping)", "vision-0")
+    assert views._named(model.JobKey("t-a/elastic#3")) == ("t-a", "TrainingJob", "elastic")
+    assert views._named(model.JobKey("t-a/jobs/batch")) == ("t-a", "Job", "batch")
