@@ -111,16 +111,8 @@ class Plugin:
         return path
 
 
-async def ensure(admin: Client, path: str, body: dict[str, Any]) -> None:
-    try:
-        await admin.create(path, body)
-    except ApiError as error:
-        if error.status != 409:
-            raise
-
-
 async def namespace(admin: Client, name: str) -> None:
-    await ensure(admin, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    await admin.ensure("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
 async def training_job(admin: Client, ns: str, name: str, replicas: int = 1) -> None:
@@ -240,11 +232,11 @@ async def test_merged_kubeconfigs_a_chosen_context_its_namespace_and_impersonati
         await namespace(admin, ns)
         await training_job(admin, ns, f"job-in-{ns}")
     reader = {"apiGroups": ["leitstand.dev"], "resources": ["trainingjobs"], "verbs": ["get", "list"]}
-    await ensure(admin, f"{RBAC}/clusterroles", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+    await admin.ensure(f"{RBAC}/clusterroles", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                                                  "metadata": {"name": "kc-job-reader"}, "rules": [reader]})  # fmt: skip
     for ns, subject in (("kc-team-a", {"kind": "User", "name": "kc-alice"}),
                         ("kc-team-b", {"kind": "Group", "name": "kc-auditors"})):  # fmt: skip
-        await ensure(admin, f"{RBAC}/namespaces/{ns}/rolebindings", {
+        await admin.ensure(f"{RBAC}/namespaces/{ns}/rolebindings", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "kc-readers"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kc-job-reader"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", **subject}],

@@ -8,7 +8,6 @@ step (``--no-scenario`` leaves it out). Ctrl-C (or SIGTERM) stops the operator
 and the cluster; nothing is left running.
 """
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -20,11 +19,11 @@ from typing import Annotated, Any
 import typer
 
 from leitstand import locations
-from leitstand.cli import dev_cluster, scenario
+from leitstand.cli import dev_cluster, scenario, views
 from leitstand.devcluster import binaries, cluster
 from leitstand.errors import UserError
 from leitstand.kube import connection, resources
-from leitstand.kube.client import ApiError, Client, TransportError
+from leitstand.kube.client import Client
 
 console = dev_cluster.console
 
@@ -44,25 +43,17 @@ VIEWER_RULES = [{"apiGroups": [resources.GROUP], "resources": ["gpuquotas", "tra
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 
-async def _create(client: Client, path: str, body: dict[str, Any]) -> None:
-    try:
-        await client.create(path, body)
-    except ApiError as error:
-        if error.status != 409:
-            raise
-
-
 async def viewer_token(client: Client) -> str:
     """A read-only ServiceAccount for the cluster map, bound to a ClusterRole of ``VIEWER_RULES``, and a token."""
     meta = {"name": VIEWER, "labels": {"app.kubernetes.io/name": "leitstand", "leitstand.dev/demo": "viewer"}}
-    await _create(client, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                 "metadata": {"name": VIEWER_NAMESPACE}})  # fmt: skip
-    await _create(client, f"/api/v1/namespaces/{VIEWER_NAMESPACE}/serviceaccounts",
-                  {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta})  # fmt: skip
-    await _create(client, f"{RBAC}/clusterroles",
-                  {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta,
-                   "rules": VIEWER_RULES})  # fmt: skip
-    await _create(client, f"{RBAC}/clusterrolebindings", {
+    await client.ensure("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": VIEWER_NAMESPACE}})  # fmt: skip
+    await client.ensure(f"/api/v1/namespaces/{VIEWER_NAMESPACE}/serviceaccounts",
+                        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta})  # fmt: skip
+    await client.ensure(f"{RBAC}/clusterroles",
+                        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta,
+                         "rules": VIEWER_RULES})  # fmt: skip
+    await client.ensure(f"{RBAC}/clusterrolebindings", {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": VIEWER},
         "subjects": [{"kind": "ServiceAccount", "name": VIEWER, "namespace": VIEWER_NAMESPACE}],
@@ -75,20 +66,13 @@ async def viewer_token(client: Client) -> str:
 
 
 def _with_client(kubeconfig: Path, work: Any, alive: Callable[[], None]) -> Any:
-    """``work(client)`` on the demo's cluster; API errors become one line, and so does a cluster or operator that
-    died under it (``alive`` raises for it)."""
-
-    async def main() -> Any:
-        async with Client(connection.load(kubeconfig)) as client:
-            return await work(client)
-
+    """``work(client)`` on the demo's cluster, errors as one line (``views.call``); when the cluster or the
+    operator died under it, ``alive`` names that instead."""
     try:
-        return asyncio.run(main())
-    except ApiError as error:
-        raise UserError(f"the demo's API server refused: {error.status} {error.reason}: {error.message}") from None
-    except TransportError as error:
+        return views.call(connection.load(kubeconfig), work)
+    except UserError:
         alive()
-        raise UserError(f"the demo's API server did not answer: {error}") from None
+        raise
 
 
 def _wait_ready(port: int, alive: Callable[[], None], log_path: Path) -> None:

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from leitstand.errors import UserError
 from leitstand.kube import resources
-from leitstand.kube.client import ApiError, Client
+from leitstand.kube.client import Client
 
 GROUP = f"/apis/{resources.API_VERSION}"
 PROFILE = "demo"  # the cluster profile the story is written for
@@ -154,11 +154,7 @@ class Scenario:
 
     async def submit(self, namespace: str, names: list[str]) -> None:
         for name in names:
-            try:
-                await self.client.create(f"{GROUP}/namespaces/{namespace}/trainingjobs", finetune(namespace, name))
-            except ApiError as error:
-                if error.status != 409:
-                    raise
+            await self.client.ensure(f"{GROUP}/namespaces/{namespace}/trainingjobs", finetune(namespace, name))
 
     async def quotas(self) -> dict[str, dict[str, Any]]:
         listed = await self.client.list(f"{GROUP}/gpuquotas")

@@ -97,10 +97,9 @@ def _run(work: Coroutine[Any, Any, None]) -> None:
 async def _create(api: Client, path: str, body: dict[str, Any]) -> None:
     """Creates ``body``; one that exists already is fine, any other refusal is the launcher's error."""
     try:
-        await api.create(path, body)
+        await api.ensure(path, body)
     except ApiError as error:
-        if error.status != 409:
-            raise UserError(f"creating {body['metadata']['name']} failed: {error}") from None
+        raise UserError(f"creating {body['metadata']['name']} failed: {error}") from None
 
 
 def _ready(node: dict[str, Any]) -> bool:

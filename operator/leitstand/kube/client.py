@@ -195,6 +195,14 @@ class Client:
         """Creates ``body``; unknown or duplicate fields are errors, as with kubectl."""
         return await self.request("POST", path, body=body, params={"fieldValidation": field_validation})
 
+    async def ensure(self, path: str, body: Body) -> None:
+        """Creates ``body`` unless it exists already (409); any other refusal is an ``ApiError``."""
+        try:
+            await self.create(path, body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+
     async def replace(self, path: str, body: Body) -> Body:
         return await self.request("PUT", path, body=body)
 
