@@ -5,10 +5,11 @@ files of the Microsoft ITP 2021 release (clusters 03 and 06), and every study in
 them. The release has ten (github.com/microsoft/elasticflow-traces, ``data/raw-traces.tar.gz``); this
 benchmark takes a directory holding any of them, makes each file one tenant with an equal queue (the
 files share one clock), cuts one week of submissions, and replays it on a profile's cluster under
-Leitstand and each baseline, with runtime limits 2x the durations and a cycle every minute.
+Leitstand and each baseline, with runtime limits 2x the durations and a cycle every minute; with
+``--checkpoint-interval`` every job saves that often and an evicted job resumes from its last save.
 
 Run: ``python -m tests.bench.weeks --traces DIR [--week 3] [--cluster soofi] [--scheduler NAME]
-[--reclaim-work-per-wait R] [--out DIR]``;
+[--checkpoint-interval S] [--out DIR]``;
 prints one JSON line per run (and writes them to DIR/report.json). Not part of ``make bench``: the
 files it reads are not in the repository.
 """
@@ -26,7 +27,7 @@ WEEK = 7 * 86400.0
 
 
 def week(
-    directory: Path, index: int, cluster: str, schedulers: list[str], interval: float, ratios: list[float]
+    directory: Path, index: int, cluster: str, schedulers: list[str], interval: float, saving: float | None
 ) -> list[dict[str, object]]:
     files = sorted(directory.glob("cluster*.csv"))
     if not files:
@@ -38,18 +39,16 @@ def week(
     jobs, dropped = study.fitting(jobs, nodes)
     queues = study.default_queues(sorted({job.tenant for job in jobs}))
     options = engine.Options(interval=interval, runtime_limit_factor=2.0)
+    if saving is not None:  # every job saves that often; evicted pods take 30 s to go
+        options = dataclasses.replace(options, checkpoint_interval=saving, grace_seconds=30.0)
     lines = []
-    runs = [(name, study.scheduler(name, policy)) for name in schedulers]
-    for ratio in ratios:  # Leitstand weighing the work a reclaim destroys against waiting for room
-        weighing = dataclasses.replace(policy, reclaim_work_per_wait=ratio)
-        runs.append((f"leitstand, reclaimWorkPerWait {ratio:g}", study.scheduler("leitstand", weighing)))
-    for name, scheduler in runs:
+    for name in schedulers:
         started = time.monotonic()
-        simulation = engine.Simulation(scheduler, nodes, queues, jobs, options)
+        simulation = engine.Simulation(study.scheduler(name, policy), nodes, queues, jobs, options)
         summary = report.summarise(simulation.run())
         delay = summary["queueingDelaySeconds"]
         line = {
-            "experiment": f"itp-week-{index}-{cluster}",
+            "experiment": f"itp-week-{index}-{cluster}" + (f"-saving-{saving:g}" if saving else ""),
             "scheduler": name,
             "tenants": len(queues) - 1,
             "jobs": len(jobs),
@@ -75,15 +74,13 @@ def main() -> None:
     parser.add_argument("--cluster", default="soofi", help="a profile: dev, soofi, industrial-ai-cloud")
     parser.add_argument("--scheduler", action="append", choices=study.SCHEDULERS, help="default: all")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between cycles")
-    parser.add_argument(
-        "--reclaim-work-per-wait", type=float, action="append", default=[], help="also Leitstand with this ratio"
-    )
+    parser.add_argument("--checkpoint-interval", type=float, default=None, help="every job saves this often (s)")
     parser.add_argument("--out", type=Path, default=None, help="write report.json here")
     args = parser.parse_args()
     lines = []
     for index in args.week or [3, 4]:
         schedulers = args.scheduler if args.scheduler is not None else list(study.SCHEDULERS)
-        lines += week(args.traces, index, args.cluster, schedulers, args.interval, args.reclaim_work_per_wait)
+        lines += week(args.traces, index, args.cluster, schedulers, args.interval, args.checkpoint_interval)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.json").write_text(json.dumps(lines, indent=1))

@@ -143,13 +143,6 @@ def simulate(
         float,
         typer.Option(help="Half-life (seconds) of the over-quota usage the fair share remembers; 0 forgets."),
     ] = 7 * 24 * 3600.0,
-    reclaim_work_per_wait: Annotated[
-        float,
-        typer.Option(
-            help="Leitstand reclaims once a waiting job's GPUs x its wait x this covers the work the reclaim "
-            "throws away (the operator's reclaimWorkPerWait); 0: at once."
-        ),
-    ] = 0.0,
 ) -> None:
     """Replay a job trace on a simulated cluster under Leitstand and the baselines, side by side."""
     names = scheduler or list(study.SCHEDULERS)
@@ -165,10 +158,7 @@ def simulate(
                 ("--usage-half-life", usage_half_life)) if value < 0]  # fmt: skip
     if negative:
         raise UserError(f"{negative[0]} must be 0 or more seconds")
-    if not 0 <= reclaim_work_per_wait <= 1000:
-        raise UserError("--reclaim-work-per-wait must be between 0 (reclaim at once) and 1000")
     nodes, policy, cluster_name = load_cluster(cluster)
-    policy = dataclasses.replace(policy, reclaim_work_per_wait=reclaim_work_per_wait)
     try:
         jobs = traces.load(trace)
     except traces.TraceError as error:
@@ -218,7 +208,6 @@ def simulate(
         "graceSeconds": grace_seconds,
         "preemptionNoticeSeconds": preemption_notice,
         "usageHalfLifeSeconds": usage_half_life,
-        "reclaimWorkPerWait": reclaim_work_per_wait,
     }
     started = time.monotonic()
     with Progress(

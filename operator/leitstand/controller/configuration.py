@@ -72,8 +72,6 @@ class Configuration(_Model):
     move_budget_gpu_hours: float = pydantic.Field(default=model.Policy().move_budget / 3600, ge=0, le=100_000)
     move_checkpoint_age_seconds: float = pydantic.Field(default=model.Policy().move_checkpoint_age, ge=0, le=86_400)
     move_settle_seconds: float = pydantic.Field(default=model.Policy().move_settle_seconds, ge=0, le=7 * 86_400)
-    reclaim_work_per_wait: float = pydantic.Field(default=model.Policy().reclaim_work_per_wait, ge=0, le=1000)
-    reclaim_max_wait_seconds: float = pydantic.Field(default=model.Policy().reclaim_max_wait, ge=0, le=7 * 86_400)
     estimate_interval_seconds: float = pydantic.Field(default=30.0, ge=0, le=3600)
     usage_half_life_seconds: float = pydantic.Field(default=7 * 24 * 3600.0, ge=0, le=366 * 24 * 3600.0)
     usage_write_interval_seconds: float = pydantic.Field(default=60.0, ge=1, le=3600)

@@ -97,8 +97,6 @@ class Scheduler:
             move_budget=config.move_budget_gpu_hours * 3600,
             move_checkpoint_age=config.move_checkpoint_age_seconds,
             move_settle_seconds=config.move_settle_seconds,
-            reclaim_work_per_wait=config.reclaim_work_per_wait,
-            reclaim_max_wait=config.reclaim_max_wait_seconds,
         )
         self.reserved: dict[model.JobKey, model.Planned] = {}  # the last cycle's, for the next (this replica's)
         self.forecaster = Forecaster(config.estimate_interval_seconds)

@@ -47,8 +47,6 @@ def dump(snapshot: Snapshot, policy: Policy, *, now: float) -> dict[str, Any]:
             "preemption": policy.preemption,
             "backfill": policy.backfill,
             "reservations": policy.reservations,
-            "reclaimWorkPerWait": policy.reclaim_work_per_wait,
-            "reclaimMaxWaitSeconds": policy.reclaim_max_wait,
         },
         "nodes": [
             {
@@ -134,8 +132,6 @@ def load(data: dict[str, Any]) -> tuple[Snapshot, Policy, float]:
         preemption=bool(p["preemption"]),
         backfill=bool(p.get("backfill", True)),  # absent in older dumps
         reservations=int(p.get("reservations", Policy().reservations)),
-        reclaim_work_per_wait=float(p.get("reclaimWorkPerWait", Policy().reclaim_work_per_wait)),
-        reclaim_max_wait=float(p.get("reclaimMaxWaitSeconds", Policy().reclaim_max_wait)),
     )
     nodes = tuple(
         Node(

@@ -242,10 +242,6 @@ class Policy:
     move_budget: float = 8 * 3600.0  # GPU-seconds of work the moves of one cycle may throw away
     move_checkpoint_age: float = 600.0  # a job that saved its work this recently may be moved
     move_settle_seconds: float = 1800.0  # a job is moved only once it has run this long (moved jobs settle)
-    # a reclaim waits while the room its job likely gets soon costs less, in its GPUs x that wait x this, than the
-    # work its victims would lose (``preemption._worth_it``); at most ``reclaim_max_wait`` seconds; 0: at once
-    reclaim_work_per_wait: float = 0.0
-    reclaim_max_wait: float = 4 * 3600.0
 
     def level_index(self, name: str | None) -> int | None:
         """The index of topology level ``name`` (0 the coarsest); None for no level or an unknown one."""

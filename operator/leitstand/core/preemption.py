@@ -31,7 +31,6 @@ Pure.
 """
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ from leitstand.core.index import Index
 from leitstand.core.model import Eviction, GPUType, Job, JobKey, Node, NodeName, Priority, QueueName, Reason, order_key
 from leitstand.core.places import quota_block, served, within_share
 from leitstand.core.statements import Statement
-from leitstand.core.timeline import Never, Timeline
 
 MAX_ATTEMPTS_PER_CYCLE = 16
 REPAIRS = 6  # plans that start from each of the cheapest victims, when the greedy orders fail the fairness check
@@ -178,8 +176,6 @@ class _Run:
     before: Decided
     mine: Decided
     pool: Pool
-    deferred: dict[JobKey, str] = field(default_factory=dict)  # reclaims held back by ``_worth_it``: why
-    timeline: Timeline | None = None  # when the running jobs likely end, built for ``_worth_it`` when first asked
 
     def spoken_for(self, key: JobKey) -> bool:
         """Does a nominee already wait for this terminating job's capacity?"""
@@ -547,10 +543,6 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
             best = cheapest
     if best is None:
         return None
-    deferred = _worth_it(run, waiting, best, nodes)
-    if deferred is not None:
-        run.deferred[job.key] = deferred
-        return None
     mark = statement.checkpoint()
     taken = list(best.victims)
     chosen = {victim.key for victim, _reason in taken}
@@ -570,44 +562,6 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
     statement.hold(job, found.nodes, run.index.paths[queue], firm=not job.priority.preemptible)
     statement.commit()
     return taken, found.nodes
-
-
-def _worth_it(run: _Run, waiting: Waiting, plan: Plan, nodes: Sequence[Node]) -> str | None:
-    """None when reclaiming ``plan``'s victims for ``waiting`` is worth the work it throws away; else why it
-    waits.
-
-    Waiting and evicting both cost GPU time: the waiting job's GPUs stand idle
-    for it while it waits, and an eviction throws away its victims' work at risk.
-    With ``Policy.reclaim_work_per_wait`` (R) set, the reclaim waits when the
-    running jobs' likely ends (``Index.likely_end``, as start estimates plan them)
-    free room for the job so soon that its GPUs x that wait x R is less than the
-    work the plan's reclaim victims would lose; it goes ahead when nothing frees
-    in time, when the victims lose nothing (they saved, or are terminating), and
-    at the latest once the job has waited ``Policy.reclaim_max_wait`` (likely
-    ends are a forecast). Lent capacity and priority preemption are not weighed.
-    The capacity that frees goes to the job first: its queue is below its share.
-    """
-    policy, job, now = run.index.policy, waiting.job, run.index.now
-    if policy.reclaim_work_per_wait <= 0 or now - job.submitted >= policy.reclaim_max_wait:
-        return None
-    lost = sum(run.pool.cost(victim) for victim, reason in plan.victims if reason is Reason.RECLAIMED)
-    if lost <= 0:
-        return None
-    if run.timeline is None:
-        run.timeline = Timeline.of_cycle(run.index, run.statement, likely=True)
-    frees = run.timeline.earliest(job, nodes, waiting.gpu_type)
-    if isinstance(frees, Never) or not math.isfinite(frees.start):
-        return None
-    gpus = max(job.gang * job.gpus_per_replica, 1)
-    if lost <= policy.reclaim_work_per_wait * gpus * (frees.start - now):
-        return None
-    victims = sum(1 for _victim, reason in plan.victims if reason is Reason.RECLAIMED)
-    return (
-        f"reclaiming {victims} job{'s' if victims != 1 else ''} of queues above their fair share would throw away "
-        f"{lost / 3600:.1f} GPU-hours of their work, more than waiting for the room likely free from "
-        f"{model.utc_text(frees.start)} costs; it waits for that, and reclaims by "
-        f"{model.utc_text(job.submitted + policy.reclaim_max_wait)} at the latest"
-    )
 
 
 def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
@@ -665,10 +619,6 @@ def reclaim(index: Index, statement: Statement, before: Decided) -> Decided:
             hopeless.add(search)
         if found is None:
             waiting.gpu_type = tried_type
-            why = run.deferred.get(waiting.job.key)
-            if why is not None:
-                waiting.message = f"{waiting.message}; {why}" if waiting.message else why
-                mine.waiting[waiting.job.key] = waiting
             continue
         mine.waiting[waiting.job.key] = waiting
         chosen, nodes = found
