@@ -31,7 +31,7 @@ Pure.
 """
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -74,32 +74,39 @@ class Pool:
     def of_queue(self, queue: QueueName) -> list[Entry]:
         entries = self.sorted_by_queue.get(queue)
         if entries is None:
-            index, now = self.index, self.index.now
-            protect = index.queues[queue].min_runtime_seconds
-            entries = []
-            for victim in index.preemptible_by_queue.get(queue, ()):
-                if victim.key in self.bound:
-                    continue
-                started = victim.started if victim.started is not None else now
-                young = victim.grows is None and now - started < protect  # growth replicas are never protected
-                entries.append((self.cost(victim), victim.key, victim, young))
-            if any(entry[2].grows is not None for entry in entries):
-                entries.sort(key=lambda entry: victim_order(entry[2], entry[0]))
-            else:
-                entries.sort()  # by work at risk, then key (unique: jobs are never compared)
-            self.sorted_by_queue[queue] = entries
+            entries = self.sorted_by_queue[queue] = self._sorted(queue, self.index.preemptible_by_queue.get(queue, ()))
         return entries
 
     def of_type(self, queue: QueueName, gpu_type: GPUType, statement: Statement) -> list[Entry]:
-        """``of_queue`` narrowed to the jobs holding GPUs of ``gpu_type`` (what reclaim for that type may take)."""
+        """``of_queue`` narrowed to the jobs holding GPUs of ``gpu_type`` (what reclaim for that type may take);
+        built from the queue's GPU jobs alone, so jobs without GPUs are never weighed for it."""
         entries = self.by_type.get((queue, gpu_type))
         if entries is None:
             holdings = statement.holdings
-            entries = self.by_type[(queue, gpu_type)] = [
-                entry
-                for entry in self.of_queue(queue)
-                if entry[2].gpus and (held := holdings.get(entry[1])) is not None and held.gpu_type == gpu_type
+            jobs = [
+                victim
+                for victim in self.index.preemptible_by_queue.get(queue, ())
+                if victim.gpus and (held := holdings.get(victim.key)) is not None and held.gpu_type == gpu_type
             ]
+            entries = self.by_type[(queue, gpu_type)] = self._sorted(queue, jobs)
+        return entries
+
+    def _sorted(self, queue: QueueName, jobs: Iterable[Job]) -> list[Entry]:
+        """Entries for ``jobs`` of ``queue`` not bound this cycle, by work at risk, then key (elastic jobs'
+        growth replicas first when there are any: ``victim_order``)."""
+        now = self.index.now
+        protect = self.index.queues[queue].min_runtime_seconds
+        entries = []
+        for victim in jobs:
+            if victim.key in self.bound:
+                continue
+            started = victim.started if victim.started is not None else now
+            young = victim.grows is None and now - started < protect  # growth replicas are never protected
+            entries.append((self.cost(victim), victim.key, victim, young))
+        if any(entry[2].grows is not None for entry in entries):
+            entries.sort(key=lambda entry: victim_order(entry[2], entry[0]))
+        else:
+            entries.sort()  # by work at risk, then key (unique: jobs are never compared)
         return entries
 
     def cost(self, victim: Job) -> float:
@@ -213,7 +220,7 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
     lent_keys = {key for _cost, key, _victim in lent}
     within = [  # of its own queue: lower priorities, and any elastic job's growth replicas but its own
         victim
-        for _cost, key, victim, young in pool.of_queue(queue)
+        for _cost, key, victim, young in (pool.of_queue(queue) if may_preempt or run.index.growing else ())
         if ((may_preempt and job.priority > victim.priority) or victim.grows not in (None, job.key))
         and not young
         and key not in lent_keys
