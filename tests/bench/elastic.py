@@ -3,7 +3,8 @@
 1. **Elasticity (Microsoft ITP 2021)**: the two-tenant study of ``simulation.queueing`` (clusters 03 and 06 on
    ``dev``, 80 GPUs, runtime limits 2x the durations), both windows of 1,000 jobs. ``rigid``: the trace as it
    is. ``elastic-half`` and ``elastic-one``: every gang of 2 or more replicas is elastic, its minimum half its
-   replicas (rounded up) or 1, its maximum what the trace asked for. Work scales with the replicas that run
+   replicas (rounded up) or 1, its maximum what the trace asked for. ``elastic-grow``: its minimum what the
+   trace asked for, its maximum twice that (the idle capacity it could grow into). Work scales with the replicas that run
    (the simulator's model); a resize restarts from the last save (every 30 minutes), and what that throws
    away is counted. An elastic job's runtime limit is 2x the time it would take at its minimum, so no job is
    cut short by running smaller.
@@ -44,6 +45,7 @@ def elasticity(first: int) -> list[dict[str, object]]:
         "rigid": jobs,
         "elastic-half": _elastic(jobs, lambda replicas: math.ceil(replicas / 2)),
         "elastic-one": _elastic(jobs, lambda _replicas: 1),
+        "elastic-grow": _growing(jobs),
     }
     lines = []
     for variant, trace in variants.items():
@@ -84,6 +86,23 @@ def _elastic(jobs: list[TraceJob], least: Callable[[int], int]) -> list[TraceJob
         low = least(job.replicas)
         limit = 2.0 * job.duration * job.replicas / low  # 2x its time at its minimum: never cut short by it
         result.append(dataclasses.replace(job, min_replicas=low, runtime_limit=limit))
+    return result
+
+
+def _growing(jobs: list[TraceJob]) -> list[TraceJob]:
+    """Every gang of 2 or more replicas never runs smaller than the trace asked and grows to twice that: the
+    same work (``replicas`` x ``duration``) at twice the replicas takes half the time."""
+    result = []
+    for job in jobs:
+        if job.replicas < 2:
+            result.append(job)
+            continue
+        most = 2 * job.replicas
+        result.append(
+            dataclasses.replace(
+                job, replicas=most, min_replicas=job.replicas, duration=job.duration / 2, runtime_limit=2 * job.duration
+            )
+        )
     return result
 
 
