@@ -32,9 +32,14 @@ def week(
     files = sorted(directory.glob("cluster*.csv"))
     if not files:
         raise SystemExit(f"no cluster*.csv in {directory}: give the directory of the ITP 2021 trace files")
-    every = traces.load(files)
-    start = min(job.submit for job in every) + index * WEEK
+    try:
+        every = traces.load(files)
+    except traces.TraceError as error:
+        raise SystemExit(str(error)) from None
+    start = min((job.submit for job in every), default=0.0) + index * WEEK
     jobs = [dataclasses.replace(job, submit=job.submit - start) for job in every if start <= job.submit < start + WEEK]
+    if not jobs:
+        raise SystemExit(f"no jobs in week {index} of {directory}: weeks count from 0, the week of the first job")
     nodes, policy, _name = simulating.load_cluster(cluster)
     jobs, dropped = study.fitting(jobs, nodes)
     queues = study.default_queues(sorted({job.tenant for job in jobs}))
