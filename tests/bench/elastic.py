@@ -29,7 +29,7 @@ from leitstand.cli import simulating
 from leitstand.core.model import Node, Policy
 from leitstand.sim import baselines, engine, report, study, traces
 from leitstand.sim.traces import TraceJob
-from tests.bench.simulation import DATA, QUOTAS
+from tests.bench.simulation import DATA, QUOTAS, in_hours
 
 ELASTIC_SAVES = 1800.0  # seconds between an elastic job's saves (the simulator's default)
 HORIZON = 48 * 3600.0
@@ -61,11 +61,11 @@ def elasticity(first: int) -> list[dict[str, object]]:
             # the capacity left idle, over time: while jobs waited, while nothing did, and of that what running
             # elastic jobs could still have grown into (their maximum is what the trace asked for)
             "idle": {key: round(value, 4) for key, value in summary["idle"].items()},
-            "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
-            "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
-            "meanGangDelayHours": _hours(sum(r.first_start - r.trace.submit for r in gangs) / max(len(gangs), 1)),
-            "meanCompletionHours": _hours(summary["completionTimeSeconds"]["mean"]),
-            "lastFinishHours": _hours(max(r.finish or 0.0 for r in simulation.records.values())),
+            "meanQueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["mean"]),
+            "p95QueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["p95"]),
+            "meanGangDelayHours": in_hours(sum(r.first_start - r.trace.submit for r in gangs) / max(len(gangs), 1)),
+            "meanCompletionHours": in_hours(summary["completionTimeSeconds"]["mean"]),
+            "lastFinishHours": in_hours(max(r.finish or 0.0 for r in simulation.records.values())),
             "evictions": summary["evictions"],
             "resizes": summary["resizes"],
             "lostGPUHours": round(summary["lostGPUHours"], 1),
@@ -124,8 +124,8 @@ def consolidation(load: float, big_share: float, seed: int, movable: float = 0.8
             "movesPerCycle": moves,
             "bigGangs": len(big),
             "bigGangsStarted": sum(1 for r in big if r.first_start is not None),
-            "meanBigGangWaitHours": _hours(sum(waits) / max(len(waits), 1)),
-            "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
+            "meanBigGangWaitHours": in_hours(sum(waits) / max(len(waits), 1)),
+            "meanQueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["mean"]),
             "meanAllocation": round(summary["meanAllocation"], 3),
             "moves": summary["moves"],
             "movedGPUHours": round(summary["movedGPUHours"], 2),
@@ -173,10 +173,6 @@ def _fragmenting_workload(
         moment += rng.expovariate(rate)
         jobs.append(make(moment))
     return sorted(jobs, key=lambda job: job.submit)
-
-
-def _hours(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds / 3600, 2)
 
 
 def main() -> None:

@@ -145,8 +145,8 @@ def preemption(
         line = {
             "experiment": name,
             "variant": variant,
-            "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
-            "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
+            "meanQueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["mean"]),
+            "p95QueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["p95"]),
             "distanceFromFairShare": _rounded(summary["meanDistanceFromFairShare"]),
             "rememberedDistanceFromFairShare": _rounded(summary["rememberedDistanceFromFairShare"]),
             "evictions": summary["evictions"],
@@ -186,9 +186,9 @@ def _study(
             "scheduler": summary["scheduler"],
             "unallocatedAtFirstFailure": failure.get("unallocatedGPUs"),
             "placedBeforeFailure": summary["jobs"]["started"],
-            "meanQueueingDelayHours": _hours(summary["queueingDelaySeconds"]["mean"]),
-            "p95QueueingDelayHours": _hours(summary["queueingDelaySeconds"]["p95"]),
-            "meanCompletionHours": _hours(summary["completionTimeSeconds"]["mean"]),
+            "meanQueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["mean"]),
+            "p95QueueingDelayHours": in_hours(summary["queueingDelaySeconds"]["p95"]),
+            "meanCompletionHours": in_hours(summary["completionTimeSeconds"]["mean"]),
             "meanAllocation": None if summary["meanAllocation"] is None else round(summary["meanAllocation"], 3),
             "meanWorkingAllocation": None
             if summary["meanWorkingAllocation"] is None
@@ -212,7 +212,8 @@ def _rounded(value: object) -> object:
     return value
 
 
-def _hours(seconds: float | None) -> float | None:
+def in_hours(seconds: float | None) -> float | None:
+    """Seconds as hours, to two decimals (None stays None)."""
     return None if seconds is None else round(seconds / 3600, 2)
 
 

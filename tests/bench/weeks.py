@@ -22,6 +22,7 @@ from pathlib import Path
 
 from leitstand.cli import simulating
 from leitstand.sim import engine, report, study, traces
+from tests.bench.simulation import in_hours
 
 WEEK = 7 * 86400.0
 
@@ -59,8 +60,8 @@ def week(
             "jobs": len(jobs),
             "dropped": len(dropped),
             "started": summary["jobs"]["started"],
-            "meanQueueingDelayHours": None if delay["mean"] is None else round(delay["mean"] / 3600, 2),
-            "p95QueueingDelayHours": None if delay["p95"] is None else round(delay["p95"] / 3600, 2),
+            "meanQueueingDelayHours": in_hours(delay["mean"]),
+            "p95QueueingDelayHours": in_hours(delay["p95"]),
             "distanceFromFairShare": round(summary["meanDistanceFromFairShare"], 3),
             "meanAllocation": round(summary["meanAllocation"], 3),
             "evictions": summary["evictions"],
