@@ -43,6 +43,7 @@ from leitstand.core.model import (
 from leitstand.core.statements import Statement
 
 _UNBOUNDED = 1 << 40  # replicas per node when a job asks for no resources at all
+_UNKNOWN = object()  # not looked up yet (a cached None means unbounded)
 
 
 @dataclass(slots=True, eq=False)
@@ -286,8 +287,9 @@ class Index:
 
     def limit_of(self, job: Job) -> float | None:
         """``job``'s runtime limit in seconds, its own or its queue's (None: unbounded)."""
-        if job.key in self._job_limits:
-            return self._job_limits[job.key]
+        limit = self._job_limits.get(job.key, _UNKNOWN)
+        if limit is not _UNKNOWN:
+            return limit  # type: ignore[return-value]
         key = (job.runtime_limit, self.job_queue.get(job.key))
         if key not in self._limits:
             self._limits[key] = runtime_limit(job.runtime_limit, key[1], self.queues)[0]
@@ -326,7 +328,7 @@ class Index:
         limit = self.limit_of(job)
         if limit is None:
             return None
-        started = job.started if job.running and job.started is not None else self.now
+        started = job.started if job.started is not None and job.running else self.now
         return max(started + limit, self.now)
 
     def leaving_on(self, nodes: set[NodeName], evicted: Iterable[JobKey] = ()) -> list[Job]:

@@ -180,7 +180,12 @@ class Job:
     @property
     def running(self) -> bool:
         """Are all replicas of its gang placed? (An elastic job's replicas above its gang may wait.)"""
-        return len(self.placement) == self.replicas and all(node is not None for node in self.placement[: self.gang])
+        placement = self.placement  # asked for every holder in a cycle: no generator, no property chain
+        if len(placement) != self.replicas:
+            return False
+        if self.min_replicas is not None and 0 < self.min_replicas < self.replicas:
+            placement = placement[: self.min_replicas]
+        return None not in placement
 
 
 CHECKPOINT_SLACK = 60.0  # seconds after a save due by a job's interval before its pods stop: its clock is not ours

@@ -133,6 +133,8 @@ class Pool:
 
     def taking(self, victim: Job) -> int:
         """GPUs its queue loses when ``victim`` is evicted (``members``)."""
+        if not self.index.growing.get(victim.key):
+            return victim.gpus
         return sum(member.gpus for member in self.members(victim))
 
     def counts(self, key: JobKey, statement: Statement) -> dict[NodeName, int]:
@@ -342,6 +344,22 @@ class Surplus:
             spare = self.spare[name] = allocated - self.run.index.shares.get(name, {}).get(gpu_type, 0)
         return spare
 
+    def allows_one(self, victim: Job, reason: Reason, taken: "Taken") -> bool:
+        """``allows`` for one victim: the greedy plans ask it for each victim they add, so a gang without
+        grown replicas is checked without building the sums of several."""
+        if reason is not Reason.RECLAIMED or self.waiting.gpu_type is None or victim.key in taken.jobs:
+            return True
+        if self.run.index.growing.get(victim.key):
+            return self.allows([(victim, reason)], taken)
+        path, gpus, spent = self.path(victim), victim.gpus, taken.gpus
+        for name in path:
+            if self.left(name) - spent.get(name, 0) < gpus:
+                return False
+        for name in path:
+            spent[name] = spent.get(name, 0) + gpus
+        taken.jobs.add(victim.key)
+        return True
+
     def allows(self, victims: Sequence[tuple[Job, Reason]], taken: "Taken") -> bool:
         """Would reclaiming ``victims`` (on top of ``taken``, which it updates when they fit) keep every
         victim queue, and each ancestor not shared with the beneficiary, at or above its fair share? An
@@ -404,7 +422,7 @@ def _plan(
     for victim, reason, counts in victims:
         if room.total >= job.replicas:
             break
-        if fair_first and not surplus.allows([(victim, reason)], taken):
+        if fair_first and not surplus.allows_one(victim, reason, taken):
             continue
         room.change(victim, counts, +1)  # even a victim that frees less than a replica may complete one
         chosen.append((victim, reason, counts))

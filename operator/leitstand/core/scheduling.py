@@ -40,10 +40,15 @@ allocations with checkpoint, rollback and commit) and returns what it decided
 9. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
 
 Pure and deterministic: no I/O, no clock (``now`` is an argument), ties broken
-by names, every output sorted.
+by names, every output sorted. The cyclic garbage collector is paused while a
+cycle runs (``_collector_paused``): a cycle of 100,000 pods allocates millions of
+short-lived objects that reference counting frees, and the collections they
+trigger walk every object of the snapshot again, for a fifth of the cycle.
 """
 
-from collections.abc import Callable
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from leitstand.core import actions, consolidation, elastic, explain, forecast, index, preemption
@@ -63,6 +68,11 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float,
     Idempotent for the same inputs; the order of the snapshot's tuples does not
     change the result.
     """
+    with _collector_paused():
+        return _schedule(snapshot, policy, now, estimate)
+
+
+def _schedule(snapshot: Snapshot, policy: Policy, now: float, estimate: bool) -> Decisions:
     split = elastic.split(snapshot)
     facts, statement, decided = index.build(split, policy, now)
     steps: list[Action] = [actions.nominate, actions.repair, actions.allocate]
@@ -75,3 +85,16 @@ def schedule(snapshot: Snapshot, policy: Policy = DEFAULT_POLICY, *, now: float,
     if estimate:
         decisions = replace(decisions, estimates=forecast.estimate(facts, statement, decided))
     return decisions if split is snapshot else elastic.fold(decisions, snapshot)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: what the cycle leaves in cycles is collected after it, as usual.
+    Changes no result; restores the collector as it found it (a caller that paused it keeps it paused)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -54,25 +54,42 @@ class Timeline:
     ) -> "Timeline":
         """The timeline of ``statement``, whose holdings end as ``ends`` says: (job, end; None: never)."""
         timeline = cls(now, statement.nodes, policy)
-        changes: dict[NodeName, dict[float, list[int]]] = {}
-        for job, end in ends:
-            holding = statement.holdings.get(job.key)
+        holdings = statement.holdings
+        unbounded = timeline.unbounded
+        changes: dict[NodeName, dict[float, list[int]]] = {}  # per node, per end: what comes back then
+        for job, end in ends:  # once per holder: at the scale of 100,000 pods, every lookup here counts
+            holding = holdings.get(job.key)
             if holding is None:
                 continue
+            nodes = holding.nodes
             if end is None:
-                for name in dict.fromkeys(holding.nodes):
-                    timeline.unbounded.setdefault(name, []).append(job.key)
+                for name in nodes if len(nodes) == 1 else dict.fromkeys(nodes):
+                    named = unbounded.get(name)
+                    if named is None:
+                        unbounded[name] = [job.key]
+                    else:
+                        named.append(job.key)
                 end = math.inf
-            end = max(end, now)
-            for name in holding.nodes:
-                delta = changes.setdefault(name, {}).setdefault(end, [0, 0, 0])
-                delta[0] += job.gpus_per_replica
-                delta[1] += job.cpu_millis_per_replica
-                delta[2] += job.memory_bytes_per_replica
+            elif end < now:
+                end = now
+            gpus, cpu, memory = job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica
+            for name in nodes:
+                per_end = changes.get(name)
+                if per_end is None:
+                    changes[name] = {end: [gpus, cpu, memory]}
+                    continue
+                delta = per_end.get(end)
+                if delta is None:
+                    per_end[end] = [gpus, cpu, memory]
+                else:
+                    delta[0] += gpus
+                    delta[1] += cpu
+                    delta[2] += memory
         for name, free in statement.free.items():
             points: list[Point] = [[now, free.gpus, free.cpu_millis, free.memory_bytes]]
-            for at in sorted(changes.get(name, {})):
-                gpus, cpu, memory = changes[name][at]
+            per_end = changes.get(name, {})
+            for at in sorted(per_end):
+                gpus, cpu, memory = per_end[at]
                 last = points[-1]
                 if at <= now:
                     last[1] += gpus
