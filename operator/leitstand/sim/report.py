@@ -281,6 +281,8 @@ def _largest(result: Result, record: Any) -> dict[str, Any]:
     until = start if start is not None else result.end
     waiting = [s for s in result.samples if submit <= s.time < until]
     capacity = max(result.capacity, 1)
+    # the moments other jobs waited too: then a scheduler could have given the others more
+    contended = [s for s in waiting if s.pending > record.trace.gpus]
     return {
         "job": record.trace.name,
         "gpus": record.trace.gpus,
@@ -290,6 +292,9 @@ def _largest(result: Result, record: Any) -> dict[str, Any]:
         "start": start,
         "minAllocationWhileWaiting": min((s.allocated / capacity for s in waiting), default=None),
         "meanAllocationWhileWaiting": mean([s.allocated / capacity for s in waiting]),
+        "minAllocationWhileOthersWaited": min((s.allocated / capacity for s in contended), default=None),
+        "samplesWhileWaiting": len(waiting),
+        "samplesWhileOthersWaited": len(contended),
         # of the GPUs not kept idle for a reservation: what backfill could have used
         "minAllocationOutsideReservationsWhileWaiting": min(
             (s.allocated / max(capacity - s.reserved_idle, 1) for s in waiting), default=None
