@@ -1,7 +1,11 @@
 """Scheduling scenarios: a snapshot in, binds, evictions and reasons out."""
 
+import gc
 from dataclasses import replace
 
+import pytest
+
+from leitstand.core import explain
 from leitstand.core.model import Policy, Priority
 from leitstand.core.scheduling import schedule
 from tests.unit.core.builders import (
@@ -430,3 +434,29 @@ def test_reservation_owners_and_what_is_held_after_the_decisions_are_one_answer_
         ("acme/new", "su-2-n2"),
         ("acme/old", "su-2-n1"),
     ]
+
+
+def test_a_cycle_runs_without_cyclic_garbage_collection_and_leaves_the_collector_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snap = snapshot(two_leaves(), tenants("acme"), [a_job(f"acme/j{i}").of(1, 1) for i in range(20)])
+    enabled_inside: list[bool] = []
+    explain_cycle = explain.explain
+
+    def watched(*args: object) -> object:  # the cycle's last step: is the collector paused there?
+        enabled_inside.append(gc.isenabled())
+        return explain_cycle(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(explain, "explain", watched)
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        first = schedule(snap, now=NOW)
+        assert gc.isenabled()  # restored after the cycle
+        gc.disable()
+        assert schedule(snap, now=NOW) == first  # no result depends on it
+        assert not gc.isenabled()  # a caller that paused it keeps it paused
+    finally:
+        if was:
+            gc.enable()
+    assert enabled_inside == [False, False]

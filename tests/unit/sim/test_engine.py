@@ -251,7 +251,12 @@ def test_samples_count_the_gpus_kept_idle_for_a_reservation_and_snapshots_carry_
 def test_the_allocation_while_a_big_job_waits_is_also_read_where_others_wait_with_it() -> None:
     # as above, and "long" comes at 60: its limit (160) would end after the gang's planned start (busy's limit,
     # 200), so it may not backfill n1 when short leaves it at 70; it waits, and the gang starts when busy ends
-    trace = [job("busy", 0, 8, 100), job("hero", 1, 8, 100, replicas=2), job("short", 50, 8, 20), job("long", 60, 8, 80)]
+    trace = [
+        job("busy", 0, 8, 100),
+        job("hero", 1, 8, 100, replicas=2),
+        job("short", 50, 8, 20),
+        job("long", 60, 8, 80),
+    ]
     policy = Policy(topology_levels=("node",), default_preferred_level=None, starvation_seconds=0)
     result = run(baselines.Leitstand(policy), trace, nodes(2), interval=0, runtime_limit_factor=2)
     hero = report.hero_jobs(result)["largestJobs"][0]
