@@ -180,11 +180,11 @@ class Job:
     @property
     def running(self) -> bool:
         """Are all replicas of its gang placed? (An elastic job's replicas above its gang may wait.)"""
-        placement = self.placement  # asked for every holder in a cycle: no generator, no property chain
+        placement = self.placement  # asked for every holder in a cycle: no generator
         if len(placement) != self.replicas:
             return False
-        if self.min_replicas is not None and 0 < self.min_replicas < self.replicas:
-            placement = placement[: self.min_replicas]
+        if self.min_replicas is not None:
+            placement = placement[: self.gang]
         return None not in placement
 
 
