@@ -9,7 +9,7 @@ Leitstand and each baseline, with runtime limits 2x the durations and a cycle ev
 ``--checkpoint-interval`` every job saves that often and an evicted job resumes from its last save.
 
 Run: ``python -m tests.bench.weeks --traces DIR [--week 3] [--cluster soofi] [--scheduler NAME]
-[--checkpoint-interval S] [--out DIR]``;
+[--checkpoint-interval S] [--reservations K] [--out DIR]``;
 prints one JSON line per run (and writes them to DIR/report.json). Not part of ``make bench``: the
 files it reads are not in the repository.
 """
@@ -28,7 +28,13 @@ WEEK = 7 * 86400.0
 
 
 def week(
-    directory: Path, index: int, cluster: str, schedulers: list[str], interval: float, saving: float | None
+    directory: Path,
+    index: int,
+    cluster: str,
+    schedulers: list[str],
+    interval: float,
+    saving: float | None,
+    reservations: int | None = None,
 ) -> list[dict[str, object]]:
     files = sorted(directory.glob("cluster*.csv"))
     if not files:
@@ -42,6 +48,7 @@ def week(
     if not jobs:
         raise SystemExit(f"no jobs in week {index} of {directory}: weeks count from 0, the week of the first job")
     nodes, policy, _name = simulating.load_cluster(cluster)
+    policy = simulating.tuned(policy, reservations=reservations)
     jobs, dropped = study.fitting(jobs, nodes)
     queues = study.default_queues(sorted({job.tenant for job in jobs}))
     options = engine.Options(interval=interval, runtime_limit_factor=2.0)
@@ -56,6 +63,7 @@ def week(
         line = {
             "experiment": f"itp-week-{index}-{cluster}" + (f"-saving-{saving:g}" if saving else ""),
             "scheduler": name,
+            "reservations": policy.reservations,
             "tenants": len(queues) - 1,
             "jobs": len(jobs),
             "dropped": len(dropped),
@@ -81,12 +89,15 @@ def main() -> None:
     parser.add_argument("--scheduler", action="append", choices=study.SCHEDULERS, help="default: all")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between cycles")
     parser.add_argument("--checkpoint-interval", type=float, default=None, help="every job saves this often (s)")
+    parser.add_argument("--reservations", type=int, default=None, help="gangs holding reservations at once")
     parser.add_argument("--out", type=Path, default=None, help="write report.json here")
     args = parser.parse_args()
     lines = []
     for index in args.week or [3, 4]:
         schedulers = args.scheduler if args.scheduler is not None else list(study.SCHEDULERS)
-        lines += week(args.traces, index, args.cluster, schedulers, args.interval, args.checkpoint_interval)
+        lines += week(
+            args.traces, index, args.cluster, schedulers, args.interval, args.checkpoint_interval, args.reservations
+        )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.json").write_text(json.dumps(lines, indent=1))

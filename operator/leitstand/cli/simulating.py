@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from leitstand import __version__
+from leitstand.controller import configuration
 from leitstand.core.model import Node, Policy, Queue
 from leitstand.devcluster import profiles
 from leitstand.errors import UserError, read_yaml
@@ -46,6 +47,15 @@ def load_cluster(spec: str) -> tuple[tuple[Node, ...], Policy, str]:
         for body in profiles.nodes(profile)
     )
     return nodes, Policy(topology_levels=settings.levels), f"profile {profile.name}"
+
+
+def tuned(policy: Policy, *, reservations: int | None = None, starvation_seconds: float | None = None) -> Policy:
+    """``policy`` with the reservation settings given (None keeps the policy's own)."""
+    if reservations is not None:
+        policy = dataclasses.replace(policy, reservations=reservations)
+    if starvation_seconds is not None:
+        policy = dataclasses.replace(policy, starvation_seconds=starvation_seconds)
+    return policy
 
 
 def quota_specs(path: Path) -> dict[str, resources.GPUQuotaSpec]:
@@ -143,6 +153,20 @@ def simulate(
         float,
         typer.Option(help="Half-life (seconds) of the over-quota usage the fair share remembers; 0 forgets."),
     ] = 7 * 24 * 3600.0,
+    reservations: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many waiting gangs hold reservations at once, as the operator's `reservations` "
+            f"(default {Policy().reservations}): try a value on your own trace before you set it."
+        ),
+    ] = None,
+    starvation_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a gang waits before it may reserve nodes, as the operator's `starvationSeconds` "
+            f"(default {Policy().starvation_seconds:g})."
+        ),
+    ] = None,
 ) -> None:
     """Replay a job trace on a simulated cluster under Leitstand and the baselines, side by side."""
     names = scheduler or list(study.SCHEDULERS)
@@ -155,10 +179,14 @@ def simulate(
         raise UserError("--runtime-limit-factor must be 0 (no limits) or between 1 and 1000")
     negative = [flag for flag, value in (("--checkpoint-interval", checkpoint_interval),
                 ("--grace-seconds", grace_seconds), ("--preemption-notice", preemption_notice or 0.0),
-                ("--usage-half-life", usage_half_life)) if value < 0]  # fmt: skip
+                ("--usage-half-life", usage_half_life), ("--starvation-seconds", starvation_seconds or 0.0))
+                if value < 0]  # fmt: skip
     if negative:
         raise UserError(f"{negative[0]} must be 0 or more seconds")
+    if reservations is not None and not 0 <= reservations <= configuration.MAX_RESERVATIONS:
+        raise UserError(f"--reservations must be between 0 and {configuration.MAX_RESERVATIONS}, as in the chart")
     nodes, policy, cluster_name = load_cluster(cluster)
+    policy = tuned(policy, reservations=reservations, starvation_seconds=starvation_seconds)
     try:
         jobs = traces.load(trace)
     except traces.TraceError as error:
@@ -208,6 +236,8 @@ def simulate(
         "graceSeconds": grace_seconds,
         "preemptionNoticeSeconds": preemption_notice,
         "usageHalfLifeSeconds": usage_half_life,
+        "reservations": policy.reservations,
+        "starvationSeconds": policy.starvation_seconds,
     }
     started = time.monotonic()
     with Progress(

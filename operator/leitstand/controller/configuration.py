@@ -58,6 +58,9 @@ class LeaderElection(_Model):
         return self
 
 
+MAX_RESERVATIONS = 64  # waiting gangs holding reservations at once, at most
+
+
 class Configuration(_Model):
     topology: tuple[Level, ...] = tuple(Level(name=name, label=label) for name, label in bodies.Settings().topology)
     gpu_types: dict[str, str] = pydantic.Field(default_factory=lambda: dict(bodies.GPU_TYPES))
@@ -67,7 +70,7 @@ class Configuration(_Model):
     eviction_grace_seconds: int = pydantic.Field(default=30, ge=0, le=3600)
     starvation_seconds: float = pydantic.Field(default=model.Policy().starvation_seconds, ge=0)
     backfill: bool = model.Policy().backfill
-    reservations: int = pydantic.Field(default=model.Policy().reservations, ge=0, le=64)
+    reservations: int = pydantic.Field(default=model.Policy().reservations, ge=0, le=MAX_RESERVATIONS)
     moves_per_cycle: int = pydantic.Field(default=model.Policy().moves_per_cycle, ge=0, le=64)
     move_budget_gpu_hours: float = pydantic.Field(default=model.Policy().move_budget / 3600, ge=0, le=100_000)
     move_checkpoint_age_seconds: float = pydantic.Field(default=model.Policy().move_checkpoint_age, ge=0, le=86_400)

@@ -75,6 +75,27 @@ def test_a_report_and_plots_for_every_scheduler(tmp_path: Path, trace: Path) -> 
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
 
 
+def test_the_reservation_settings_reach_the_scheduler(tmp_path: Path) -> None:
+    """``--reservations`` and ``--starvation-seconds`` are the operator's settings, tried on a trace: with none
+    allowed, no gang is reserved where the defaults reserve one."""
+    trace = tmp_path / "trace.csv"
+    busy = [f"{i},acme,1,8,{3600 * (i + 1)},train\n" for i in range(10)]  # every node of dev, freeing hourly
+    trace.write_text(HEADER + "".join(busy) + "60,acme,4,8,600,train\n")  # a gang that waits for four nodes
+    reserved = {}
+    for name, args in {"default": [], "none": ["--reservations", "0", "--starvation-seconds", "60"]}.items():
+        out = tmp_path / name
+        result = simulate(
+            "--cluster", "dev", "--trace", str(trace), "--scheduler", "leitstand", "--out", str(out), *args
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads((out / "report.json").read_text())
+        reserved[name] = (report["schedulers"][0]["heroJobs"]["reservedJobs"], report["setup"]["reservations"],
+                          report["setup"]["starvationSeconds"])  # fmt: skip
+    assert reserved["default"][0] > 0
+    assert reserved["default"][1:] == (4, 900)
+    assert reserved["none"] == (0, 0, 60)
+
+
 @pytest.mark.parametrize(
     ("quotas", "message"),
     [
@@ -99,6 +120,8 @@ def test_bad_quotas(tmp_path: Path, trace: Path, quotas: str, message: str) -> N
         (["--cluster", "/nonexistent/nodes.csv"], "cannot read /nonexistent/nodes.csv"),
         (["--cluster", "dev", "--scheduler", "slurm"], "unknown scheduler 'slurm'"),
         (["--cluster", "dev", "--checkpoint-interval", "-60"], "--checkpoint-interval must be 0 or more seconds"),
+        (["--cluster", "dev", "--reservations", "65"], "--reservations must be between 0 and 64"),
+        (["--cluster", "dev", "--starvation-seconds", "-1"], "--starvation-seconds must be 0 or more seconds"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, trace: Path, args: list[str], message: str) -> None:
