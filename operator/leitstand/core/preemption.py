@@ -351,9 +351,14 @@ class Surplus:
             return True
         if self.run.index.growing.get(victim.key):
             return self.allows([(victim, reason)], taken)
-        path, gpus, spent = self.path(victim), victim.gpus, taken.gpus
+        queue, gpus, spent = self.run.index.job_queue[victim.key], victim.gpus, taken.gpus
+        refused = taken.refused.get(queue)
+        if refused is not None and gpus >= refused:
+            return False  # what a plan takes only grows: its queue refused as much already
+        path = self.path(victim)
         for name in path:
             if self.left(name) - spent.get(name, 0) < gpus:
+                taken.refused[queue] = gpus if refused is None else min(refused, gpus)
                 return False
         for name in path:
             spent[name] = spent.get(name, 0) + gpus
@@ -388,10 +393,12 @@ class Surplus:
 
 @dataclass(slots=True)
 class Taken:
-    """What one plan's reclaim victims take so far: GPUs per queue, and the jobs counted."""
+    """What one plan's reclaim victims take so far: GPUs per queue, and the jobs counted; and, per victim
+    queue, the fewest GPUs one of its victims was refused (any as large is refused too, as this only grows)."""
 
     gpus: dict[QueueName, int] = field(default_factory=dict)
     jobs: set[JobKey] = field(default_factory=set)
+    refused: dict[QueueName, int] = field(default_factory=dict)
 
 
 def _plan(
@@ -459,9 +466,12 @@ def _room_with_all(
     job: Job, statement: Statement, group: tuple[AbstractSet[NodeName], int], victims: list[_Victim]
 ) -> bool:
     """Would evicting every one of ``victims`` make room for ``job`` in ``group``? (Each alone is within its
-    queue's surplus, ``_victims`` saw to that.)"""
+    queue's surplus, ``_victims`` saw to that.) Freeing only adds room, so the first victims that make
+    enough answer it."""
     room = Room(job, statement, *group)
     for victim, _reason, counts in victims:
+        if room.total >= job.replicas:
+            return True
         room.change(victim, counts, +1)
     return room.total >= job.replicas
 
