@@ -251,7 +251,10 @@ def _victims(run: _Run, waiting: Waiting, eligible: AbstractSet[NodeName]) -> li
                 holding = holdings.get(key)
                 if holding is not None and key != job.key and not eligible.isdisjoint(holding.nodes):
                     reclaim.append((cost, key, victim))
-        reclaim.sort(key=lambda item: victim_order(item[2], item[0]))
+        if run.index.growing:
+            reclaim.sort(key=lambda item: victim_order(item[2], item[0]))
+        else:  # no growth replicas: ``victim_order`` is work at risk, then key (unique: jobs never compared)
+            reclaim.sort()
     return (
         [(v, Reason.GANG_INCOMPLETE) for v in sorted(leaving, key=lambda v: v.key)]  # already going: free of cost
         + [(v, Reason.RETURNED_LENT_CAPACITY) for _c, _k, v in lent]
