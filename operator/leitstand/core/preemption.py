@@ -361,7 +361,7 @@ class Surplus:
         path = self.path(victim)
         for name in path:
             if self.left(name) - spent.get(name, 0) < gpus:
-                taken.refused[queue] = gpus if refused is None else min(refused, gpus)
+                taken.refused[queue] = gpus  # below any refusal before (else refused above)
                 return False
         for name in path:
             spent[name] = spent.get(name, 0) + gpus
