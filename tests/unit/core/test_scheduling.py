@@ -5,8 +5,10 @@ from dataclasses import replace
 
 import pytest
 
-from leitstand.core import explain
-from leitstand.core.model import Policy, Priority
+from leitstand.core import explain, preemption
+from leitstand.core.decided import Decided, Waiting
+from leitstand.core.index import build
+from leitstand.core.model import GPUType, JobKey, Policy, Priority, QueueName, Reason
 from leitstand.core.scheduling import schedule
 from tests.unit.core.builders import (
     a_job,
@@ -460,3 +462,39 @@ def test_a_cycle_runs_without_cyclic_garbage_collection_and_leaves_the_collector
         if was:
             gc.enable()
     assert enabled_inside == [False, False]
+
+
+def test_a_plan_refuses_a_victim_its_queue_cannot_spare_on_top_of_those_taken_but_not_a_smaller_one() -> None:
+    # ``Surplus.allows_one`` remembers, per victim queue, the fewest GPUs it refused: asked in a plan's order,
+    # a 4-GPU victim after a 2-GPU one exceeds rich's 5 spare GPUs; later 2- and 1-GPU ones still fit, and
+    # then nothing more of rich does. Asked directly: the whole schedule finds the same plan by other orders too.
+    nodes = [a_node("big").with_gpus(16).build()]
+    queues = [a_root(), a_queue("rich").with_share(4), a_queue("poor").with_share(12)]
+    sizes = (2, 4, 2, 1, 1)
+    rich = [a_job(f"rich/r{i}").of(1, gpus).running_on("big", since=NOW - 10) for i, gpus in enumerate(sizes)]
+    wants = a_job("poor/wants").of(1, 5).submitted_at(NOW - 50)
+    jobs = [*rich, a_job("poor/runs").of(1, 6).running_on("big", since=NOW - 5000), wants]
+    index, statement, found = build(snapshot(nodes, queues, jobs), Policy(), NOW)
+    assert index.shares["rich"]["b200"] == 5  # rich holds 10: 5 above its share
+    run = preemption._Run(index, statement, found, Decided(), preemption.Pool(index, set()))
+    surplus = preemption.Surplus(run, Waiting(wants.build(), QueueName("poor"), GPUType("b200")))
+    taken = preemption.Taken()
+    victims = [index.jobs_by_key[JobKey(f"rich/r{i}")] for i in range(len(sizes))]
+    asked = [surplus.allows_one(victim, Reason.RECLAIMED, taken) for victim in victims]
+    assert asked == [True, False, True, True, False]  # 2; not 4 on top; 2 and 1 more; then nothing
+    assert taken.gpus["rich"] == 5
+
+
+def test_a_victim_refused_as_too_large_does_not_make_reclaim_refuse_a_smaller_one_of_its_queue() -> None:
+    # the cheapest victim, 8 GPUs, is more than rich (2 above its share) can spare: the 2-GPU one goes instead
+    nodes = [a_node("big").with_gpus(16).build()]
+    queues = [a_root(), a_queue("rich").with_share(8), a_queue("poor").with_share(8)]
+    jobs = [
+        a_job("rich/cheap").of(1, 8).running_on("big", since=NOW - 10),
+        a_job("rich/small").of(1, 2).running_on("big", since=NOW - 1000),
+        a_job("poor/runs").of(1, 6).running_on("big", since=NOW - 5000),
+        a_job("poor/wants").of(1, 2).submitted_at(NOW - 50),
+    ]
+    decisions = schedule(snapshot(nodes, queues, jobs), now=NOW)
+    assert decisions.queues["rich"]["b200"].fair_share == 8
+    assert evicted(decisions) == {"rich/small": "Reclaimed"}
