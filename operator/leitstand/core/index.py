@@ -17,7 +17,7 @@ Pure.
 """
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from leitstand.core import fairshare, placement, statements
@@ -40,10 +40,12 @@ from leitstand.core.model import (
     runtime_limit,
     tolerates,
 )
-from leitstand.core.statements import Statement
+from leitstand.core.statements import Holding, Statement
 
 _UNBOUNDED = 1 << 40  # replicas per node when a job asks for no resources at all
 _UNKNOWN = object()  # not looked up yet (a cached None means unbounded)
+
+Holder = tuple[Job, Holding, float | None]  # a job holding resources, what it holds, when it ends (None: never)
 
 
 @dataclass(slots=True, eq=False)
@@ -331,6 +333,34 @@ class Index:
         started = job.started if job.started is not None and job.running else self.now
         return max(started + limit, self.now)
 
+    def holders(self, holdings: Mapping[JobKey, Holding], *, likely: bool = False) -> list[Holder]:
+        """Each holder of ``holdings`` that is a job of the snapshot, with its holding and when it gives its
+        resources back (``expected_end``; ``likely``: ``likely_end``). In one pass, as a timeline of 100,000
+        pods needs it: ``expected_end`` inlined, each job's limit looked up once."""
+        jobs = self.jobs_by_key
+        if likely:
+            likely_end = self.likely_end
+            return [(job, held, likely_end(job)) for key, held in holdings.items() if (job := jobs.get(key))]
+        now, limits, limit_of = self.now, self._job_limits, self.limit_of
+        found: list[Holder] = []
+        add = found.append
+        for key, held in holdings.items():
+            job = jobs.get(key)
+            if job is None:
+                continue
+            if job.terminating:
+                add((job, held, now))
+                continue
+            limit = limits.get(key, _UNKNOWN)
+            if limit is _UNKNOWN:
+                limit = limit_of(job)
+            if limit is None:
+                add((job, held, None))
+                continue
+            started = job.started if job.started is not None and job.running else now
+            add((job, held, max(started + limit, now)))  # type: ignore[operator]
+        return found
+
     def leaving_on(self, nodes: set[NodeName], evicted: Iterable[JobKey] = ()) -> list[Job]:
         """Jobs on ``nodes`` that are terminating or in ``evicted`` (their capacity is on its way)."""
         going = self.terminating_jobs + [self.jobs_by_key[key] for key in evicted]
@@ -438,18 +468,23 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
     """
     demand: dict[QueueName, dict[GPUType, int]] = {}
     free = statement.free
-    nodes = statement.nodes
     leaf_of = index.leaf_of_namespace
     leaving: dict[tuple[QueueName, GPUType], int] = {}
     train = Priority.TRAIN  # preemptible; compared directly, as this loop runs for every pod
+    job_queue, paths, job_type = index.job_queue, index.paths, found.job_type
+    preemptible_by_queue = index.preemptible_by_queue
     for job in index.snapshot.jobs:
         queue = leaf_of.get(job.namespace)
         if queue is not None:
-            index.job_queue[job.key] = queue
+            job_queue[job.key] = queue
         gpu_type = job.gpu_type
-        if job.placement:
-            placed = [node for node in job.placement if node is not None and node in free]
-            whole = len(placed) == job.replicas and len(job.placement) == job.replicas
+        placement = job.placement
+        if placement:
+            if len(placement) == 1:  # most running jobs are one pod
+                placed = [placement[0]] if placement[0] in free else []
+            else:
+                placed = [node for node in placement if node is not None and node in free]
+            whole = len(placed) == job.replicas and len(placement) == job.replicas
             if not whole and not job.terminating and job.grows is None:
                 index.partial_jobs.append(job)
             if placed:
@@ -459,16 +494,19 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
                     if job.nominated and queue is not None:
                         index.moving.append(job)
                 elif preemptible and queue is not None:
-                    index.preemptible_by_queue.setdefault(queue, []).append(job)
+                    victims = preemptible_by_queue.get(queue)
+                    if victims is None:
+                        preemptible_by_queue[queue] = [job]
+                    else:
+                        victims.append(job)
                 elif preemptible:
                     index.queueless.append(job)  # still returned when it sits on lent capacity
-                path = index.paths[queue] if queue else ()
+                path = paths[queue] if queue else ()
                 # a terminating job holds its nodes but no longer counts for its queue: its GPUs are on their way
                 # to whoever they were freed for, and counting them twice would let reclaim take too much
-                statement.load(job, placed, () if job.terminating else path, firm=not preemptible)
-                node_type = nodes[placed[0]].gpu_type
-                if node_type is not None and job.gpus_per_replica:
-                    found.job_type[job.key] = node_type
+                node_type = statement.load(job, placed, () if job.terminating else path, firm=not preemptible)
+                if node_type is not None:
+                    job_type[job.key] = node_type
                     gpu_type = node_type
                     if job.terminating:
                         for name in path:
@@ -479,7 +517,7 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
             continue
         if queue is None or job.terminating:
             continue
-        if not job.placement:
+        if not placement:
             if job.nominated:
                 index.nominees.append(job)
             never = index.never_fits(job, queue)

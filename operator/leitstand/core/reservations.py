@@ -127,14 +127,11 @@ class Book:
         """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``."""
         if self._held is None:  # one pass over what is held, for every queue on each holder's path
             self._held = {}
-            for key, holding in self.statement.holdings.items():
-                job = self.index.jobs_by_key.get(key)
-                if job is None or holding.gpu_type is None:
-                    continue
-                end = self.index.expected_end(job)
+            gpu_holdings = {key: held for key, held in self.statement.holdings.items() if held.gpu_type is not None}
+            for job, holding, end in self.index.holders(gpu_holdings):
                 entry = (math.inf if end is None else end, len(holding.nodes) * job.gpus_per_replica)
                 for name in holding.queues:
-                    self._held.setdefault((name, holding.gpu_type), []).append(entry)
+                    self._held.setdefault((name, holding.gpu_type), []).append(entry)  # type: ignore[arg-type]
         return sum(gpus for end, gpus in self._held.get((queue, gpu_type), ()) if end > at or end == math.inf)
 
     def _domain(self, job: Job, nodes: tuple[NodeName, ...]) -> str | None:

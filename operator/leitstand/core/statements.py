@@ -135,8 +135,9 @@ class Statement:
         self.holdings[job.key] = holding
         self._log.append((True, job.key, holding, job))
 
-    def load(self, job: Job, nodes: list[NodeName], queues: tuple[QueueName, ...], *, firm: bool) -> None:
-        """Records what a running job holds, permanently (no rollback): the fast path for the snapshot."""
+    def load(self, job: Job, nodes: list[NodeName], queues: tuple[QueueName, ...], *, firm: bool) -> GPUType | None:
+        """Records what a running job holds, permanently (no rollback): the fast path for the snapshot.
+        Returns the GPU type it holds (None: none)."""
         gpus, cpu, memory = job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica
         free, by_type, node_of = self.free, self.free_by_type, self.nodes
         self._buckets = None
@@ -150,7 +151,7 @@ class Statement:
         gpu_type = node_of[nodes[0]].gpu_type if gpus else None
         self.holdings[job.key] = Holding(tuple(nodes), queues, gpu_type, firm)
         if gpu_type is None:
-            return
+            return None
         total = gpus * len(nodes)
         allocated = self.allocated
         for queue in queues:
@@ -158,6 +159,7 @@ class Statement:
             allocated[key] = allocated.get(key, 0) + total
             if firm:
                 self.firm[key] = self.firm.get(key, 0) + total
+        return gpu_type
 
     def reserve(
         self,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from leitstand.core import placement
-from leitstand.core.index import Index
+from leitstand.core.index import Holder, Index
 from leitstand.core.model import GPUType, Job, JobKey, Node, NodeName, Planned, Policy
 from leitstand.core.statements import Free, Statement, replicas_in
 
@@ -49,18 +49,12 @@ class Timeline:
         self.unbounded: dict[NodeName, list[JobKey]] = {}  # jobs with no limit, by node they hold
 
     @classmethod
-    def of(
-        cls, statement: Statement, ends: Iterable[tuple[Job, float | None]], now: float, policy: Policy
-    ) -> "Timeline":
-        """The timeline of ``statement``, whose holdings end as ``ends`` says: (job, end; None: never)."""
+    def of(cls, statement: Statement, holders: Iterable[Holder], now: float, policy: Policy) -> "Timeline":
+        """The timeline of ``statement``, whose ``holders`` end as each says (``Index.holders``)."""
         timeline = cls(now, statement.nodes, policy)
-        holdings = statement.holdings
         unbounded = timeline.unbounded
         changes: dict[NodeName, dict[float, list[int]]] = {}  # per node, per end: what comes back then
-        for job, end in ends:  # once per holder: at the scale of 100,000 pods, every lookup here counts
-            holding = holdings.get(job.key)
-            if holding is None:
-                continue
+        for job, holding, end in holders:  # at the scale of 100,000 pods, every lookup here counts
             nodes = holding.nodes
             if end is None:
                 for name in nodes if len(nodes) == 1 else dict.fromkeys(nodes):
@@ -87,16 +81,17 @@ class Timeline:
                     delta[2] += memory
         for name, free in statement.free.items():
             points: list[Point] = [[now, free.gpus, free.cpu_millis, free.memory_bytes]]
-            per_end = changes.get(name, {})
-            for at in sorted(per_end):
-                gpus, cpu, memory = per_end[at]
-                last = points[-1]
-                if at <= now:
-                    last[1] += gpus
-                    last[2] += cpu
-                    last[3] += memory
-                else:
-                    points.append([at, last[1] + gpus, last[2] + cpu, last[3] + memory])
+            per_end = changes.get(name)
+            if per_end:
+                for at in sorted(per_end) if len(per_end) > 1 else per_end:
+                    gpus, cpu, memory = per_end[at]
+                    last = points[-1]
+                    if at <= now:
+                        last[1] += gpus
+                        last[2] += cpu
+                        last[3] += memory
+                    else:
+                        points.append([at, last[1] + gpus, last[2] + cpu, last[3] + memory])
             timeline._points[name] = points
         return timeline
 
@@ -104,9 +99,7 @@ class Timeline:
     def of_cycle(cls, index: Index, statement: Statement, *, likely: bool = False) -> "Timeline":
         """The timeline of what ``statement`` holds, each holder ending at its limit (``Index.expected_end``)
         or, ``likely``, when its queue's history says it will (``Index.likely_end``)."""
-        holders = (index.jobs_by_key[key] for key in statement.holdings if key in index.jobs_by_key)
-        end = index.likely_end if likely else index.expected_end
-        return cls.of(statement, ((job, end(job)) for job in holders), index.now, index.policy)
+        return cls.of(statement, index.holders(statement.holdings, likely=likely), index.now, index.policy)
 
     # -- questions ----------------------------------------------------------------------------
 
