@@ -17,8 +17,9 @@ Pure.
 """
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from leitstand.core import fairshare, placement, statements
 from leitstand.core.decided import Decided, Waiting
@@ -72,6 +73,7 @@ class Index:
     partial_jobs: list[Job] = field(default_factory=list)  # bound in part, by key
     terminating_jobs: list[Job] = field(default_factory=list)  # holding nodes
     preemptible_by_queue: dict[QueueName, list[Job]] = field(default_factory=dict)  # running
+    preemptible_gpu_jobs: dict[QueueName, list[Job]] = field(default_factory=dict)  # of those, the ones with GPUs
     queueless: list[Job] = field(default_factory=list)  # running preemptible jobs whose namespace has no queue
     nominees: list[Job] = field(default_factory=list)  # waiting jobs with a nomination
     growing: dict[JobKey, list[Job]] = field(default_factory=dict)  # elastic gangs' growth replicas, by rank
@@ -336,12 +338,12 @@ class Index:
     def holders(self, holdings: Mapping[JobKey, Holding], *, likely: bool = False) -> list[Holder]:
         """Each holder of ``holdings`` that is a job of the snapshot, with its holding and when it gives its
         resources back (``expected_end``; ``likely``: ``likely_end``). In one pass, as a timeline of 100,000
-        pods needs it: ``expected_end`` inlined, each job's limit looked up once."""
+        pods needs it: ``expected_end`` inlined, limits looked up by (own limit, queue)."""
         jobs = self.jobs_by_key
         if likely:
             likely_end = self.likely_end
             return [(job, held, likely_end(job)) for key, held in holdings.items() if (job := jobs.get(key))]
-        now, limits, limit_of = self.now, self._job_limits, self.limit_of
+        now, limits, queue_of, limit_of = self.now, self._limits, self.job_queue, self.limit_of
         found: list[Holder] = []
         add = found.append
         for key, held in holdings.items():
@@ -351,7 +353,7 @@ class Index:
             if job.terminating:
                 add((job, held, now))
                 continue
-            limit = limits.get(key, _UNKNOWN)
+            limit = limits.get((job.runtime_limit, queue_of.get(key)), _UNKNOWN)  # what ``limit_of`` caches
             if limit is _UNKNOWN:
                 limit = limit_of(job)
             if limit is None:
@@ -480,8 +482,9 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
         gpu_type = job.gpu_type
         placement = job.placement
         if placement:
-            if len(placement) == 1:  # most running jobs are one pod
-                placed = [placement[0]] if placement[0] in free else []
+            placed: Sequence[NodeName]
+            if len(placement) == 1:  # most running jobs are one pod: its placement is what it holds
+                placed = cast(tuple[NodeName], placement) if placement[0] in free else ()
             else:
                 placed = [node for node in placement if node is not None and node in free]
             whole = len(placed) == job.replicas and len(placement) == job.replicas
@@ -499,6 +502,8 @@ def _load_jobs(index: Index, statement: Statement, found: Decided) -> dict[Queue
                         preemptible_by_queue[queue] = [job]
                     else:
                         victims.append(job)
+                    if job.gpus_per_replica:
+                        index.preemptible_gpu_jobs.setdefault(queue, []).append(job)
                 elif preemptible:
                     index.queueless.append(job)  # still returned when it sits on lent capacity
                 path = paths[queue] if queue else ()

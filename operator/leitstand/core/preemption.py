@@ -85,7 +85,7 @@ class Pool:
             holdings = statement.holdings
             jobs = [
                 victim
-                for victim in self.index.preemptible_by_queue.get(queue, ())
+                for victim in self.index.preemptible_gpu_jobs.get(queue, ())
                 if victim.gpus and (held := holdings.get(victim.key)) is not None and held.gpu_type == gpu_type
             ]
             entries = self.by_type[(queue, gpu_type)] = self._sorted(queue, jobs)
@@ -153,7 +153,7 @@ class Pool:
             index = self.index
             self.soft = {}
             running = [*index.terminating_jobs, *index.queueless]
-            for jobs in index.preemptible_by_queue.values():
+            for jobs in index.preemptible_gpu_jobs.values():
                 running += jobs
             for job in running:
                 if job.key not in self.bound and job.gpus_per_replica:
@@ -451,6 +451,14 @@ def _plan(
     return Plan(domain, [(v, r) for v, r, _c in chosen], sum(run.pool.cost(v) for v, _r, _c in chosen))
 
 
+def _largest_first(run: _Run, victims: list[_Victim]) -> list[_Victim]:
+    """``victims`` by kind, then the most GPUs first, then the least work lost. Without growth replicas each kind
+    comes in that last order already (``_victims``), so a stable sort by kind and size alone gives the same."""
+    if run.index.growing:
+        return sorted(victims, key=lambda item: (_CLASS[item[1]], -item[0].gpus, run.pool.cost(item[0])))
+    return sorted(victims, key=lambda item: (_CLASS[item[1]], -item[0].gpus))
+
+
 def _fitting(statement: Statement, job: Job, members: list[Node]) -> int:
     """Replicas of ``job`` that fit on ``members`` now; for a GPU job, read from the nodes with enough free
     GPUs only (most are full)."""
@@ -557,7 +565,7 @@ def _evict_for(run: _Run, waiting: Waiting) -> tuple[list[tuple[Job, Reason]], t
         group = (frozenset(node.name for node in members), fitting)
         # cheapest first; when the fairness of the victims' queues cuts that short, the largest gangs first
         # (fewer victims, each within its queue's surplus) repair the plan instead of abandoning it
-        largest = sorted(touching, key=lambda item: (_CLASS[item[1]], -item[0].gpus, run.pool.cost(item[0])))
+        largest = _largest_first(run, touching)
         # then the minimal sets of those orders checked as a whole; then starts from each of the cheapest
         orders = [(touching, True), (largest, True), (touching, False), (largest, False)]
         cheapest: Plan | None = None

@@ -19,7 +19,7 @@ cycle are booked first, so a job that arrives later never takes them. Pure.
 import math
 from dataclasses import dataclass, field
 
-from leitstand.core.index import Index
+from leitstand.core.index import Holder, Index
 from leitstand.core.model import GPUType, Job, JobKey, NodeName, Planned, QueueName, Reason, utc_text
 from leitstand.core.statements import Statement
 from leitstand.core.timeline import Never, Timeline
@@ -37,6 +37,7 @@ class Book:
     _asked: dict[tuple[object, ...], frozenset[NodeName]] = field(default_factory=dict)  # (version, limit, own)
     _version: int = 0  # bumped whenever ``booked`` changes
     _held: dict[tuple[QueueName, GPUType], list[tuple[float, int]]] | None = None
+    _holders: list[Holder] | None = None  # what the statement holds and when each ends; see ``holders``
     _earliest: dict[tuple[object, ...], tuple[int, Planned | Never]] = field(default_factory=dict)
     # jobs that failed this cycle, by shape: (statement version, reason, message, GPU type)
     failed: dict[tuple[object, ...], tuple[int, Reason, str, GPUType | None]] = field(default_factory=dict)
@@ -45,8 +46,15 @@ class Book:
     def timeline(self) -> Timeline:
         """Built on first use from what the statement holds then; every later bind is taken into it."""
         if self._timeline is None:
-            self._timeline = Timeline.of_cycle(self.index, self.statement)
+            self._timeline = Timeline.of(self.statement, self.holders(), self.index.now, self.index.policy)
         return self._timeline
+
+    def holders(self) -> list[Holder]:
+        """What the statement holds and when each holder ends (``Index.holders``): read on first use, then
+        each job bound since added (``bound``). The timeline and ``held_at`` share it."""
+        if self._holders is None:
+            self._holders = self.index.holders(self.statement.holdings)
+        return self._holders
 
     def exclude_for(self, job: Job) -> frozenset[NodeName]:
         """Planned nodes ``job`` may not use: those of every other reservation that starts before it would
@@ -127,11 +135,12 @@ class Book:
         """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``."""
         if self._held is None:  # one pass over what is held, for every queue on each holder's path
             self._held = {}
-            gpu_holdings = {key: held for key, held in self.statement.holdings.items() if held.gpu_type is not None}
-            for job, holding, end in self.index.holders(gpu_holdings):
+            for job, holding, end in self.holders():
+                if holding.gpu_type is None:
+                    continue
                 entry = (math.inf if end is None else end, len(holding.nodes) * job.gpus_per_replica)
                 for name in holding.queues:
-                    self._held.setdefault((name, holding.gpu_type), []).append(entry)  # type: ignore[arg-type]
+                    self._held.setdefault((name, holding.gpu_type), []).append(entry)
         return sum(gpus for end, gpus in self._held.get((queue, gpu_type), ()) if end > at or end == math.inf)
 
     def _domain(self, job: Job, nodes: tuple[NodeName, ...]) -> str | None:
@@ -156,8 +165,15 @@ class Book:
     def bound(self, job: Job, nodes: tuple[NodeName, ...]) -> None:
         """``job`` was bound to ``nodes`` this cycle: its reservation is done and its resources are taken."""
         self.cancel(job.key)
+        end = self.index.expected_end(job)
+        if self._holders is not None:
+            holding = self.statement.holdings[job.key]
+            if holding.nodes == nodes:
+                self._holders.append((job, holding, end))
+            else:  # it held nodes before: read the holders again when next needed
+                self._holders = None
         if self._timeline is not None:
-            self._timeline.take(job, nodes, self.index.expected_end(job))
+            self._timeline.take(job, nodes, end)
 
     def blocking(self, nodes: tuple[NodeName, ...], job: Job) -> list[tuple[JobKey, Planned]]:
         """The reservations (of others) on ``nodes``, earliest start first."""

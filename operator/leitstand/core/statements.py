@@ -135,7 +135,7 @@ class Statement:
         self.holdings[job.key] = holding
         self._log.append((True, job.key, holding, job))
 
-    def load(self, job: Job, nodes: list[NodeName], queues: tuple[QueueName, ...], *, firm: bool) -> GPUType | None:
+    def load(self, job: Job, nodes: Sequence[NodeName], queues: tuple[QueueName, ...], *, firm: bool) -> GPUType | None:
         """Records what a running job holds, permanently (no rollback): the fast path for the snapshot.
         Returns the GPU type it holds (None: none)."""
         gpus, cpu, memory = job.gpus_per_replica, job.cpu_millis_per_replica, job.memory_bytes_per_replica
