@@ -44,13 +44,20 @@ def describe(job: Job, count: int, gpu_type: str | None) -> str:
     return f"{count} CPU-only replica{'s' if count != 1 else ''}"
 
 
-def fitting(statement: Statement, nodes: Sequence[Node], job: Job) -> list[Candidate]:
-    """The nodes with room for at least one replica, with how many fit on each."""
+def fitting(
+    statement: Statement, nodes: Sequence[Node], job: Job, eligible: AbstractSet[NodeName] | None = None
+) -> list[Candidate]:
+    """The nodes with room for at least one replica, with how many fit on each, in no set order (callers group
+    and sort them). For a GPU job, read from the nodes with enough free GPUs only (on a busy cluster, most
+    are full); ``eligible`` is the set of ``nodes``' names, when the caller has it."""
+    if not job.gpus_per_replica:
+        return [(node, fit) for node in nodes if (fit := statement.replicas_fitting(node.name, job))]
+    names = eligible if eligible is not None else {node.name for node in nodes}
     result = []
-    for node in nodes:
-        fit = statement.replicas_fitting(node.name, job)
-        if fit:
-            result.append((node, fit))
+    for group in statement.by_free_gpus(job.gpus_per_replica):
+        for _cpu, name in group:
+            if name in names and (fit := statement.replicas_fitting(name, job)):
+                result.append((statement.nodes[name], fit))
     return result
 
 
@@ -172,10 +179,11 @@ def place(
         )
     )
     if unconstrained:  # plain bin packing: the quick search finds what sorting every candidate would
-        quick = binpack_quick(statement, eligible if eligible is not None else {n.name for n in nodes}, job, count)
+        eligible = eligible if eligible is not None else {n.name for n in nodes}
+        quick = binpack_quick(statement, eligible, job, count)
         if quick is not None:
             return Outcome(quick)
-    candidates = fitting(statement, nodes, job)
+    candidates = fitting(statement, nodes, job, eligible)
     room = _room(candidates)
     if room < count:
         return Outcome(
