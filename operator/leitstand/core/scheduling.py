@@ -40,8 +40,9 @@ allocations with checkpoint, rollback and commit) and returns what it decided
 9. with ``estimate``, ``forecast.estimate``: every waiting job's expected start.
 
 Pure and deterministic: no I/O, no clock (``now`` is an argument), ties broken
-by names, every output sorted. The cyclic garbage collector is paused while a
-cycle runs (``_collector_paused``): a cycle of 100,000 pods allocates millions of
+by names, every output sorted (but the job → queue lookup table, in snapshot
+order). The cyclic garbage collector is paused while a cycle runs
+(``_collector_paused``): a cycle of 100,000 pods allocates millions of
 short-lived objects that reference counting frees, and the collections they
 trigger walk every object of the snapshot again, for a fifth of the cycle.
 """
