@@ -29,9 +29,11 @@ class Free:
     memory_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Holding:
-    """What one job holds: nodes (one per placed replica), queue path and GPU type."""
+    """What one job holds: nodes (one per placed replica), queue path and GPU type. Never changed once made
+    (a change is a new holding); not frozen, as a frozen dataclass takes four times as long to make, and a
+    cycle makes one per running pod."""
 
     nodes: tuple[NodeName, ...]
     queues: tuple[QueueName, ...]

@@ -153,9 +153,10 @@ class Timeline:
             points = self._points.get(node.name)
             if not points:
                 continue
-            first = max(bisect.bisect_right(points, since, key=lambda p: p[0]) - 1, 0)
+            if len(points) > 1 and points[1][0] <= since:
+                points = points[max(bisect.bisect_right(points, since, key=lambda p: p[0]) - 1, 0) :]
             before = 0
-            for at, gpus, cpu, memory in points[first:]:
+            for at, gpus, cpu, memory in points:  # from the step in force at ``since``
                 fit = replicas_in(job, int(gpus), int(cpu), int(memory), replicas)
                 if fit != before:
                     changes.setdefault(max(at, since), []).append((domain, fit - before, node))
