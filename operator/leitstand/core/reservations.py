@@ -166,18 +166,14 @@ class Book:
         """``job`` was bound to ``nodes`` this cycle: its reservation is done and its resources are taken."""
         self.cancel(job.key)
         end = self.index.expected_end(job)
-        holding = self.statement.holdings[job.key]
         if self._holders is not None:
+            holding = self.statement.holdings[job.key]
             if holding.nodes == nodes:
                 self._holders.append((job, holding, end))
             else:  # it held nodes before: read the holders again when next needed
                 self._holders = None
         if self._timeline is not None:
             self._timeline.take(job, nodes, end)
-        if self._held is not None and holding.gpu_type is not None:  # its queues hold these GPUs until it ends
-            entry = (math.inf if end is None else end, len(nodes) * job.gpus_per_replica)
-            for name in holding.queues:
-                self._held.setdefault((name, holding.gpu_type), []).append(entry)
 
     def blocking(self, nodes: tuple[NodeName, ...], job: Job) -> list[tuple[JobKey, Planned]]:
         """The reservations (of others) on ``nodes``, earliest start first."""

@@ -209,21 +209,3 @@ def test_start_times_are_written_in_utc_to_the_minute_without_a_clock_module() -
     for moment in moments:
         expected = datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         assert utc_text(moment) == expected, moment
-
-
-def test_a_job_bound_this_cycle_counts_against_its_queue_share_for_the_reservations_after_it() -> None:
-    # team's fair share is 16 GPUs. f reserves su-1's free node and the first to free (16 GPUs at its start);
-    # j then starts on su-2 and runs for 10 h; g, 16 GPUs more, would put team at 32 while j runs: no reservation
-    nodes = nodes_in_leaf("su-1", 4) + nodes_in_leaf("su-2", 1)
-    queues = [a_root(), a_queue("team").with_share(16), a_queue("other").with_share(24)]
-    jobs = [
-        *(a_job(f"other/r{i}").of(1, 8).running_on(f"su-1-n{i}", since=NOW).limited(i * HOUR) for i in (1, 2, 3)),
-        a_job("team/f").of(2, 8).requiring("leaf").submitted_at(NOW - 60).limited(HOUR),
-        a_job("team/j").of(1, 8).submitted_at(NOW - 30).limited(10 * HOUR),
-        a_job("team/g").of(2, 8).requiring("leaf").submitted_at(NOW - 10).limited(HOUR),
-    ]
-    decisions = schedule(snapshot(nodes, queues, jobs), POLICY, now=NOW)
-    assert decisions.queues["team"]["b200"].fair_share == 16
-    assert bound(decisions) == {"team/j": ("su-2-n1",)}
-    assert decisions.reserved[JobKey("team/f")].start == NOW + HOUR
-    assert JobKey("team/g") not in decisions.reserved
