@@ -1,6 +1,7 @@
 """The operator on the real control plane: gangs, fair share and reclaim, topology, restarts, failover."""
 
 import asyncio
+import json
 import subprocess
 import time
 from collections import Counter
@@ -155,6 +156,17 @@ async def test_a_job_ends_at_its_runtime_limit_and_one_above_its_queues_maximum_
                 "spec": {"schedulerName": "leitstand", "containers": [{"name": "c", "image": "x",
                          "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}}]}}  # fmt: skip
     await api.create("/api/v1/namespaces/t-limit/pods", notebook)
+    for rank in range(2):  # a gang of plain pods ends whole at its limit, as the core plans it
+        member = json.loads(json.dumps(notebook))
+        member["metadata"] = {
+            "name": f"pair-{rank}",
+            "annotations": {
+                "leitstand.dev/runtime-limit": "4s",
+                "leitstand.dev/gang": "pair",
+                "leitstand.dev/gang-size": "2",
+            },
+        }
+        await api.create("/api/v1/namespaces/t-limit/pods", member)
     await job(
         api, "t-limit", "capped", 1, runtimeLimit="4s", template={"annotations": {"leitstand.dev/sim-duration": "1h"}}
     )
@@ -174,11 +186,12 @@ async def test_a_job_ends_at_its_runtime_limit_and_one_above_its_queues_maximum_
     async def no_pods() -> bool | None:
         return True if not (await api.list("/api/v1/namespaces/t-limit/pods"))["items"] else None
 
-    await until(no_pods, what="the pods of both jobs and the notebook gone", within=30, context=context)
+    await until(no_pods, what="the pods of both jobs, the notebook and the pair gone", within=30, context=context)
     events = (await api.list("/api/v1/namespaces/t-limit/events"))["items"]
     reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
     assert {
-        ("greedy", "RuntimeLimitTooLong"), ("capped", "RuntimeLimitExceeded"), ("notebook", "RuntimeLimitExceeded")
+        ("greedy", "RuntimeLimitTooLong"), ("capped", "RuntimeLimitExceeded"), ("notebook", "RuntimeLimitExceeded"),
+        ("pair-0", "RuntimeLimitExceeded"), ("pair-1", "RuntimeLimitExceeded"),
     } <= reasons  # fmt: skip
 
 

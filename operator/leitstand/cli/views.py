@@ -132,7 +132,8 @@ def jobs(
     as_groups: AsGroupOption = None,
 ) -> None:
     """List TrainingJobs, and the gangs of pods Leitstand schedules but did not create (Jobs, PyTorchJobs,
-    annotated gangs, single pods): queue, GPUs, phase, why they wait, place in the queue, age."""
+    annotated gangs, single pods): queue, GPUs, phase, why they wait, place in the queue, expected start
+    (ETA, TrainingJobs), age."""
 
     async def work(client: Client) -> tuple[list[TrainingJob], list[Body]]:
         ns = None if all_namespaces else (namespace or client.connection.namespace)
@@ -214,7 +215,8 @@ def explain(
     as_user: AsOption = None,
     as_groups: AsGroupOption = None,
 ) -> None:
-    """Why a job waits or where it runs: reason, the numbers behind it, queue position, placement, Events."""
+    """Why a job waits or where it runs: reason, the numbers behind it, queue position, expected start,
+    placement, Events."""
 
     async def work(client: Client) -> tuple[Body, list[Body]]:
         ns = namespace or client.connection.namespace

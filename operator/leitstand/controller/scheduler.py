@@ -155,7 +155,7 @@ class Scheduler:
             *released,
             *(write for write, _pod in nominations),
             *self._plain_evictions(decisions, pod_of_job, queues, now),
-            *_plain_limits(snapshot, pod_of_job, decisions, queues, now),
+            *_limits(built, decisions, queues, now),
             *job_writes,
             *self._group_writes(decisions, built, queues, now),
             *self._plain_pod_conditions(decisions, built, now),
@@ -649,30 +649,47 @@ def _status_write(path: str, status: Body) -> Write:
     return applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
 
 
-def _plain_limits(
-    snapshot: model.Snapshot,
-    pod_of_job: dict[model.JobKey, Pod],
-    decisions: model.Decisions,
-    queues: Mapping[model.QueueName, model.Queue],
-    now: float,
+def _limits(
+    built: bodies.Built, decisions: model.Decisions, queues: Mapping[model.QueueName, model.Queue], now: float
 ) -> list[Write]:
-    """Plain pods that have run as long as their runtime limit allows (their annotation's, else their queue's
-    default, at most its maximum): deleted, with a Warning Event. ``activeDeadlineSeconds`` is the kubelet's."""
-    writes = []
-    for job in snapshot.jobs:
-        pod = pod_of_job.get(job.key)
-        if pod is None or job.started is None or not job.placement:
+    """Plain pods and pod gangs (of Jobs, PyTorchJobs, JobSets, PodGroups, annotations) that have run as long as
+    their runtime limit allows: every pod deleted, with a Warning Event on each and on the gang's owner. The
+    limit is the shortest ``leitstand.dev/runtime-limit`` among the pods, else their queue's default, at most
+    its maximum; it counts from the first pod's start, as the core plans it. A pod whose own
+    ``activeDeadlineSeconds`` comes by then is the kubelet's to end. TrainingJobs end in ``jobs``."""
+    writes: list[Write] = []
+    for job in built.snapshot.jobs:
+        if job.started is None or not job.placement:
             continue
-        own = bodies.annotated_runtime_limit(pod)
-        limit, _too_long = model.runtime_limit(own, decisions.job_queues.get(job.key), queues)
-        deadline = pod_spec(pod).get("activeDeadlineSeconds")
-        if limit is None or (isinstance(deadline, int) and 0 < deadline <= limit) or now - job.started < limit:
+        single = built.pod_of_job.get(job.key)
+        group = built.groups.get(job.key)
+        if single is not None:
+            members = [single]
+        elif group is not None:
+            members = list(built.pods_of_gang.get(job.key, {}).values())
+        else:
+            continue  # a TrainingJob's
+        own = [limit for pod in members if (limit := bodies.annotated_runtime_limit(pod)) is not None]
+        limit, _too_long = model.runtime_limit(min(own, default=None), decisions.job_queues.get(job.key), queues)
+        if limit is None or now - job.started < limit:
+            continue
+        ending = [
+            pod
+            for pod in members
+            if pod_spec(pod).get("nodeName")
+            and not pod["metadata"].get("deletionTimestamp")
+            and not (isinstance(deadline := pod_spec(pod).get("activeDeadlineSeconds"), int) and 0 < deadline <= limit)
+        ]
+        if not ending:
             continue
         text = f"ran to its runtime limit of {model.duration_text(limit)}; deleted"
-        writes.append(_delete_pod(pod, 0))
-        writes.append(
-            applier.event({"apiVersion": "v1", "kind": "Pod", **pod}, "Warning", "RuntimeLimitExceeded", text, now=now)
-        )
+        if group is not None:
+            text = f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {len(ending)} pods deleted"
+        writes += [_delete_pod(pod, 0) for pod in ending]
+        involved = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in ending]
+        if group is not None and group.owner is not None:
+            involved.append(group.owner)
+        writes += [applier.event(target, "Warning", "RuntimeLimitExceeded", text, now=now) for target in involved]
     return writes
 
 

@@ -184,7 +184,8 @@ class TrainingJobSpec(Model):
     runtime_limit: str | None = duration_field(
         "runtimeLimit",
         f"How long the job may run once all replicas run, {DURATION_HELP}; then it ends Failed "
-        "(RuntimeLimitExceeded). Its queue's defaultRuntimeLimit when absent; unbounded when neither is set.",
+        "(RuntimeLimitExceeded). Its queue's defaultRuntimeLimit when absent, at most the smallest "
+        "maxRuntimeLimit on its queue's path; unbounded when none is set.",
     )
     checkpoint: Checkpoint | None = pydantic.Field(
         default=None,
@@ -262,7 +263,8 @@ class TrainingJobStatus(Model):
     estimated_start_time: str | None = pydantic.Field(
         default=None,
         json_schema_extra={"format": "date-time"},
-        description="When the job is planned to start: the start of the nodes reserved for it.",
+        description="When the job is expected to start, from a forward plan of the queues (runtime limits, "
+        "no new arrivals); a reserved gang's is its reservation's start when that is sooner.",
     )
     queued_at: str | None = pydantic.Field(
         default=None, json_schema_extra={"format": "date-time"}, description="When the job entered its queue."

@@ -1,13 +1,14 @@
-"""What the scheduler writes for gangs of pods it did not create: whole evictions, and Events said once."""
+"""What the scheduler writes for gangs of pods it did not create: whole evictions, runtime limits ended, and
+Events said once."""
 
 from typing import Any
 
 from leitstand.controller.configuration import Configuration
-from leitstand.controller.scheduler import Scheduler
+from leitstand.controller.scheduler import Scheduler, _limits
 from leitstand.core import model
 from leitstand.kube import bodies
 from leitstand.kube.store import Store
-from tests.unit.kube.test_bodies import SETTINGS, a_node, an_owner, owned
+from tests.unit.kube.test_bodies import SETTINGS, a_node, a_pod, an_owner, owned
 
 
 def scheduler() -> Scheduler:
@@ -15,9 +16,9 @@ def scheduler() -> Scheduler:
     return Scheduler(client=None, store=Store(), config=Configuration(), leading=lambda: True)  # type: ignore[arg-type]
 
 
-def a_gang(bound: bool) -> tuple[bodies.Built, model.JobKey]:
+def a_gang(bound: bool, **annotations: str) -> tuple[bodies.Built, model.JobKey]:
     owners = dict([an_owner("Job", "sweep", parallelism=2)])
-    pods = [owned(f"sweep-{i}", "Job", "sweep") for i in range(2)]
+    pods = [owned(f"sweep-{i}", "Job", "sweep", **annotations) for i in range(2)]
     if bound:
         for rank, pod in enumerate(pods):
             pod["spec"]["nodeName"] = f"n{rank + 1}"
@@ -65,3 +66,46 @@ def test_what_is_said_of_a_waiting_gang_is_said_once_until_it_changes() -> None:
     moved = model.Explanation(key, model.Reason.TOPOLOGY_UNSATISFIABLE, "needs one leaf", model.QueueName("acme"), 1)
     again = running._group_writes(decided(pending=(moved,)), built, {}, now=1e9 + 10)
     assert len(again) == 3
+
+
+ACME = {model.QueueName("acme"): model.Queue(model.QueueName("acme"), default_runtime_limit=3600.0)}
+
+
+def test_a_gang_of_pods_at_its_runtime_limit_loses_every_pod_and_says_so_on_them_and_its_owner() -> None:
+    built, _key = a_gang(bound=True, runtime_limit="2h")
+    started = built.snapshot.jobs[0].started
+    assert started is not None
+    assert _limits(built, decided(), {}, now=started + 7199) == []
+    writes = _limits(built, decided(), {}, now=started + 7200)
+    assert sorted(targets(writes)) == sorted([
+        ("delete", "sweep-0"), ("delete", "sweep-1"), ("create", "Pod"), ("create", "Pod"), ("create", "Job")])  # fmt: skip
+    events = [w.body for w in writes if w.verb == "create"]
+    assert {e["reason"] for e in events} == {"RuntimeLimitExceeded"}
+    assert "the gang ran to its runtime limit of 2h; its 2 pods deleted" in events[0]["message"]
+
+
+def test_a_gang_without_a_limit_of_its_own_ends_at_its_queues_default_and_one_unbounded_never_does() -> None:
+    built, _key = a_gang(bound=True)
+    started = built.snapshot.jobs[0].started
+    assert started is not None
+    assert _limits(built, decided(), {}, now=started + 10 * 86400) == []  # no limit anywhere: unbounded
+    writes = _limits(built, decided(), ACME, now=started + 3600)
+    assert sorted(w.path.rsplit("/", 1)[-1] for w in writes if w.verb == "delete") == ["sweep-0", "sweep-1"]
+
+
+def test_a_plain_pod_at_its_limit_is_deleted_unless_its_own_deadline_ends_it_first() -> None:
+    pod = a_pod("notebook", node="n1")
+    pod["metadata"]["annotations"] = {bodies.RUNTIME_LIMIT_ANNOTATION: "30m"}
+    pod["status"] = {"phase": "Running", "startTime": "2027-01-15T08:00:00Z"}
+    built = bodies.build([a_node("n1")], [], [pod], SETTINGS, [], {})
+    started = built.snapshot.jobs[0].started
+    assert started is not None
+    writes = _limits(built, decided(), {}, now=started + 1800)
+    assert sorted(targets(writes)) == [("create", "Pod"), ("delete", "notebook")]
+    pod["spec"]["activeDeadlineSeconds"] = 600  # the kubelet ends it at 10 minutes
+    built = bodies.build([a_node("n1")], [], [pod], SETTINGS, [], {})
+    assert _limits(built, decided(), {}, now=started + 1800) == []
+    pod["metadata"]["deletionTimestamp"] = "2027-01-15T08:31:00Z"  # already going: not deleted again
+    pod["spec"].pop("activeDeadlineSeconds")
+    built = bodies.build([a_node("n1")], [], [pod], SETTINGS, [], {})
+    assert _limits(built, decided(), {}, now=started + 1800) == []
