@@ -3,6 +3,7 @@
 import asyncio
 import json
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from leitstand.devcluster import binaries, cluster
-from leitstand.kube import connection
+from leitstand.devcluster import binaries, cluster, profiles
+from leitstand.kube import bodies, connection
 from leitstand.kube.client import ApiError, Client
 from leitstand.kube.objects import Body
 from tests import templates
@@ -193,6 +194,62 @@ async def test_a_job_ends_at_its_runtime_limit_and_one_above_its_queues_maximum_
         ("greedy", "RuntimeLimitTooLong"), ("capped", "RuntimeLimitExceeded"), ("notebook", "RuntimeLimitExceeded"),
         ("pair-0", "RuntimeLimitExceeded"), ("pair-1", "RuntimeLimitExceeded"),
     } <= reasons  # fmt: skip
+
+
+async def test_a_waiting_gang_of_pods_is_told_when_it_is_expected_to_start(
+    api: Client, dev: cluster.LocalCluster, tmp_path: Path
+) -> None:
+    """A gang of plain pods that waits for a node busy with a job of a 1 h limit gets the expected start on its
+    pods (``leitstand.dev/estimated-start-time``), about an hour ahead, and ``leitstand jobs`` shows it."""
+    running = Operator(dev.kubeconfig, tmp_path / "operator.log", env={"LEITSTAND_ESTIMATE_INTERVAL_SECONDS": "1"})
+    running.wait_ready()
+    try:
+        await quota(api, "root", parent=None)
+        await quota(api, "t-eta", guaranteed=64)
+        nodes = (await api.list("/api/v1/nodes"))["items"]
+        host = sorted(n["metadata"]["labels"][profiles.HOSTNAME_LABEL] for n in nodes
+                      if "B200" in n["metadata"]["labels"].get("nvidia.com/gpu.product", ""))[0]  # fmt: skip
+        where = {profiles.HOSTNAME_LABEL: host}
+        await job(api, "t-eta", "busy", 1, runtimeLimit="1h",
+                  template={"annotations": {"leitstand.dev/sim-duration": "1h"}, "nodeSelector": where})  # fmt: skip
+
+        async def busy_running() -> Body | None:
+            body = await api.get(f"{GROUP}/namespaces/t-eta/trainingjobs/busy")
+            return body if (body.get("status") or {}).get("phase") == "Running" else None
+
+        await until(busy_running, what="busy Running", within=30)
+        for rank in range(2):
+            member = {"apiVersion": "v1", "kind": "Pod",
+                      "metadata": {"name": f"pair-{rank}", "annotations": {
+                          "leitstand.dev/runtime-limit": "30m", "leitstand.dev/gang": "pair",
+                          "leitstand.dev/gang-size": "2"}},
+                      "spec": {"schedulerName": "leitstand", "nodeSelector": where, "containers": [{
+                          "name": "c", "image": "x", "resources": {"requests": {"nvidia.com/gpu": "4"},
+                                                                  "limits": {"nvidia.com/gpu": "4"}}}]}}  # fmt: skip
+            await api.create("/api/v1/namespaces/t-eta/pods", member)
+        asked = time.time()
+
+        async def annotated() -> list[str] | None:
+            pods = (await api.list("/api/v1/namespaces/t-eta/pods"))["items"]
+            etas = [(p["metadata"].get("annotations") or {}).get("leitstand.dev/estimated-start-time")
+                    for p in pods if p["metadata"]["name"].startswith("pair-")]  # fmt: skip
+            return etas if len(etas) == 2 and all(etas) else None
+
+        context = lambda: state(api, running, tmp_path / "snapshot.json")  # noqa: E731
+        etas = await until(annotated, what="the pair's pods annotated with their ETA", within=60, context=context)
+        assert len(set(etas)) == 1
+        eta = bodies.timestamp(etas[0])
+        assert eta is not None
+        # the busy job's whole limit (nothing has finished to learn a shorter runtime from), from its start
+        assert asked + 3300 < eta < asked + 3720, (etas[0], asked)
+        rows = [line.split() for line in (await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "leitstand", "jobs", "-n", "t-eta", "--kubeconfig",
+                             str(dev.kubeconfig)], capture_output=True, text=True, check=True)).stdout.splitlines()]  # fmt: skip
+        header, pair = rows[0], next(row for row in rows[1:] if row[0] == "pair")
+        assert pair[header.index("PHASE")] == "Queued"
+        assert pair[header.index("ETA")] != "-", rows
+    finally:
+        running.stop()
 
 
 async def test_deleting_a_job_removes_its_pods(api: Client, operator: Operator, tmp_path: Path) -> None:

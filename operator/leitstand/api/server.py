@@ -45,6 +45,7 @@ def create_app(
     *,
     ready: Callable[[], bool],
     latest: Callable[[], model.CycleRecord | None] = lambda: None,
+    pod_estimates: Callable[[], Mapping[model.JobKey, str]] = lambda: {},
     trainingjobs: JobBodies = lambda: [],
     reviews: Reviewer[Any] | None = None,
 ) -> FastAPI:
@@ -117,7 +118,7 @@ def create_app(
         """TrainingJobs, and the gangs of pods Leitstand did not create (kind Job, PyTorchJob, Gang or Pod), in
         the namespaces where the caller may list TrainingJobs, filtered by namespace, queue and phase."""
         bodies = trainingjobs()
-        groups = views.pod_groups(latest())
+        groups = views.pod_groups(latest(), pod_estimates())
         namespaces = sorted({b["metadata"]["namespace"] for b in bodies} | {g.namespace for g in groups}
                             | ({namespace} if namespace else set()))  # fmt: skip
         visible = {ns for ns in namespaces if await may_list_jobs(who, ns)}

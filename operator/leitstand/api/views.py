@@ -195,8 +195,9 @@ def job(body: Mapping[str, Any], *, detail: bool = False) -> JobView:
 # The kinds of the core's keys of pods Leitstand did not create (namespace/<kind>/name).
 
 
-def pod_groups(latest: model.CycleRecord | None) -> list[JobView]:
-    """The gangs of pods Leitstand did not create, as the last cycle saw them: Queued with why, or Running."""
+def pod_groups(latest: model.CycleRecord | None, estimates: Mapping[model.JobKey, str] | None = None) -> list[JobView]:
+    """The gangs of pods Leitstand did not create, as the last cycle saw them: Queued with why and when they
+    are expected to start (``estimates``, as their pods' annotation shows it), or Running."""
     if latest is None:
         return []
     pending = {e.job: e for e in latest.decisions.pending}
@@ -214,7 +215,8 @@ def pod_groups(latest: model.CycleRecord | None) -> list[JobView]:
             gpus=entry.replicas * entry.gpus_per_replica, phase="Running" if running else "Queued",
             reason=why.reason.value if why is not None and not running else None,
             message=why.message if why is not None and not running else None,
-            position=why.position if why is not None and not running else None, estimated_start_time=None,
+            position=why.position if why is not None and not running else None,
+            estimated_start_time=(estimates or {}).get(entry.key) if not running else None,
             created=None,
         ))  # fmt: skip
     return result

@@ -36,6 +36,7 @@ async def _serve(connected: connection.Connection, config: configuration.Configu
         app = server.create_app(
             ready=lambda: health.synced,
             latest=lambda: health.latest,
+            pod_estimates=lambda: health.pod_estimates,
             trainingjobs=lambda: list(health.store.jobs.values()) if health.store is not None else [],
             reviews=Reviews(review_client),
         )

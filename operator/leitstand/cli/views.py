@@ -30,6 +30,7 @@ from leitstand.kube.objects import (
     Node,
     Pod,
     TrainingJob,
+    annotations,
     labels,
     node_status,
     pod_spec,
@@ -200,7 +201,8 @@ async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
         rows.append({
             "namespace": ns, "name": name, "kind": kind, "queue": None, "gpus": gpus,
             "phase": "Running" if bound else "Queued", "reason": None if bound else reason or "Pending",
-            "position": None, "eta": None, "age": age(created),
+            "position": None, "age": age(created),
+            "eta": None if bound else annotations(members[0]).get(bodies.ESTIMATED_START_ANNOTATION),
             "message": None if bound else message or f"{len(members)} pods waiting",
         })  # fmt: skip
     return rows

@@ -82,7 +82,7 @@ def rfc3339(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _estimated_start(estimate: model.Planned | None, shown: str | None, now: float) -> str | None:
+def estimated_start(estimate: model.Planned | None, shown: str | None, now: float) -> str | None:
     """The start to show, to the minute (rounded up): the one shown stays while the new one is within
     ``ESTIMATE_SLACK`` of it (at least two minutes), so a moving plan does not rewrite statuses all the time."""
     if estimate is None or estimate.start == math.inf:
@@ -442,7 +442,7 @@ def plan(
     new["message"] = message
     new["queuePosition"] = verdict.explanation.position if verdict.explanation and phase == "Queued" else None
     new["estimatedStartTime"] = (
-        _estimated_start(verdict.estimate, old.get("estimatedStartTime"), now) if (phase == "Queued") else None
+        estimated_start(verdict.estimate, old.get("estimatedStartTime"), now) if (phase == "Queued") else None
     )
     stamp = rfc3339(now)
     generation = meta.get("generation", 1)

@@ -58,6 +58,7 @@ class Health:
     leading: bool = False
     cycles: int = 0
     latest: model.CycleRecord | None = None
+    pod_estimates: dict[model.JobKey, str] = field(default_factory=dict)  # the latest cycle's, for pod gangs
     store: Store | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
@@ -120,6 +121,7 @@ async def schedule_forever(
         if outcome is not None:
             health.cycles += 1
             health.latest = outcome.latest
+            health.pod_estimates = outcome.pod_estimates
             if outcome.bound_pods or outcome.decisions.evictions:
                 logger.info(
                     "cycle: bound %d pods, %d evictions, %d waiting, %.0f ms",

@@ -36,6 +36,7 @@ from leitstand.kube.objects import (
     ObjectMeta,
     Pod,
     TrainingJob,
+    annotations,
     labels,
     pod_spec,
     pod_status,
@@ -72,6 +73,8 @@ class Report:
     bind_failures: int = 0
     released_gangs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # the expected start shown on each waiting gang of pods Leitstand did not create (RFC 3339)
+    pod_estimates: dict[model.JobKey, str] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -145,7 +148,7 @@ class Scheduler:
         self.reserved = dict(decisions.reserved)
         self.forecaster.after_cycle(snapshot, self.policy, now)
         outcome = Report(decisions, model.CycleRecord(snapshot, decisions, self.policy, now))
-        released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome, snapshot.jobs)
+        released = await self._bind(decisions, pod_of_job, pods_of_gang, outcome, snapshot.jobs, now)
         pods = self.applier.overlay.view(view.stored_pods)  # the same instant, with this cycle's binds
         nominations = self._nominations(decisions, pod_of_job, pods_of_gang, snapshot.jobs)
         nominated = {id(write): pod for write, pod in nominations}
@@ -158,7 +161,7 @@ class Scheduler:
             *_limits(built, decisions, queues, now),
             *job_writes,
             *self._group_writes(decisions, built, queues, now),
-            *self._plain_pod_conditions(decisions, built, now),
+            *self._plain_pod_conditions(decisions, built, outcome, now),
             *self._quota_statuses(view, decisions, now),
         ]
 
@@ -203,8 +206,10 @@ class Scheduler:
         pods_of_gang: dict[model.JobKey, dict[int, Pod]],
         outcome: Report,
         snapshot_jobs: tuple[model.Job, ...],
+        now: float,
     ) -> list[Write]:
-        """Binds the decided gangs; returns the deletions that release a gang whose binding failed part-way."""
+        """Binds the decided gangs; returns the deletions that release a gang whose binding failed part-way.
+        A gang of pods bound whole that carried an expected start has the estimate's error observed."""
         gangs: dict[model.JobKey, list[PodBind]] = {}
         growing: set[model.JobKey] = set()  # binds of elastic jobs' replicas above their running gangs
         gang_of = {job.key: job.gang for job in snapshot_jobs if job.elastic}
@@ -244,6 +249,11 @@ class Scheduler:
         releases: list[Write] = []
         for key, binds in gangs.items():
             gang_failures = [failed[b.key] for b in binds if b.key in failed]
+            if not gang_failures and key not in growing and self.metrics is not None:
+                first = pod_of_job.get(key) or next(iter(pods_of_gang.get(key, {}).values()), None)
+                estimated = bodies.annotated_time(first, bodies.ESTIMATED_START_ANNOTATION) if first else None
+                if estimated is not None:
+                    self.metrics.observe_estimate_error(decisions.job_queues.get(key, "none"), now - estimated)
             if not gang_failures or key in growing:  # a replica that did not grow just waits; the gang runs on
                 continue
             logger.warning("binding gang %s failed part-way (%s); releasing it", key, gang_failures[0])
@@ -449,17 +459,32 @@ class Scheduler:
 
     # -- plain pods and queues ---------------------------------------------------------------------
 
-    def _plain_pod_conditions(self, decisions: model.Decisions, built: bodies.Built, now: float) -> list[Write]:
+    def _plain_pod_conditions(
+        self, decisions: model.Decisions, built: bodies.Built, outcome: Report, now: float
+    ) -> list[Write]:
         """Waiting pods that Leitstand did not create (gangs of one, pod groups) get ``PodScheduled=False`` with
-        the reason, as kube-scheduler does."""
+        the reason, as kube-scheduler does, and their expected start as the annotation
+        ``leitstand.dev/estimated-start-time`` (moved as a TrainingJob's status is: ``jobs.estimated_start``);
+        the annotation goes when there is no estimate."""
         writes = []
         for explanation in decisions.pending:
             single = built.pod_of_job.get(explanation.job)
             members = [single] if single is not None else []
             if explanation.job in built.groups:
                 members = list(built.pods_of_gang.get(explanation.job, {}).values())
+            if not members:
+                continue
+            shown = annotations(members[0]).get(bodies.ESTIMATED_START_ANNOTATION)
+            eta = job_control.estimated_start(self._estimate(decisions, explanation.job), shown, now)
+            if eta is not None:
+                outcome.pod_estimates[explanation.job] = eta
             for pod in members:
                 writes += _pod_scheduled(pod, explanation, now)
+                if annotations(pod).get(bodies.ESTIMATED_START_ANNOTATION) != eta:
+                    meta = pod["metadata"]
+                    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+                    body = {"metadata": {"annotations": {bodies.ESTIMATED_START_ANNOTATION: eta}}}  # None removes it
+                    writes.append(applier.patch(path, body, purpose="estimated start"))
         return writes
 
     def _group_writes(

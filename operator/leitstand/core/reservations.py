@@ -132,7 +132,12 @@ class Book:
         return chosen
 
     def held_at(self, queue: QueueName, gpu_type: GPUType, at: float) -> int:
-        """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``."""
+        """GPUs of ``gpu_type`` that ``queue``'s jobs (those below it included) will still hold at ``at``.
+
+        Read once, at the cycle's first reservation: jobs bound later in the cycle do not count. Deliberately
+        lenient: counting them was worse on the ITP next window and week 4 and mixed on week 3 (BENCHMARKS.md,
+        "``held_at`` on every trace"), likely because it takes the reservation from a gang whose queue's small
+        jobs just started."""
         if self._held is None:  # one pass over what is held, for every queue on each holder's path
             self._held = {}
             for job, holding, end in self.holders():

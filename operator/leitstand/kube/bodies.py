@@ -42,6 +42,8 @@ REPLICA_LABEL = "leitstand.dev/replica"
 RUNTIME_LIMIT_ANNOTATION = "leitstand.dev/runtime-limit"
 PREEMPT_AT_ANNOTATION = "leitstand.dev/preempt-at"  # on the pods of a job being preempted: when they stop
 LAST_CHECKPOINT_ANNOTATION = "leitstand.dev/last-checkpoint"  # on a TrainingJob or pod: when it last saved its work
+# on the pods of a waiting gang Leitstand did not create: its expected start (a TrainingJob's is in its status)
+ESTIMATED_START_ANNOTATION = "leitstand.dev/estimated-start-time"
 MOVABLE_ANNOTATION = "leitstand.dev/movable"  # "true" on a TrainingJob or pod: a restart elsewhere costs it nothing
 TERMINAL = frozenset({"Succeeded", "Failed"})
 

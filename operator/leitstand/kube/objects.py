@@ -175,6 +175,11 @@ def labels(obj: Mapping[str, Any]) -> dict[str, str]:
     return (obj.get("metadata") or {}).get("labels") or {}
 
 
+def annotations(obj: Mapping[str, Any]) -> dict[str, str]:
+    """An object's annotations; empty when it has none."""
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
 def status(obj: CustomResource) -> dict[str, Any]:
     """A custom resource's status; empty before anything was written."""
     return obj.get("status") or {}

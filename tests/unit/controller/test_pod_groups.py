@@ -1,10 +1,10 @@
-"""What the scheduler writes for gangs of pods it did not create: whole evictions, runtime limits ended, and
-Events said once."""
+"""What the scheduler writes for gangs of pods it did not create: whole evictions, runtime limits ended, expected
+starts, and Events said once."""
 
 from typing import Any
 
 from leitstand.controller.configuration import Configuration
-from leitstand.controller.scheduler import Scheduler, _limits
+from leitstand.controller.scheduler import Report, Scheduler, _limits
 from leitstand.core import model
 from leitstand.kube import bodies
 from leitstand.kube.store import Store
@@ -109,3 +109,27 @@ def test_a_plain_pod_at_its_limit_is_deleted_unless_its_own_deadline_ends_it_fir
     pod["spec"].pop("activeDeadlineSeconds")
     built = bodies.build([a_node("n1")], [], [pod], SETTINGS, [], {})
     assert _limits(built, decided(), {}, now=started + 1800) == []
+
+
+def test_a_waiting_gang_of_pods_is_annotated_with_its_expected_start_which_moves_only_by_enough() -> None:
+    built, key = a_gang(bound=False)
+    waiting = model.Explanation(key, model.Reason.INSUFFICIENT_CAPACITY, "needs 2 x 8 b200", model.QueueName("acme"), 1)
+    decisions = decided(pending=(waiting,))
+    running = scheduler()
+    running.forecaster.estimates = {key: model.Planned(1e9 + 3600, (model.NodeName("n1"), model.NodeName("n2")))}
+    report = Report(decisions, None)  # type: ignore[arg-type]
+    writes = running._plain_pod_conditions(decisions, built, report, now=1e9)
+    eta = "2001-09-09T02:47:00Z"  # 1e9 + 3600 s, to the minute (rounded up)
+    annotated = [w for w in writes if w.verb == "patch" and not w.path.endswith("/status")]
+    assert sorted(w.path.rsplit("/", 1)[-1] for w in annotated) == ["sweep-0", "sweep-1"]
+    assert {w.body["metadata"]["annotations"][bodies.ESTIMATED_START_ANNOTATION] for w in annotated} == {eta}
+    assert report.pod_estimates == {key: eta}
+    for pod in built.pods_of_gang[key].values():  # the annotation landed
+        pod["metadata"].setdefault("annotations", {})[bodies.ESTIMATED_START_ANNOTATION] = eta
+    running.forecaster.estimates = {key: model.Planned(1e9 + 3660)}  # a minute later: not worth a rewrite
+    again = running._plain_pod_conditions(decisions, built, Report(decisions, None), now=1e9)  # type: ignore[arg-type]
+    assert [w for w in again if not w.path.endswith("/status")] == []
+    running.forecaster.estimates = {}  # no estimate any more: the annotation goes
+    gone = running._plain_pod_conditions(decisions, built, Report(decisions, None), now=1e9)  # type: ignore[arg-type]
+    assert [w.body["metadata"]["annotations"] for w in gone if not w.path.endswith("/status")] == [
+        {bodies.ESTIMATED_START_ANNOTATION: None}] * 2  # fmt: skip
