@@ -200,7 +200,8 @@ async def test_a_waiting_gang_of_pods_is_told_when_it_is_expected_to_start(
     api: Client, dev: cluster.LocalCluster, tmp_path: Path
 ) -> None:
     """A gang of plain pods that waits for a node busy with a job of a 1 h limit gets the expected start on its
-    pods (``leitstand.dev/estimated-start-time``), about an hour ahead, and ``leitstand jobs`` shows it."""
+    pods (``leitstand.dev/estimated-start-time``), about an hour ahead; ``leitstand jobs`` and ``leitstand
+    explain gang/pair`` show it, with the reason and the Events."""
     running = Operator(dev.kubeconfig, tmp_path / "operator.log", env={"LEITSTAND_ESTIMATE_INTERVAL_SECONDS": "1"})
     running.wait_ready()
     try:
@@ -242,12 +243,21 @@ async def test_a_waiting_gang_of_pods_is_told_when_it_is_expected_to_start(
         assert eta is not None
         # the busy job's whole limit (nothing has finished to learn a shorter runtime from), from its start
         assert asked + 3300 < eta < asked + 3720, (etas[0], asked)
-        rows = [line.split() for line in (await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "leitstand", "jobs", "-n", "t-eta", "--kubeconfig",
-                             str(dev.kubeconfig)], capture_output=True, text=True, check=True)).stdout.splitlines()]  # fmt: skip
+
+        async def cli(*args: str) -> str:
+            command = [sys.executable, "-m", "leitstand", *args, "-n", "t-eta", "--kubeconfig", str(dev.kubeconfig)]
+            done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=True)
+            return done.stdout
+
+        rows = [line.split() for line in (await cli("jobs")).splitlines()]
         header, pair = rows[0], next(row for row in rows[1:] if row[0] == "pair")
-        assert pair[header.index("PHASE")] == "Queued"
+        assert (pair[header.index("QUEUE")], pair[header.index("PHASE")]) == ("t-eta", "Queued")
         assert pair[header.index("ETA")] != "-", rows
+        explained = json.loads(await cli("explain", "gang/pair", "-o", "json"))[0]
+        assert (explained["job"], explained["phase"], explained["gang"]) == ("t-eta/Gang/pair", "Queued", "2 x 4 GPUs")
+        assert (explained["eta"], explained["queue"]) == (etas[0], "t-eta")
+        assert explained["reason"] == "InsufficientCapacity", explained
+        assert any("queued in t-eta" in line for line in explained["events"]), explained
     finally:
         running.stop()
 

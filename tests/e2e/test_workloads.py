@@ -136,6 +136,16 @@ async def test_a_pytorchjob_binds_whole_in_one_leaf_or_not_at_all_and_says_why(
     (row,) = json.loads(listed.stdout)
     assert (row["name"], row["kind"], row["phase"], row["gpus"]) == ("llm", "PyTorchJob", "Queued", 128)
     assert "16 x 8" in row["message"], row
+    explained = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "leitstand", "explain", "pytorchjob/llm", "-n", "t-pt", "-o", "json", "--kubeconfig",
+         str(site.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    (report,) = json.loads(explained.stdout)
+    assert (report["job"], report["phase"], report["gang"]) == ("t-pt/PyTorchJob/llm", "Queued", "16 x 8 GPUs")
+    assert report["message"] == row["message"], report
+    assert report["events"], report
     for pod in await pods_of(api, "t-blocker"):  # room returns
         await api.delete(f"/api/v1/namespaces/t-blocker/pods/{pod['metadata']['name']}", grace_period_seconds=0)
 

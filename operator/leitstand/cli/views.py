@@ -134,7 +134,7 @@ def jobs(
 ) -> None:
     """List TrainingJobs, and the gangs of pods Leitstand schedules but did not create (Jobs, PyTorchJobs,
     annotated gangs, single pods): queue, GPUs, phase, why they wait, place in the queue, expected start
-    (ETA, TrainingJobs), age."""
+    (ETA), age."""
 
     async def work(client: Client) -> tuple[list[TrainingJob], list[Body]]:
         ns = None if all_namespaces else (namespace or client.connection.namespace)
@@ -159,9 +159,13 @@ def jobs(
     emit(rows, output, ["namespace", *columns] if all_namespaces else columns)
 
 
-async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
-    """Rows for the gangs of pods with ``schedulerName: leitstand`` that no TrainingJob owns, grouped as the
-    operator groups them (``bodies.pod_group``); none when the caller may not list pods."""
+GangKey = tuple[str, str, str]  # (namespace, kind as ``leitstand jobs`` shows it, name)
+
+
+async def _gangs(client: Client, namespace: str | None) -> dict[GangKey, tuple[list[Pod], Body | None]]:
+    """The gangs of pods with ``schedulerName: leitstand`` that no TrainingJob owns, grouped as the operator
+    groups them (``bodies.pod_group``), each with its owner's object reference (None for a single pod or an
+    annotated gang); none when the caller may not list pods."""
 
     async def listed(path: str) -> list[Any]:
         where = path if namespace is None else path.replace("/{ns}", f"/namespaces/{namespace}")
@@ -178,7 +182,7 @@ async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
         for kind, path in bodies.OWNER_COLLECTIONS
         for body in await listed(path)
     }
-    gangs: dict[tuple[str, str, str], list[Pod]] = {}
+    gangs: dict[GangKey, tuple[list[Pod], Body | None]] = {}
     for pod in pods:
         meta = pod["metadata"]
         ours = bodies.is_ours(pod) and bodies.live(pod) and not meta.get("deletionTimestamp")
@@ -186,30 +190,73 @@ async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
             continue
         group = bodies.pod_group(pod, owners)
         if group is None:
-            gangs[(meta["namespace"], "Pod", meta["name"])] = [pod]
+            gangs[(meta["namespace"], "Pod", meta["name"])] = ([pod], None)
             continue
         key = (meta["namespace"], model.POD_GROUP_KINDS[group.kind], bodies.group_name(pod, group))
-        gangs.setdefault(key, []).append(pod)
+        gangs.setdefault(key, ([], group.owner))[0].append(pod)
+    return gangs
+
+
+async def _leaf_queues(client: Client) -> dict[str, str]:
+    """Each namespace's queue, as the operator finds it: the one leaf GPUQuota that lists it (none when two
+    do); empty when the caller may not list GPUQuotas."""
+    try:
+        quotas = list((await client.list(f"{GROUP}/gpuquotas"))["items"])
+    except ApiError as error:
+        if error.status in {403, 404}:
+            return {}
+        raise
+    parents = {(body.get("spec") or {}).get("parent") for body in quotas}
+    claims: dict[str, list[str]] = {}
+    for body in quotas:
+        if body["metadata"]["name"] not in parents:
+            for namespace in (body.get("spec") or {}).get("namespaces") or []:
+                claims.setdefault(namespace, []).append(body["metadata"]["name"])
+    return {namespace: names[0] for namespace, names in claims.items() if len(names) == 1}
+
+
+def _said(members: list[Pod]) -> tuple[bool, str, str]:
+    """Whether every pod of a gang is bound, and else the reason and message its ``PodScheduled`` condition
+    gives (the operator writes ``Reason: message``)."""
+    bound = all(pod_spec(pod).get("nodeName") for pod in members)
+    said = next((str(c.get("message") or "") for pod in members for c in pod_status(pod).get("conditions") or []
+                 if c.get("type") == "PodScheduled" and c.get("status") == "False"), "")  # fmt: skip
+    reason, _, message = said.partition(": ")
+    return bound, reason or "Pending", message or f"{len(members)} pods waiting"
+
+
+async def _pod_groups(client: Client, namespace: str | None) -> list[Body]:
+    """Rows for the gangs of pods Leitstand schedules but did not create (``_gangs``)."""
     rows = []
-    for (ns, kind, name), members in gangs.items():
-        bound = all(pod_spec(pod).get("nodeName") for pod in members)
-        said = next((str(c.get("message") or "") for pod in members for c in pod_status(pod).get("conditions") or []
-                     if c.get("type") == "PodScheduled" and c.get("status") == "False"), "")  # fmt: skip
-        reason, _, message = said.partition(": ")
+    gangs = await _gangs(client, namespace)
+    queues = await _leaf_queues(client) if gangs else {}
+    for (ns, kind, name), (members, _owner) in gangs.items():
+        bound, reason, message = _said(members)
         gpus = sum(bodies.pod_requests(pod)[0] for pod in members)
         created = min(str(p["metadata"].get("creationTimestamp") or "") for p in members)
         rows.append({
-            "namespace": ns, "name": name, "kind": kind, "queue": None, "gpus": gpus,
-            "phase": "Running" if bound else "Queued", "reason": None if bound else reason or "Pending",
+            "namespace": ns, "name": name, "kind": kind, "queue": queues.get(ns), "gpus": gpus,
+            "phase": "Running" if bound else "Queued", "reason": None if bound else reason,
             "position": None, "age": age(created),
             "eta": None if bound else annotations(members[0]).get(bodies.ESTIMATED_START_ANNOTATION),
-            "message": None if bound else message or f"{len(members)} pods waiting",
+            "message": None if bound else message,
         })  # fmt: skip
     return rows
 
 
+_KINDS = {kind.lower(): kind for kind in model.POD_GROUP_KINDS.values()} | {
+    plural: kind for plural, kind in model.POD_GROUP_KINDS.items()
+}
+
+
 def explain(
-    name: Annotated[str, typer.Argument(help="The TrainingJob.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="The TrainingJob, or KIND/NAME for a gang of pods Leitstand did not create, as `leitstand jobs` "
+            "lists it: job/NAME, pytorchjob/NAME, jobset/NAME, podgroup/NAME, gang/NAME or pod/NAME."
+        ),
+    ],
     namespace: NamespaceOption = None,
     output: OutputOption = Output.table,
     kubeconfig: KubeconfigOption = None,
@@ -219,27 +266,65 @@ def explain(
 ) -> None:
     """Why a job waits or where it runs: reason, the numbers behind it, queue position, expected start,
     placement, Events."""
-
-    async def work(client: Client) -> tuple[Body, list[Body]]:
-        ns = namespace or client.connection.namespace
-        try:
-            body = await client.get(f"{GROUP}/namespaces/{ns}/trainingjobs/{name}")
-        except ApiError as error:
-            if error.status == 404:
-                raise UserError(
-                    f"no TrainingJob {name} in namespace {ns}; list them with `leitstand jobs -n {ns}`"
-                ) from None
-            raise
-        uid = body["metadata"]["uid"]
-        events = await client.get(
-            f"/api/v1/namespaces/{ns}/events", params={"fieldSelector": f"involvedObject.uid={uid}"}
+    kind, _, short = name.rpartition("/")
+    if kind and kind.lower() not in {"trainingjob", "trainingjobs", "tj"} and kind.lower() not in _KINDS:
+        raise UserError(
+            f"unknown kind {kind!r} in {name!r}: give a TrainingJob's name, or job/, pytorchjob/, jobset/, "
+            "podgroup/, gang/ or pod/ and the name `leitstand jobs` shows"
         )
-        return body, sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
+    connected = connect(kubeconfig, context, as_user, as_groups)
+    if kind and kind.lower() in _KINDS:
+        report = call(connected, lambda client: _explain_gang(client, namespace, _KINDS[kind.lower()], short))
+    else:
+        report = call(connected, lambda client: _explain_job(client, namespace, short))
+    if output is not Output.table:
+        emit([report], output, [])
+        return
+    out = console()
+    keys = ("job", "queue", "phase", "reason", "message", "position", "eta", "gang", "priority", "topology", "restarts")
+    for key in keys:
+        value = report.get(key)
+        if value is not None:
+            label = "ETA:" if key == "eta" else key.capitalize() + ":"
+            out.print(f"[bold]{label:<10}[/] {value}")
+    placement = report.get("placement")
+    if placement:
+        nodes = placement.get("nodes") or []
+        where = ", ".join(placement.get("domains") or []) or ", ".join(sorted(set(nodes)))
+        out.print(f"[bold]{'Placement:':<10}[/] {where} ({len(set(nodes))} nodes)")
+    if report["events"]:
+        out.print("[bold]Events:[/]")
+        for line in report["events"]:
+            out.print(f"  {line}")
 
-    body, events = call(connect(kubeconfig, context, as_user, as_groups), work)
+
+async def _events(client: Client, namespace: str, uids: set[str]) -> list[str]:
+    """The last ten Events about any of ``uids``, oldest first, as lines."""
+    if len(uids) == 1:
+        params = {"fieldSelector": f"involvedObject.uid={next(iter(uids))}"}
+        found = (await client.get(f"/api/v1/namespaces/{namespace}/events", params=params)).get("items") or []
+    else:
+        found = (await client.list(f"/api/v1/namespaces/{namespace}/events")).get("items") or []
+        found = [e for e in found if (e.get("involvedObject") or {}).get("uid") in uids]
+    found.sort(key=lambda e: e.get("lastTimestamp") or "")
+    return [f"{e.get('type')} {e.get('reason')}: {e.get('message')}" for e in found[-10:]]
+
+
+async def _explain_job(client: Client, namespace: str | None, name: str) -> dict[str, Any]:
+    """``explain``'s report of a TrainingJob, from its status and Events."""
+    ns = namespace or client.connection.namespace
+    try:
+        body = await client.get(f"{GROUP}/namespaces/{ns}/trainingjobs/{name}")
+    except ApiError as error:
+        if error.status == 404:
+            raise UserError(
+                f"no TrainingJob {name} in namespace {ns}; list them with `leitstand jobs -n {ns}` (a gang of "
+                f"pods is KIND/NAME, such as job/{name})"
+            ) from None
+        raise
     status: Body = body.get("status") or {}  # a report of the raw body, every field as sent
     spec = body["spec"]
-    report = {
+    return {
         "job": f"{body['metadata']['namespace']}/{body['metadata']['name']}",
         "queue": status.get("queue"),
         "phase": status.get("phase"),
@@ -252,26 +337,46 @@ def explain(
         "topology": spec.get("topology"),
         "placement": status.get("placement"),
         "restarts": status.get("restarts"),
-        "events": [f"{e.get('type')} {e.get('reason')}: {e.get('message')}" for e in events[-10:]],
+        "events": await _events(client, ns, {body["metadata"]["uid"]}),
     }
-    if output is not Output.table:
-        emit([report], output, [])
-        return
-    out = console()
-    keys = ("job", "queue", "phase", "reason", "message", "position", "eta", "gang", "priority", "topology", "restarts")
-    for key in keys:
-        value = report[key]
-        if value is not None:
-            label = "ETA:" if key == "eta" else key.capitalize() + ":"
-            out.print(f"[bold]{label:<10}[/] {value}")
-    placement = report["placement"]
-    if placement:
-        nodes = placement.get("nodes") or []
-        out.print(f"[bold]{'Placement:':<10}[/] {', '.join(placement.get('domains') or [])} ({len(set(nodes))} nodes)")
-    if report["events"]:
-        out.print("[bold]Events:[/]")
-        for line in report["events"]:
-            out.print(f"  {line}")
+
+
+async def _explain_gang(client: Client, namespace: str | None, kind: str, name: str) -> dict[str, Any]:
+    """``explain``'s report of a gang of pods Leitstand did not create: what its pods' ``PodScheduled``
+    condition, annotations and placement say, and the Events about its pods and its owner."""
+    ns = namespace or client.connection.namespace
+    found = (await _gangs(client, ns)).get((ns, kind, name))
+    if found is None:
+        raise UserError(
+            f"no {kind} {name} whose pods Leitstand schedules in namespace {ns}; list them with "
+            f"`leitstand jobs -n {ns}`"
+        )
+    members, owner = found
+    bound, reason, message = _said(members)
+    notes = annotations(members[0])
+    per_pod = {bodies.pod_requests(pod)[0] for pod in members}
+    gpus = f"{per_pod.pop()} GPUs" if len(per_pod) == 1 else "GPUs per pod: " + "/".join(map(str, sorted(per_pod)))
+    topology = {
+        level: notes[annotation]
+        for level, annotation in (("required", bodies.REQUIRED_ANNOTATION), ("preferred", bodies.PREFERRED_ANNOTATION))
+        if notes.get(annotation)
+    }
+    uids = {str(uid) for body in [*members, owner or {}] if (uid := (body.get("metadata") or body).get("uid"))}
+    return {
+        "job": f"{ns}/{kind}/{name}",
+        "queue": (await _leaf_queues(client)).get(ns),
+        "phase": "Running" if bound else "Queued",
+        "reason": None if bound else reason,
+        "message": None if bound else message,
+        "position": None,
+        "eta": None if bound else notes.get(bodies.ESTIMATED_START_ANNOTATION),
+        "gang": f"{len(members)} x {gpus}",
+        "priority": notes.get(bodies.PRIORITY_ANNOTATION),
+        "topology": topology or None,
+        "placement": {"nodes": [pod_spec(pod).get("nodeName") for pod in members]} if bound else None,
+        "restarts": None,
+        "events": await _events(client, ns, uids),
+    }
 
 
 def queues(

@@ -89,3 +89,8 @@ def test_a_file_without_quotas_for_kueue(env: dict[str, str], tmp_path: Path) ->
 def test_a_cluster_name_that_is_not_a_plain_name(env: dict[str, str]) -> None:
     result = leitstand("dev-cluster", "up", "--name", "../../etc", env=env)
     assert_one_clear_error(result, "'../../etc' is not a valid cluster name")
+
+
+def test_an_unknown_kind_to_explain(env: dict[str, str]) -> None:
+    result = leitstand("explain", "cronjob/nightly", env=env)  # refused before any connection
+    assert_one_clear_error(result, "unknown kind 'cronjob' in 'cronjob/nightly': give a TrainingJob's name, or job/")
