@@ -253,6 +253,12 @@ async def test_merged_kubeconfigs_a_chosen_context_its_namespace_and_impersonati
         both = {"KUBECONFIG": f"{control_plane.kubeconfig}{os.pathsep}{second}"}
 
         assert names(ok(leitstand("jobs", "--context", "team-a", env=both))) == {"job-in-kc-team-a"}
+        # she may read her jobs but not Events or pods: explain says what it cannot show, or why it cannot
+        explained = json.loads(ok(leitstand("explain", "job-in-kc-team-a", "--context", "team-a", "-o", "json",
+                                            env=both)))  # fmt: skip
+        assert explained[0]["events"] == ["(you may not list Events in namespace kc-team-a)"]
+        no_pods = one_line_error(leitstand("explain", "job/sweep", "--context", "team-a", env=both))
+        assert no_pods.startswith("error: you may not list pods in namespace kc-team-a, which explaining a Job needs")
         refused = one_line_error(leitstand("jobs", "--context", "team-a", "-n", "kc-team-b", env=both))
         assert 'User "kc-alice" cannot list resource "trainingjobs"' in refused
         assert refused.startswith("error: the API server refused: 403 Forbidden")

@@ -189,6 +189,57 @@ async def test_an_indexed_job_is_one_gang_and_a_deployments_pods_are_gangs_of_on
     await until(allocated, what="t-batch's status to count all 6 pods' 48 GPUs", within=30)
 
 
+async def test_a_job_and_a_pytorchjob_past_their_runtime_limit_end_failed_and_make_no_new_pods(api: Client) -> None:
+    """At the gang's limit the operator deletes the pods and sets the owner's activeDeadlineSeconds: the Job
+    controller and the training-operator fail their jobs instead of making new pods (backoffLimit and
+    ``OnFailure`` would otherwise run them again)."""
+    await quota(api, "t-limits", guaranteed=64)
+    limit = {"leitstand.dev/runtime-limit": "5s"}
+    template = {"metadata": {"annotations": limit},
+                "spec": {"schedulerName": "leitstand", "restartPolicy": "Never",
+                         "containers": [{"name": "c", "image": "busybox", "resources": GPU}]}}  # fmt: skip
+    await api.create("/apis/batch/v1/namespaces/t-limits/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sweep"},
+        "spec": {"parallelism": 2, "completions": 2, "completionMode": "Indexed", "backoffLimit": 6,
+                 "template": template}})  # fmt: skip
+    await api.create("/apis/kubeflow.org/v1/namespaces/t-limits/pytorchjobs", pytorchjob("pt", 1, limit, "OnFailure"))
+
+    def failed(body: dict[str, Any]) -> dict[str, Any] | None:
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), None)
+
+    async def ended() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        job = failed(await api.get("/apis/batch/v1/namespaces/t-limits/jobs/sweep"))
+        pt = failed(await api.get("/apis/kubeflow.org/v1/namespaces/t-limits/pytorchjobs/pt"))
+        return (job, pt) if job and pt else None
+
+    async def context() -> str:
+        job = await api.get("/apis/batch/v1/namespaces/t-limits/jobs/sweep")
+        pt = await api.get("/apis/kubeflow.org/v1/namespaces/t-limits/pytorchjobs/pt")
+        pods = [(p["metadata"]["name"], p["spec"].get("nodeName"), (p.get("status") or {}).get("phase"))
+                for p in await pods_of(api, "t-limits")]  # fmt: skip
+        events = [(e["involvedObject"]["name"], e["reason"], e["message"])
+                  for e in (await api.list("/api/v1/namespaces/t-limits/events"))["items"]]  # fmt: skip
+        return (
+            f"job: {job.get('spec', {}).get('activeDeadlineSeconds')} {job.get('status')}\npytorchjob: "
+            f"{pt.get('spec', {}).get('runPolicy')} {pt.get('status')}\npods: {pods}\nevents: {events}"
+        )
+
+    job, _pt = await until(ended, what="the Job and the PyTorchJob Failed at their limit", within=90, context=context)
+    assert job["reason"] == "DeadlineExceeded", job
+    sweep = await api.get("/apis/batch/v1/namespaces/t-limits/jobs/sweep")
+    assert sweep["spec"]["activeDeadlineSeconds"] >= 5
+    assert (sweep.get("status") or {}).get("failed", 0) <= 2, "no pod made again after the limit"
+
+    async def no_pods() -> bool | None:
+        return True if not await pods_of(api, "t-limits") else None
+
+    await until(no_pods, what="every pod of both gone", within=60)
+    said = {name: [m for m in await events_of(api, "t-limits", name) if "runtime limit of 5s" in m]
+            for name in ("sweep", "pt")}  # fmt: skip
+    assert all(said.values()), said
+
+
 async def test_a_full_template_runs_and_a_privileged_one_in_a_restricted_namespace_fails(api: Client) -> None:
     await quota(api, "t-full", guaranteed=16)
     template = templates.pod(

@@ -299,13 +299,19 @@ def explain(
 
 
 async def _events(client: Client, namespace: str, uids: set[str]) -> list[str]:
-    """The last ten Events about any of ``uids``, oldest first, as lines."""
-    if len(uids) == 1:
-        params = {"fieldSelector": f"involvedObject.uid={next(iter(uids))}"}
-        found = (await client.get(f"/api/v1/namespaces/{namespace}/events", params=params)).get("items") or []
-    else:
-        found = (await client.list(f"/api/v1/namespaces/{namespace}/events")).get("items") or []
-        found = [e for e in found if (e.get("involvedObject") or {}).get("uid") in uids]
+    """The last ten Events about any of ``uids``, oldest first, as lines; one line saying so when the caller
+    may not list Events."""
+    try:
+        if len(uids) == 1:
+            params = {"fieldSelector": f"involvedObject.uid={next(iter(uids))}"}
+            found = (await client.get(f"/api/v1/namespaces/{namespace}/events", params=params)).get("items") or []
+        else:
+            found = (await client.list(f"/api/v1/namespaces/{namespace}/events")).get("items") or []
+            found = [e for e in found if (e.get("involvedObject") or {}).get("uid") in uids]
+    except ApiError as error:
+        if error.status != 403:
+            raise
+        return [f"(you may not list Events in namespace {namespace})"]
     found.sort(key=lambda e: e.get("lastTimestamp") or "")
     return [f"{e.get('type')} {e.get('reason')}: {e.get('message')}" for e in found[-10:]]
 
@@ -347,6 +353,15 @@ async def _explain_gang(client: Client, namespace: str | None, kind: str, name: 
     ns = namespace or client.connection.namespace
     found = (await _gangs(client, ns)).get((ns, kind, name))
     if found is None:
+        try:
+            await client.get(f"/api/v1/namespaces/{ns}/pods", params={"limit": "1"})
+        except ApiError as error:
+            if error.status == 403:
+                raise UserError(
+                    f"you may not list pods in namespace {ns}, which explaining a {kind} needs; ask for that "
+                    "right, or read the status API's /api/v1/jobs"
+                ) from None
+            raise
         raise UserError(
             f"no {kind} {name} whose pods Leitstand schedules in namespace {ns}; list them with "
             f"`leitstand jobs -n {ns}`"

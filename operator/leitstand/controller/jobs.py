@@ -84,11 +84,15 @@ def rfc3339(moment: float) -> str:
 
 def estimated_start(estimate: model.Planned | None, shown: str | None, now: float) -> str | None:
     """The start to show, to the minute (rounded up): the one shown stays while the new one is within
-    ``ESTIMATE_SLACK`` of it (at least two minutes), so a moving plan does not rewrite statuses all the time."""
+    ``ESTIMATE_SLACK`` of it (at least two minutes), so a moving plan does not rewrite statuses all the time.
+    A ``shown`` that is not a time (on a pod, an annotation anyone may edit) is replaced."""
     if estimate is None or estimate.start == math.inf:
         return None
     start = math.ceil(max(estimate.start, now) / 60) * 60
-    before = bodies.timestamp(shown)
+    try:
+        before = bodies.timestamp(shown)
+    except ValueError:
+        before = None
     if before is not None and abs(start - before) <= max(120.0, ESTIMATE_SLACK * max(before - now, 0.0)):
         return shown
     return rfc3339(start)

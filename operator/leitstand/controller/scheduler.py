@@ -108,6 +108,7 @@ class Scheduler:
         self.applier = Applier(client, concurrency=config.bind_concurrency, allowed=leading)
         self.services: set[str] = set()
         self.said: dict[model.JobKey, tuple[str, str]] = {}  # what the last Events of each pod group said
+        self.limited: set[str] = set()  # uids of the pods and owners told they reached their runtime limit
         self.refused: dict[str, str] = {}  # TrainingJobs whose pods the API server refused for good: why
         self.last: Report | None = None
         self.metrics = metrics
@@ -158,7 +159,7 @@ class Scheduler:
             *released,
             *(write for write, _pod in nominations),
             *self._plain_evictions(decisions, pod_of_job, queues, now),
-            *_limits(built, decisions, queues, now),
+            *_limits(built, decisions, queues, now, self.limited),
             *job_writes,
             *self._group_writes(decisions, built, queues, now),
             *self._plain_pod_conditions(decisions, built, outcome, now),
@@ -209,7 +210,8 @@ class Scheduler:
         now: float,
     ) -> list[Write]:
         """Binds the decided gangs; returns the deletions that release a gang whose binding failed part-way.
-        A gang of pods bound whole that carried an expected start has the estimate's error observed."""
+        A gang of pods that starts with an expected start on its pods has the estimate's error observed."""
+        expected = _expected_starts(decisions, pod_of_job, pods_of_gang)
         gangs: dict[model.JobKey, list[PodBind]] = {}
         growing: set[model.JobKey] = set()  # binds of elastic jobs' replicas above their running gangs
         gang_of = {job.key: job.gang for job in snapshot_jobs if job.elastic}
@@ -249,11 +251,8 @@ class Scheduler:
         releases: list[Write] = []
         for key, binds in gangs.items():
             gang_failures = [failed[b.key] for b in binds if b.key in failed]
-            if not gang_failures and key not in growing and self.metrics is not None:
-                first = pod_of_job.get(key) or next(iter(pods_of_gang.get(key, {}).values()), None)
-                estimated = bodies.annotated_time(first, bodies.ESTIMATED_START_ANNOTATION) if first else None
-                if estimated is not None:
-                    self.metrics.observe_estimate_error(decisions.job_queues.get(key, "none"), now - estimated)
+            if not gang_failures and key in expected and self.metrics is not None:
+                self.metrics.observe_estimate_error(decisions.job_queues.get(key, "none"), now - expected[key])
             if not gang_failures or key in growing:  # a replica that did not grow just waits; the gang runs on
                 continue
             logger.warning("binding gang %s failed part-way (%s); releasing it", key, gang_failures[0])
@@ -465,13 +464,11 @@ class Scheduler:
         """Waiting pods that Leitstand did not create (gangs of one, pod groups) get ``PodScheduled=False`` with
         the reason, as kube-scheduler does, and their expected start as the annotation
         ``leitstand.dev/estimated-start-time`` (moved as a TrainingJob's status is: ``jobs.estimated_start``);
-        the annotation goes when there is no estimate."""
+        the annotation goes when there is no estimate, and once the pods run."""
         writes = []
+        waiting = {explanation.job for explanation in decisions.pending}
         for explanation in decisions.pending:
-            single = built.pod_of_job.get(explanation.job)
-            members = [single] if single is not None else []
-            if explanation.job in built.groups:
-                members = list(built.pods_of_gang.get(explanation.job, {}).values())
+            members = _members(built, explanation.job)
             if not members:
                 continue
             shown = annotations(members[0]).get(bodies.ESTIMATED_START_ANNOTATION)
@@ -480,11 +477,10 @@ class Scheduler:
                 outcome.pod_estimates[explanation.job] = eta
             for pod in members:
                 writes += _pod_scheduled(pod, explanation, now)
-                if annotations(pod).get(bodies.ESTIMATED_START_ANNOTATION) != eta:
-                    meta = pod["metadata"]
-                    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-                    body = {"metadata": {"annotations": {bodies.ESTIMATED_START_ANNOTATION: eta}}}  # None removes it
-                    writes.append(applier.patch(path, body, purpose="estimated start"))
+                writes += _annotate_start(pod, eta)
+        for job in built.snapshot.jobs:
+            if job.placement and job.key not in waiting:
+                writes += [write for pod in _members(built, job.key) for write in _annotate_start(pod, None)]
         return writes
 
     def _group_writes(
@@ -645,6 +641,43 @@ def preemption_terms(
     return round(grace), round(model.preemption_notice(queue, queues))
 
 
+def _members(built: bodies.Built, key: model.JobKey) -> list[Pod]:
+    """The pods of a plain pod or pod gang Leitstand did not create; none for a TrainingJob."""
+    single = built.pod_of_job.get(key)
+    if single is not None:
+        return [single]
+    return list(built.pods_of_gang.get(key, {}).values()) if key in built.groups else []
+
+
+def _annotate_start(pod: Pod, eta: str | None) -> list[Write]:
+    """``leitstand.dev/estimated-start-time`` set to ``eta`` on ``pod`` (removed for None), unless it is."""
+    if annotations(pod).get(bodies.ESTIMATED_START_ANNOTATION) == eta:
+        return []
+    meta = pod["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+    return [applier.patch(path, {"metadata": {"annotations": {bodies.ESTIMATED_START_ANNOTATION: eta}}},
+                          purpose="estimated start")]  # fmt: skip
+
+
+def _expected_starts(
+    decisions: model.Decisions,
+    pod_of_job: Mapping[model.JobKey, Pod],
+    pods_of_gang: Mapping[model.JobKey, dict[int, Pod]],
+) -> dict[model.JobKey, float]:
+    """The expected start on the pods of each plain pod or pod gang this cycle starts (none of its pods bound
+    before: a replaced or added replica is no start), read from ``leitstand.dev/estimated-start-time``."""
+    found: dict[model.JobKey, float] = {}
+    for bind in decisions.binds:
+        plain = pod_of_job.get(bind.job)
+        members = [plain] if plain is not None else list(pods_of_gang.get(bind.job, {}).values())
+        if not members or bind.ranks or any(pod_spec(pod).get("nodeName") for pod in members):
+            continue
+        estimated = bodies.annotated_time(members[0], bodies.ESTIMATED_START_ANNOTATION)
+        if estimated is not None:
+            found[bind.job] = estimated
+    return found
+
+
 def _pod_scheduled(pod: Pod, explanation: model.Explanation, now: float) -> list[Write]:
     """``PodScheduled=False`` on a waiting pod, when its message changed."""
     conditions = pod_status(pod).get("conditions") or []
@@ -674,25 +707,39 @@ def _status_write(path: str, status: Body) -> Write:
     return applier.patch(path, [{"op": "add", "path": "/status", "value": status}], patch_type="json")
 
 
+# owners whose controller ends them at a deadline we may move: where the deadline is, from their start
+_DEADLINES = {
+    "Job": ("/apis/batch/v1/namespaces/{namespace}/jobs/{name}", ("spec",)),
+    "PyTorchJob": ("/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs/{name}", ("spec", "runPolicy")),
+}
+
+
 def _limits(
-    built: bodies.Built, decisions: model.Decisions, queues: Mapping[model.QueueName, model.Queue], now: float
+    built: bodies.Built,
+    decisions: model.Decisions,
+    queues: Mapping[model.QueueName, model.Queue],
+    now: float,
+    told: set[str] | None = None,
 ) -> list[Write]:
     """Plain pods and pod gangs (of Jobs, PyTorchJobs, JobSets, PodGroups, annotations) that have run as long as
     their runtime limit allows: every pod deleted, with a Warning Event on each and on the gang's owner. The
     limit is the shortest ``leitstand.dev/runtime-limit`` among the pods, else their queue's default, at most
     its maximum; it counts from the first pod's start, as the core plans it. A pod whose own
-    ``activeDeadlineSeconds`` comes by then is the kubelet's to end. TrainingJobs end in ``jobs``."""
+    ``activeDeadlineSeconds`` comes by then is the kubelet's to end. A Job or a PyTorchJob is ended too, not
+    only its pods: its ``activeDeadlineSeconds`` is set to the time it has been active, so its controller
+    fails it (``DeadlineExceeded``) instead of making new pods. TrainingJobs end in ``jobs``. ``told`` keeps
+    the uids of the pods and owners already told (each is told once), pruned to the pods that still exist."""
     writes: list[Write] = []
+    told = set() if told is None else told
+    alive = {str(pod["metadata"].get("uid")) for pod in built.pod_of_job.values()}
+    alive.update(str(pod["metadata"].get("uid")) for members in built.pods_of_gang.values() for pod in members.values())
+    alive.update(str((group.owner.get("metadata") or {}).get("uid")) for group in built.groups.values() if group.owner)
+    told.intersection_update(alive)
     for job in built.snapshot.jobs:
         if job.started is None or not job.placement:
             continue
-        single = built.pod_of_job.get(job.key)
-        group = built.groups.get(job.key)
-        if single is not None:
-            members = [single]
-        elif group is not None:
-            members = list(built.pods_of_gang.get(job.key, {}).values())
-        else:
+        members = _members(built, job.key)
+        if not members:
             continue  # a TrainingJob's
         own = [limit for pod in members if (limit := bodies.annotated_runtime_limit(pod)) is not None]
         limit, _too_long = model.runtime_limit(min(own, default=None), decisions.job_queues.get(job.key), queues)
@@ -701,21 +748,51 @@ def _limits(
         ending = [
             pod
             for pod in members
-            if pod_spec(pod).get("nodeName")
-            and not pod["metadata"].get("deletionTimestamp")
-            and not (isinstance(deadline := pod_spec(pod).get("activeDeadlineSeconds"), int) and 0 < deadline <= limit)
+            if not (isinstance(deadline := pod_spec(pod).get("activeDeadlineSeconds"), int) and 0 < deadline <= limit)
         ]
         if not ending:
             continue
+        group = built.groups.get(job.key)
+        owner = group.owner if group is not None else None
         text = f"ran to its runtime limit of {model.duration_text(limit)}; deleted"
         if group is not None:
             text = f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {len(ending)} pods deleted"
+        if owner is not None and (ended := _owner_deadline(owner, now)) is not None:
+            text += f", and its {owner['kind']} ended (activeDeadlineSeconds)"
+            writes.append(ended)
         writes += [_delete_pod(pod, 0) for pod in ending]
-        involved = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in ending]
-        if group is not None and group.owner is not None:
-            involved.append(group.owner)
-        writes += [applier.event(target, "Warning", "RuntimeLimitExceeded", text, now=now) for target in involved]
+        involved: list[Body] = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in ending]
+        if owner is not None:
+            involved.append(owner)
+        for target in involved:
+            uid = str((target.get("metadata") or {}).get("uid") or "")
+            if not uid or uid not in told:
+                writes.append(applier.event(target, "Warning", "RuntimeLimitExceeded", text, now=now))
+                told.add(uid)
     return writes
+
+
+def _owner_deadline(owner: Body, now: float) -> Write | None:
+    """The patch that makes a Job's or PyTorchJob's controller end it now (``owner``: its body, with apiVersion
+    and kind): its ``activeDeadlineSeconds`` set to the seconds since its ``status.startTime`` (at least 1);
+    None for other owners or one already past it."""
+    where = _DEADLINES.get(str(owner.get("kind")))
+    if where is None:
+        return None
+    path, fields = where
+    started = (owner.get("status") or {}).get("startTime")  # set by its controller
+    start = bodies.timestamp(started) if isinstance(started, str) else None
+    seconds = max(1, int(now - start)) if start is not None else 1
+    spec = owner.get("spec") or {}
+    existing = (spec.get("runPolicy") or {} if "runPolicy" in fields else spec).get("activeDeadlineSeconds")
+    if isinstance(existing, int) and 0 < existing <= seconds:
+        return None  # its controller ends it on its own
+    patch: Body = {"activeDeadlineSeconds": seconds}
+    for name in reversed(fields):
+        patch = {name: patch}
+    meta = owner.get("metadata") or {}
+    return applier.patch(path.format(namespace=meta.get("namespace"), name=meta.get("name")), patch,
+                         purpose="runtime limit")  # fmt: skip
 
 
 def _pod_key(pod: Pod) -> str:

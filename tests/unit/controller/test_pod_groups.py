@@ -4,7 +4,7 @@ starts, and Events said once."""
 from typing import Any
 
 from leitstand.controller.configuration import Configuration
-from leitstand.controller.scheduler import Report, Scheduler, _limits
+from leitstand.controller.scheduler import Report, Scheduler, _expected_starts, _limits
 from leitstand.core import model
 from leitstand.kube import bodies
 from leitstand.kube.store import Store
@@ -19,6 +19,8 @@ def scheduler() -> Scheduler:
 def a_gang(bound: bool, **annotations: str) -> tuple[bodies.Built, model.JobKey]:
     owners = dict([an_owner("Job", "sweep", parallelism=2)])
     pods = [owned(f"sweep-{i}", "Job", "sweep", **annotations) for i in range(2)]
+    for i, pod in enumerate(pods):
+        pod["metadata"]["uid"] = f"pod-uid-{i}"
     if bound:
         for rank, pod in enumerate(pods):
             pod["spec"]["nodeName"] = f"n{rank + 1}"
@@ -27,8 +29,13 @@ def a_gang(bound: bool, **annotations: str) -> tuple[bodies.Built, model.JobKey]
     return built, model.JobKey("acme/jobs/sweep")
 
 
-def decided(*, evictions: tuple[model.Eviction, ...] = (), pending: tuple[model.Explanation, ...] = ()) -> Any:
-    return model.Decisions(binds=(), evictions=evictions, releases=(), pending=pending, queues={},
+def decided(
+    *,
+    evictions: tuple[model.Eviction, ...] = (),
+    pending: tuple[model.Explanation, ...] = (),
+    binds: tuple[model.Bind, ...] = (),
+) -> Any:
+    return model.Decisions(binds=binds, evictions=evictions, releases=(), pending=pending, queues={},
                            job_queues={model.JobKey("acme/jobs/sweep"): model.QueueName("acme")})  # fmt: skip
 
 
@@ -71,17 +78,27 @@ def test_what_is_said_of_a_waiting_gang_is_said_once_until_it_changes() -> None:
 ACME = {model.QueueName("acme"): model.Queue(model.QueueName("acme"), default_runtime_limit=3600.0)}
 
 
-def test_a_gang_of_pods_at_its_runtime_limit_loses_every_pod_and_says_so_on_them_and_its_owner() -> None:
-    built, _key = a_gang(bound=True, runtime_limit="2h")
+def test_a_gang_of_pods_at_its_runtime_limit_loses_every_pod_its_job_ends_and_each_is_told_once() -> None:
+    built, key = a_gang(bound=True, runtime_limit="2h")
     started = built.snapshot.jobs[0].started
     assert started is not None
+    built.groups[key].owner["status"] = {"startTime": "2027-01-15T07:59:00Z"}  # type: ignore[index]
     assert _limits(built, decided(), {}, now=started + 7199) == []
-    writes = _limits(built, decided(), {}, now=started + 7200)
-    assert sorted(targets(writes)) == sorted([
-        ("delete", "sweep-0"), ("delete", "sweep-1"), ("create", "Pod"), ("create", "Pod"), ("create", "Job")])  # fmt: skip
+    told: set[str] = set()
+    writes = _limits(built, decided(), {}, now=started + 7200, told=told)
+    assert sorted(targets(writes)) == sorted([("patch", "sweep"), ("delete", "sweep-0"), ("delete", "sweep-1"),
+                                              ("create", "Pod"), ("create", "Pod"), ("create", "Job")])  # fmt: skip
+    # the Job's own deadline moved to now (it started a minute before its pods): its controller fails it
+    (ended,) = [w for w in writes if w.verb == "patch"]
+    assert ended.path == "/apis/batch/v1/namespaces/acme/jobs/sweep"
+    assert ended.body == {"spec": {"activeDeadlineSeconds": 7260}}
     events = [w.body for w in writes if w.verb == "create"]
     assert {e["reason"] for e in events} == {"RuntimeLimitExceeded"}
-    assert "the gang ran to its runtime limit of 2h; its 2 pods deleted" in events[0]["message"]
+    assert "the gang ran to its runtime limit of 2h; its 2 pods deleted, and its Job ended" in events[0]["message"]
+    again = _limits(built, decided(), {}, now=started + 7210, told=told)  # the pods not gone yet: no Events again
+    assert sorted(targets(again)) == [("delete", "sweep-0"), ("delete", "sweep-1"), ("patch", "sweep")]
+    built.groups[key].owner["spec"]["activeDeadlineSeconds"] = 7260  # type: ignore[index]  # the patch landed
+    assert [w.verb for w in _limits(built, decided(), {}, now=started + 7220, told=told)] == ["delete", "delete"]
 
 
 def test_a_gang_without_a_limit_of_its_own_ends_at_its_queues_default_and_one_unbounded_never_does() -> None:
@@ -103,10 +120,6 @@ def test_a_plain_pod_at_its_limit_is_deleted_unless_its_own_deadline_ends_it_fir
     writes = _limits(built, decided(), {}, now=started + 1800)
     assert sorted(targets(writes)) == [("create", "Pod"), ("delete", "notebook")]
     pod["spec"]["activeDeadlineSeconds"] = 600  # the kubelet ends it at 10 minutes
-    built = bodies.build([a_node("n1")], [], [pod], SETTINGS, [], {})
-    assert _limits(built, decided(), {}, now=started + 1800) == []
-    pod["metadata"]["deletionTimestamp"] = "2027-01-15T08:31:00Z"  # already going: not deleted again
-    pod["spec"].pop("activeDeadlineSeconds")
     built = bodies.build([a_node("n1")], [], [pod], SETTINGS, [], {})
     assert _limits(built, decided(), {}, now=started + 1800) == []
 
@@ -133,3 +146,28 @@ def test_a_waiting_gang_of_pods_is_annotated_with_its_expected_start_which_moves
     gone = running._plain_pod_conditions(decisions, built, Report(decisions, None), now=1e9)  # type: ignore[arg-type]
     assert [w.body["metadata"]["annotations"] for w in gone if not w.path.endswith("/status")] == [
         {bodies.ESTIMATED_START_ANNOTATION: None}] * 2  # fmt: skip
+
+
+def test_an_expected_start_anyone_wrote_is_replaced_not_a_failed_cycle_and_a_running_gang_loses_its_own() -> None:
+    built, key = a_gang(bound=False, estimated_start_time="tomorrow")
+    waiting = model.Explanation(key, model.Reason.INSUFFICIENT_CAPACITY, "needs 2 x 8 b200", model.QueueName("acme"), 1)
+    decisions = decided(pending=(waiting,))
+    running = scheduler()
+    running.forecaster.estimates = {key: model.Planned(1e9 + 3600)}
+    writes = running._plain_pod_conditions(decisions, built, Report(decisions, None), now=1e9)  # type: ignore[arg-type]
+    assert {w.body["metadata"]["annotations"][bodies.ESTIMATED_START_ANNOTATION] for w in writes
+            if not w.path.endswith("/status")} == {"2001-09-09T02:47:00Z"}  # fmt: skip
+    bound, _key = a_gang(bound=True, estimated_start_time="2001-09-09T02:47:00Z")
+    writes = running._plain_pod_conditions(decided(), bound, Report(decided(), None), now=1e9)  # type: ignore[arg-type]
+    assert [w.body for w in writes] == [{"metadata": {"annotations": {bodies.ESTIMATED_START_ANNOTATION: None}}}] * 2
+
+
+def test_the_estimate_is_read_at_a_start_of_the_whole_gang_never_at_a_replacement_pod() -> None:
+    built, key = a_gang(bound=False, estimated_start_time="2001-09-09T02:47:00Z")
+    start = model.Bind(key, (model.NodeName("n1"), model.NodeName("n2")))
+    assert _expected_starts(decided(binds=(start,)), built.pod_of_job, built.pods_of_gang) == {key: 1e9 + 3620}
+    running, _key = a_gang(bound=True, estimated_start_time="2001-09-09T02:47:00Z")
+    replacement = model.Bind(key, (model.NodeName("n1"),))
+    assert _expected_starts(decided(binds=(replacement,)), running.pod_of_job, running.pods_of_gang) == {}
+    unannotated, _key = a_gang(bound=False)
+    assert _expected_starts(decided(binds=(start,)), unannotated.pod_of_job, unannotated.pods_of_gang) == {}
