@@ -725,16 +725,17 @@ def _limits(
     their runtime limit allows: every pod deleted, with a Warning Event on each and on the gang's owner. The
     limit is the shortest ``leitstand.dev/runtime-limit`` among the pods, else their queue's default, at most
     its maximum; it counts from the first pod's start, as the core plans it. A pod whose own
-    ``activeDeadlineSeconds`` comes by then is the kubelet's to end. A Job or a PyTorchJob is ended too, not
-    only its pods: its ``activeDeadlineSeconds`` is set to the time it has been active, so its controller
-    fails it (``DeadlineExceeded``) instead of making new pods. TrainingJobs end in ``jobs``. ``told`` keeps
+    ``activeDeadlineSeconds`` comes by then is the kubelet's to end. A running Job or PyTorchJob is ended
+    instead: its ``activeDeadlineSeconds`` is set to the time it has been active, so its controller stops the
+    pods and fails it (``DeadlineExceeded``) rather than making new ones; pods still there a cycle later are
+    deleted. TrainingJobs end in ``jobs``. ``told`` keeps
     the uids of the pods and owners already told (each is told once), pruned to the pods that still exist."""
     writes: list[Write] = []
     told = set() if told is None else told
     alive = {str(pod["metadata"].get("uid")) for pod in built.pod_of_job.values()}
     alive.update(str(pod["metadata"].get("uid")) for members in built.pods_of_gang.values() for pod in members.values())
     alive.update(str((group.owner.get("metadata") or {}).get("uid")) for group in built.groups.values() if group.owner)
-    told.intersection_update(alive)
+    told.difference_update({entry for entry in told if entry.partition("@")[0] not in alive})
     for job in built.snapshot.jobs:
         if job.started is None or not job.placement:
             continue
@@ -745,46 +746,57 @@ def _limits(
         limit, _too_long = model.runtime_limit(min(own, default=None), decisions.job_queues.get(job.key), queues)
         if limit is None or now - job.started < limit:
             continue
+        group = built.groups.get(job.key)
+        owner = group.owner if group is not None else None
+        ended = _owner_deadline(owner, now) if owner is not None else None
+        kind = str(owner.get("kind")) if owner is not None else "owner"
         ending = [
             pod
             for pod in members
             if not (isinstance(deadline := pod_spec(pod).get("activeDeadlineSeconds"), int) and 0 < deadline <= limit)
         ]
-        if not ending:
-            continue
-        group = built.groups.get(job.key)
-        owner = group.owner if group is not None else None
-        text = f"ran to its runtime limit of {model.duration_text(limit)}; deleted"
-        if group is not None:
-            text = f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {len(ending)} pods deleted"
-        if owner is not None and (ended := _owner_deadline(owner, now)) is not None:
-            text += f", and its {owner['kind']} ended (activeDeadlineSeconds)"
+        if ended is not None:  # its controller stops the pods, and makes no new ones; deleted next cycle if not
             writes.append(ended)
-        writes += [_delete_pod(pod, 0) for pod in ending]
-        involved: list[Body] = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in ending]
+            text = f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {kind} ends"
+        elif not ending:
+            continue
+        else:
+            writes += [_delete_pod(pod, 0) for pod in ending]
+            text = f"ran to its runtime limit of {model.duration_text(limit)}; deleted"
+            if group is not None:
+                text = (
+                    f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {len(ending)} pods deleted"
+                )
+        involved: list[Body] = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in (ending or members)]
         if owner is not None:
             involved.append(owner)
         for target in involved:
             uid = str((target.get("metadata") or {}).get("uid") or "")
-            if not uid or uid not in told:
+            entry = f"{uid}@{job.started}"  # a gang run again (its owner made new pods) is told again
+            if not uid or entry not in told:
                 writes.append(applier.event(target, "Warning", "RuntimeLimitExceeded", text, now=now))
-                told.add(uid)
+                told.add(entry)
     return writes
 
 
 def _owner_deadline(owner: Body, now: float) -> Write | None:
     """The patch that makes a Job's or PyTorchJob's controller end it now (``owner``: its body, with apiVersion
     and kind): its ``activeDeadlineSeconds`` set to the seconds since its ``status.startTime`` (at least 1);
-    None for other owners or one already past it."""
+    None for other owners, one without a start or suspended, and one already past its deadline."""
     where = _DEADLINES.get(str(owner.get("kind")))
     if where is None:
         return None
     path, fields = where
-    started = (owner.get("status") or {}).get("startTime")  # set by its controller
-    start = bodies.timestamp(started) if isinstance(started, str) else None
-    seconds = max(1, int(now - start)) if start is not None else 1
+    started = (owner.get("status") or {}).get("startTime")  # set by its controller while it runs
     spec = owner.get("spec") or {}
-    existing = (spec.get("runPolicy") or {} if "runPolicy" in fields else spec).get("activeDeadlineSeconds")
+    policy = spec.get("runPolicy") or {} if "runPolicy" in fields else spec
+    if not isinstance(started, str) or policy.get("suspend"):
+        return None  # not running as its controller sees it: its pods are deleted instead
+    start = bodies.timestamp(started)
+    if start is None:
+        return None
+    seconds = max(1, int(now - start))
+    existing = policy.get("activeDeadlineSeconds")
     if isinstance(existing, int) and 0 < existing <= seconds:
         return None  # its controller ends it on its own
     patch: Body = {"activeDeadlineSeconds": seconds}

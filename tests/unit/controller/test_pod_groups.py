@@ -78,27 +78,44 @@ def test_what_is_said_of_a_waiting_gang_is_said_once_until_it_changes() -> None:
 ACME = {model.QueueName("acme"): model.Queue(model.QueueName("acme"), default_runtime_limit=3600.0)}
 
 
-def test_a_gang_of_pods_at_its_runtime_limit_loses_every_pod_its_job_ends_and_each_is_told_once() -> None:
+def test_a_gang_of_pods_at_its_runtime_limit_has_its_job_ended_then_its_pods_deleted_each_told_once() -> None:
     built, key = a_gang(bound=True, runtime_limit="2h")
     started = built.snapshot.jobs[0].started
     assert started is not None
-    built.groups[key].owner["status"] = {"startTime": "2027-01-15T07:59:00Z"}  # type: ignore[index]
+    owner = built.groups[key].owner
+    assert owner is not None
+    owner["status"] = {"startTime": "2027-01-15T07:59:00Z"}  # the Job started a minute before its pods
     assert _limits(built, decided(), {}, now=started + 7199) == []
     told: set[str] = set()
     writes = _limits(built, decided(), {}, now=started + 7200, told=told)
-    assert sorted(targets(writes)) == sorted([("patch", "sweep"), ("delete", "sweep-0"), ("delete", "sweep-1"),
-                                              ("create", "Pod"), ("create", "Pod"), ("create", "Job")])  # fmt: skip
-    # the Job's own deadline moved to now (it started a minute before its pods): its controller fails it
+    # the Job's own deadline moves to now: its controller stops the pods and makes no new ones
+    assert sorted(targets(writes)) == sorted([("patch", "sweep"), ("create", "Pod"), ("create", "Pod"),
+                                              ("create", "Job")])  # fmt: skip
     (ended,) = [w for w in writes if w.verb == "patch"]
     assert ended.path == "/apis/batch/v1/namespaces/acme/jobs/sweep"
     assert ended.body == {"spec": {"activeDeadlineSeconds": 7260}}
     events = [w.body for w in writes if w.verb == "create"]
     assert {e["reason"] for e in events} == {"RuntimeLimitExceeded"}
-    assert "the gang ran to its runtime limit of 2h; its 2 pods deleted, and its Job ended" in events[0]["message"]
-    again = _limits(built, decided(), {}, now=started + 7210, told=told)  # the pods not gone yet: no Events again
-    assert sorted(targets(again)) == [("delete", "sweep-0"), ("delete", "sweep-1"), ("patch", "sweep")]
-    built.groups[key].owner["spec"]["activeDeadlineSeconds"] = 7260  # type: ignore[index]  # the patch landed
-    assert [w.verb for w in _limits(built, decided(), {}, now=started + 7220, told=told)] == ["delete", "delete"]
+    assert "the gang ran to its runtime limit of 2h; its Job ends" in events[0]["message"]
+    again = _limits(built, decided(), {}, now=started + 7210, told=told)  # the patch not seen yet: no Events again
+    assert targets(again) == [("patch", "sweep")]
+    owner["spec"]["activeDeadlineSeconds"] = 7260  # the patch landed, the pods are still there: deleted
+    assert sorted(targets(_limits(built, decided(), {}, now=started + 7220, told=told))) == [
+        ("delete", "sweep-0"), ("delete", "sweep-1")]  # fmt: skip
+
+
+def test_a_gang_whose_job_has_no_start_or_is_suspended_loses_its_pods_and_its_job_is_left_alone() -> None:
+    built, key = a_gang(bound=True, runtime_limit="2h")
+    started = built.snapshot.jobs[0].started
+    assert started is not None
+    owner = built.groups[key].owner
+    assert owner is not None
+    for status, suspend in (({}, False), ({"startTime": "2027-01-15T07:59:00Z"}, True)):
+        owner["status"], owner["spec"]["suspend"] = status, suspend
+        writes = _limits(built, decided(), {}, now=started + 7200)
+        assert sorted(targets(writes)) == sorted([("delete", "sweep-0"), ("delete", "sweep-1"), ("create", "Pod"),
+                                                  ("create", "Pod"), ("create", "Job")])  # fmt: skip
+        assert "the gang ran to its runtime limit of 2h; its 2 pods deleted" in writes[-1].body["message"]
 
 
 def test_a_gang_without_a_limit_of_its_own_ends_at_its_queues_default_and_one_unbounded_never_does() -> None:
