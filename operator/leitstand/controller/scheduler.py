@@ -728,8 +728,8 @@ def _limits(
     ``activeDeadlineSeconds`` comes by then is the kubelet's to end. A running Job or PyTorchJob is ended
     instead: its ``activeDeadlineSeconds`` is set to the time it has been active, so its controller stops the
     pods and fails it (``DeadlineExceeded``) rather than making new ones; pods still there a cycle later are
-    deleted. TrainingJobs end in ``jobs``. ``told`` keeps
-    the uids of the pods and owners already told (each is told once), pruned to the pods that still exist."""
+    deleted. TrainingJobs end in ``jobs``. ``told`` keeps the pods and owners already told (``uid@start``: each
+    run of a gang is told once), pruned to those that still exist."""
     writes: list[Write] = []
     told = set() if told is None else told
     alive = {str(pod["metadata"].get("uid")) for pod in built.pod_of_job.values()}
@@ -749,24 +749,20 @@ def _limits(
         group = built.groups.get(job.key)
         owner = group.owner if group is not None else None
         ended = _owner_deadline(owner, now) if owner is not None else None
-        kind = str(owner.get("kind")) if owner is not None else "owner"
         ending = [
             pod
             for pod in members
             if not (isinstance(deadline := pod_spec(pod).get("activeDeadlineSeconds"), int) and 0 < deadline <= limit)
         ]
-        if ended is not None:  # its controller stops the pods, and makes no new ones; deleted next cycle if not
+        ran = f"ran to its runtime limit of {model.duration_text(limit)}"
+        if ended is not None and owner is not None:  # its controller stops the pods and makes no new ones
             writes.append(ended)
-            text = f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {kind} ends"
+            text = f"the gang {ran}; its {owner.get('kind')} ends"
         elif not ending:
             continue
         else:
             writes += [_delete_pod(pod, 0) for pod in ending]
-            text = f"ran to its runtime limit of {model.duration_text(limit)}; deleted"
-            if group is not None:
-                text = (
-                    f"the gang ran to its runtime limit of {model.duration_text(limit)}; its {len(ending)} pods deleted"
-                )
+            text = f"the gang {ran}; its {len(ending)} pods deleted" if group is not None else f"{ran}; deleted"
         involved: list[Body] = [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in (ending or members)]
         if owner is not None:
             involved.append(owner)

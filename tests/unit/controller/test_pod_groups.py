@@ -78,12 +78,17 @@ def test_what_is_said_of_a_waiting_gang_is_said_once_until_it_changes() -> None:
 ACME = {model.QueueName("acme"): model.Queue(model.QueueName("acme"), default_runtime_limit=3600.0)}
 
 
-def test_a_gang_of_pods_at_its_runtime_limit_has_its_job_ended_then_its_pods_deleted_each_told_once() -> None:
+def a_limited_gang() -> tuple[bodies.Built, float, dict[str, Any]]:
+    """A Job's running gang of two pods with a 2 h limit: the built snapshot, when it started, its owner's body."""
     built, key = a_gang(bound=True, runtime_limit="2h")
-    started = built.snapshot.jobs[0].started
+    started, owner = built.snapshot.jobs[0].started, built.groups[key].owner
     assert started is not None
-    owner = built.groups[key].owner
     assert owner is not None
+    return built, started, owner
+
+
+def test_a_gang_of_pods_at_its_runtime_limit_has_its_job_ended_then_its_pods_deleted_each_told_once() -> None:
+    built, started, owner = a_limited_gang()
     owner["status"] = {"startTime": "2027-01-15T07:59:00Z"}  # the Job started a minute before its pods
     assert _limits(built, decided(), {}, now=started + 7199) == []
     told: set[str] = set()
@@ -105,11 +110,7 @@ def test_a_gang_of_pods_at_its_runtime_limit_has_its_job_ended_then_its_pods_del
 
 
 def test_a_gang_whose_job_has_no_start_or_is_suspended_loses_its_pods_and_its_job_is_left_alone() -> None:
-    built, key = a_gang(bound=True, runtime_limit="2h")
-    started = built.snapshot.jobs[0].started
-    assert started is not None
-    owner = built.groups[key].owner
-    assert owner is not None
+    built, started, owner = a_limited_gang()
     for status, suspend in (({}, False), ({"startTime": "2027-01-15T07:59:00Z"}, True)):
         owner["status"], owner["spec"]["suspend"] = status, suspend
         writes = _limits(built, decided(), {}, now=started + 7200)
